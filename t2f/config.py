@@ -1,0 +1,221 @@
+"""Typed settings, read once from the environment and ``.env``.
+
+Only ``bot.py`` and ``t2f.cli`` call :func:`load_settings`; everything else receives a
+:class:`Settings`. The real environment wins over ``.env`` so an operator can override a file
+without editing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from t2f.errors import ConfigError
+
+SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _setting(env: str, default: Any, doc: str, *, allowed: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc, "allowed": allowed})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every t2f setting, with its environment variable, default and meaning.
+
+    The table in the README is generated from these fields (``python -m t2f.config``).
+    """
+
+    model: str = _setting(
+        "T2F_MODEL",
+        "CompVis/stable-diffusion-v1-4",
+        "Stable Diffusion 1.x pipeline: a Hugging Face hub id or a local folder saved with `save_pretrained`.",
+    )
+    model_revision: str = _setting(
+        "T2F_MODEL_REVISION",
+        "main",
+        "Hub revision (branch, tag or commit sha) to download and load; pin a sha in production.",
+    )
+    device: str = _setting(
+        "T2F_DEVICE",
+        "auto",
+        "Torch device for the models; `auto` picks CUDA when available, else CPU.",
+        allowed="auto, cpu, cuda, cuda:N",
+    )
+    dtype: str = _setting(
+        "T2F_DTYPE", "auto", "Model precision; `auto` is float16 on CUDA and float32 on CPU.", allowed=", ".join(DTYPES)
+    )
+    steps: int = _setting("T2F_STEPS", 25, "Default denoising steps per image.", allowed="1..150")
+    guidance: float = _setting("T2F_GUIDANCE", 7.5, "Default classifier-free guidance scale.", allowed="0..30")
+    image_size: int = _setting(
+        "T2F_IMAGE_SIZE", 512, "Side of the square generated image in pixels.", allowed="64..1024, a multiple of 8"
+    )
+    scheduler: str = _setting(
+        "T2F_SCHEDULER",
+        "dpmpp",
+        "Sampler: `dpmpp` is DPM-Solver++ (2nd order multistep).",
+        allowed=", ".join(SCHEDULERS),
+    )
+    safety_checker: bool = _setting(
+        "T2F_SAFETY_CHECKER", True, "Run the pipeline's safety checker; flagged images are withheld.", allowed="on, off"
+    )
+    taesd: str = _setting(
+        "T2F_TAESD",
+        "",
+        "Tiny autoencoder (hub id or folder, e.g. `madebyollin/taesd`) for step previews; empty disables previews.",
+    )
+    cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
+    output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
+
+    def resolved_device(self) -> str:
+        """The concrete torch device string (``auto`` resolved)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolved_dtype(self) -> str:
+        """The concrete dtype name: float16 on CUDA and float32 on CPU unless set explicitly."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "float16" if self.resolved_device().startswith("cuda") else "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view for metadata files."""
+        return {
+            f.name: str(v) if isinstance(v, Path) else v
+            for f, v in zip(dataclasses.fields(self), dataclasses.astuple(self), strict=True)
+        }
+
+
+def _parse_int(var: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a whole number; allowed: {low}..{high}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{var}={value} is out of range; allowed: {low}..{high}.")
+    return value
+
+
+def _parse_float(var: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number; allowed: {low:g}..{high:g}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{var}={value:g} is out of range; allowed: {low:g}..{high:g}.")
+    return value
+
+
+def _parse_choice(var: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{var}={raw!r} is not allowed; allowed: {', '.join(choices)}.")
+    return value
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{var}={raw!r} is not a switch; allowed: on, off (or true/false, 1/0, yes/no).")
+
+
+def _parse_device(var: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise ConfigError(f"{var}={raw!r} is not a device; allowed: auto, cpu, cuda, cuda:N.")
+
+
+def _parse_image_size(var: str, raw: str) -> int:
+    value = _parse_int(var, raw, 64, 1024)
+    if value % 8:
+        raise ConfigError(f"{var}={value} is not a multiple of 8; allowed: 64..1024, a multiple of 8.")
+    return value
+
+
+def _parse_text(var: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_required_text(var: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{var} is empty; set it to a hub id or a local folder.")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "model": _parse_required_text,
+    "model_revision": _parse_required_text,
+    "device": _parse_device,
+    "dtype": lambda var, raw: _parse_choice(var, raw, DTYPES),
+    "steps": lambda var, raw: _parse_int(var, raw, 1, 150),
+    "guidance": lambda var, raw: _parse_float(var, raw, 0.0, 30.0),
+    "image_size": _parse_image_size,
+    "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
+    "safety_checker": _parse_bool,
+    "taesd": _parse_text,
+    "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+    "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+}
+
+
+def settings_from_mapping(values: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from variables; unset or empty-string variables keep their defaults.
+
+    Raises
+    ------
+    ConfigError
+        When a value is invalid; the message names the variable and the allowed values.
+    """
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        var = f.metadata["env"]
+        raw = values.get(var)
+        if raw is None or (raw.strip() == "" and f.name != "taesd"):
+            continue
+        kwargs[f.name] = _PARSERS[f.name](var, raw)
+    return Settings(**kwargs)
+
+
+def read_environment(env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
+    """Merge ``env_file`` (if it exists) under the process environment; the real environment wins."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
+    """Read :class:`Settings` from ``env_file`` and the environment."""
+    return settings_from_mapping(read_environment(env_file))
+
+
+def settings_table() -> str:
+    """Markdown table of every setting, for the README."""
+    rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ("on" if default else "off") if isinstance(default, bool) else (str(default) or "(empty)")
+        rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['allowed'] or 'any'} | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,42 @@
+"""Shared fixtures: the ../shared data folder and tiny models built at test time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never reach a model hub: everything loads from folders built here or from ../shared.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's shared data (T2F_SHARED_DIR, default ../shared beside the project root)."""
+    folder = Path(os.environ.get("T2F_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
+    if not folder.is_dir():
+        pytest.skip(f"shared data folder {folder} is absent; set T2F_SHARED_DIR (CI provides it)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SD 1.x pipeline folder whose safety checker flags every image."""
+    from tiny_models import build_tiny_sd_pipeline
+
+    return build_tiny_sd_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No T2F_* variables from the developer's shell, and a working directory with no .env."""
+    for name in list(os.environ):
+        if name.startswith("T2F_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path

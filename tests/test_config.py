@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from t2f.config import Settings, load_settings, settings_from_mapping, settings_table
+from t2f.errors import ConfigError
+
+
+def test_defaults_match_the_documented_ones(clean_env: Path) -> None:
+    settings = load_settings()
+    assert settings.model == "CompVis/stable-diffusion-v1-4"
+    assert (settings.steps, settings.guidance, settings.image_size) == (25, 7.5, 512)
+    assert settings.scheduler == "dpmpp"
+    assert settings.safety_checker is True
+    assert settings.resolved_device() == "cpu"  # no GPU on the test machine
+    assert settings.resolved_dtype() == "float32"
+
+
+def test_dtype_auto_is_fp16_on_cuda() -> None:
+    assert Settings(device="cuda").resolved_dtype() == "float16"
+    assert Settings(device="cuda", dtype="bfloat16").resolved_dtype() == "bfloat16"
+
+
+def test_env_file_is_read_and_real_environment_wins(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / ".env").write_text("T2F_STEPS=30\nT2F_SCHEDULER=ddim\nT2F_SAFETY_CHECKER=off\n", encoding="utf-8")
+    monkeypatch.setenv("T2F_STEPS", "12")
+    settings = load_settings()
+    assert settings.steps == 12
+    assert settings.scheduler == "ddim"
+    assert settings.safety_checker is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("T2F_STEPS", "abc", "T2F_STEPS='abc' is not a whole number; allowed: 1..150."),
+        ("T2F_STEPS", "0", "T2F_STEPS=0 is out of range; allowed: 1..150."),
+        ("T2F_GUIDANCE", "99", "T2F_GUIDANCE=99 is out of range; allowed: 0..30."),
+        ("T2F_IMAGE_SIZE", "500", "T2F_IMAGE_SIZE=500 is not a multiple of 8; allowed: 64..1024, a multiple of 8."),
+        (
+            "T2F_SCHEDULER",
+            "magic",
+            "T2F_SCHEDULER='magic' is not allowed; allowed: dpmpp, pndm, ddim, euler, euler_a, unipc.",
+        ),
+        ("T2F_DTYPE", "int8", "T2F_DTYPE='int8' is not allowed; allowed: auto, float16, bfloat16, float32."),
+        ("T2F_DEVICE", "tpu", "T2F_DEVICE='tpu' is not a device; allowed: auto, cpu, cuda, cuda:N."),
+        ("T2F_SAFETY_CHECKER", "maybe", "T2F_SAFETY_CHECKER='maybe' is not a switch; allowed: on, off"),
+    ],
+)
+def test_invalid_values_name_the_variable_and_allowed_values(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({variable: value})
+    assert caught.value.user_message.startswith(message)
+
+
+def test_empty_values_keep_defaults_and_cuda_index_is_accepted() -> None:
+    settings = settings_from_mapping({"T2F_STEPS": "", "T2F_DEVICE": "cuda:1"})
+    assert settings.steps == 25
+    assert settings.device == "cuda:1"
+
+
+def test_table_lists_every_variable_once() -> None:
+    table = settings_table()
+    for name in (
+        "T2F_MODEL",
+        "T2F_MODEL_REVISION",
+        "T2F_DEVICE",
+        "T2F_DTYPE",
+        "T2F_STEPS",
+        "T2F_GUIDANCE",
+        "T2F_IMAGE_SIZE",
+        "T2F_SCHEDULER",
+        "T2F_SAFETY_CHECKER",
+        "T2F_TAESD",
+        "T2F_CACHE_DIR",
+        "T2F_OUTPUT_DIR",
+    ):
+        assert table.count(f"`{name}`") == 1
+
+
+def test_readme_and_env_example_document_every_variable() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    example = (root / ".env.example").read_text(encoding="utf-8")
+    assert settings_table() in readme, "README's configuration table is stale: paste `python -m t2f.config`"
+    for line in settings_table().splitlines()[2:]:
+        variable = line.split("`")[1]
+        assert f"\n{variable}=" in example, f"{variable} missing from .env.example"
