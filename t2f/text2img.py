@@ -1,0 +1,294 @@
+"""Text-to-image stage: a Stable Diffusion 1.x pipeline from diffusers, wrapped for t2f.
+
+``TextToImage.generate(request) -> FaceImage`` reads like the diffusers pipeline it wraps:
+1. check the request, 2. build a per-request generator from the seed, 3. run the denoising loop
+with a step callback, 4. read the safety checker's verdict, 5. return a :class:`FaceImage`.
+It never re-implements the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2f.errors import InvalidRequest, ModelUnavailable
+from t2f.taesd import LatentPreviewer
+from t2f.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
+
+MAX_SEED = 2**63 - 1
+WITHHELD_BY_SAFETY = "The safety filter flagged this image, so it was withheld. Try a different prompt or seed."
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class FaceRequest:
+    """One image to paint. ``size`` is the side of the square image in pixels (a multiple of 8)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 7.5
+    size: int = 512
+
+
+@dataclass(frozen=True)
+class FaceImage:
+    """What the stage made of one :class:`FaceRequest`.
+
+    Attributes
+    ----------
+    request : the request this answers.
+    image : (size, size, 3) uint8 RGB, or ``None`` when withheld.
+    nsfw : the safety checker's verdict; ``None`` when no check ran (checker switched off).
+    withheld_reason : a sentence for the user when ``image`` is ``None``, else ``None``.
+    dropped_prompt : the end of the prompt the text encoder could not read ("" when all fitted).
+    timings : seconds per phase: ``encode_and_denoise`` and ``decode_and_safety``, shared by a batch.
+    """
+
+    request: FaceRequest
+    image: np.ndarray | None
+    nsfw: bool | None
+    withheld_reason: str | None
+    dropped_prompt: str
+    timings: dict[str, float]
+
+    @property
+    def prompt_truncated(self) -> bool:
+        """True when part of the prompt was cut at the text encoder's token limit."""
+        return bool(self.dropped_prompt)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """One finished denoising step of a batch.
+
+    ``previews`` holds one (h, w, 3) uint8 TAESD preview per request when previews were asked for
+    on this step, else ``None``.
+    """
+
+    step: int
+    total: int
+    previews: tuple[np.ndarray, ...] | None = None
+
+
+StepCallback = Callable[[StepProgress], None]
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """Build the named diffusers scheduler from a pipeline's scheduler config."""
+    import diffusers
+
+    if name == "dpmpp":
+        # solver_order=2 is what the DPM-Solver++ authors recommend for guided sampling.
+        return diffusers.DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    classes = {
+        "pndm": diffusers.PNDMScheduler,
+        "ddim": diffusers.DDIMScheduler,
+        "euler": diffusers.EulerDiscreteScheduler,
+        "euler_a": diffusers.EulerAncestralDiscreteScheduler,
+        "unipc": diffusers.UniPCMultistepScheduler,
+    }
+    if name not in classes:
+        raise ValueError(f"unknown scheduler {name!r}; allowed: dpmpp, {', '.join(classes)}")
+    return classes[name].from_config(config)
+
+
+class TextToImage:
+    """Paint images from prompts with a loaded ``StableDiffusionPipeline``.
+
+    Parameters
+    ----------
+    pipeline : a diffusers ``StableDiffusionPipeline`` already on ``device`` in ``dtype``.
+    device, dtype : where it runs; explicit, never guessed here.
+    model, revision : what was loaded, for metadata (revision is a commit sha or ``None``).
+    previewer : optional TAESD decoder for step previews.
+    """
+
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        device: str,
+        dtype: torch.dtype,
+        model: str,
+        revision: str | None = None,
+        previewer: LatentPreviewer | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.device = device
+        self.dtype = dtype
+        self.model = model
+        self.revision = revision
+        self.previewer = previewer
+        self.pipeline.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        *,
+        revision: str = "main",
+        device: str = "cpu",
+        dtype: str = "float32",
+        scheduler: str = "dpmpp",
+        safety_checker: bool = True,
+        cache_dir: Path | None = None,
+        taesd: str = "",
+    ) -> TextToImage:
+        """Load a Stable Diffusion 1.x pipeline from a local folder or the hub cache, never the network.
+
+        Raises
+        ------
+        ModelUnavailable
+            When the weights are missing or incomplete; names the model and how to fetch it.
+        """
+        from diffusers import StableDiffusionPipeline
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        resolved = resolve_snapshot(model, revision=revision, cache_dir=cache_dir)
+        check_pipeline_folder(resolved, skip=() if safety_checker else SAFETY_COMPONENTS)
+        extra: dict[str, Any] = {}
+        if not safety_checker:
+            extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+        torch_dtype = TORCH_DTYPES[dtype]
+        try:
+            pipeline = StableDiffusionPipeline.from_pretrained(
+                resolved.folder, dtype=torch_dtype, local_files_only=True, **extra
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(
+                f"Model '{model}' could not be loaded ({type(exc).__name__}); its files look damaged. "
+                "Fetch it again with: t2f download"
+            ) from exc
+        pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
+        # Scaled-dot-product attention: PyTorch picks flash or memory-efficient kernels on CUDA.
+        pipeline.unet.set_attn_processor(AttnProcessor2_0())
+        pipeline.vae.set_attn_processor(AttnProcessor2_0())
+        pipeline = pipeline.to(device)
+        previewer = (
+            LatentPreviewer.from_pretrained(taesd, device=device, dtype=torch_dtype, cache_dir=cache_dir)
+            if taesd
+            else None
+        )
+        return cls(
+            pipeline, device=device, dtype=torch_dtype, model=model, revision=resolved.revision, previewer=previewer
+        )
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """Prompt tokens the text encoder reads, without the start and end tokens."""
+        return int(self.pipeline.tokenizer.model_max_length) - 2
+
+    def dropped_prompt_text(self, prompt: str) -> str:
+        """The part of ``prompt`` past the text encoder's token limit ("" when it all fits)."""
+        tokenizer = self.pipeline.tokenizer
+        ids = tokenizer(prompt, add_special_tokens=False, truncation=False).input_ids
+        if len(ids) <= self.max_prompt_tokens:
+            return ""
+        return tokenizer.decode(ids[self.max_prompt_tokens :]).strip()
+
+    @staticmethod
+    def check_request(request: FaceRequest) -> None:
+        """Raise :class:`InvalidRequest` quoting the first value the stage cannot use."""
+        if not request.prompt.strip():
+            raise InvalidRequest("The prompt is empty; describe the face you want.")
+        if not 64 <= request.size <= 1024 or request.size % 8:
+            raise InvalidRequest(f"Image size {request.size} is not allowed; use 64 to 1024 pixels, a multiple of 8.")
+        if not 1 <= request.steps <= 150:
+            raise InvalidRequest(f"Steps {request.steps} is not allowed; use 1 to 150.")
+        if not 0.0 <= request.guidance <= 30.0:
+            raise InvalidRequest(f"Guidance {request.guidance:g} is not allowed; use 0 to 30.")
+        if not 0 <= request.seed <= MAX_SEED:
+            raise InvalidRequest(f"Seed {request.seed} is not allowed; use 0 to {MAX_SEED}.")
+
+    @staticmethod
+    def check_batch(requests: Sequence[FaceRequest]) -> None:
+        """A batch shares one denoising loop, so steps, guidance and size must match."""
+        if not requests:
+            raise InvalidRequest("The batch is empty.")
+        for request in requests:
+            TextToImage.check_request(request)
+        shapes = {(r.steps, r.guidance, r.size) for r in requests}
+        if len(shapes) > 1:
+            raise InvalidRequest(f"A batch must share steps, guidance and size; got {sorted(shapes)}.")
+
+    def generate(
+        self, request: FaceRequest, *, on_step: StepCallback | None = None, preview_every: int = 0
+    ) -> FaceImage:
+        """Paint one image. See :meth:`generate_batch`."""
+        return self.generate_batch([request], on_step=on_step, preview_every=preview_every)[0]
+
+    @torch.no_grad()
+    def generate_batch(
+        self, requests: Sequence[FaceRequest], *, on_step: StepCallback | None = None, preview_every: int = 0
+    ) -> list[FaceImage]:
+        """Paint several images in one denoising loop.
+
+        Each request gets its own ``torch.Generator`` seeded from its seed, so a request paints
+        the same pixels (up to float tolerance) alone or in any batch on the same device.
+
+        Parameters
+        ----------
+        requests : requests sharing steps, guidance and size.
+        on_step : called on this thread after every denoising step.
+        preview_every : with a TAESD previewer, attach previews every N steps and on the last (0: never).
+        """
+        # 1. Check inputs.
+        self.check_batch(requests)
+        first = requests[0]
+        # 2. One generator per request makes its noise independent of the batch around it.
+        generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
+        marks: dict[str, float] = {"start": time.perf_counter()}
+
+        # 3. Denoise, reporting each step.
+        def step_end(pipe: Any, step_index: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            marks["last_step"] = time.perf_counter()
+            if on_step is not None:
+                total = int(pipe.num_timesteps)
+                step = step_index + 1
+                previews = None
+                if self.previewer is not None and preview_every > 0 and (step % preview_every == 0 or step == total):
+                    previews = tuple(self.previewer.decode(kwargs["latents"], max_side=256))
+                on_step(StepProgress(step=step, total=total, previews=previews))
+            return kwargs
+
+        output = self.pipeline(
+            prompt=[r.prompt for r in requests],
+            negative_prompt=[r.negative_prompt for r in requests],
+            height=first.size,
+            width=first.size,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance,
+            generator=generators,
+            output_type="np",
+            callback_on_step_end=step_end,
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
+        end = time.perf_counter()
+        last_step = marks.get("last_step", end)
+        timings = {"encode_and_denoise": last_step - marks["start"], "decode_and_safety": end - last_step}
+
+        # 4. Read the safety verdict; 5. build results.
+        flags: list[bool] | None = output.nsfw_content_detected
+        results = []
+        for i, request in enumerate(requests):
+            nsfw = None if flags is None else bool(flags[i])
+            pixels = np.clip(np.round(output.images[i] * 255.0), 0, 255).astype(np.uint8)
+            results.append(
+                FaceImage(
+                    request=request,
+                    image=None if nsfw else pixels,
+                    nsfw=nsfw,
+                    withheld_reason=WITHHELD_BY_SAFETY if nsfw else None,
+                    dropped_prompt=self.dropped_prompt_text(request.prompt),
+                    timings=dict(timings),
+                )
+            )
+        return results
