@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from t2f import cli
+
+
+def run_cli(*args: str) -> int:
+    return cli.main(list(args))
+
+
+def test_generate_writes_image_and_metadata(
+    tiny_sd: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
+    out = clean_env / "out"
+    code = run_cli(
+        "generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--seed", "3", "--steps", "2", "--size", "64"
+    )
+    assert code == 0
+    image = np.asarray(Image.open(out / "image.png"))
+    assert image.shape == (64, 64, 3)
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["prompt"] == "a face" and meta["seed"] == 3 and meta["steps"] == 2 and meta["size"] == 64
+    assert meta["model"] == {"id": str(tiny_sd), "revision": None}
+    assert meta["settings"]["scheduler"] == "dpmpp"
+    assert meta["nsfw"] is None and meta["files"] == {"image": "image.png"}
+    assert set(meta["timings_s"]) == {"load", "encode_and_denoise", "decode_and_safety"}
+    assert all(v >= 0 for v in meta["timings_s"].values())
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_generate_reports_a_truncated_prompt(
+    tiny_sd: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
+    out = clean_env / "long"
+    prompt = "a portrait of a woman " * 9 + "wearing a red scarf"
+    assert run_cli("generate", prompt, "--model", str(tiny_sd), "--out", str(out), "--steps", "1", "--size", "64") == 0
+    assert "this part was ignored" in capsys.readouterr().err
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["prompt_truncated"] is True and meta["dropped_prompt"].endswith("red scarf")
+
+
+def test_flagged_image_is_not_written_and_the_user_is_told(
+    tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = clean_env / "flagged"
+    code = run_cli("generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--steps", "2", "--size", "64")
+    assert code == 1
+    assert "safety filter flagged this image" in capsys.readouterr().err
+    assert not (out / "image.png").exists()
+    assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["nsfw"] is True
+
+
+def test_default_hub_model_offline_fails_fast_in_one_line(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "t2f", "generate", "a face"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)},
+    )
+    assert time.perf_counter() - started < 10
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "t2f: error: Model 'CompVis/stable-diffusion-v1-4' (revision main) is not downloaded in 'models'. "
+        "Fetch it with: t2f download"
+    ]
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_setting_stops_with_the_variable_named(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("T2F_SCHEDULER", "fastest")
+    assert run_cli("doctor", "--no-smoke") == 2
+    assert capsys.readouterr().err.strip() == (
+        "t2f: configuration error: T2F_SCHEDULER='fastest' is not allowed; "
+        "allowed: dpmpp, pndm, ddim, euler, euler_a, unipc."
+    )
+    monkeypatch.delenv("T2F_SCHEDULER")
+    assert run_cli("generate", "x", "--device", "gpu0") == 2
+    assert "T2F_DEVICE='gpu0' is not a device" in capsys.readouterr().err
+
+
+def test_unexpected_errors_are_one_line_unless_debug(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def explode(settings: object) -> None:
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(cli, "load_text_to_image", explode)
+    assert run_cli("generate", "a face") == 1
+    err = capsys.readouterr().err
+    assert "t2f: error: unexpected RuntimeError: the GPU caught fire (run again with --debug for the traceback)" in err
+    assert "Traceback" not in err
+    with pytest.raises(RuntimeError, match="caught fire"):
+        run_cli("generate", "a face", "--debug")
+
+
+def test_doctor_reports_missing_weights(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("doctor") == 1
+    out = capsys.readouterr().out
+    assert "device: cpu" in out
+    assert "diffusion model: MISSING" in out and "t2f download" in out
+    assert "smoke run: skipped (no weights)" in out
+
+
+def test_doctor_smoke_runs_a_present_model(tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("doctor", "--model", str(tiny_sd)) == 0
+    out = capsys.readouterr().out
+    assert f"diffusion model: {tiny_sd} present" in out
+    assert "smoke run: ok" in out
+
+
+def test_download_local_folder_and_offline_hub(
+    tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("download", "--model", str(tiny_sd)) == 0
+    assert "local folder, nothing to download" in capsys.readouterr().out
+    started = time.perf_counter()
+    assert run_cli("download") == 1
+    assert time.perf_counter() - started < 10
+    err = capsys.readouterr().err
+    assert err.startswith("t2f: error: Could not download 'CompVis/stable-diffusion-v1-4' (revision main)")
+    assert len(err.strip().splitlines()) == 1
