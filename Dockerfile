@@ -1,0 +1,31 @@
+# t2f bot for a CUDA GPU host (run with the NVIDIA container toolkit: `docker run --gpus all ...`).
+# PyTorch's CUDA wheels from PyPI carry their own CUDA runtime, so a slim Python base is enough;
+# the host needs only the NVIDIA driver.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    T2F_CACHE_DIR=/data/models \
+    T2F_OUTPUT_DIR=/data/outputs \
+    HF_HOME=/data/hf
+
+RUN useradd --create-home --uid 1000 t2f \
+    && mkdir -p /data/models /data/outputs /data/hf \
+    && chown -R t2f:t2f /data
+
+WORKDIR /app
+# Dependencies first, so code edits do not reinstall PyTorch. torch is pinned: on Linux x86-64 PyPI
+# serves the CUDA build of 2.13.0.
+COPY pyproject.toml README.md ./
+RUN pip install torch==2.13.0
+COPY t2f ./t2f
+COPY cogs ./cogs
+COPY bot.py ./
+RUN pip install .
+
+USER t2f
+# Model weights (several GB) and results live on a volume, not in the image.
+VOLUME ["/data"]
+# Weights are fetched on first start (a no-op once cached), then the bot runs.
+CMD ["sh", "-c", "t2f download && exec python bot.py"]

@@ -1,0 +1,45 @@
+# One-command entry points. Everything installs into .venv at the project root.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROMPT ?= a portrait photo of a smiling woman with curly hair
+
+.PHONY: install install-test bot test lint face doctor bench clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls the newest CUDA build (several GB).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.runtime
+install-test: $(VENV)/.test
+
+## Set up, fetch weights on first run, start the bot.
+bot: install
+	$(VENV)/bin/t2f download
+	$(PY) bot.py
+
+## Lint and run the whole test suite (CI runs exactly this).
+test: install-test
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: install-test
+	$(PY) -m ruff check .
+
+## Paint one face from PROMPT with the configured model.
+face: install
+	$(VENV)/bin/t2f generate "$(PROMPT)"
+
+doctor: install
+	$(VENV)/bin/t2f doctor
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

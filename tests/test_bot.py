@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bot
+from t2f.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (None, "DISCORD_TOKEN is not set; copy .env.example to .env and paste your bot token there."),
+        ("   ", "DISCORD_TOKEN is not set"),
+        ("hunter2", "DISCORD_TOKEN does not look like a bot token"),
+    ],
+)
+def test_bad_tokens_are_refused_without_echoing_them(token: str | None, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        bot.check_token(token)
+    assert caught.value.user_message.startswith(message)
+    assert "hunter2" not in caught.value.user_message
+
+
+def test_token_shape_is_accepted() -> None:
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
+    assert bot.check_token(f"  {token}\n") == token
+
+
+def test_missing_token_is_one_clear_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "t2f bot: configuration error: "
+        "DISCORD_TOKEN is not set; copy .env.example to .env and paste your bot token there."
+    )
+
+
+def test_every_cog_module_is_an_extension() -> None:
+    assert all(name.startswith("cogs.") for name in bot.discover_extensions())
