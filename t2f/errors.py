@@ -26,3 +26,11 @@ class ModelUnavailable(T2FError):
 
 class InvalidRequest(T2FError):
     """A generation request asks for something the stage cannot do (bad size, steps, batch mix)."""
+
+
+class InvalidImage(T2FError):
+    """An input file is not an image t2f can read, or is unusable (empty, absurdly large)."""
+
+
+class NoFaceFound(T2FError):
+    """The face detector found no face (or only one too small to reconstruct)."""

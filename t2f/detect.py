@@ -1,0 +1,115 @@
+"""Face detection with MTCNN (the ``mtcnn`` package; its weights ship in the wheel).
+
+MTCNN runs on TensorFlow, which is kept on the CPU so it never reserves GPU memory that the
+diffusion model and PRNet need. The largest face wins. Its box is turned into PRNet's crop with
+constants measured for MTCNN on AFLW2000-3D (../shared/docs/face-detection.md), not the ones
+PRNet tuned for dlib's detector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from t2f.errors import NoFaceFound
+from t2f.prnet.postprocess import FaceCrop, crop_face
+
+# Landmark-box centre relative to an MTCNN box centre, and PRNet's crop side (1.6 x landmark-box
+# size), all in units of s = (w + h) / 2 of the MTCNN box.
+MTCNN_SHIFT_X = 0.016
+MTCNN_SHIFT_Y = 0.153
+MTCNN_CROP_SCALE = 1.47
+# PRNet's own constants for dlib's MMOD box, for callers who bring such a box.
+DLIB_SHIFT_Y = 0.14
+DLIB_CROP_SCALE = 1.58
+DETECT_MAX_SIDE = 1024  # detection runs on a copy at most this large; boxes are scaled back
+MIN_FACE_PX = 24
+
+NO_FACE = "No face found in the image. Try a portrait prompt, e.g. 'a close-up portrait photo of ...'."
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: left, top, right, bottom in image pixels, and the detector's confidence."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    confidence: float = 1.0
+
+    @property
+    def size(self) -> float:
+        """s = (width + height) / 2."""
+        return ((self.right - self.left) + (self.bottom - self.top)) / 2
+
+    @property
+    def center_xy(self) -> np.ndarray:
+        return np.array([(self.left + self.right) / 2, (self.top + self.bottom) / 2])
+
+
+def crop_from_mtcnn_box(image: np.ndarray, box: FaceBox) -> FaceCrop:
+    """PRNet's crop from an MTCNN box with the calibrated shift and scale."""
+    s = box.size
+    center = box.center_xy + np.array([MTCNN_SHIFT_X * s, MTCNN_SHIFT_Y * s])
+    return crop_face(image, center, MTCNN_CROP_SCALE * s)
+
+
+def crop_from_dlib_box(image: np.ndarray, box: FaceBox) -> FaceCrop:
+    """PRNet's original crop rule for a dlib MMOD box: 0.14 s down, side int(1.58 s)."""
+    s = box.size
+    return crop_face(image, box.center_xy + np.array([0.0, DLIB_SHIFT_Y * s]), float(int(DLIB_CROP_SCALE * s)))
+
+
+class FaceDetector:
+    """Find faces with MTCNN on the CPU."""
+
+    def __init__(self, *, min_confidence: float = 0.9) -> None:
+        import tensorflow as tf
+
+        # Keep TF off the GPU (PyTorch owns it). If TF already initialised its devices this raises,
+        # and MTCNN below is pinned to the CPU anyway.
+        with contextlib.suppress(RuntimeError):
+            tf.config.set_visible_devices([], "GPU")
+        from mtcnn import MTCNN
+
+        self._mtcnn: Any = MTCNN(device="CPU:0")
+        self.min_confidence = min_confidence
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """All faces in ``image`` (H, W, 3) uint8 RGB, largest first."""
+        scale = min(1.0, DETECT_MAX_SIDE / max(image.shape[:2]))
+        small = image
+        if scale < 1.0:
+            from PIL import Image
+
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        found = self._mtcnn.detect_faces(np.ascontiguousarray(small))
+        boxes = [
+            FaceBox(x / scale, y / scale, (x + w) / scale, (y + h) / scale, float(f["confidence"]))
+            for f in found
+            if float(f["confidence"]) >= self.min_confidence
+            for x, y, w, h in [f["box"]]
+        ]
+        return sorted(boxes, key=lambda b: (b.right - b.left) * (b.bottom - b.top), reverse=True)
+
+    def largest_face(self, image: np.ndarray) -> tuple[FaceBox, int]:
+        """The largest face and how many faces were found.
+
+        Raises
+        ------
+        NoFaceFound
+            When there is no face, or the largest is under 24 px.
+        """
+        boxes = self.detect(image)
+        if not boxes:
+            raise NoFaceFound(NO_FACE)
+        if boxes[0].size < MIN_FACE_PX:
+            raise NoFaceFound(
+                f"The face in the image is too small ({boxes[0].size:.0f} px) to reconstruct; try a close-up portrait."
+            )
+        return boxes[0], len(boxes)

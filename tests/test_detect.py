@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io as sio
+from skimage.data import astronaut
+from skimage.io import imread
+
+from t2f.detect import FaceBox, FaceDetector, crop_from_dlib_box, crop_from_mtcnn_box
+from t2f.errors import NoFaceFound
+from t2f.prnet.postprocess import FaceCrop, crop_from_landmarks
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def crop_iou(a: FaceCrop, b: FaceCrop) -> float:
+    """IoU of two square crops (centre, side) in image pixels."""
+    lo = np.maximum(a.center_xy - a.side / 2, b.center_xy - b.side / 2)
+    hi = np.minimum(a.center_xy + a.side / 2, b.center_xy + b.side / 2)
+    inter = float(np.prod(np.clip(hi - lo, 0, None)))
+    return inter / (a.side**2 + b.side**2 - inter)
+
+
+def test_calibrated_crop_matches_prnets_landmark_crop(detector: FaceDetector, shared_dir: Path) -> None:
+    samples = sorted((shared_dir / "prnet" / "aflw2000-samples").glob("*.jpg"))
+    assert len(samples) == 16
+    ious = []
+    for path in samples:
+        image = imread(path)
+        box, count = detector.largest_face(image)
+        assert count >= 1
+        truth = sio.loadmat(str(path.with_suffix(".mat")))["pt3d_68"][:2].T
+        ious.append(crop_iou(crop_from_mtcnn_box(image, box), crop_from_landmarks(image, truth)))
+    assert min(ious) >= 0.70, ious
+    assert np.mean(ious) >= 0.83, ious
+
+
+def test_astronaut_face_is_found(detector: FaceDetector) -> None:
+    box, count = detector.largest_face(astronaut())
+    assert count == 1 and box.confidence > 0.9
+    assert 150 < box.center_xy[0] < 300 and 50 < box.center_xy[1] < 200
+
+
+def test_largest_of_several_faces_wins(detector: FaceDetector) -> None:
+    face = astronaut()[30:230, 130:330]
+    canvas = np.full((400, 900, 3), 200, np.uint8)
+    canvas[100:300, 50:250] = face
+    small = face[::2, ::2]
+    canvas[150:250, 600:700] = small
+    box, count = detector.largest_face(canvas)
+    assert count == 2
+    assert box.center_xy[0] < 300
+
+
+def test_no_face_is_a_clear_error(detector: FaceDetector) -> None:
+    noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    with pytest.raises(NoFaceFound) as caught:
+        detector.largest_face(noise)
+    assert caught.value.user_message.startswith("No face found in the image. Try a portrait prompt")
+
+
+def test_dlib_rule_uses_prnets_constants() -> None:
+    image = np.zeros((400, 400, 3), np.uint8)
+    crop = crop_from_dlib_box(image, FaceBox(100, 100, 200, 200))
+    assert crop.side == 158.0
+    np.testing.assert_allclose(crop.center_xy, [150.0, 164.0])

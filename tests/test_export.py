@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from mesh_fixtures import reference_mesh
+from PIL import Image
+
+from t2f.export.glb import glb_bytes
+from t2f.export.obj import obj_text, textured_obj_files
+from t2f.export.text import format_table
+from t2f.prnet.postprocess import FaceMesh
+
+
+@pytest.fixture(scope="module")
+def mesh(shared_dir: Path) -> FaceMesh:
+    return reference_mesh(shared_dir)[1]
+
+
+def test_format_table_matches_python_formatting() -> None:
+    rng = np.random.default_rng(0)
+    floats = rng.normal(0, 300, (500, 4))
+    floats[0] = [0.0, -0.00001, 12345.67891, -7.5]
+    expected = "".join(f"v {a:.4f} {b:.4f} {c:.4f} {d:.4f}\n" for a, b, c, d in floats).replace("-0.0000", "0.0000")
+    assert format_table("v", floats, digits=4).decode() == expected
+    # Half-way cases round on the scaled value, so they may differ from Python by one in the last digit.
+    tie = float(format_table("v", np.array([[12345.67895]]), digits=4).split()[1])
+    assert abs(tie - 12345.67895) <= 0.5e-4 + 1e-9
+    ints = rng.integers(-5, 100_000, (300, 3))
+    assert format_table("f", ints).decode() == "".join(f"f {a} {b} {c}\n" for a, b, c in ints)
+    assert format_table("f", np.array([[1, 2, 3, 4]]), separator="/ / ").decode() == "f 1/2 3/4\n"
+    assert format_table("v", np.zeros((0, 3)), digits=2) == b""
+
+
+def test_colour_obj_parses_back_upright_and_facing_the_camera(mesh: FaceMesh) -> None:
+    text = obj_text(mesh)
+    lines = text.splitlines()
+    vertex_lines = [line for line in lines if line.startswith("v ")]
+    face_lines = [line for line in lines if line.startswith("f ")]
+    assert len(vertex_lines) == 43_867 and len(face_lines) == 86_906
+    values = np.array([line.split()[1:] for line in vertex_lines], dtype=float)
+    np.testing.assert_allclose(values[:, 0], mesh.vertices[:, 0], atol=1e-4)
+    np.testing.assert_allclose(values[:, 1], mesh.image_shape[0] - 1 - mesh.vertices[:, 1], atol=1e-3)
+    np.testing.assert_allclose(values[:, 3:] * 255, mesh.colors, atol=0.02)
+    faces = np.array([line.split()[1:] for line in face_lines], dtype=int)
+    np.testing.assert_array_equal(faces, mesh.triangles[:, ::-1] + 1)
+    loaded = trimesh.load(io.BytesIO(text.encode()), file_type="obj", process=False)
+    # trimesh keeps referenced vertices only; upstream's triangulation leaves vertex 0 unused.
+    assert loaded.vertices.shape == (43_866, 3) and loaded.faces.shape == (86_906, 3)
+    assert (loaded.face_normals[:, 2] > 0).mean() > 0.75
+
+
+def test_textured_obj_mtl_and_png_refer_to_each_other(mesh: FaceMesh, tmp_path: Path) -> None:
+    files = textured_obj_files(mesh, stem="face_textured")
+    assert set(files) == {"face_textured.obj", "face_textured.mtl", "face_textured.png"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    obj = files["face_textured.obj"].decode()
+    assert obj.splitlines()[1] == "mtllib face_textured.mtl"
+    assert "map_Kd face_textured.png" in files["face_textured.mtl"].decode()
+    uv = np.array([line.split()[1:] for line in obj.splitlines() if line.startswith("vt ")], dtype=float)
+    assert uv.shape == (43_867, 2) and uv.min() >= 0 and uv.max() <= 1
+    first_face = next(line for line in obj.splitlines() if line.startswith("f "))
+    a, b, c = (corner.split("/") for corner in first_face.split()[1:])
+    assert a[0] == a[1] and b[0] == b[1] and c[0] == c[1]
+    loaded = trimesh.load(tmp_path / "face_textured.obj", process=False)
+    assert loaded.visual.kind == "texture"
+    assert np.asarray(loaded.visual.material.image).shape[:2] == (256, 256)
+    assert np.asarray(Image.open(io.BytesIO(files["face_textured.png"]))).shape == (256, 256, 3)
+
+
+def test_glb_round_trips_counts_and_colours(mesh: FaceMesh) -> None:
+    scene = trimesh.load(io.BytesIO(glb_bytes(mesh)), file_type="glb", process=False)
+    (geometry,) = scene.geometry.values()
+    assert geometry.faces.shape == (86_906, 3)
+    assert geometry.vertices.shape[0] in (43_866, 43_867)
+    assert geometry.visual.kind == "vertex"
+    colours = np.asarray(geometry.visual.vertex_colors)[:, :3]
+    assert abs(colours.mean() - mesh.colors.mean()) < 2
+    assert np.ptp(geometry.vertices[:, 1]) == pytest.approx(1.0, rel=1e-3)  # normalised to 1 unit tall
+    assert (geometry.face_normals[:, 2] > 0).mean() > 0.75

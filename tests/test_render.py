@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from mesh_fixtures import reference_mesh
+
+from t2f.render import PANEL, coarse_mesh, preview_strip, rasterize
+
+
+def test_rasterize_fills_a_square_and_keeps_the_nearest() -> None:
+    # Two triangles covering a 10x10 square at depth 0, and one nearer triangle over part of it.
+    vertices = np.array([[5, 5, 0], [15, 5, 0], [5, 15, 0], [15, 15, 0], [5, 5, 1], [15, 5, 1], [5, 15, 1]], float)
+    triangles = np.array([[0, 1, 2], [1, 3, 2], [4, 5, 6]])
+    raster = rasterize(vertices, triangles, 20)
+    covered = raster.face >= 0
+    assert covered[5:16, 5:16].all() and covered.sum() == 121
+    assert raster.face[6, 6] == 2  # the nearer triangle wins where they overlap
+    assert raster.face[14, 14] == 1
+    np.testing.assert_allclose(raster.bary[covered].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_preview_has_shading_in_every_panel(shared_dir: Path) -> None:
+    image, mesh = reference_mesh(shared_dir)
+    strip = preview_strip(image, mesh)
+    assert strip.shape == (PANEL, 5 * PANEL, 3) and strip.dtype == np.uint8
+    panels = [strip[:, i * PANEL : (i + 1) * PANEL] for i in range(5)]
+    for panel in panels[1:]:
+        lit = (np.abs(panel.astype(int) - [32, 34, 40]).sum(axis=2) > 30)[20:]  # below the label
+        assert lit.mean() > 0.2, "a mesh panel is nearly empty"
+        assert panel[20:][lit].std() > 10, "a mesh panel has no shading"
+    from PIL import Image
+
+    expected = np.asarray(Image.fromarray(image).resize((PANEL, PANEL), Image.BILINEAR))  # the sample is square
+    assert np.abs(panels[0].astype(int) - expected).mean() < 10
+    # No holes inside the front view's silhouette.
+    grey = panels[1][20:].astype(int)
+    rows = np.nonzero((np.abs(grey - [32, 34, 40]).sum(axis=2) > 30).any(axis=1))[0]
+    middle = grey[rows[len(rows) // 2]]
+    lit = np.nonzero(np.abs(middle - [32, 34, 40]).sum(axis=1) > 30)[0]
+    assert (np.abs(middle[lit[0] : lit[-1]] - [32, 34, 40]).sum(axis=1) > 30).all()
+
+
+def test_coarse_mesh_keeps_a_quarter_of_the_vertices(shared_dir: Path) -> None:
+    _, mesh = reference_mesh(shared_dir)
+    vertices, triangles, colors = coarse_mesh(mesh)
+    assert len(vertices) == len(colors)
+    assert 0.2 < len(vertices) / len(mesh.vertices) < 0.3
+    assert triangles.max() < len(vertices) and len(triangles) > 1.8 * len(vertices)
