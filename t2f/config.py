@@ -17,9 +17,11 @@ from typing import Any
 from dotenv import dotenv_values
 
 from t2f.errors import ConfigError
+from t2f.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+FACE_CROPS = ("detect", "whole")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -73,6 +75,25 @@ class Settings:
         "",
         "Tiny autoencoder (hub id or folder, e.g. `madebyollin/taesd`) for step previews; empty disables previews.",
     )
+    prnet_dir: str = _setting(
+        "T2F_PRNET_DIR", "", "Folder with PRNet's converted weights and UV data; empty means `<T2F_CACHE_DIR>/prnet`."
+    )
+    prnet_checkpoint_url: str = _setting(
+        "T2F_PRNET_CHECKPOINT_URL",
+        CHECKPOINT_DATA_URL,
+        "Where `t2f download` gets the official PRNet checkpoint data file.",
+    )
+    prnet_data_url: str = _setting(
+        "T2F_PRNET_DATA_URL",
+        UPSTREAM_DATA_URL,
+        "Upstream PRNet `Data/` folder (checkpoint index and UV data) for `t2f download`.",
+    )
+    face_crop: str = _setting(
+        "T2F_FACE_CROP",
+        "detect",
+        "How the face is found: MTCNN detection, or the whole image as the face crop.",
+        allowed="detect, whole",
+    )
     cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
 
@@ -89,6 +110,10 @@ class Settings:
         if self.dtype != "auto":
             return self.dtype
         return "float16" if self.resolved_device().startswith("cuda") else "float32"
+
+    def resolved_prnet_dir(self) -> Path:
+        """PRNet's folder: ``T2F_PRNET_DIR`` or ``<cache_dir>/prnet``."""
+        return Path(self.prnet_dir).expanduser() if self.prnet_dir else self.cache_dir / "prnet"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view for metadata files."""
@@ -170,6 +195,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
     "safety_checker": _parse_bool,
     "taesd": _parse_text,
+    "prnet_dir": _parse_text,
+    "prnet_checkpoint_url": _parse_required_text,
+    "prnet_data_url": _parse_required_text,
+    "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
     "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
 }
@@ -187,7 +216,7 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
     for f in dataclasses.fields(Settings):
         var = f.metadata["env"]
         raw = values.get(var)
-        if raw is None or (raw.strip() == "" and f.name != "taesd"):
+        if raw is None or (raw.strip() == "" and f.name not in ("taesd", "prnet_dir")):
             continue
         kwargs[f.name] = _PARSERS[f.name](var, raw)
     return Settings(**kwargs)

@@ -32,6 +32,29 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_sd_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
 
 
+@pytest.fixture(scope="session")
+def prnet_checkpoint(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TF checkpoint with the official PRNet variable names and shapes, filled with random values."""
+    from prnet_tf_reference import random_variables, read_variable_shapes, write_tf_checkpoint
+
+    prefix = tmp_path_factory.mktemp("prnet-ckpt") / "random_resfcn256_weight"
+    shapes = read_variable_shapes(shared_dir / "docs" / "prnet-checkpoint-variables.tsv")
+    write_tf_checkpoint(prefix, random_variables(shapes, seed=0))
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def prnet_dir(prnet_checkpoint: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PRNet folder as `t2f prnet import --uv-data` makes it: random weights, the real UV data."""
+    from t2f.prnet.assets import PRNetAssets, install_uv_data
+    from t2f.prnet.checkpoint import import_tf_checkpoint
+
+    folder = tmp_path_factory.mktemp("prnet")
+    import_tf_checkpoint(prnet_checkpoint, folder)
+    install_uv_data(folder, assets=PRNetAssets(), source=shared_dir / "prnet" / "uv-data")
+    return folder
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No T2F_* variables from the developer's shell, and a working directory with no .env."""

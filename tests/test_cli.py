@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from t2f import cli
+from t2f import cli, commands
 
 
 def run_cli(*args: str) -> int:
@@ -23,8 +23,9 @@ def test_generate_writes_image_and_metadata(
     monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
     out = clean_env / "out"
     code = run_cli(
-        "generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--seed", "3", "--steps", "2", "--size", "64"
-    )
+        "generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--seed", "3", "--steps", "2", "--size", "64",
+        "--image-only",
+    )  # fmt: skip
     assert code == 0
     image = np.asarray(Image.open(out / "image.png"))
     assert image.shape == (64, 64, 3)
@@ -32,7 +33,7 @@ def test_generate_writes_image_and_metadata(
     assert meta["prompt"] == "a face" and meta["seed"] == 3 and meta["steps"] == 2 and meta["size"] == 64
     assert meta["model"] == {"id": str(tiny_sd), "revision": None}
     assert meta["settings"]["scheduler"] == "dpmpp"
-    assert meta["nsfw"] is None and meta["files"] == {"image": "image.png"}
+    assert meta["nsfw"] is None and meta["files"] == ["image.png", "metadata.json"]
     assert set(meta["timings_s"]) == {"load", "encode_and_denoise", "decode_and_safety"}
     assert all(v >= 0 for v in meta["timings_s"].values())
     assert "wrote" in capsys.readouterr().out
@@ -44,7 +45,22 @@ def test_generate_reports_a_truncated_prompt(
     monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
     out = clean_env / "long"
     prompt = "a portrait of a woman " * 9 + "wearing a red scarf"
-    assert run_cli("generate", prompt, "--model", str(tiny_sd), "--out", str(out), "--steps", "1", "--size", "64") == 0
+    assert (
+        run_cli(
+            "generate",
+            prompt,
+            "--model",
+            str(tiny_sd),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--size",
+            "64",
+            "--image-only",
+        )
+        == 0
+    )
     assert "this part was ignored" in capsys.readouterr().err
     meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     assert meta["prompt_truncated"] is True and meta["dropped_prompt"].endswith("red scarf")
@@ -54,7 +70,9 @@ def test_flagged_image_is_not_written_and_the_user_is_told(
     tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = clean_env / "flagged"
-    code = run_cli("generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--steps", "2", "--size", "64")
+    code = run_cli(
+        "generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--steps", "2", "--size", "64", "--image-only"
+    )
     assert code == 1
     assert "safety filter flagged this image" in capsys.readouterr().err
     assert not (out / "image.png").exists()
@@ -64,7 +82,7 @@ def test_flagged_image_is_not_written_and_the_user_is_told(
 def test_default_hub_model_offline_fails_fast_in_one_line(tmp_path: Path) -> None:
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "t2f", "generate", "a face"],
+        [sys.executable, "-m", "t2f", "generate", "a face", "--image-only"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -101,13 +119,13 @@ def test_unexpected_errors_are_one_line_unless_debug(
     def explode(settings: object) -> None:
         raise RuntimeError("the GPU caught fire")
 
-    monkeypatch.setattr(cli, "load_text_to_image", explode)
-    assert run_cli("generate", "a face") == 1
+    monkeypatch.setattr(commands, "load_text_to_image", explode)
+    assert run_cli("generate", "a face", "--image-only") == 1
     err = capsys.readouterr().err
     assert "t2f: error: unexpected RuntimeError: the GPU caught fire (run again with --debug for the traceback)" in err
     assert "Traceback" not in err
     with pytest.raises(RuntimeError, match="caught fire"):
-        run_cli("generate", "a face", "--debug")
+        run_cli("generate", "a face", "--image-only", "--debug")
 
 
 def test_doctor_reports_missing_weights(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,7 +136,10 @@ def test_doctor_reports_missing_weights(clean_env: Path, capsys: pytest.CaptureF
     assert "smoke run: skipped (no weights)" in out
 
 
-def test_doctor_smoke_runs_a_present_model(tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_smoke_runs_a_present_model(
+    tiny_sd: Path, prnet_dir: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("T2F_PRNET_DIR", str(prnet_dir))
     assert run_cli("doctor", "--model", str(tiny_sd)) == 0
     out = capsys.readouterr().out
     assert f"diffusion model: {tiny_sd} present" in out
@@ -126,10 +147,12 @@ def test_doctor_smoke_runs_a_present_model(tiny_sd: Path, clean_env: Path, capsy
 
 
 def test_download_local_folder_and_offline_hub(
-    tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]
+    tiny_sd: Path, prnet_dir: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setenv("T2F_PRNET_DIR", str(prnet_dir))  # already complete: nothing to fetch
     assert run_cli("download", "--model", str(tiny_sd)) == 0
-    assert "local folder, nothing to download" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "local folder, nothing to download" in out and "PRNet:" in out
     started = time.perf_counter()
     assert run_cli("download") == 1
     assert time.perf_counter() - started < 10

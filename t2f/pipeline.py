@@ -1,0 +1,162 @@
+"""FacePipeline: text -> image -> face -> mesh -> files, each stage timed.
+
+Stages are passed in (built once at start-up); ``reconstruct`` works from any image, and
+``generate`` paints one first. Results are plain data; :func:`result_files` turns a result into
+the bytes of every output file, and only the caller writes them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from t2f.detect import FaceBox, FaceDetector, crop_from_mtcnn_box
+from t2f.errors import InvalidRequest
+from t2f.export.glb import glb_bytes
+from t2f.export.obj import obj_text, textured_obj_files
+from t2f.outputs import png_bytes
+from t2f.prnet.model import PRNet
+from t2f.prnet.postprocess import FaceCrop, FaceMesh, build_face_mesh, crop_whole_image, restore_position_map
+from t2f.prnet.uv import UVData
+from t2f.render import preview_strip
+
+CROP_MODES = ("detect", "whole")
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One reconstructed face.
+
+    Attributes
+    ----------
+    image : (H, W, 3) uint8 RGB the face was found in.
+    mesh : the dense mesh.
+    crop : PRNet's input crop and its transform.
+    box : the detector's box, or ``None`` when the whole image was the crop.
+    faces_found : how many faces the detector saw (the largest was used); 1 for a whole-image crop.
+    timings : seconds per stage (``detect``, ``prnet``, ``postprocess``).
+    """
+
+    image: np.ndarray
+    mesh: FaceMesh
+    crop: FaceCrop
+    box: FaceBox | None
+    faces_found: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the seconds spent inside the block to ``timings[stage]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+class FacePipeline:
+    """Image (or prompt) to face mesh.
+
+    Parameters
+    ----------
+    prnet, uv : the reconstruction network and its UV data.
+    detector : MTCNN, needed for ``crop="detect"``; built lazily when missing.
+    text_to_image : the diffusion stage, needed only by :meth:`generate`.
+    """
+
+    def __init__(
+        self, *, prnet: PRNet, uv: UVData, detector: FaceDetector | None = None, text_to_image: Any = None
+    ) -> None:
+        self.prnet = prnet
+        self.uv = uv
+        self.detector = detector
+        self.text_to_image = text_to_image
+
+    def find_face(self, image: np.ndarray, *, crop: str) -> tuple[FaceCrop, FaceBox | None, int]:
+        """PRNet's crop for ``image`` (H, W, 3) uint8: the largest detected face, or the whole image."""
+        if crop == "whole":
+            return crop_whole_image(image), None, 1
+        if crop != "detect":
+            raise InvalidRequest(f"Unknown face crop mode {crop!r}; use one of {', '.join(CROP_MODES)}.")
+        if self.detector is None:
+            self.detector = FaceDetector()
+        box, count = self.detector.largest_face(image)
+        return crop_from_mtcnn_box(image, box), box, count
+
+    def reconstruct(self, image: np.ndarray, *, crop: str = "detect") -> FaceResult:
+        """One image to one face mesh.
+
+        Raises
+        ------
+        NoFaceFound
+            When ``crop="detect"`` finds no usable face.
+        """
+        return self.reconstruct_batch([image], crop=crop)[0]
+
+    def reconstruct_batch(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult]:
+        """Several images, with PRNet run once on the stacked crops."""
+        timings: dict[str, float] = {}
+        with timed(timings, "detect"):
+            found = [self.find_face(image, crop=crop) for image in images]
+        with timed(timings, "prnet"):
+            raw = self.prnet.predict(np.stack([face_crop.image for face_crop, _, _ in found]))
+        results = []
+        for image, (face_crop, box, count), raw_map in zip(images, found, raw, strict=True):
+            stage_times = {"detect": timings["detect"] / len(images), "prnet": timings["prnet"] / len(images)}
+            with timed(stage_times, "postprocess"):
+                pos = restore_position_map(raw_map, face_crop.tform, max_pos=self.prnet.config.max_pos)
+                mesh = build_face_mesh(image, pos, self.uv)
+            results.append(FaceResult(image, mesh, face_crop, box, count, stage_times))
+        return results
+
+    def generate(
+        self, request: Any, *, crop: str = "detect", on_step: Callable[[Any], None] | None = None
+    ) -> tuple[Any, FaceResult | None]:
+        """Paint ``request`` (a :class:`~t2f.text2img.FaceRequest`) and reconstruct its face.
+
+        Returns the :class:`~t2f.text2img.FaceImage` and the face, or ``None`` when the image was withheld.
+        """
+        if self.text_to_image is None:
+            raise InvalidRequest("This pipeline has no text-to-image stage.")
+        painted = self.text_to_image.generate(request, on_step=on_step)
+        if painted.image is None:
+            return painted, None
+        return painted, self.reconstruct(painted.image, crop=crop)
+
+
+def result_files(result: FaceResult, timings: dict[str, float] | None = None) -> dict[str, bytes]:
+    """Every output file of a face, by name; export times are added to ``timings`` when given.
+
+    ``image.png``, ``face.obj`` (vertex colours), ``face_textured.obj/.mtl/.png``, ``face.glb``, ``preview.png``.
+    """
+    stage_times = timings if timings is not None else {}
+    files = {"image.png": png_bytes(result.image)}
+    with timed(stage_times, "export_obj"):
+        files["face.obj"] = obj_text(result.mesh).encode("ascii")
+        files.update(textured_obj_files(result.mesh, stem="face_textured"))
+    with timed(stage_times, "export_glb"):
+        files["face.glb"] = glb_bytes(result.mesh)
+    with timed(stage_times, "preview"):
+        files["preview.png"] = png_bytes(preview_strip(result.image, result.mesh))
+    return files
+
+
+def face_metadata(result: FaceResult) -> dict[str, Any]:
+    """JSON-friendly facts about a face: landmarks, pose, crop, box."""
+    yaw, pitch, roll = np.degrees(result.mesh.pose)
+    return {
+        "vertices": len(result.mesh.vertices),
+        "triangles": len(result.mesh.triangles),
+        "pose_deg": {"yaw": round(float(yaw), 2), "pitch": round(float(pitch), 2), "roll": round(float(roll), 2)},
+        "landmarks_68": np.round(result.mesh.landmarks, 3).tolist(),
+        "faces_found": result.faces_found,
+        "box_ltrb": None if result.box is None else [round(v, 1) for v in (result.box.left, result.box.top,
+                                                                           result.box.right, result.box.bottom)],
+        "crop": {"center_xy": np.round(result.crop.center_xy, 2).tolist(), "side": round(result.crop.side, 2)},
+    }  # fmt: skip

@@ -1,0 +1,139 @@
+"""End to end: prompt or photo -> every output file, through the real CLI and FacePipeline.
+
+PRNet's weights here are random (the official checkpoint cannot be fetched in CI), so geometry is
+meaningless; these tests check that every stage runs, files parse, and errors read well.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+from skimage.data import astronaut
+
+from t2f import cli
+from t2f.commands import RANDOM_WEIGHTS_NOTE, load_face_pipeline
+from t2f.config import Settings
+
+MESH_FILES = ["face.glb", "face.obj", "face_textured.mtl", "face_textured.obj", "face_textured.png", "image.png",
+              "metadata.json", "preview.png"]  # fmt: skip
+
+
+@pytest.fixture
+def prnet_env(prnet_dir: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("T2F_PRNET_DIR", str(prnet_dir))
+    monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
+    return clean_env
+
+
+def check_outputs(out: Path) -> dict:
+    assert sorted(p.name for p in out.iterdir()) == MESH_FILES
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["files"] == MESH_FILES
+    assert meta["face"]["vertices"] == 43_867 and meta["face"]["triangles"] == 86_906
+    assert len(meta["face"]["landmarks_68"]) == 68
+    assert set(meta["face"]["pose_deg"]) == {"yaw", "pitch", "roll"}
+    assert meta["prnet"]["note"] == RANDOM_WEIGHTS_NOTE
+    for stage in ("detect", "prnet", "postprocess", "export_obj", "export_glb", "preview"):
+        assert meta["timings_s"][stage] >= 0
+    obj = trimesh.load(out / "face.obj", process=False)
+    assert obj.faces.shape == (86_906, 3)
+    glb = trimesh.load(io.BytesIO((out / "face.glb").read_bytes()), file_type="glb")
+    assert next(iter(glb.geometry.values())).faces.shape == (86_906, 3)
+    assert np.asarray(Image.open(out / "preview.png")).shape == (256, 1280, 3)
+    return meta
+
+
+def test_generate_with_tiny_sd_writes_every_file(tiny_sd: Path, prnet_env: Path) -> None:
+    out = prnet_env / "gen"
+    code = cli.main(["generate", "a face", "--model", str(tiny_sd), "--size", "64", "--steps", "2", "--seed", "1",
+                     "--whole-image", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    meta = check_outputs(out)
+    assert meta["face_crop"] == "whole" and meta["face"]["box_ltrb"] is None
+    assert "encode_and_denoise" in meta["timings_s"]
+
+
+def test_noise_has_no_face_and_the_image_is_kept(
+    tiny_sd: Path, prnet_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = prnet_env / "noface"
+    code = cli.main(["generate", "a face", "--model", str(tiny_sd), "--size", "64", "--steps", "2", "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("t2f: error: No face found in the image. Try a portrait prompt")
+    assert err.endswith(f"The image was kept in {out}.")
+    assert sorted(p.name for p in out.iterdir()) == ["image.png", "metadata.json"]
+
+
+def test_reconstruct_a_photo_through_the_detector(shared_dir: Path, prnet_env: Path) -> None:
+    out = prnet_env / "photo"
+    assert (
+        cli.main(["reconstruct", str(shared_dir / "prnet" / "aflw2000-samples" / "image00050.jpg"), "--out", str(out)])
+        == 0
+    )
+    meta = check_outputs(out)
+    assert meta["face_crop"] == "detect" and meta["face"]["faces_found"] == 1
+    left, top, right, bottom = meta["face"]["box_ltrb"]
+    assert 100 < (left + right) / 2 < 350 and 100 < (top + bottom) / 2 < 350  # the face in the 450 px photo
+
+
+def test_prnet_import_then_reconstruct_with_defaults(
+    prnet_checkpoint: Path, shared_dir: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uv = shared_dir / "prnet" / "uv-data"
+    assert cli.main(["prnet", "import", str(prnet_checkpoint), "--uv-data", str(uv)]) == 0
+    assert (clean_env / "models" / "prnet" / "model.safetensors").is_file()
+    assert (clean_env / "models" / "prnet" / "uv-data" / "triangles.txt").is_file()
+    photo = shared_dir / "prnet" / "aflw2000-samples" / "image00050.jpg"
+    assert cli.main(["reconstruct", str(photo), "--out", "result"]) == 0
+    check_outputs(clean_env / "result")
+    assert cli.main(["prnet", "import", str(clean_env / "no-such-ckpt")]) == 1
+    assert "No TensorFlow checkpoint at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello, not an image", "That file is not an image t2f can read"),
+        (None, "No face found in the image."),
+    ],
+)
+def test_reconstruct_refuses_bad_input_in_one_line(
+    prnet_env: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str
+) -> None:
+    path = prnet_env / "input.png"
+    if content is None:
+        noise = np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(path)
+    else:
+        path.write_bytes(content)
+    assert cli.main(["reconstruct", str(path), "--out", str(prnet_env / "x")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"t2f: error: {message}") and "\n" not in err and "Traceback" not in err
+
+
+def test_missing_prnet_stops_generate_before_painting(
+    tiny_sd: Path, clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["generate", "a face", "--model", str(tiny_sd), "--size", "64", "--out", "o"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "t2f: error: PRNet weights are not in 'models/prnet'. Fetch and convert the official weights with: t2f download"
+    )
+    assert not (clean_env / "o").exists()
+
+
+def test_batch_reconstruction_equals_one_by_one(prnet_dir: Path) -> None:
+    pipeline = load_face_pipeline(Settings(prnet_dir=str(prnet_dir)))
+    photo = astronaut()
+    images = [photo, photo[::-1].copy()]
+    together = pipeline.reconstruct_batch(images, crop="whole")
+    for image, batched in zip(images, together, strict=True):
+        alone = pipeline.reconstruct(image, crop="whole")
+        # Batched convolutions may pick other kernels: agreement to 1/20 of a pixel is float tolerance here.
+        np.testing.assert_allclose(batched.mesh.vertices, alone.mesh.vertices, atol=0.05)
