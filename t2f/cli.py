@@ -12,6 +12,10 @@ import os
 import sys
 import warnings
 
+# TensorFlow (MTCNN, checkpoint import) prints C++ start-up logs unless told otherwise before it loads.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 from t2f import __version__, commands
 from t2f.config import read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
@@ -28,7 +32,6 @@ def configure_logging(debug: bool) -> None:
     if debug:
         return
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (MTCNN, checkpoints)
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging
 

@@ -36,8 +36,12 @@ def load_text_to_image(settings: Settings) -> Any:
     )
 
 
-def load_face_pipeline(settings: Settings, *, text_to_image: Any = None) -> Any:
-    """PRNet (weights + UV data from the PRNet folder) wrapped in a :class:`FacePipeline`."""
+def load_face_pipeline(settings: Settings, *, text_to_image: Any = None, crop: str = "whole") -> Any:
+    """PRNet (weights + UV data from the PRNet folder) wrapped in a :class:`FacePipeline`.
+
+    With ``crop="detect"`` the face detector is built here too, so its start-up is not a face's time.
+    """
+    from t2f.detect import FaceDetector
     from t2f.pipeline import FacePipeline
     from t2f.prnet.model import PRNet
     from t2f.prnet.uv import UVData
@@ -47,7 +51,8 @@ def load_face_pipeline(settings: Settings, *, text_to_image: Any = None) -> Any:
     prnet = PRNet.from_pretrained(
         folder, device=settings.resolved_device(), dtype=TORCH_DTYPES[settings.resolved_dtype()]
     )
-    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), text_to_image=text_to_image)
+    detector = FaceDetector() if crop == "detect" else None
+    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
 
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
@@ -98,7 +103,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
     # PRNet first: a missing mesh model should stop the run before minutes of diffusion.
-    pipeline = None if args.image_only else load_face_pipeline(settings)
+    pipeline = None if args.image_only else load_face_pipeline(settings, crop=crop)
     stage = load_text_to_image(settings)
     stage.check_request(request)
     load_s = time.perf_counter() - started
@@ -150,7 +155,7 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}"
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
-    pipeline = load_face_pipeline(settings)
+    pipeline = load_face_pipeline(settings, crop=crop)
     metadata: dict[str, Any] = {
         "source": source.name,
         "source_size": list(loaded.original_size),

@@ -17,7 +17,10 @@ from t2f.prnet.postprocess import FaceMesh
 from t2f.prnet.uv import UV_SIZE, grid_triangles
 
 PANEL = 256
-WINDOWS = (2, 4, 8, 16, 64)  # pixels tested per triangle along each axis, by triangle size
+WINDOWS = (2, 4, 8, 16, 32)  # pixels tested per triangle along each axis, by triangle size
+# Pixel tests per view at most. A real face needs about 0.1 M; broken geometry (random weights, a
+# failed fit) can have huge triangles, and those are left out rather than costing seconds.
+CANDIDATE_BUDGET = 2_000_000
 LIGHT = np.array([-0.3, -0.4, 0.866], dtype=np.float32)  # from the upper left, towards the face
 BACKGROUND = np.array([32, 34, 40], dtype=np.uint8)
 VIEWS = (("front", 0.0), ("3/4", 45.0), ("profile", 80.0))
@@ -67,16 +70,22 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int) -> Raster:
 
     A pixel (row, col) is covered when its centre (col, row) lies inside a triangle; the nearest
     (largest z) triangle wins. Both windings are drawn. Triangles are grouped by size so each is
-    tested against a window just large enough for it (most need 2 x 2 pixels).
+    tested against a window just large enough for it (most need 2 x 2 pixels); groups are drawn
+    smallest first until ``CANDIDATE_BUDGET`` pixel tests are spent, and triangles wider than the
+    largest window are not drawn, so the cost stays bounded whatever the geometry.
     """
     corners = vertices[triangles].astype(np.float32)  # (F, 3, 3)
     low = np.floor(corners[:, :, :2].min(axis=1)).astype(np.int64)
     span = (np.ceil(corners[:, :, :2].max(axis=1)).astype(np.int64) - low).max(axis=1) + 1
-    parts = []
+    parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 3), np.float32))]
+    budget = CANDIDATE_BUDGET
     for window in WINDOWS:  # a handful of size groups, not a loop over triangles
         smaller = window // 2 if window > WINDOWS[0] else 0
-        group = np.flatnonzero((span > smaller) & ((span <= window) | (window == WINDOWS[-1])))
+        group = np.flatnonzero((span > smaller) & (span <= window))
+        if group.size * window * window > budget:
+            break
         if group.size:
+            budget -= group.size * window * window
             tri, pixel, depth, weights = _covered_pixels(corners[group], low[group], window, size)
             parts.append((group[tri], pixel, depth, weights))
     tri_id, pixel, depth, weights = (np.concatenate(column) for column in zip(*parts, strict=True))

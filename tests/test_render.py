@@ -47,3 +47,16 @@ def test_coarse_mesh_keeps_a_quarter_of_the_vertices(shared_dir: Path) -> None:
     assert len(vertices) == len(colors)
     assert 0.2 < len(vertices) / len(mesh.vertices) < 0.3
     assert triangles.max() < len(vertices) and len(triangles) > 1.8 * len(vertices)
+
+
+def test_broken_geometry_renders_within_the_budget(shared_dir: Path) -> None:
+    import dataclasses
+
+    from t2f.render import CANDIDATE_BUDGET, WINDOWS
+
+    image, mesh = reference_mesh(shared_dir)
+    scrambled = np.random.default_rng(0).uniform(0, 500, mesh.vertices.shape).astype(np.float32)
+    broken = dataclasses.replace(mesh, vertices=scrambled)  # random-weight PRNet output looks like this
+    strip = preview_strip(image, broken)
+    assert strip.shape == (PANEL, 5 * PANEL, 3)
+    assert 4 * 22_000 * WINDOWS[0] ** 2 <= CANDIDATE_BUDGET  # a real face always fits the budget

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import trimesh
 
 from t2f.export.obj import upright_vertices
 from t2f.prnet.postprocess import FaceMesh
@@ -13,8 +14,6 @@ def glb_bytes(mesh: FaceMesh) -> bytes:
 
     The mesh is centred on its bounding box and scaled to about 1 unit tall so viewers frame it.
     """
-    import trimesh
-
     vertices = upright_vertices(mesh)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     vertices = (vertices - (low + high) / 2) / max(float(high[1] - low[1]), 1e-6)
