@@ -38,6 +38,10 @@ lint: install-test
 face: install
 	$(VENV)/bin/t2f generate "$(PROMPT)"
 
+## Benchmarks: print Markdown tables and write them to bench/results/.
+bench: install
+	$(PY) bench/reconstruction.py --runs 20 --out bench/results/reconstruction-$$( $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" ).md
+
 doctor: install
 	$(VENV)/bin/t2f doctor
 

@@ -18,12 +18,15 @@ import numpy as np
 from PIL import Image
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode an (H, W, 3) or (H, W, 4) uint8 image as PNG."""
+def png_bytes(image: np.ndarray, *, compress_level: int = 3) -> bytes:
+    """Encode an (H, W, 3) or (H, W, 4) uint8 image as PNG.
+
+    zlib level 3 is about twice as fast as Pillow's default 6 for files about 10% larger.
+    """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected an (H, W, 3|4) uint8 image, got {image.shape} {image.dtype}")
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 

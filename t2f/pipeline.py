@@ -18,7 +18,7 @@ import numpy as np
 from t2f.detect import FaceBox, FaceDetector, crop_from_mtcnn_box
 from t2f.errors import InvalidRequest
 from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_text, textured_obj_files
+from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.outputs import png_bytes
 from t2f.prnet.model import PRNet
 from t2f.prnet.postprocess import FaceCrop, FaceMesh, build_face_mesh, crop_whole_image, restore_position_map
@@ -138,7 +138,7 @@ def result_files(result: FaceResult, timings: dict[str, float] | None = None) ->
     stage_times = timings if timings is not None else {}
     files = {"image.png": png_bytes(result.image)}
     with timed(stage_times, "export_obj"):
-        files["face.obj"] = obj_text(result.mesh).encode("ascii")
+        files["face.obj"] = obj_bytes(result.mesh)
         files.update(textured_obj_files(result.mesh, stem="face_textured"))
     with timed(stage_times, "export_glb"):
         files["face.glb"] = glb_bytes(result.mesh)

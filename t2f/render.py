@@ -89,12 +89,19 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int) -> Raster:
             tri, pixel, depth, weights = _covered_pixels(corners[group], low[group], window, size)
             parts.append((group[tri], pixel, depth, weights))
     tri_id, pixel, depth, weights = (np.concatenate(column) for column in zip(*parts, strict=True))
-    order = np.lexsort((-depth, pixel))  # by pixel, nearest first
-    first = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]]] if order.size else order
+    # Z-buffer without sorting: pack (depth quantised to 30 bits, candidate) into one integer and keep
+    # each pixel's maximum; depth ties within 1/2**30 of the range go to the later candidate.
+    low_z = depth.min(initial=0.0)
+    scale = (2**30 - 1) / max(float(depth.max(initial=0.0) - low_z), 1e-9)
+    keys = (((depth - low_z) * scale).astype(np.int64) << 32) | np.arange(depth.size, dtype=np.int64)
+    best = np.full(size * size, -1, dtype=np.int64)
+    np.maximum.at(best, pixel, keys)
+    hit = best >= 0
+    winner = best[hit] & 0xFFFFFFFF
     face = np.full(size * size, -1, dtype=np.int64)
     bary = np.zeros((size * size, 3), dtype=np.float32)
-    face[pixel[first]] = tri_id[first]
-    bary[pixel[first]] = weights[first]
+    face[hit] = tri_id[winner]
+    bary[hit] = weights[winner]
     return Raster(face=face.reshape(size, size), bary=bary.reshape(size, size, 3))
 
 
@@ -110,12 +117,16 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return (normals / np.where(length == 0, 1, length)).astype(np.float32)
 
 
+def yaw_rotation(yaw_deg: float) -> np.ndarray:
+    """(3, 3) float32 rotation about the vertical (y) axis."""
+    t = np.radians(yaw_deg)
+    return np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]], dtype=np.float32)
+
+
 def fit_to_panel(vertices: np.ndarray, yaw_deg: float, size: int = PANEL) -> np.ndarray:
     """Rotate ``vertices`` (V, 3, y down) about the vertical axis through their centre and scale into the panel."""
     centred = vertices - (vertices.min(axis=0) + vertices.max(axis=0)) / 2
-    t = np.radians(yaw_deg)
-    rotation = np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]], dtype=np.float32)
-    turned = centred @ rotation.T
+    turned = centred @ yaw_rotation(yaw_deg).T
     span = float(np.ptp(turned[:, :2], axis=0).max()) or 1.0
     scaled = turned * (0.9 * size / span)
     scaled[:, :2] += size / 2
@@ -166,11 +177,13 @@ def preview_strip(image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL) -> np
     """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front."""
     # Half the UV resolution still gives about two pixels per triangle at preview size, at a quarter of the cost.
     vertices, triangles, colors = coarse_mesh(mesh)
+    # Normals in the image frame, turned with each view (the panel fit only adds a uniform scale).
+    image_normals = vertex_normals(vertices, triangles)
     panels = [fit_image(image, size)]
     front: tuple[Raster, np.ndarray] | None = None
     for label, yaw in VIEWS:
         placed = fit_to_panel(vertices, yaw, size)  # every view starts from the image frame
-        raster, normals = rasterize(placed, triangles, size), vertex_normals(placed, triangles)
+        raster, normals = rasterize(placed, triangles, size), image_normals @ yaw_rotation(yaw).T
         front = front or (raster, normals)
         panels.append(_label(shade(raster, triangles, normals, None), label))
     assert front is not None

@@ -13,7 +13,7 @@ from t2f.export.text import format_table
 from t2f.prnet.postprocess import FaceMesh
 
 TEXTURE_MATERIAL = "FaceTexture"
-DIGITS = 4  # 1/10000 of a source-image pixel; colours finer than 1/255
+DIGITS = 3  # 1/1000 of a source-image pixel; colours still round-trip exactly to 8 bits
 
 
 def upright_vertices(mesh: FaceMesh) -> np.ndarray:
@@ -28,11 +28,14 @@ def obj_faces(mesh: FaceMesh) -> np.ndarray:
     return mesh.triangles[:, ::-1].astype(np.int64) + 1
 
 
-def obj_text(mesh: FaceMesh) -> str:
-    """OBJ with per-vertex colours (``v x y z r g b``, colours in [0, 1]) and faces; no normals or UVs."""
+def obj_bytes(mesh: FaceMesh) -> bytes:
+    """ASCII OBJ with per-vertex colours (``v x y z r g b``, colours in [0, 1]) and faces; no normals or UVs."""
     vertex_table = np.column_stack([upright_vertices(mesh), mesh.colors / 255.0])
-    body = format_table("v", vertex_table, digits=DIGITS) + format_table("f", obj_faces(mesh))
-    return "# t2f face mesh (PRNet), vertex colours\n" + body.decode("ascii")
+    return (
+        b"# t2f face mesh (PRNet), vertex colours\n"
+        + format_table("v", vertex_table, digits=DIGITS)
+        + format_table("f", obj_faces(mesh))
+    )
 
 
 def textured_obj_files(mesh: FaceMesh, *, stem: str = "face_textured") -> dict[str, bytes]:

@@ -27,8 +27,9 @@ def _table_chars(magnitude: np.ndarray, negative: np.ndarray, digits: int, separ
     width = 1 + whole_width + frac_width + 1
     cells = np.empty((*magnitude.shape, width), dtype=np.uint8)
     cells[..., 0] = np.where(negative, _MINUS, PAD)
-    # Least significant digit first: decimals, then the whole part (32-bit division is twice as fast).
-    rest = magnitude.astype(np.uint32 if magnitude.max(initial=0) < 2**32 else np.uint64)
+    # Least significant digit first: decimals, then the whole part. Narrow integers divide faster.
+    largest = magnitude.max(initial=0)
+    rest = magnitude.astype(np.uint16 if largest < 2**16 else np.uint32 if largest < 2**32 else np.uint64)
     columns = list(range(width - 2, width - 2 - digits, -1)) + list(range(whole_width, 0, -1))
     for significance, column in enumerate(columns):  # one pass per digit position, never per row
         rest, digit = np.divmod(rest, 10)
