@@ -21,7 +21,14 @@ from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.outputs import png_bytes
 from t2f.prnet.model import PRNet
-from t2f.prnet.postprocess import FaceCrop, FaceMesh, build_face_mesh, crop_whole_image, restore_position_map
+from t2f.prnet.postprocess import (
+    FaceCrop,
+    FaceMesh,
+    build_face_mesh,
+    crop_from_landmarks,
+    crop_whole_image,
+    restore_position_map,
+)
 from t2f.prnet.uv import UVData
 from t2f.render import preview_strip
 
@@ -78,8 +85,18 @@ class FacePipeline:
         self.detector = detector
         self.text_to_image = text_to_image
 
-    def find_face(self, image: np.ndarray, *, crop: str) -> tuple[FaceCrop, FaceBox | None, int]:
-        """PRNet's crop for ``image`` (H, W, 3) uint8: the largest detected face, or the whole image."""
+    def find_face(
+        self, image: np.ndarray, *, crop: str, box: FaceBox | None = None, landmarks: np.ndarray | None = None
+    ) -> tuple[FaceCrop, FaceBox | None, int]:
+        """PRNet's crop for ``image`` (H, W, 3) uint8.
+
+        A caller-given MTCNN-style ``box`` or (68, 2+) ``landmarks`` (PRNet's 1.6x, no-shift rule)
+        wins over ``crop``, which is the largest detected face ("detect") or the whole image ("whole").
+        """
+        if landmarks is not None:
+            return crop_from_landmarks(image, np.asarray(landmarks, dtype=np.float64)), None, 1
+        if box is not None:
+            return crop_from_mtcnn_box(image, box), box, 1
         if crop == "whole":
             return crop_whole_image(image), None, 1
         if crop != "detect":
@@ -89,21 +106,37 @@ class FacePipeline:
         box, count = self.detector.largest_face(image)
         return crop_from_mtcnn_box(image, box), box, count
 
-    def reconstruct(self, image: np.ndarray, *, crop: str = "detect") -> FaceResult:
-        """One image to one face mesh.
+    def reconstruct(
+        self,
+        image: np.ndarray,
+        *,
+        crop: str = "detect",
+        box: FaceBox | None = None,
+        landmarks: np.ndarray | None = None,
+    ) -> FaceResult:
+        """One image to one face mesh (see :meth:`find_face` for ``crop``, ``box`` and ``landmarks``).
 
         Raises
         ------
         NoFaceFound
             When ``crop="detect"`` finds no usable face.
         """
-        return self.reconstruct_batch([image], crop=crop)[0]
+        timings: dict[str, float] = {}
+        with timed(timings, "detect"):
+            found = self.find_face(image, crop=crop, box=box, landmarks=landmarks)
+        return self._reconstruct_found([image], [found], timings)[0]
 
     def reconstruct_batch(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult]:
         """Several images, with PRNet run once on the stacked crops."""
         timings: dict[str, float] = {}
         with timed(timings, "detect"):
             found = [self.find_face(image, crop=crop) for image in images]
+        return self._reconstruct_found(images, found, timings)
+
+    def _reconstruct_found(
+        self, images: list[np.ndarray], found: list[tuple[FaceCrop, FaceBox | None, int]], timings: dict[str, float]
+    ) -> list[FaceResult]:
+        """PRNet on the stacked crops, then each face's post-processing (a loop over faces, not vertices)."""
         with timed(timings, "prnet"):
             raw = self.prnet.predict(np.stack([face_crop.image for face_crop, _, _ in found]))
         results = []

@@ -137,3 +137,36 @@ def test_batch_reconstruction_equals_one_by_one(prnet_dir: Path) -> None:
         alone = pipeline.reconstruct(image, crop="whole")
         # Batched convolutions may pick other kernels: agreement to 1/20 of a pixel is float tolerance here.
         np.testing.assert_allclose(batched.mesh.vertices, alone.mesh.vertices, atol=0.05)
+
+
+def test_caller_given_landmarks_and_box_set_the_crop(prnet_dir: Path, shared_dir: Path) -> None:
+    import scipy.io as sio
+    from skimage.io import imread
+
+    from t2f.detect import FaceBox
+    from t2f.prnet.postprocess import crop_from_landmarks
+
+    pipeline = load_face_pipeline(Settings(prnet_dir=str(prnet_dir)))
+    sample = shared_dir / "prnet" / "aflw2000-samples" / "image00050"
+    image = imread(f"{sample}.jpg")
+    truth = sio.loadmat(f"{sample}.mat")["pt3d_68"][:2].T
+    by_landmarks = pipeline.reconstruct(image, landmarks=truth)
+    expected = crop_from_landmarks(image, truth)
+    assert by_landmarks.crop.side == expected.side and by_landmarks.box is None
+    by_box = pipeline.reconstruct(image, box=FaceBox(120, 100, 320, 380))
+    assert by_box.box == FaceBox(120, 100, 320, 380) and by_box.faces_found == 1
+    assert by_box.crop.side == pytest.approx(1.47 * 240)
+
+
+def test_tiny_faces_are_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from t2f.detect import FaceBox, FaceDetector
+    from t2f.errors import NoFaceFound
+
+    detector = FaceDetector.__new__(FaceDetector)  # skip loading MTCNN: only the decision is under test
+    monkeypatch.setattr(detector, "detect", lambda image: [FaceBox(10, 10, 22, 24, 0.99)])
+    with pytest.raises(NoFaceFound) as caught:
+        detector.largest_face(np.zeros((64, 64, 3), np.uint8))
+    assert (
+        caught.value.user_message
+        == "The face in the image is too small (13 px) to reconstruct; try a close-up portrait."
+    )
