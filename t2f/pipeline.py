@@ -163,18 +163,27 @@ class FacePipeline:
         return painted, self.reconstruct(painted.image, crop=crop)
 
 
-def result_files(result: FaceResult, timings: dict[str, float] | None = None) -> dict[str, bytes]:
-    """Every output file of a face, by name; export times are added to ``timings`` when given.
+def result_files(
+    result: FaceResult,
+    timings: dict[str, float] | None = None,
+    *,
+    outputs: tuple[str, ...] = ("obj", "textured", "glb"),
+) -> dict[str, bytes]:
+    """The output files of a face, by name; export times are added to ``timings`` when given.
 
-    ``image.png``, ``face.obj`` (vertex colours), ``face_textured.obj/.mtl/.png``, ``face.glb``, ``preview.png``.
+    Always ``image.png`` and ``preview.png``; ``face.obj`` (vertex colours) for "obj",
+    ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb".
     """
     stage_times = timings if timings is not None else {}
     files = {"image.png": png_bytes(result.image)}
     with timed(stage_times, "export_obj"):
-        files["face.obj"] = obj_bytes(result.mesh)
-        files.update(textured_obj_files(result.mesh, stem="face_textured"))
+        if "obj" in outputs:
+            files["face.obj"] = obj_bytes(result.mesh)
+        if "textured" in outputs:
+            files.update(textured_obj_files(result.mesh, stem="face_textured"))
     with timed(stage_times, "export_glb"):
-        files["face.glb"] = glb_bytes(result.mesh)
+        if "glb" in outputs:
+            files["face.glb"] = glb_bytes(result.mesh)
     with timed(stage_times, "preview"):
         files["preview.png"] = png_bytes(preview_strip(result.image, result.mesh))
     return files

@@ -1,0 +1,238 @@
+"""SQLite storage for jobs (which double as the audit log), guild settings and bans.
+
+The only module with SQL. The database runs in WAL mode; every query runs on a worker thread
+(``asyncio.to_thread``) behind one lock, so the event loop never waits on disk. Rows come back as
+dataclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    guild_id INTEGER,
+    channel_id INTEGER,
+    prompt TEXT NOT NULL,
+    negative_prompt TEXT NOT NULL DEFAULT '',
+    seed INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    guidance REAL NOT NULL,
+    size INTEGER NOT NULL,
+    output TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    outcome TEXT,
+    timings TEXT,
+    message_id INTEGER,
+    interaction_token TEXT,
+    application_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (guild_id, user_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS guild_settings (
+    guild_id INTEGER PRIMARY KEY,
+    allowed_channels TEXT NOT NULL DEFAULT '[]',
+    cooldown_s REAL,
+    daily_quota INTEGER,
+    queue_cap INTEGER,
+    blocked_terms TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS bans (
+    guild_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    banned_by INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+INSERT_JOB = """
+INSERT INTO jobs (id, user_id, guild_id, channel_id, prompt, negative_prompt, seed, steps, guidance, size, output,
+                  status, created_at, interaction_token, application_id)
+VALUES (:id, :user_id, :guild_id, :channel_id, :prompt, :negative_prompt, :seed, :steps, :guidance, :size, :output,
+        :status, :created_at, :interaction_token, :application_id)
+"""
+FINISH_JOB = """
+UPDATE jobs SET status = :status, outcome = :outcome, timings = :timings, finished_at = :finished_at,
+                message_id = COALESCE(:message_id, message_id), interaction_token = NULL
+WHERE id = :id
+"""
+SET_STATUS = "UPDATE jobs SET status = ? WHERE id = ?"
+SET_MESSAGE = "UPDATE jobs SET message_id = ? WHERE id = ?"
+GET_JOB = "SELECT * FROM jobs WHERE id = ?"
+JOBS_WITH_STATUS = "SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at"
+RECENT_JOBS = "SELECT * FROM jobs WHERE guild_id = ? ORDER BY created_at DESC LIMIT ?"
+COUNT_SINCE = (
+    "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ? AND created_at >= ? AND status != 'refused'"
+)
+GET_GUILD = "SELECT * FROM guild_settings WHERE guild_id = ?"
+UPSERT_GUILD = """
+INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms)
+VALUES (:guild_id, :allowed_channels, :cooldown_s, :daily_quota, :queue_cap, :blocked_terms)
+ON CONFLICT (guild_id) DO UPDATE SET allowed_channels = excluded.allowed_channels, cooldown_s = excluded.cooldown_s,
+    daily_quota = excluded.daily_quota, queue_cap = excluded.queue_cap, blocked_terms = excluded.blocked_terms
+"""
+BAN = "INSERT OR REPLACE INTO bans (guild_id, user_id, banned_by, created_at) VALUES (?, ?, ?, ?)"
+UNBAN = "DELETE FROM bans WHERE guild_id = ? AND user_id = ?"
+IS_BANNED = "SELECT 1 FROM bans WHERE guild_id = ? AND user_id = ?"
+GET_META = "SELECT value FROM meta WHERE key = ?"
+SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job: what was asked, by whom, where, and how it ended (the audit row)."""
+
+    id: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    size: int
+    output: str
+    status: str  # queued, running, done, withheld, failed, cancelled, timeout
+    created_at: float
+    finished_at: float | None = None
+    outcome: str | None = None
+    timings: str | None = None
+    message_id: int | None = None
+    interaction_token: str | None = None
+    application_id: int | None = None
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """A server's moderation settings; ``None`` means "use the bot-wide default"."""
+
+    guild_id: int
+    allowed_channels: tuple[int, ...] = ()  # empty: every channel
+    cooldown_s: float | None = None
+    daily_quota: int | None = None
+    queue_cap: int | None = None
+    blocked_terms: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _job(row: sqlite3.Row | None) -> JobRecord | None:
+    return None if row is None else JobRecord(**{f.name: row[f.name] for f in fields(JobRecord)})
+
+
+class Store:
+    """Async facade over one SQLite connection. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        def connect() -> sqlite3.Connection:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return db
+
+        return cls(await asyncio.to_thread(connect))
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._db.close)
+
+    async def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        def run() -> list[sqlite3.Row]:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+
+        return await asyncio.to_thread(run)
+
+    async def add_job(self, record: JobRecord) -> None:
+        values = {f.name: getattr(record, f.name) for f in fields(JobRecord)}
+        await self._run(INSERT_JOB, values)
+
+    async def set_status(self, job_id: str, status: str) -> None:
+        await self._run(SET_STATUS, (status, job_id))
+
+    async def set_message(self, job_id: str, message_id: int) -> None:
+        await self._run(SET_MESSAGE, (message_id, job_id))
+
+    async def finish_job(
+        self, job_id: str, *, status: str, outcome: str, timings: dict[str, float], message_id: int | None = None
+    ) -> None:
+        """Record how a job ended; the interaction token is dropped (it is useless after 15 minutes anyway)."""
+        await self._run(FINISH_JOB, {"id": job_id, "status": status, "outcome": outcome, "timings": json.dumps(timings),
+                                     "finished_at": time.time(), "message_id": message_id})  # fmt: skip
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        rows = await self._run(GET_JOB, (job_id,))
+        return _job(rows[0] if rows else None)
+
+    async def jobs_with_status(self, *statuses: str) -> list[JobRecord]:
+        rows = await self._run(JOBS_WITH_STATUS.format(marks=",".join("?" * len(statuses))), statuses)
+        return [record for row in rows if (record := _job(row)) is not None]
+
+    async def recent_jobs(self, guild_id: int, limit: int = 10) -> list[JobRecord]:
+        rows = await self._run(RECENT_JOBS, (guild_id, limit))
+        return [record for row in rows if (record := _job(row)) is not None]
+
+    async def jobs_since(self, guild_id: int | None, user_id: int, since: float) -> int:
+        rows = await self._run(COUNT_SINCE, (guild_id, user_id, since))
+        return int(rows[0][0])
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        rows = await self._run(GET_GUILD, (guild_id,))
+        if not rows:
+            return GuildSettings(guild_id=guild_id)
+        row = rows[0]
+        return GuildSettings(
+            guild_id=guild_id,
+            allowed_channels=tuple(json.loads(row["allowed_channels"])),
+            cooldown_s=row["cooldown_s"],
+            daily_quota=row["daily_quota"],
+            queue_cap=row["queue_cap"],
+            blocked_terms=tuple(json.loads(row["blocked_terms"])),
+        )
+
+    async def save_guild_settings(self, settings: GuildSettings) -> None:
+        await self._run(UPSERT_GUILD, {
+            "guild_id": settings.guild_id, "allowed_channels": json.dumps(list(settings.allowed_channels)),
+            "cooldown_s": settings.cooldown_s, "daily_quota": settings.daily_quota, "queue_cap": settings.queue_cap,
+            "blocked_terms": json.dumps(list(settings.blocked_terms)),
+        })  # fmt: skip
+
+    async def ban(self, guild_id: int, user_id: int, *, by: int) -> None:
+        await self._run(BAN, (guild_id, user_id, by, time.time()))
+
+    async def unban(self, guild_id: int, user_id: int) -> bool:
+        was = await self.is_banned(guild_id, user_id)
+        await self._run(UNBAN, (guild_id, user_id))
+        return was
+
+    async def is_banned(self, guild_id: int, user_id: int) -> bool:
+        return bool(await self._run(IS_BANNED, (guild_id, user_id)))
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._run(GET_META, (key,))
+        return rows[0][0] if rows else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._run(SET_META, (key, value))

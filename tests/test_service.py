@@ -1,0 +1,143 @@
+"""JobService with a controllable fake backend (timing-sensitive unit tests; the real pipeline runs in test_bot)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from t2f.service import FAILED, JobProgress, JobRequest, JobResult, JobService, QueueFull
+from t2f.text2img import FaceRequest
+
+
+class FakeBackend:
+    """Records batches; each step reports progress and checks cancellation; can be held or made to crash."""
+
+    def __init__(self, steps: int = 3) -> None:
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.steps = steps
+        self.crash_on: set[str] = set()
+
+    def run_batch(
+        self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
+    ) -> list[JobResult]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append([j.job_id for j in jobs])
+        if self.crash_on & {j.job_id for j in jobs}:
+            raise RuntimeError("boom")
+        for step in range(1, self.steps + 1):
+            self.gate.wait(5)
+            if all(cancelled(j.job_id) for j in jobs):
+                return [JobResult(j.job_id, "cancelled", user_message="Cancelled.") for j in jobs]
+            for job in jobs:
+                report(JobProgress(job.job_id, "painting", step, self.steps))
+        return [JobResult(j.job_id, "done", files={"face.obj": b"v 0 0 0\n"}) for j in jobs]
+
+
+def job(job_id: str, user: int, steps: int = 25) -> JobRequest:
+    return JobRequest(job_id=job_id, user_id=user, face=FaceRequest("a face", steps=steps))
+
+
+async def test_round_robin_across_users_and_batches_of_one_shape() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()  # hold the first batch so the queue builds up
+    service = JobService(backend, max_batch=2)
+    handles = [service.submit(job("a0", 1))]
+    await asyncio.sleep(0.05)
+    handles += [service.submit(job(f"a{i}", 1)) for i in range(1, 4)]
+    handles += [service.submit(job(f"b{i}", 2)) for i in range(2)]
+    handles.append(service.submit(job("c0", 3, steps=30)))  # another shape: never batched with the rest
+    assert [h.job.job_id for h in service.queued()] == ["a1", "b0", "c0", "a2", "b1", "a3"]
+    assert service.position("c0") == 3 and service.position("a0") == 0
+    assert service.pending_for(1) == 4
+    backend.gate.set()
+    results = await asyncio.gather(*(h.result for h in handles))
+    assert all(r.status == "done" for r in results)
+    assert backend.batches == [["a0"], ["a1", "b0"], ["c0"], ["a2", "b1"], ["a3"]]
+    assert backend.threads == {"t2f-gpu_0"}  # one worker thread, never the event loop's
+
+
+async def test_progress_reaches_the_loop_and_eta_uses_measurements() -> None:
+    service = JobService(FakeBackend(steps=4))
+    handle = service.submit(job("p", 1))
+    seen: list[tuple[str, int]] = []
+    while not handle.result.done():
+        await handle.changed.wait()
+        handle.changed.clear()
+        if handle.latest is not None:
+            seen.append((handle.latest.phase, handle.latest.step))
+    assert (await handle.result).status == "done"
+    assert seen[0] == ("starting", 0) and ("painting", 4) in seen
+    assert service.seconds_per_batch < 10.0  # measured, replacing the initial guess
+    assert service.eta_seconds(5) == pytest.approx(-(-5 // service.max_batch) * service.seconds_per_batch)
+
+
+async def test_cancel_waiting_and_running_jobs() -> None:
+    backend = FakeBackend(steps=50)
+    backend.gate.clear()
+    service = JobService(backend, max_batch=1)
+    running = service.submit(job("r", 1))
+    waiting = service.submit(job("w", 2))
+    await asyncio.sleep(0.05)
+    assert service.cancel("w") and (await waiting.result).status == "cancelled"
+    assert service.cancel("r")
+    backend.gate.set()
+    assert (await running.result).status == "cancelled"
+    assert not service.cancel("r") and not service.cancel("nope")
+    assert backend.batches == [["r"]]
+
+
+async def test_a_crashing_batch_fails_its_jobs_and_the_worker_goes_on() -> None:
+    backend = FakeBackend()
+    backend.crash_on = {"bad"}
+    service = JobService(backend, max_batch=1)
+    bad, good = service.submit(job("bad", 1)), service.submit(job("good", 2))
+    bad_result, good_result = await bad.result, await good.result
+    assert bad_result.status == "failed" and bad_result.user_message == FAILED.format(job_id="bad")
+    assert "Traceback" not in bad_result.user_message
+    assert good_result.status == "done"
+
+
+async def test_timeout_stops_the_job_with_a_message() -> None:
+    backend = FakeBackend(steps=1000)
+    backend.gate.clear()
+    service = JobService(backend, job_timeout_s=0.2)
+    handle = service.submit(job("slow", 1))
+    threading.Timer(0.4, backend.gate.set).start()
+    result = await handle.result
+    assert result.status == "timeout"
+    assert result.user_message.startswith("Your face took longer than")
+
+
+async def test_capacity_and_shutdown_keep_waiting_jobs() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()
+    service = JobService(backend, capacity=2, max_batch=1)
+    first = service.submit(job("1", 1))
+    await asyncio.sleep(0.05)
+    service.submit(job("2", 2))
+    service.submit(job("3", 3))
+    with pytest.raises(QueueFull) as caught:
+        service.submit(job("4", 4))
+    assert caught.value.user_message.startswith("The queue is full (2 faces waiting)")
+    threading.Timer(0.1, backend.gate.set).start()
+    waiting = await service.shutdown(timeout_s=5)
+    assert (await first.result).status == "done"
+    assert [j.job_id for j in waiting] == ["2", "3"]
+    with pytest.raises(QueueFull, match="restarting"):
+        service.submit(job("5", 5))
+
+
+async def test_pause_holds_jobs_until_resume() -> None:
+    service = JobService(FakeBackend())
+    service.pause()
+    handle = service.submit(job("x", 1))
+    await asyncio.sleep(0.05)
+    assert not handle.result.done() and service.position("x") == 1
+    service.resume()
+    assert (await handle.result).status == "done"
