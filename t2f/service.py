@@ -154,7 +154,7 @@ class JobService:
         return 0
 
     def eta_seconds(self, position: int) -> float:
-        """Rough wait until the job at ``position`` is done: batches ahead (its own included) times the measured batch time."""
+        """Rough wait for the job at ``position``: batches ahead (its own included) x the measured batch time."""
         batches = -(-position // self.max_batch) + (1 if self._running else 0)
         return batches * self.seconds_per_batch
 
@@ -278,8 +278,8 @@ class JobService:
             for handle, result in zip(batch, results, strict=True):
                 if timed_out and result.status != "done":
                     minutes = self.job_timeout_s / 60
-                    result = JobResult(handle.job.job_id, "timeout", user_message=f"Your face took longer than {minutes:g} "
-                                       "minutes and was stopped. Please try again.")  # fmt: skip
+                    message = f"Your face took longer than {minutes:g} minutes and was stopped. Try again."
+                    result = JobResult(handle.job.job_id, "timeout", user_message=message)
                 self._finish(handle, result)
             self._running = []
 

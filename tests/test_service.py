@@ -111,7 +111,7 @@ async def test_timeout_stops_the_job_with_a_message() -> None:
     threading.Timer(0.4, backend.gate.set).start()
     result = await handle.result
     assert result.status == "timeout"
-    assert result.user_message.startswith("Your face took longer than")
+    assert result.user_message.startswith("Your face took longer than") and result.user_message.endswith("Try again.")
 
 
 async def test_capacity_and_shutdown_keep_waiting_jobs() -> None:
