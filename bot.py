@@ -1,28 +1,42 @@
 """Entry point of the t2f Discord bot: ``python bot.py``.
 
-Reads ``.env`` and the environment, checks the token, builds :class:`T2FBot` and runs it.
-Everything the bot depends on is built here and passed in; cogs load in ``setup_hook``.
+``main`` reads ``.env`` and the environment, checks the token, loads the models once, and builds
+the store, job service and policy that :class:`T2FBot` receives. ``setup_hook`` loads the cogs,
+registers the persistent buttons, warms the models up, syncs commands only when they changed,
+and resumes jobs a previous run left queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import json
 import logging
-import pkgutil
 import re
+import secrets
+import signal
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-import cogs
 from t2f.config import Settings, read_environment, settings_from_mapping
-from t2f.errors import ConfigError
+from t2f.errors import ConfigError, T2FError
+from t2f.policy import Policy
+from t2f.service import JobRequest, JobService
+from t2f.store import Store
+from t2f.text2img import FaceRequest
 
 log = logging.getLogger("t2f.bot")
-
+EXTENSIONS = ("cogs.face", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
+TOKEN_LIFETIME_S = 14 * 60
 
 
 def check_token(token: str | None) -> str:
@@ -38,28 +52,166 @@ def check_token(token: str | None) -> str:
     return token
 
 
-class T2FBot(commands.Bot):
-    """The t2f bot: settings in, cogs loaded from the ``cogs`` package in ``setup_hook``."""
+class T2FTree(app_commands.CommandTree):
+    """One place that turns every command error into a short ephemeral answer; tracebacks go to the log."""
 
-    def __init__(self, *, settings: Settings, extensions: list[str]) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default())
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, T2FError):
+            message = original.user_message
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            message = "This command only works in a server."
+        elif isinstance(error, app_commands.CheckFailure):
+            from cogs.admin import NOT_A_MODERATOR
+
+            command = interaction.command.qualified_name if interaction.command else ""
+            message = NOT_A_MODERATOR if command.startswith("faceadmin") else "You cannot use this command here."
+        elif isinstance(error, app_commands.TransformerError):
+            message = "One of the values you gave is not valid for this command."
+        else:
+            error_id = secrets.token_hex(4)
+            name = interaction.command.qualified_name if interaction.command else "?"
+            log.error("error %s in /%s", error_id, name, exc_info=original)
+            message = f"Something went wrong (error {error_id}). Please try again later."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(
+                    message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                )
+            else:
+                await interaction.response.send_message(
+                    message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                )
+        except discord.HTTPException:
+            log.warning("could not send the error message for %s", interaction.id)
+
+
+class T2FBot(commands.Bot):
+    """The t2f bot. Everything it depends on is passed in; nothing is created at import time."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        service: JobService,
+        policy: Policy,
+        warm_up: Callable[[], object] | None = None,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            tree_cls=T2FTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
         self.settings = settings
-        self.initial_extensions = extensions
+        self.store = store
+        self.service = service
+        self.policy = policy
+        self.warm_up = warm_up
 
     async def setup_hook(self) -> None:
-        for extension in self.initial_extensions:
+        from cogs.buttons import BUTTONS
+
+        for extension in EXTENSIONS:
             await self.load_extension(extension)
-        log.info("loaded extensions: %s", ", ".join(self.initial_extensions) or "none")
+        self.add_dynamic_items(*BUTTONS)
+        if self.warm_up is not None:
+            seconds = await self.service.warm_up(self.warm_up)
+            log.info("models warmed up in %.1f s", seconds)
+        await self.sync_commands()
+        await self.resume_jobs()
+
+    async def sync_commands(self) -> None:
+        """Sync to the configured servers (instant) or globally, only when the command tree changed.
+
+        Discord allows 200 command creates a day per server; a hash of the tree is kept in the store.
+        """
+        payload = json.dumps([c.to_dict(self.tree) for c in self.tree.get_commands()], sort_keys=True, default=str)
+        digest = hashlib.sha256(payload.encode()).hexdigest()
+        targets = [discord.Object(id=g) for g in self.settings.guild_ids] or [None]
+        for guild in targets:
+            key = f"commands:{guild.id if guild else 'global'}"
+            if await self.store.get_meta(key) == digest:
+                continue
+            if guild is not None:
+                self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+            await self.store.set_meta(key, digest)
+            log.info("synced commands to %s", guild.id if guild else "all servers")
+
+    async def resume_jobs(self) -> None:
+        """Queue again what a previous run left unfinished; results go to the original message or the channel."""
+        cog = self.get_cog("FaceCog")
+        for record in await self.store.jobs_with_status("queued", "running", "delivering"):
+            job = JobRequest(
+                job_id=record.id,
+                user_id=record.user_id,
+                output=record.output,
+                guild_id=record.guild_id,
+                channel_id=record.channel_id,
+                face=FaceRequest(
+                    record.prompt, record.negative_prompt, record.seed, record.steps, record.guidance, record.size
+                ),
+            )
+            age = time.time() - record.created_at
+            edit = None
+            if record.interaction_token and record.application_id and age < TOKEN_LIFETIME_S:
+                webhook = discord.Webhook.partial(record.application_id, record.interaction_token, client=self)
+                edit = functools.partial(webhook.edit_message, "@original")
+            await self.store.set_status(record.id, "queued")
+            handle = self.service.submit(job)
+            cog.follow(handle, edit=edit, started_at=time.monotonic() - age)  # type: ignore[union-attr]
+            log.info("resumed job %s (%.0f s old, via %s)", record.id, age, "token" if edit else "channel")
+
+    async def close(self) -> None:
+        """Stop taking jobs, finish (or cancel) the running batch, deliver, then disconnect."""
+        waiting = await self.service.shutdown(timeout_s=30)
+        cog = self.get_cog("FaceCog")
+        followers = getattr(cog, "followers", set())
+        if followers:
+            await asyncio.wait(followers, timeout=15)
+        log.info("shutting down with %d jobs queued for the next start", len(waiting))
+        await super().close()
 
 
-def discover_extensions() -> list[str]:
-    """Every module in ``cogs/`` that defines an extension ``setup``."""
-    return [f"cogs.{m.name}" for m in pkgutil.iter_modules(cogs.__path__) if not m.name.startswith("_")]
+async def run_bot(settings: Settings, token: str) -> None:
+    """Load the models (off the event loop), open the store, and run until closed or signalled."""
+    from t2f.backend import LocalFaceBackend
+    from t2f.commands import load_face_pipeline, load_text_to_image
+    from t2f.moderation import PromptFilter
+    from t2f.policy import Limits
 
+    def load() -> LocalFaceBackend:
+        pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
+        return LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0)
 
-async def run_bot(token: str, settings: Settings) -> None:
-    async with T2FBot(settings=settings, extensions=discover_extensions()) as bot:
-        await bot.start(token)
+    backend = await asyncio.to_thread(load)
+    store = await Store.open(settings.db_path)
+    service = JobService(
+        backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s
+    )
+    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
+    policy = Policy(
+        store=store,
+        service=service,
+        prompt_filter=prompt_filter,
+        limits=Limits(
+            cooldown_s=settings.cooldown_s,
+            daily_quota=settings.daily_quota,
+            user_pending=settings.user_pending,
+            queue_capacity=settings.queue_capacity,
+        ),
+    )
+    warm_up = functools.partial(backend.warm_up, settings.image_size) if settings.warmup else None
+    try:
+        async with T2FBot(settings=settings, store=store, service=service, policy=policy, warm_up=warm_up) as bot:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+            await bot.start(token)
+    finally:
+        await store.close()
 
 
 def main() -> int:
@@ -72,13 +224,16 @@ def main() -> int:
         print(f"t2f bot: configuration error: {exc.user_message}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(run_bot(token, settings))
+        asyncio.run(run_bot(settings, token))
     except discord.LoginFailure:
         print(
             "t2f bot: Discord rejected DISCORD_TOKEN; reset it in the Developer Portal and update .env.",
             file=sys.stderr,
         )
         return 2
+    except T2FError as exc:
+        print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     return 0

@@ -6,6 +6,7 @@ job. Any failure of one job becomes that job's result; a crash never escapes to 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -15,8 +16,10 @@ import numpy as np
 
 from t2f.errors import T2FError
 from t2f.pipeline import FacePipeline, face_metadata, result_files
+from t2f.prnet.postprocess import decimate
 from t2f.service import FAILED, JobProgress, JobRequest, JobResult
 from t2f.text2img import FaceRequest, StepProgress
+from t2f.uploads import fit_for_upload
 
 log = logging.getLogger(__name__)
 CANCELLED = "Cancelled."
@@ -76,17 +79,26 @@ class LocalFaceBackend:
         ]
 
     def _finish_job(
-        self, job: JobRequest, painted: Any, report: Callable[[JobProgress], None], cancelled: Callable[[str], bool],
+        self,
+        job: JobRequest,
+        painted: Any,
+        report: Callable[[JobProgress], None],
+        cancelled: Callable[[str], bool],
         paint_s: float,
-    ) -> JobResult:  # fmt: skip
+    ) -> JobResult:
         started = time.perf_counter()
         model = self.pipeline.text_to_image
         metadata: dict[str, Any] = {
-            "prompt": job.face.prompt, "negative_prompt": job.face.negative_prompt, "seed": job.face.seed,
-            "steps": job.face.steps, "guidance": job.face.guidance, "size": job.face.size,
-            "model": getattr(model, "model", "unknown"), "dropped_prompt": painted.dropped_prompt,
+            "prompt": job.face.prompt,
+            "negative_prompt": job.face.negative_prompt,
+            "seed": job.face.seed,
+            "steps": job.face.steps,
+            "guidance": job.face.guidance,
+            "size": job.face.size,
+            "model": getattr(model, "model", "unknown"),
+            "dropped_prompt": painted.dropped_prompt,
             "timings_s": {"text_to_image": round(paint_s, 3)},
-        }  # fmt: skip
+        }
         if cancelled(job.job_id):
             return JobResult(job.job_id, "cancelled", user_message=CANCELLED)
         if painted.image is None:
@@ -96,16 +108,27 @@ class LocalFaceBackend:
             face = self.pipeline.reconstruct(painted.image, crop=self.crop)
             timings = dict(face.timings)
             files = result_files(face, timings, outputs=(job.output,))
+            lighter = dataclasses.replace(face, mesh=decimate(face.mesh))
+            files, upload_note = fit_for_upload(
+                files, per_file=job.max_file_bytes, lighter=lambda: result_files(lighter, outputs=(job.output,))
+            )
         except T2FError as exc:  # no face, and other problems the user can act on: still show the image
             from t2f.outputs import png_bytes
 
-            return JobResult(job.job_id, "failed", files={"image.png": png_bytes(painted.image)}, metadata=metadata,
-                             user_message=exc.user_message, seconds=paint_s)  # fmt: skip
+            return JobResult(
+                job.job_id,
+                "failed",
+                files={"image.png": png_bytes(painted.image)},
+                metadata=metadata,
+                user_message=exc.user_message,
+                seconds=paint_s,
+            )
         except Exception:
             log.exception("job %s failed after painting", job.job_id)
             return JobResult(job.job_id, "failed", metadata=metadata, user_message=FAILED.format(job_id=job.job_id))
         metadata["timings_s"].update({k: round(v, 3) for k, v in timings.items()})
         metadata["face"] = {k: v for k, v in face_metadata(face).items() if k != "landmarks_68"}
+        metadata["upload_note"] = upload_note
         return JobResult(
             job.job_id, "done", files=files, metadata=metadata, seconds=paint_s + time.perf_counter() - started
         )

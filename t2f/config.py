@@ -94,6 +94,29 @@ class Settings:
         "How the face is found: MTCNN detection, or the whole image as the face crop.",
         allowed="detect, whole",
     )
+    guild_ids: tuple[int, ...] = _setting(
+        "T2F_GUILD_IDS",
+        (),
+        "Comma-separated server ids to sync commands to (instant); empty syncs globally.",
+        allowed="ids, comma-separated",
+    )
+    db_path: Path = _setting("T2F_DB_PATH", Path("t2f.sqlite3"), "SQLite database for jobs, server settings and bans.")
+    max_batch: int = _setting("T2F_MAX_BATCH", 4, "Most jobs painted together in one denoising loop.", allowed="1..32")
+    queue_capacity: int = _setting("T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).", allowed="1..1000")
+    user_pending: int = _setting(
+        "T2F_USER_PENDING", 2, "Most jobs one member can have waiting or running.", allowed="1..20"
+    )
+    cooldown_s: float = _setting("T2F_COOLDOWN_S", 20.0, "Seconds a member waits between two /face.", allowed="0..3600")
+    daily_quota: int = _setting("T2F_DAILY_QUOTA", 30, "Faces per member per server per UTC day.", allowed="1..10000")
+    job_timeout_s: float = _setting("T2F_JOB_TIMEOUT_S", 600.0, "A job running longer is stopped.", allowed="10..3600")
+    progress_interval_s: float = _setting(
+        "T2F_PROGRESS_INTERVAL_S", 2.5, "Least seconds between two progress edits of a message.", allowed="1..60"
+    )
+    blocklist_file: str = _setting(
+        "T2F_BLOCKLIST_FILE", "", "Prompt filter file (words, or `re:` regexes); empty uses the built-in list."
+    )
+    warmup: bool = _setting("T2F_WARMUP", True, "Run one short generation at start-up, before commands are accepted.",
+                            allowed="on, off")  # fmt: skip
     cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
 
@@ -173,6 +196,13 @@ def _parse_image_size(var: str, raw: str) -> int:
     return value
 
 
+def _parse_ids(var: str, raw: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        raise ConfigError(f"{var}={raw!r} is not a list of ids; allowed: ids, comma-separated.")
+    return tuple(int(p) for p in parts)
+
+
 def _parse_text(var: str, raw: str) -> str:
     return raw.strip()
 
@@ -199,6 +229,17 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "prnet_checkpoint_url": _parse_required_text,
     "prnet_data_url": _parse_required_text,
     "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
+    "guild_ids": _parse_ids,
+    "db_path": lambda var, raw: Path(raw.strip()).expanduser(),
+    "max_batch": lambda var, raw: _parse_int(var, raw, 1, 32),
+    "queue_capacity": lambda var, raw: _parse_int(var, raw, 1, 1000),
+    "user_pending": lambda var, raw: _parse_int(var, raw, 1, 20),
+    "cooldown_s": lambda var, raw: _parse_float(var, raw, 0.0, 3600.0),
+    "daily_quota": lambda var, raw: _parse_int(var, raw, 1, 10000),
+    "job_timeout_s": lambda var, raw: _parse_float(var, raw, 10.0, 3600.0),
+    "progress_interval_s": lambda var, raw: _parse_float(var, raw, 1.0, 60.0),
+    "blocklist_file": _parse_text,
+    "warmup": _parse_bool,
     "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
 }
@@ -216,7 +257,7 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
     for f in dataclasses.fields(Settings):
         var = f.metadata["env"]
         raw = values.get(var)
-        if raw is None or (raw.strip() == "" and f.name not in ("taesd", "prnet_dir")):
+        if raw is None or (raw.strip() == "" and f.name not in ("taesd", "prnet_dir", "blocklist_file", "guild_ids")):
             continue
         kwargs[f.name] = _PARSERS[f.name](var, raw)
     return Settings(**kwargs)
@@ -241,7 +282,12 @@ def settings_table() -> str:
     rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Settings):
         default = f.default
-        shown = ("on" if default else "off") if isinstance(default, bool) else (str(default) or "(empty)")
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif isinstance(default, tuple):
+            shown = ",".join(map(str, default)) or "(empty)"
+        else:
+            shown = str(default) or "(empty)"
         rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['allowed'] or 'any'} | {f.metadata['doc']} |")
     return "\n".join(rows)
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from t2f.prnet.postprocess import FaceMesh
-from t2f.prnet.uv import UV_SIZE, grid_triangles
+from t2f.prnet.postprocess import FaceMesh, decimate
 
 PANEL = 256
 WINDOWS = (2, 4, 8, 16, 32)  # pixels tested per triangle along each axis, by triangle size
@@ -162,15 +161,9 @@ def fit_image(image: np.ndarray, size: int = PANEL) -> np.ndarray:
 
 
 def coarse_mesh(mesh: FaceMesh, step: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A level of detail for previews: the vertices on every ``step``-th UV row and column, re-triangulated.
-
-    Returns (vertices (V', 3) float32, triangles (F', 3) int32, colors (V', 3) uint8).
-    """
-    cols, rows = np.round(mesh.uv * UV_SIZE).astype(np.int64).T
-    keep = np.flatnonzero((rows % step == 0) & (cols % step == 0))
-    ids = np.full((UV_SIZE // step + 1, UV_SIZE // step + 1), -1, dtype=np.int64)
-    ids[rows[keep] // step, cols[keep] // step] = np.arange(keep.size)
-    return mesh.vertices[keep], grid_triangles(ids), mesh.colors[keep]
+    """(vertices, triangles, colors) of the mesh decimated to every ``step``-th UV row and column."""
+    light = decimate(mesh, step)
+    return light.vertices, light.triangles, light.colors
 
 
 def preview_strip(image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL) -> np.ndarray:

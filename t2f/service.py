@@ -43,6 +43,7 @@ class JobRequest:
     output: str = "obj"  # one of OUTPUTS
     guild_id: int | None = None
     channel_id: int | None = None
+    max_file_bytes: int = 25 * 1024 * 1024  # the chat's per-file upload limit
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,23 @@ class JobHandle:
         self.latest: JobProgress | None = None
         self.started = False
         self.changed = asyncio.Event()
+        self._on_start: list[Callable[[], None]] = []
+
+    def when_started(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop when the worker takes this job (at once if it already has).
+
+        Followers of a job start here, so nothing waits on a job that is only queued.
+        """
+        if self.started:
+            callback()
+        else:
+            self._on_start.append(callback)
+
+    def _start(self) -> None:
+        self.started = True
+        for callback in self._on_start:
+            callback()
+        self._on_start.clear()
 
     def _update(self, progress: JobProgress) -> None:
         self.latest = progress
@@ -197,6 +215,7 @@ class JobService:
         return True
 
     def pause(self) -> None:
+        """Hold the queue: running jobs finish, new ones wait (and are accepted) until :meth:`resume`."""
         self.paused = True
 
     def resume(self) -> None:
@@ -254,7 +273,7 @@ class JobService:
             batch = self._take_batch()
             self._running = batch
             for handle in batch:
-                handle.started = True
+                handle._start()
                 handle._update(JobProgress(handle.job.job_id, "starting"))
             by_id = {h.job.job_id: h for h in batch}
 

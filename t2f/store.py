@@ -179,8 +179,17 @@ class Store:
         self, job_id: str, *, status: str, outcome: str, timings: dict[str, float], message_id: int | None = None
     ) -> None:
         """Record how a job ended; the interaction token is dropped (it is useless after 15 minutes anyway)."""
-        await self._run(FINISH_JOB, {"id": job_id, "status": status, "outcome": outcome, "timings": json.dumps(timings),
-                                     "finished_at": time.time(), "message_id": message_id})  # fmt: skip
+        await self._run(
+            FINISH_JOB,
+            {
+                "id": job_id,
+                "status": status,
+                "outcome": outcome,
+                "timings": json.dumps(timings),
+                "finished_at": time.time(),
+                "message_id": message_id,
+            },
+        )
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         rows = await self._run(GET_JOB, (job_id,))
@@ -213,11 +222,17 @@ class Store:
         )
 
     async def save_guild_settings(self, settings: GuildSettings) -> None:
-        await self._run(UPSERT_GUILD, {
-            "guild_id": settings.guild_id, "allowed_channels": json.dumps(list(settings.allowed_channels)),
-            "cooldown_s": settings.cooldown_s, "daily_quota": settings.daily_quota, "queue_cap": settings.queue_cap,
-            "blocked_terms": json.dumps(list(settings.blocked_terms)),
-        })  # fmt: skip
+        await self._run(
+            UPSERT_GUILD,
+            {
+                "guild_id": settings.guild_id,
+                "allowed_channels": json.dumps(list(settings.allowed_channels)),
+                "cooldown_s": settings.cooldown_s,
+                "daily_quota": settings.daily_quota,
+                "queue_cap": settings.queue_cap,
+                "blocked_terms": json.dumps(list(settings.blocked_terms)),
+            },
+        )
 
     async def ban(self, guild_id: int, user_id: int, *, by: int) -> None:
         await self._run(BAN, (guild_id, user_id, by, time.time()))

@@ -1,0 +1,126 @@
+"""``/faceadmin``: moderator controls for ``/face`` on a server (Manage Server required).
+
+The permission is both a default (``default_permissions``, which server admins may relax in
+Integrations) and a runtime check in ``interaction_check``, so relaxing the default never opens
+the controls to everyone. Every reply is ephemeral and never pings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from bot import T2FBot
+
+NO_PINGS = discord.AllowedMentions.none()
+NOT_A_MODERATOR = "Only members with the Manage Server permission can use /faceadmin."
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Moderate /face on this server"):
+    def __init__(self, bot: T2FBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # False raises CheckFailure; the tree's error handler answers with NOT_A_MODERATOR.
+        return interaction.guild_id is not None and interaction.permissions.manage_guild
+
+    async def _reply(self, interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+    async def _update(self, interaction: discord.Interaction, **changes: object) -> None:
+        assert interaction.guild_id is not None
+        current = await self.bot.store.guild_settings(interaction.guild_id)
+        await self.bot.store.save_guild_settings(dataclasses.replace(current, **changes))
+
+    @app_commands.command(name="channel", description="Allow or deny /face in a channel.")
+    @app_commands.describe(channel="The channel", allow="True: /face works there; False: it no longer does")
+    async def channel(self, interaction: discord.Interaction, channel: discord.TextChannel, allow: bool) -> None:
+        assert interaction.guild_id is not None
+        current = await self.bot.store.guild_settings(interaction.guild_id)
+        allowed = [c for c in current.allowed_channels if c != channel.id] + ([channel.id] if allow else [])
+        await self._update(interaction, allowed_channels=tuple(allowed))
+        where = ", ".join(f"<#{c}>" for c in allowed) if allowed else "every channel"
+        await self._reply(interaction, f"/face now works in: {where}.")
+
+    @app_commands.command(name="cooldown", description="Seconds a member waits between two /face.")
+    async def cooldown(self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0, 3600]) -> None:
+        await self._update(interaction, cooldown_s=float(seconds))
+        await self._reply(interaction, f"Cooldown set to {seconds:g} s.")
+
+    @app_commands.command(name="quota", description="Faces per member per day on this server.")
+    async def quota(self, interaction: discord.Interaction, per_day: app_commands.Range[int, 1, 10000]) -> None:
+        await self._update(interaction, daily_quota=int(per_day))
+        await self._reply(interaction, f"Daily quota set to {per_day} faces per member.")
+
+    @app_commands.command(name="queuecap", description="Most faces waiting before /face says the queue is full.")
+    async def queuecap(self, interaction: discord.Interaction, jobs: app_commands.Range[int, 1, 1000]) -> None:
+        await self._update(interaction, queue_cap=int(jobs))
+        await self._reply(interaction, f"Queue cap set to {jobs} waiting faces.")
+
+    @app_commands.command(
+        name="blockword", description="Add or remove a word (or re:regex) from this server's prompt filter."
+    )
+    async def blockword(
+        self, interaction: discord.Interaction, word: app_commands.Range[str, 2, 100], add: bool
+    ) -> None:
+        assert interaction.guild_id is not None
+        current = await self.bot.store.guild_settings(interaction.guild_id)
+        terms = [t for t in current.blocked_terms if t != word] + ([word] if add else [])
+        await self._update(interaction, blocked_terms=tuple(terms))
+        await self._reply(
+            interaction, f"{'Blocked' if add else 'Unblocked'} `{word}`; {len(terms)} server words in the filter."
+        )
+
+    @app_commands.command(name="ban", description="Stop a member from using /face here.")
+    async def ban(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.store.ban(interaction.guild_id, member.id, by=interaction.user.id)
+        await self._reply(interaction, f"{member.mention} can no longer use /face here.")
+
+    @app_commands.command(name="unban", description="Let a member use /face here again.")
+    async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
+        assert interaction.guild_id is not None
+        was = await self.bot.store.unban(interaction.guild_id, member.id)
+        await self._reply(
+            interaction, f"{member.mention} can use /face again." if was else f"{member.mention} was not banned."
+        )
+
+    @app_commands.command(name="pause", description="Hold the queue: new faces wait until you resume (bot-wide).")
+    async def pause(self, interaction: discord.Interaction) -> None:
+        self.bot.service.pause()
+        await self._reply(interaction, "Paused: running faces finish; new requests wait in the queue until you resume.")
+
+    @app_commands.command(name="resume", description="Start faces again.")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        self.bot.service.resume()
+        await self._reply(interaction, "Resumed.")
+
+    @app_commands.command(name="queue", description="Show running and waiting faces.")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        service = self.bot.service
+        lines = [f"▶️ `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}" for h in service.running()]
+        lines += [
+            f"{i}. `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}"
+            for i, h in enumerate(service.queued(), start=1)
+        ]
+        state = "paused" if service.paused else "running"
+        await self._reply(interaction, f"Queue ({state}):\n" + ("\n".join(lines[:25]) if lines else "empty"))
+
+    @app_commands.command(name="recent", description="The last faces made on this server.")
+    async def recent(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        jobs = await self.bot.store.recent_jobs(interaction.guild_id, limit=10)
+        lines = [f"`{j.id}` {j.status} <@{j.user_id}> seed {j.seed}: {j.prompt[:60]}" for j in jobs]
+        await self._reply(interaction, "Recent faces:\n" + ("\n".join(lines) if lines else "none yet"))
+
+
+async def setup(bot: T2FBot) -> None:
+    await bot.add_cog(AdminCog(bot))

@@ -1,0 +1,158 @@
+"""Buttons that survive restarts: ``DynamicItem``s whose ``custom_id`` is ``t2f:<action>:<job_id>``.
+
+They hold no state of their own; the job's row in the store says everything. Every click is
+answered, refusals included (ephemerally).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+if TYPE_CHECKING:
+    from bot import T2FBot
+
+log = logging.getLogger(__name__)
+NO_PINGS = discord.AllowedMentions.none()
+JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
+GONE = "This face is no longer in the records."
+
+
+def _bot(interaction: discord.Interaction) -> T2FBot:
+    return cast("T2FBot", interaction.client)
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"t2f:(?P<action>[a-z]+):{JOB_ID}"):
+    """Base of the job buttons: each subclass has its own ``t2f:<action>:<job_id>`` template and ``run``."""
+
+    action = ""
+    label = ""
+    emoji = ""
+    style = discord.ButtonStyle.secondary
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=self.label, emoji=self.emoji or None, style=self.style, custom_id=f"t2f:{self.action}:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> JobButton:
+        return cls(match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # discord.py only logs a failing dynamic-item callback; the user must still get an answer.
+        try:
+            await self.run(interaction)
+        except Exception:
+            error_id = secrets.token_hex(4)
+            log.exception("button %s on job %s failed (error %s)", self.action, self.job_id, error_id)
+            message = f"Something went wrong (error {error_id}). Please try again later."
+            if interaction.response.is_done():
+                await interaction.followup.send(message, ephemeral=True)
+            else:
+                await interaction.response.send_message(message, ephemeral=True)
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
+
+class RerollButton(JobButton, template=rf"t2f:reroll:{JOB_ID}"):
+    action, label, emoji, style = "reroll", "Reroll", "🎲", discord.ButtonStyle.primary
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        record = await bot.store.get_job(self.job_id)
+        if record is None:
+            await interaction.response.send_message(GONE, ephemeral=True)
+            return
+        cog = bot.get_cog("FaceCog")
+        await cog.start_job(
+            interaction,
+            prompt=record.prompt,
+            negative_prompt=record.negative_prompt,  # type: ignore[union-attr]
+            steps=record.steps,
+            guidance=record.guidance,
+            output=record.output,
+        )
+
+
+class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
+    action, label, emoji = "info", "Info", "ℹ️"
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        record = await _bot(interaction).store.get_job(self.job_id)
+        if record is None:
+            await interaction.response.send_message(GONE, ephemeral=True)
+            return
+        embed = discord.Embed(title="Face parameters", description=record.prompt[:4000])
+        fields = {
+            "Negative prompt": record.negative_prompt or "(none)",
+            "Seed": record.seed,
+            "Steps": record.steps,
+            "Guidance": f"{record.guidance:g}",
+            "Size": f"{record.size} px",
+            "Mesh": record.output,
+            "Requested by": f"<@{record.user_id}>",
+            "Status": record.status,
+            "Job": record.id,
+        }
+        for name, value in fields.items():
+            embed.add_field(name=name, value=str(value)[:1024])
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_PINGS)
+
+
+class DeleteButton(JobButton, template=rf"t2f:delete:{JOB_ID}"):
+    action, label, emoji, style = "delete", "Delete", "🗑️", discord.ButtonStyle.danger
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        record = await _bot(interaction).store.get_job(self.job_id)
+        permissions = interaction.permissions
+        is_moderator = permissions.manage_messages or permissions.manage_guild
+        if record is not None and interaction.user.id != record.user_id and not is_moderator:
+            await interaction.response.send_message(
+                "Only the person who asked for this face or a moderator can delete it.", ephemeral=True
+            )
+            return
+        if record is None and not is_moderator:
+            await interaction.response.send_message(GONE, ephemeral=True)
+            return
+        await interaction.response.send_message("Deleted.", ephemeral=True)
+        if interaction.message is not None:
+            await interaction.message.delete()
+
+
+class CancelButton(JobButton, template=rf"t2f:cancel:{JOB_ID}"):
+    action, label, emoji = "cancel", "Cancel", "✖️"
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        record = await bot.store.get_job(self.job_id)
+        if record is None or interaction.user.id != record.user_id:
+            await interaction.response.send_message(
+                "Only the person who asked for this face can cancel it.", ephemeral=True
+            )
+            return
+        stopping = bot.service.cancel(self.job_id)
+        await interaction.response.send_message(
+            "Cancelling your face…" if stopping else "This face is already finished.", ephemeral=True
+        )
+
+
+BUTTONS: tuple[type[JobButton], ...] = (RerollButton, InfoButton, DeleteButton, CancelButton)
+
+
+def job_view(job_id: str) -> discord.ui.View:
+    """Reroll, Info and Delete for a delivered face."""
+    view = discord.ui.View(timeout=None)
+    for button in (RerollButton, InfoButton, DeleteButton):
+        view.add_item(button(job_id))
+    return view

@@ -1,0 +1,306 @@
+"""``/face``: validate, enqueue, show progress, deliver. No model code here: it talks to ``bot.service``."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import io
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.buttons import CancelButton, job_view
+from t2f.errors import T2FError
+from t2f.outputs import png_bytes
+from t2f.service import JobHandle, JobProgress, JobRequest, JobResult
+from t2f.store import JobRecord
+from t2f.text2img import FaceRequest
+
+if TYPE_CHECKING:
+    from bot import T2FBot
+
+log = logging.getLogger(__name__)
+NO_PINGS = discord.AllowedMentions.none()
+TOKEN_LIFETIME_S = 14 * 60  # Discord's interaction tokens expire after 15 minutes; keep a margin
+MAX_SEED = 2**53 - 1  # JavaScript-safe integers, as Discord clients handle them
+EditMessage = Callable[..., Awaitable[discord.Message]]
+PHASES = {"starting": "🎨 Starting…", "painting": "🎨 Painting", "reconstructing": "🧊 Building the 3D mesh…"}
+
+
+class MeshFormat(enum.Enum):
+    """What the mesh is delivered as."""
+
+    obj = "obj"
+    textured = "textured"
+    glb = "glb"
+
+
+def queued_text(job_id: str, position: int, eta_s: float) -> str:
+    return f"⏳ Queued as #{position} · about {max(1, round(eta_s))} s · job `{job_id}`"
+
+
+def progress_text(progress: JobProgress) -> str:
+    text = PHASES.get(progress.phase, progress.phase)
+    if progress.phase == "painting" and progress.total:
+        filled = round(10 * progress.step / progress.total)
+        text += f" {'▰' * filled}{'▱' * (10 - filled)} step {progress.step}/{progress.total}"
+    return f"{text} · job `{progress.job_id}`"
+
+
+def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
+    meta = result.metadata
+    embed = discord.Embed(title=job.face.prompt[:250], colour=discord.Colour.blurple())
+    embed.add_field(name="Seed", value=str(job.face.seed))
+    embed.add_field(name="Steps", value=str(job.face.steps))
+    embed.add_field(name="Guidance", value=f"{job.face.guidance:g}")
+    embed.add_field(name="Model", value=str(meta.get("model", "unknown"))[:100])
+    pose = meta.get("face", {}).get("pose_deg")
+    if pose:
+        embed.add_field(
+            name="Pose", value=f"yaw {pose['yaw']:.0f}° · pitch {pose['pitch']:.0f}° · roll {pose['roll']:.0f}°"
+        )
+    timings = meta.get("timings_s", {})
+    if timings:
+        shown = " · ".join(f"{k.replace('_', ' ')} {v:.2f}s" for k, v in timings.items())
+        embed.add_field(name="Stage times", value=shown[:1024], inline=False)
+    if meta.get("upload_note"):
+        embed.add_field(name="Note", value=meta["upload_note"], inline=False)
+    if "preview.png" in result.files:
+        embed.set_image(url="attachment://preview.png")
+    embed.set_footer(text=f"job {job.job_id}")
+    return embed
+
+
+def as_files(files: dict[str, bytes]) -> list[discord.File]:
+    return [discord.File(io.BytesIO(data), filename=name) for name, data in files.items()]
+
+
+class FaceCog(commands.Cog):
+    """The ``/face`` command and the life of each job's message."""
+
+    def __init__(self, bot: T2FBot) -> None:
+        self.bot = bot
+        self.followers: set[asyncio.Task[None]] = set()
+
+    @app_commands.command(name="face", description="Paint a face from your words and get it as a 3D mesh.")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What the face looks like, e.g. 'a smiling woman with curly hair'",
+        negative_prompt="What the picture should not show, e.g. 'glasses, blur'",
+        seed="Same prompt + same seed = same face; leave empty for a surprise",
+        steps="Denoising steps: more is slower and finer",
+        guidance="How closely to follow your words (higher is stricter)",
+        mesh="File format of the 3D mesh",
+    )
+    async def face(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 3, 300],
+        negative_prompt: app_commands.Range[str, 0, 300] = "",
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        steps: app_commands.Range[int, 5, 50] | None = None,
+        guidance: app_commands.Range[float, 1.0, 15.0] | None = None,
+        mesh: MeshFormat = MeshFormat.obj,
+    ) -> None:
+        """Paint a face and reconstruct it in 3D."""
+        await self.start_job(
+            interaction,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            output=mesh.value,
+        )
+
+    async def start_job(
+        self,
+        interaction: discord.Interaction,
+        *,
+        prompt: str,
+        negative_prompt: str = "",
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        output: str = "obj",
+    ) -> None:
+        """Admit, defer, enqueue and follow one job (used by /face and the Reroll button)."""
+        bot, settings = self.bot, self.bot.settings
+        try:
+            await bot.policy.admit(
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
+                prompt=prompt,
+            )
+        except T2FError as refusal:
+            await interaction.response.send_message(refusal.user_message, ephemeral=True, allowed_mentions=NO_PINGS)
+            return
+        await interaction.response.defer(thinking=True)
+        job = JobRequest(
+            job_id=secrets.token_hex(6),
+            user_id=interaction.user.id,
+            face=FaceRequest(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                seed=secrets.randbelow(2**32) if seed is None else seed,
+                steps=steps or settings.steps,
+                guidance=settings.guidance if guidance is None else guidance,
+                size=settings.image_size,
+            ),
+            output=output,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            max_file_bytes=interaction.filesize_limit,
+        )
+        try:
+            handle = bot.service.submit(job)
+        except T2FError as refusal:
+            await interaction.edit_original_response(content=refusal.user_message, allowed_mentions=NO_PINGS)
+            return
+        position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
+        await bot.store.add_job(job_record(job, interaction))
+        text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
+        if bot.service.paused:
+            text += " · the moderators paused the queue; it starts when they resume it"
+        await interaction.edit_original_response(
+            content=text,
+            view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
+            allowed_mentions=NO_PINGS,
+        )
+        self.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic())
+
+    def follow(self, handle: JobHandle, *, edit: EditMessage | None, started_at: float) -> None:
+        """Edit progress into the job's message and deliver its result, in a task of its own.
+
+        ``edit`` edits the job's original message through its interaction token; ``None`` (a job
+        resumed after its token expired) means the result goes to the channel as a new message.
+        """
+        loop = asyncio.get_running_loop()
+
+        def spawn() -> None:
+            task = loop.create_task(self._follow(handle, edit, started_at))
+            self.followers.add(task)
+            task.add_done_callback(self.followers.discard)
+
+        handle.when_started(spawn)
+
+    async def _follow(self, handle: JobHandle, edit: EditMessage | None, started_at: float) -> None:
+        # Throttle without timers: a progress event edits the message only when the interval has passed
+        # since the last edit, and always shows the latest state; the final edit supersedes whatever was
+        # skipped. perf_counter measures real elapsed time, which is what Discord's rate limits count.
+        interval = self.bot.settings.progress_interval_s
+        last_edit, shown = float("-inf"), ""
+        while edit is not None and not handle.result.done():
+            await handle.changed.wait()
+            handle.changed.clear()
+            latest = handle.latest
+            if handle.result.done() or latest is None or time.perf_counter() - last_edit < interval:
+                continue
+            if time.monotonic() - started_at >= TOKEN_LIFETIME_S:
+                edit = None  # the token has expired: no more edits; the result goes to the channel
+                break
+            text = progress_text(latest)
+            if text == shown:
+                continue
+            extra = (
+                {}
+                if latest.preview is None
+                else {"attachments": [discord.File(io.BytesIO(png_bytes(latest.preview)), "progress.png")]}
+            )
+            try:
+                await edit(content=text, allowed_mentions=NO_PINGS, **extra)
+            except discord.HTTPException as exc:  # a failed progress edit must not end the job's message
+                log.warning("progress edit for job %s failed: %s", handle.job.job_id, exc)
+            last_edit, shown = time.perf_counter(), text
+        result = await handle.result
+        await self.bot.store.set_status(handle.job.job_id, "delivering")
+        message_id = await self.deliver(handle.job, result, edit, started_at)
+        await self.bot.store.finish_job(
+            handle.job.job_id,
+            status=result.status,
+            outcome=result.user_message or "ok",
+            timings=result.metadata.get("timings_s", {}),
+            message_id=message_id,
+        )
+
+    async def deliver(
+        self, job: JobRequest, result: JobResult, edit: EditMessage | None, started_at: float
+    ) -> int | None:
+        """Post the result into the job's message while its token lives, else as a channel message."""
+        reply: dict[str, Any] = {"allowed_mentions": NO_PINGS}
+        if result.status == "done":
+            reply.update(content=None, embed=result_embed(job, result), view=job_view(job.job_id))
+        else:
+            note = f"{result.user_message or 'This face could not be made.'} · job `{job.job_id}`"
+            reply.update(content=note[:2000], view=None)
+        files = result.files
+        if edit is not None and time.monotonic() - started_at < TOKEN_LIFETIME_S:
+            try:
+                message = await edit(attachments=as_files(files), **reply)
+                return message.id
+            except discord.NotFound:
+                log.info("token of job %s expired; delivering by channel message", job.job_id)
+            except discord.HTTPException as exc:
+                if exc.status != 413:
+                    raise
+                log.warning("upload of job %s refused as too large (%s); sending without files", job.job_id, exc.code)
+                reply["content"] = f"The files were too large to upload here. · job `{job.job_id}`"
+                reply.pop("embed", None)
+                message = await edit(attachments=[], **reply)
+                return message.id
+        return await self._send_to_channel(job, files, reply)
+
+    async def _send_to_channel(self, job: JobRequest, files: dict[str, bytes], reply: dict[str, Any]) -> int | None:
+        channel = self.bot.get_channel(job.channel_id or 0)
+        if channel is None and job.channel_id:
+            try:
+                channel = await self.bot.fetch_channel(job.channel_id)
+            except discord.HTTPException:
+                channel = None
+        if not isinstance(channel, discord.abc.Messageable):
+            log.error("job %s finished but its channel %s is gone; result not delivered", job.job_id, job.channel_id)
+            return None
+        mention = f"<@{job.user_id}>" + (" your face is ready." if reply.get("embed") else "")
+        reply = {
+            **reply,
+            "content": f"{mention} {reply.get('content') or ''}".strip()[:2000],
+            "allowed_mentions": discord.AllowedMentions(
+                users=[discord.Object(job.user_id)], roles=False, everyone=False
+            ),
+        }
+        if reply.get("view") is None:
+            reply.pop("view", None)
+        message = await channel.send(files=as_files(files), **reply)
+        return message.id
+
+
+def job_record(job: JobRequest, interaction: discord.Interaction) -> JobRecord:
+    face = job.face
+    return JobRecord(
+        id=job.job_id,
+        user_id=job.user_id,
+        guild_id=job.guild_id,
+        channel_id=job.channel_id,
+        prompt=face.prompt,
+        negative_prompt=face.negative_prompt,
+        seed=face.seed,
+        steps=face.steps,
+        guidance=face.guidance,
+        size=face.size,
+        output=job.output,
+        status="queued",
+        created_at=time.time(),
+        interaction_token=interaction.token,
+        application_id=interaction.application_id,
+    )
+
+
+async def setup(bot: T2FBot) -> None:
+    await bot.add_cog(FaceCog(bot))

@@ -1,0 +1,52 @@
+"""Making result files fit a chat upload limit: zip first, then a lighter mesh, never a failed upload."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # Discord: all files of one message together
+ALWAYS_SHOWN = ("preview.png", "image.png")  # attached as they are; mesh files may be zipped or simplified
+ZIPPED = "The mesh files were zipped to fit the upload limit."
+SIMPLIFIED = "The mesh was simplified to about a quarter of its vertices to fit the upload limit."
+DROPPED = "The mesh was too large to upload here even simplified; only the pictures are attached."
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A deflate-compressed zip of ``files`` (names kept, so relative MTL/texture paths still resolve)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def fits(files: dict[str, bytes], per_file: int, total: int) -> bool:
+    return all(len(d) <= per_file for d in files.values()) and sum(len(d) for d in files.values()) <= total
+
+
+def fit_for_upload(
+    files: dict[str, bytes],
+    *,
+    per_file: int,
+    total: int = MAX_MESSAGE_BYTES,
+    lighter: Callable[[], dict[str, bytes]] | None = None,
+) -> tuple[dict[str, bytes], str | None]:
+    """Return files that fit ``per_file`` and ``total`` bytes, and a note saying what was changed (or None).
+
+    Tried in order: as they are; the mesh files zipped into ``face.zip``; ``lighter()`` (a
+    simplified mesh's files), as they are then zipped; the preview alone.
+    """
+    if fits(files, per_file, total):
+        return files, None
+    shown = {name: data for name, data in files.items() if name in ALWAYS_SHOWN}
+    rest = {name: data for name, data in files.items() if name not in ALWAYS_SHOWN}
+    candidates = [({**shown, "face.zip": zip_bytes(rest)}, ZIPPED)]
+    if lighter is not None:
+        light = {name: data for name, data in lighter().items() if name not in ALWAYS_SHOWN}
+        candidates += [({**shown, **light}, SIMPLIFIED), ({**shown, "face.zip": zip_bytes(light)}, SIMPLIFIED)]
+    for candidate, note in candidates:
+        if fits(candidate, per_file, total):
+            return candidate, note
+    return shown, DROPPED

@@ -1,0 +1,83 @@
+"""Building the real bot for SimCord tests: the real FacePipeline with tiny or photo text-to-image stages.
+
+A tiny random diffusion model paints noise, so the success path swaps only the text-to-image
+stage, through its own interface, for :class:`PhotoTextToImage` (skimage's astronaut photo).
+Detection, PRNet (random weights), export and preview stay real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from skimage.data import astronaut
+
+from bot import T2FBot
+from t2f.backend import LocalFaceBackend
+from t2f.config import Settings
+from t2f.moderation import PromptFilter
+from t2f.pipeline import FacePipeline
+from t2f.policy import Limits, Policy
+from t2f.service import JobService
+from t2f.store import Store
+from t2f.text2img import FaceImage, FaceRequest, StepProgress, TextToImage
+
+
+class PhotoTextToImage:
+    """The text-to-image interface, answering every prompt with the astronaut photo at the requested size."""
+
+    model = "test-photo/astronaut"
+
+    def __init__(self, *, step_seconds: float = 0.0, on_paint: Callable[[], None] | None = None) -> None:
+        self.photo = astronaut()
+        self.step_seconds = step_seconds
+        self.on_paint = on_paint
+        self.prompts: list[str] = []  # in the order they were painted
+        self.threads: set[str] = set()
+
+    def check_request(self, request: FaceRequest) -> None:
+        TextToImage.check_request(request)
+
+    def generate(self, request: FaceRequest, *, on_step: Callable[[StepProgress], None] | None = None,
+                 preview_every: int = 0) -> FaceImage:  # fmt: skip
+        return self.generate_batch([request], on_step=on_step)[0]
+
+    def generate_batch(self, requests: Sequence[FaceRequest], *, on_step: Callable[[StepProgress], None] | None = None,
+                       preview_every: int = 0) -> list[FaceImage]:  # fmt: skip
+        TextToImage.check_batch(requests)
+        self.threads.add(threading.current_thread().name)
+        self.prompts += [r.prompt for r in requests]
+        if self.on_paint is not None:
+            self.on_paint()
+        total = requests[0].steps
+        for step in range(1, total + 1):
+            time.sleep(self.step_seconds)
+            if on_step is not None:
+                on_step(StepProgress(step=step, total=total))
+        size = requests[0].size
+        image = np.asarray(Image.fromarray(self.photo).resize((size, size), Image.BILINEAR))
+        return [FaceImage(request=r, image=image.copy(), nsfw=False, withheld_reason=None, dropped_prompt="",
+                          timings={"encode_and_denoise": 0.0, "decode_and_safety": 0.0}) for r in requests]  # fmt: skip
+
+
+def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-untyped-def]
+    values: dict[str, object] = dict(image_size=256, steps=3, cooldown_s=0.0, progress_interval_s=1.0, warmup=False,
+                                     db_path=tmp_path / "t2f.sqlite3", user_pending=2, queue_capacity=60)  # fmt: skip
+    values.update(overrides)
+    return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
+
+
+def make_bot(settings: Settings, store: Store, stages: FacePipeline, text_to_image: object) -> T2FBot:
+    """A fresh bot around the shared, already-loaded PRNet and detector, with ``text_to_image`` swapped in."""
+    pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=text_to_image)
+    backend = LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=0)
+    service = JobService(backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
+                         job_timeout_s=settings.job_timeout_s)  # fmt: skip
+    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
+                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
+    policy = Policy(store=store, service=service, prompt_filter=PromptFilter.from_file(), limits=limits)
+    return T2FBot(settings=settings, store=store, service=service, policy=policy)

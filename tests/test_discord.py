@@ -1,0 +1,233 @@
+"""The bot through SimCord: real discord.py, real cogs and tree, real pipeline behind the service; no network."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from discord_fixtures import PhotoTextToImage, bot_settings, make_bot
+from PIL import Image
+
+from t2f.commands import load_face_pipeline
+from t2f.config import Settings
+from t2f.pipeline import FacePipeline
+from t2f.store import Store
+
+
+@pytest.fixture(scope="session")
+def stages(prnet_dir: Path) -> FacePipeline:
+    """PRNet (random weights), UV data and MTCNN, loaded once for every bot in the session."""
+    return load_face_pipeline(Settings(prnet_dir=str(prnet_dir)), crop="detect")
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    opened = await Store.open(tmp_path / "t2f.sqlite3")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def photo() -> PhotoTextToImage:
+    return PhotoTextToImage()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    marker = request.node.get_closest_marker("bot_settings")
+    return bot_settings(tmp_path, **(marker.kwargs if marker else {}))
+
+
+@pytest.fixture
+def text_stage(request: pytest.FixtureRequest, photo: PhotoTextToImage, tiny_sd: Path) -> object:
+    marker = request.node.get_closest_marker("text_stage")
+    if marker is None or marker.args[0] == "photo":
+        return photo
+    from t2f.text2img import TextToImage
+
+    return TextToImage.from_pretrained(str(tiny_sd), safety_checker=True)  # its checker flags every image
+
+
+@pytest.fixture
+def simcord_bot(settings: Settings, store: Store, stages: FacePipeline, text_stage: object):  # type: ignore[no-untyped-def]
+    return make_bot(settings, store, stages, text_stage)
+
+
+def callbacks(env) -> list[int]:  # type: ignore[no-untyped-def]
+    """Interaction callback types the bot sent (4 = message, 5 = deferred)."""
+    return [r.json["type"] for r in env.http_requests if r.method == "POST" and r.path.endswith("/callback")]
+
+
+def original_edits(env) -> list[str]:  # type: ignore[no-untyped-def]
+    """Contents of every edit of an interaction's original message, in order."""
+    return [(r.json or {}).get("content") or "" for r in env.http_requests
+            if r.method == "PATCH" and r.path.endswith("/messages/@original")]  # fmt: skip
+
+
+def world(env):  # type: ignore[no-untyped-def]
+    guild = env.create_guild()
+    channel = guild.create_text_channel("faces")
+    alice = guild.add_member(env.create_user("alice"))
+    return guild, channel, alice
+
+
+def moderator(env, guild):  # type: ignore[no-untyped-def]
+    import discord
+
+    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True, manage_messages=True))
+    return guild.add_member(env.create_user("mod"), roles=[mods])
+
+
+async def attachment_bytes(message, name: str) -> bytes:  # type: ignore[no-untyped-def]
+    (attachment,) = [a for a in message.attachments if a.filename == name]
+    return await attachment.read()
+
+
+async def test_face_defers_queues_and_delivers_a_mesh(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    assert result.acknowledged and not result.ephemeral
+    assert callbacks(simcord_env) == [5]  # deferred ("thinking") first, inside the 3 s window SimCord enforces
+    edits = original_edits(simcord_env)
+    assert edits[0].startswith("⏳ Queued as #1 · about ")
+    message = result.response
+    (embed,) = message.embeds
+    assert embed.title == "a smiling astronaut"
+    assert {f.name for f in embed.fields} >= {"Seed", "Steps", "Guidance", "Model", "Pose", "Stage times"}
+    assert embed.image.url == "attachment://preview.png"
+    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.obj"}
+    mesh = trimesh.load(io.BytesIO(await attachment_bytes(message, "face.obj")), file_type="obj", process=False)
+    assert mesh.faces.shape == (86_906, 3)
+    preview = np.asarray(Image.open(io.BytesIO(await attachment_bytes(message, "preview.png"))))
+    assert preview.shape == (256, 1280, 3)
+    buttons = [c["custom_id"] for row in message.components for c in row["components"]]
+    job_id = embed.footer.text.removeprefix("job ")
+    assert buttons == [f"t2f:reroll:{job_id}", f"t2f:info:{job_id}", f"t2f:delete:{job_id}"]
+    assert photo.prompts == ["a smiling astronaut"] and photo.threads == {"t2f-gpu_0"}
+
+
+@pytest.mark.bot_settings(steps=12, progress_interval_s=1.0)
+async def test_progress_edits_are_spaced_and_coalesced(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    simcord_env.bot.service.backend.pipeline.text_to_image.step_seconds = 0.25  # 12 steps over 3 s
+    _, channel, alice = world(simcord_env)
+    await alice.slash(channel, "face", prompt="a smiling astronaut")
+    edits = original_edits(simcord_env)
+    progress = [e for e in edits if "step" in e]
+    assert 1 <= len(progress) <= 4  # at most one edit per second over ~3 s, never one per step (12)
+    assert all("▰" in e or "▱" in e for e in progress)
+    assert edits[-1] == ""  # the final edit replaces the text with the result embed
+
+
+async def refused(env, member, channel, **options):  # type: ignore[no-untyped-def]
+    before = len(env.bot.service.backend.pipeline.text_to_image.prompts)
+    result = await member.slash(channel, "face", **options)
+    assert result.ephemeral and callbacks(env)[-1] == 4  # an immediate ephemeral answer, no deferral
+    assert len(env.bot.service.backend.pipeline.text_to_image.prompts) == before  # no GPU work
+    return result.response.content
+
+
+async def test_each_refusal_is_ephemeral_and_does_no_gpu_work(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from test_store import record
+
+    from t2f.store import GuildSettings
+
+    guild, channel, alice = world(simcord_env)
+    other = guild.create_text_channel("general")
+    bob = guild.add_member(simcord_env.create_user("bob"))
+    await store.save_guild_settings(GuildSettings(guild_id=guild.id, allowed_channels=(channel.id,)))
+    assert (await refused(simcord_env, alice, other, prompt="a face")).startswith(
+        "/face is not enabled in this channel."
+    )
+    await store.ban(guild.id, bob.id, by=alice.id)
+    assert (
+        await refused(simcord_env, bob, channel, prompt="a face") == "You are not allowed to use /face on this server."
+    )
+    text = await refused(simcord_env, alice, channel, prompt="a n.u.d.e portrait")
+    assert text == "Your prompt contains words this server does not allow. Please rephrase it."
+    await store.save_guild_settings(GuildSettings(guild_id=guild.id, allowed_channels=(channel.id,), daily_quota=1))
+    await store.add_job(dataclasses_replace(record("old"), user_id=alice.id, guild_id=guild.id, created_at=time.time()))
+    text = await refused(simcord_env, alice, channel, prompt="a face")
+    assert text == "You have reached today's limit of 1 faces on this server; it resets at midnight UTC."
+
+
+def dataclasses_replace(obj, **changes):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+@pytest.mark.bot_settings(cooldown_s=60.0)
+async def test_cooldown_refuses_a_second_face(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    first = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    assert first.response.embeds
+    text = await refused(simcord_env, alice, channel, prompt="another astronaut")
+    assert text.startswith("Slow down: you can ask for another face in ") and text.endswith(" s.")
+
+
+@pytest.mark.bot_settings(user_pending=1)
+async def test_pending_cap_counts_waiting_jobs(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    simcord_env.bot.service.pause()
+    queued = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    assert "the moderators paused the queue" in queued.response.content
+    text = await refused(simcord_env, alice, channel, prompt="another astronaut")
+    assert text == "You already have 1 faces on the way; wait for one to finish."
+
+
+@pytest.mark.text_stage("tiny_flagging")
+async def test_flagged_image_is_withheld_and_the_user_told(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    from t2f.text2img import WITHHELD_BY_SAFETY
+
+    _, channel, alice = world(simcord_env)
+    result = await alice.slash(channel, "face", prompt="a portrait photo")
+    message = result.response
+    assert message.content.startswith(WITHHELD_BY_SAFETY) and "job `" in message.content
+    assert message.attachments == [] and message.embeds == []
+
+
+@pytest.mark.bot_settings(progress_interval_s=30.0)
+async def test_upload_refused_as_too_large_still_answers(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause()
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    # The next two edits fail with 413: the "Starting" progress edit (skipped, logged) and the upload.
+    simcord_env.inject_error("PATCH", "/webhooks/*/*/messages/@original", status=413, code=40005,
+                             message="Request entity too large", times=2)  # fmt: skip
+    await mod.slash(channel, "faceadmin resume")
+    message = result.response
+    assert message.content.startswith("The files were too large to upload here. · job `")
+    assert message.attachments == []
+
+
+async def test_result_after_the_token_expired_goes_to_the_channel(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause()
+    queued = await alice.slash(channel, "face", prompt="a smiling @everyone astronaut")
+    assert "paused" in queued.response.content
+    await simcord_env.advance_time(16 * 60)  # past Discord's 15-minute interaction token lifetime
+    await mod.slash(channel, "faceadmin resume")
+    message = channel.last_message
+    assert message.author.id == simcord_env.bot.user.id
+    assert message.content == f"<@{alice.id}> your face is ready."
+    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.obj"}
+    channel_posts = [r for r in simcord_env.http_requests if r.method == "POST" and r.path.endswith("/messages")]
+    mentions = channel_posts[-1].json["allowed_mentions"]
+    assert mentions["parse"] == [] and [int(u) for u in mentions["users"]] == [alice.id]  # only the author is pinged
+
+
+async def test_mentions_in_prompts_never_ping(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    await alice.slash(channel, "face", prompt="@everyone and <@&123> and <@456> smiling")
+    writes = [r for r in simcord_env.http_requests if r.method in ("POST", "PATCH") and isinstance(r.json, dict)
+              and ("content" in r.json or "embeds" in r.json)]  # fmt: skip
+    assert writes
+    for request in writes:
+        assert request.json.get("allowed_mentions") == {"parse": []}, request.path

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from mesh_fixtures import reference_mesh
+
+from t2f.export.obj import obj_bytes
+from t2f.prnet.postprocess import decimate
+from t2f.uploads import DROPPED, SIMPLIFIED, ZIPPED, fit_for_upload
+
+
+def test_fitting_zips_then_simplifies_then_drops(shared_dir: Path) -> None:
+    _, mesh = reference_mesh(shared_dir)
+    files = {"preview.png": b"p" * 1000, "face.obj": obj_bytes(mesh)}
+    size = len(files["face.obj"])
+    same, note = fit_for_upload(files, per_file=size + 1)
+    assert same is files and note is None
+
+    zipped, note = fit_for_upload(files, per_file=size // 2)
+    assert note == ZIPPED and set(zipped) == {"preview.png", "face.zip"}
+    with zipfile.ZipFile(io.BytesIO(zipped["face.zip"])) as archive:
+        assert archive.read("face.obj") == files["face.obj"]
+
+    lighter = decimate(mesh)
+    assert 0.2 < len(lighter.vertices) / len(mesh.vertices) < 0.3
+    limit = len(zipped["face.zip"]) - 1  # the zipped full mesh no longer fits; the simplified one does
+    simplified, note = fit_for_upload(files, per_file=limit, lighter=lambda: {"face.obj": obj_bytes(lighter)})
+    assert note == SIMPLIFIED and set(simplified) == {"preview.png", "face.obj"}
+    assert len(simplified["face.obj"]) <= limit
+
+    dropped, note = fit_for_upload(files, per_file=5000, lighter=lambda: {"face.obj": obj_bytes(lighter)})
+    assert note == DROPPED and dropped == {"preview.png": files["preview.png"]}
