@@ -292,5 +292,33 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def env_example() -> str:
+    """The text of ``.env.example``: every variable with its default and meaning, the token blank."""
+    lines = [
+        "# t2f settings. Copy to .env (git-ignored) and fill in. The real environment overrides this file.",
+        "",
+        "# Discord bot token from the Developer Portal (Bot tab). Secret: never commit it.",
+        "DISCORD_TOKEN=",
+        "",
+        '# Models, inference, the bot\'s limits and storage (see README, "Configuration").',
+    ]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif isinstance(default, tuple):
+            shown = ",".join(map(str, default))
+        else:
+            shown = str(default)
+        allowed = f" Allowed: {f.metadata['allowed']}." if f.metadata["allowed"] else ""
+        lines += [f"# {f.metadata['doc']}{allowed}", f"{f.metadata['env']}={shown}"]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    import sys
+
+    print(
+        env_example() if "--env-example" in sys.argv else settings_table(),
+        end="" if "--env-example" in sys.argv else "\n",
+    )

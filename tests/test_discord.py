@@ -231,3 +231,100 @@ async def test_mentions_in_prompts_never_ping(simcord_env) -> None:  # type: ign
     assert writes
     for request in writes:
         assert request.json.get("allowed_mentions") == {"parse": []}, request.path
+
+
+def button_ids(message) -> list[str]:  # type: ignore[no-untyped-def]
+    return [c["custom_id"] for row in message.components for c in row["components"]]
+
+
+async def test_buttons_work_after_a_restart(simcord_env, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    bob = guild.add_member(simcord_env.create_user("bob"))
+    first = await alice.slash(channel, "face", prompt="a smiling astronaut", seed=7)
+    job_id = first.response.embeds[0].footer.text.removeprefix("job ")
+    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))  # a fresh bot: no in-memory state
+
+    info = await bob.click(first.response, custom_id=f"t2f:info:{job_id}")
+    assert info.ephemeral
+    (embed,) = info.response.embeds
+    assert embed.description == "a smiling astronaut"
+    assert {f.name: f.value for f in embed.fields}["Seed"] == "7"
+
+    refused_delete = await bob.click(first.response, custom_id=f"t2f:delete:{job_id}")
+    assert refused_delete.ephemeral
+    assert refused_delete.response.content == "Only the person who asked for this face or a moderator can delete it."
+
+    reroll = await bob.click(first.response, custom_id=f"t2f:reroll:{job_id}")
+    new_message = reroll.response
+    assert new_message.embeds and new_message.embeds[0].title == "a smiling astronaut"
+    assert {f.name: f.value for f in new_message.embeds[0].fields}["Seed"] != "7"  # a new seed
+    assert photo.prompts == ["a smiling astronaut", "a smiling astronaut"]
+
+    deleted = await alice.click(first.response, custom_id=f"t2f:delete:{job_id}")
+    assert deleted.ephemeral and deleted.response.content == "Deleted."
+    assert first.response is None  # the message is gone
+
+
+async def test_faceadmin_is_for_moderators_only(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    assert not any(name.startswith("faceadmin") for name in alice.available_commands(channel))  # hidden by default
+    # A server admin relaxed the default in Integrations: the runtime check still refuses.
+    (command,) = [c for c in await simcord_env.bot.tree.fetch_commands() if c.name == "faceadmin"]
+    guild.set_command_permissions(command, {alice: True})
+    result = await alice.slash(channel, "faceadmin ban", member=mod)
+    assert (
+        result.ephemeral
+        and result.response.content == "Only members with the Manage Server permission can use /faceadmin."
+    )
+    errors = simcord_env.errors
+    assert len(errors) == 1 and type(errors[0]).__name__ == "CheckFailure"
+    assert not await store.is_banned(guild.id, mod.id)
+
+    banned = await mod.slash(channel, "faceadmin ban", member=alice)
+    assert banned.ephemeral and "can no longer use /face here" in banned.response.content
+    assert await store.is_banned(guild.id, alice.id)
+    await mod.slash(channel, "faceadmin cooldown", seconds=5)
+    assert (await store.guild_settings(guild.id)).cooldown_s == 5
+    recent = await mod.slash(channel, "faceadmin recent")
+    assert recent.response.content.startswith("Recent faces:")
+
+
+async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from t2f.store import JobRecord
+
+    guild, channel, alice = world(simcord_env)
+    # What a previous run left behind: one job queued 20 minutes ago (its token long expired).
+    await store.add_job(JobRecord(id="0123456789ab", user_id=alice.id, guild_id=guild.id, channel_id=channel.id,
+                                  prompt="a resumed astronaut", negative_prompt="", seed=3, steps=3, guidance=7.5,
+                                  size=256, output="glb", status="queued", created_at=time.time() - 20 * 60,
+                                  interaction_token="expired", application_id=1))  # fmt: skip
+    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
+    message = channel.last_message
+    assert message.content == f"<@{alice.id}> your face is ready."
+    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.glb"}
+    record = await store.get_job("0123456789ab")
+    assert record is not None and record.status == "done" and record.interaction_token is None
+    assert photo.prompts == ["a resumed astronaut"]
+
+
+@pytest.mark.simcord(settle_timeout=180)
+@pytest.mark.bot_settings(user_pending=5, max_batch=4)
+async def test_a_burst_of_50_from_10_users_is_served_round_robin(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, _ = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    users = [guild.add_member(simcord_env.create_user(f"user{u}")) for u in range(10)]
+    simcord_env.bot.service.pause()  # let the burst pile up, as it would behind a long job
+    results = []
+    for round_ in range(5):
+        for index, user in enumerate(users):
+            result = await user.slash(channel, "face", prompt=f"u{index} r{round_} astronaut", mesh="glb")
+            assert result.response.content.startswith(f"⏳ Queued as #{len(results) + 1} ")
+            results.append(result)
+    await mod.slash(channel, "faceadmin resume")
+    assert all(r.response.embeds and {a.filename for a in r.response.attachments} >= {"face.glb"} for r in results)
+    assert len(photo.prompts) == 50 and len(set(photo.prompts)) == 50  # none lost, none twice
+    first_ten = [p.split()[0] for p in photo.prompts[:10]]
+    assert sorted(first_ten) == sorted(f"u{i}" for i in range(10))  # everyone's first face before anyone's second
