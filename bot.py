@@ -156,9 +156,9 @@ class T2FBot(commands.Bot):
             )
             age = time.time() - record.created_at
             edit = None
-            if record.interaction_token and record.application_id and age < TOKEN_LIFETIME_S:
+            if record.interaction_token and record.application_id and record.message_id and age < TOKEN_LIFETIME_S:
                 webhook = discord.Webhook.partial(record.application_id, record.interaction_token, client=self)
-                edit = functools.partial(webhook.edit_message, "@original")
+                edit = functools.partial(webhook.edit_message, record.message_id)
             await self.store.set_status(record.id, "queued")
             handle = self.service.submit(job)
             cog.follow(handle, edit=edit, started_at=time.monotonic() - age)  # type: ignore[union-attr]

@@ -169,11 +169,12 @@ class FaceCog(commands.Cog):
         text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
         if bot.service.paused:
             text += " · the moderators paused the queue; it starts when they resume it"
-        await interaction.edit_original_response(
+        queued = await interaction.edit_original_response(
             content=text,
             view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
             allowed_mentions=NO_PINGS,
         )
+        await bot.store.set_message(job.job_id, queued.id)  # lets a restarted bot edit this message
         self.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic())
 
     def follow(self, handle: JobHandle, *, edit: EditMessage | None, started_at: float) -> None:

@@ -328,3 +328,34 @@ async def test_a_burst_of_50_from_10_users_is_served_round_robin(simcord_env, ph
     assert len(photo.prompts) == 50 and len(set(photo.prompts)) == 50  # none lost, none twice
     first_ten = [p.split()[0] for p in photo.prompts[:10]]
     assert sorted(first_ten) == sorted(f"u{i}" for i in range(10))  # everyone's first face before anyone's second
+
+
+async def test_restart_resumes_through_a_live_token_and_does_not_resync(
+    simcord_env, settings, store, stages, photo
+) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    simcord_env.bot.service.pause()
+    queued = await alice.slash(channel, "face", prompt="a patient astronaut")
+    assert queued.response.content.startswith("⏳ Queued as #1")
+    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))  # the queued job only survives in SQLite
+    message = queued.response  # the same message, edited through the stored token
+    assert message.embeds and message.embeds[0].title == "a patient astronaut"
+    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.obj"}
+    syncs = [r for r in simcord_env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
+    assert len(syncs) == 1  # the tree did not change, so the restart did not sync again
+
+
+async def test_a_crash_in_a_stage_shows_the_job_id_not_a_traceback(
+    simcord_env, photo: PhotoTextToImage, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    def explode() -> None:
+        raise RuntimeError("CUDA error: an illegal memory access at /secret/path")
+
+    photo.on_paint = explode
+    _, channel, alice = world(simcord_env)
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    content = result.response.content
+    job_id = content.rsplit("`", 2)[1]
+    assert content.startswith(f"Something went wrong while making your face (job {job_id}).")
+    assert "Traceback" not in content and "/secret" not in content and "CUDA" not in content
+    assert any(job_id in r.getMessage() and r.exc_info for r in caplog.records)  # the operator gets the traceback
