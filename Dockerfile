@@ -27,5 +27,5 @@ RUN pip install .
 USER t2f
 # Model weights (several GB) and results live on a volume, not in the image.
 VOLUME ["/data"]
-# Weights are fetched on first start (a no-op once cached), then the bot runs.
-CMD ["sh", "-c", "t2f download && exec python bot.py"]
+# The token is checked, weights are fetched on first start (a no-op once cached), then the bot runs.
+CMD ["sh", "-c", "python bot.py --check-config && t2f download && exec python bot.py"]

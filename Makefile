@@ -21,8 +21,9 @@ $(VENV)/.test: $(VENV)/.runtime
 install: $(VENV)/.runtime
 install-test: $(VENV)/.test
 
-## Set up, fetch weights on first run, start the bot.
+## Set up, check .env, fetch weights on first run, start the bot.
 bot: install
+	$(PY) bot.py --check-config
 	$(VENV)/bin/t2f download
 	$(PY) bot.py
 

@@ -223,6 +223,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"t2f bot: configuration error: {exc.user_message}", file=sys.stderr)
         return 2
+    if "--check-config" in sys.argv[1:]:  # `make bot` checks this before downloading weights
+        print("t2f bot: configuration ok")
+        return 0
     try:
         asyncio.run(run_bot(settings, token))
     except discord.LoginFailure:

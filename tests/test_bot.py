@@ -53,3 +53,21 @@ def test_every_listed_extension_has_a_setup() -> None:
 
     for name in bot.EXTENSIONS:
         assert callable(importlib.import_module(name).setup)
+
+
+def test_check_config_validates_without_starting(tmp_path: Path) -> None:
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
+    (tmp_path / ".env").write_text(f"DISCORD_TOKEN={token}\nT2F_STEPS=20\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "--check-config"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "t2f bot: configuration ok"
+    assert token not in proc.stdout + proc.stderr
+    (tmp_path / ".env").write_text(f"DISCORD_TOKEN={token}\nT2F_STEPS=500\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "--check-config"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "t2f bot: configuration error: T2F_STEPS=500 is out of range; allowed: 1..150."
