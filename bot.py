@@ -160,7 +160,7 @@ class T2FBot(commands.Bot):
                 webhook = discord.Webhook.partial(record.application_id, record.interaction_token, client=self)
                 edit = functools.partial(webhook.edit_message, record.message_id)
             await self.store.set_status(record.id, "queued")
-            handle = self.service.submit(job)
+            handle = self.service.submit(job, resumed=True)
             cog.follow(handle, edit=edit, started_at=time.monotonic() - age)  # type: ignore[union-attr]
             log.info("resumed job %s (%.0f s old, via %s)", record.id, age, "token" if edit else "channel")
 

@@ -222,7 +222,14 @@ class FaceCog(commands.Cog):
             last_edit, shown = time.perf_counter(), text
         result = await handle.result
         await self.bot.store.set_status(handle.job.job_id, "delivering")
-        message_id = await self.deliver(handle.job, result, edit, started_at)
+        try:
+            message_id = await self.deliver(handle.job, result, edit, started_at)
+        except discord.HTTPException:  # e.g. the bot lost a permission: record it, never retry forever
+            log.exception("delivering job %s failed", handle.job.job_id)
+            await self.bot.store.finish_job(
+                handle.job.job_id, status="undelivered", outcome="delivery failed", timings={}
+            )
+            return
         await self.bot.store.finish_job(
             handle.job.job_id,
             status=result.status,

@@ -146,24 +146,23 @@ class Settings:
         }
 
 
-def _parse_int(var: str, raw: str, low: int, high: int) -> int:
+def _parse_number(var: str, raw: str, low: float, high: float, kind: type[int] | type[float]) -> Any:
+    what = "a whole number" if kind is int else "a number"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not a whole number; allowed: {low}..{high}.") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{var}={value} is out of range; allowed: {low}..{high}.")
-    return value
-
-
-def _parse_float(var: str, raw: str, low: float, high: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not a number; allowed: {low:g}..{high:g}.") from None
+        raise ConfigError(f"{var}={raw!r} is not {what}; allowed: {low:g}..{high:g}.") from None
     if not low <= value <= high:
         raise ConfigError(f"{var}={value:g} is out of range; allowed: {low:g}..{high:g}.")
     return value
+
+
+def _parse_int(var: str, raw: str, low: int, high: int) -> int:
+    return int(_parse_number(var, raw, low, high, int))
+
+
+def _parse_float(var: str, raw: str, low: float, high: float) -> float:
+    return float(_parse_number(var, raw, low, high, float))
 
 
 def _parse_choice(var: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -277,17 +276,20 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     return settings_from_mapping(read_environment(env_file))
 
 
+def _default_text(default: object) -> str:
+    """A default as it is written in ``.env``: on/off, comma-separated ids, or the plain value."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    return str(default)
+
+
 def settings_table() -> str:
     """Markdown table of every setting, for the README."""
     rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Settings):
-        default = f.default
-        if isinstance(default, bool):
-            shown = "on" if default else "off"
-        elif isinstance(default, tuple):
-            shown = ",".join(map(str, default)) or "(empty)"
-        else:
-            shown = str(default) or "(empty)"
+        shown = _default_text(f.default) or "(empty)"
         rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['allowed'] or 'any'} | {f.metadata['doc']} |")
     return "\n".join(rows)
 
@@ -303,13 +305,7 @@ def env_example() -> str:
         '# Models, inference, the bot\'s limits and storage (see README, "Configuration").',
     ]
     for f in dataclasses.fields(Settings):
-        default = f.default
-        if isinstance(default, bool):
-            shown = "on" if default else "off"
-        elif isinstance(default, tuple):
-            shown = ",".join(map(str, default))
-        else:
-            shown = str(default)
+        shown = _default_text(f.default)
         allowed = f" Allowed: {f.metadata['allowed']}." if f.metadata["allowed"] else ""
         lines += [f"# {f.metadata['doc']}{allowed}", f"{f.metadata['env']}={shown}"]
     return "\n".join(lines) + "\n"

@@ -177,8 +177,10 @@ class JobService:
         return batches * self.seconds_per_batch
 
     # -- commands ----------------------------------------------------------------------------------
-    def submit(self, job: JobRequest) -> JobHandle:
+    def submit(self, job: JobRequest, *, resumed: bool = False) -> JobHandle:
         """Queue a job and start the worker if idle.
+
+        ``resumed`` jobs (accepted before a restart) are queued whatever the capacity.
 
         Raises
         ------
@@ -187,7 +189,7 @@ class JobService:
         """
         if self._closing:
             raise QueueFull("The bot is restarting; please try again in a minute.")
-        if len(self.queued()) >= self.capacity:
+        if not resumed and len(self.queued()) >= self.capacity:
             raise QueueFull(f"The queue is full ({self.capacity} faces waiting); please try again in a few minutes.")
         if job.output not in OUTPUTS:
             raise T2FError(f"Unknown output format {job.output!r}; use one of {', '.join(OUTPUTS)}.")

@@ -359,3 +359,15 @@ async def test_a_crash_in_a_stage_shows_the_job_id_not_a_traceback(
     assert content.startswith(f"Something went wrong while making your face (job {job_id}).")
     assert "Traceback" not in content and "/secret" not in content and "CUDA" not in content
     assert any(job_id in r.getMessage() and r.exc_info for r in caplog.records)  # the operator gets the traceback
+
+
+async def test_a_failed_delivery_is_recorded_not_retried(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause()
+    await alice.slash(channel, "face", prompt="a smiling astronaut")
+    (record,) = await store.jobs_with_status("queued")
+    simcord_env.inject_error("PATCH", "/webhooks/*/*/messages/@original", status=403, code=50013, times=None)
+    await mod.slash(channel, "faceadmin resume")
+    assert (await store.get_job(record.id)).status == "undelivered"
+    assert await store.jobs_with_status("queued", "running", "delivering") == []  # nothing left to resume
