@@ -190,7 +190,7 @@ class FaceCog(commands.Cog):
             self.followers.add(task)
             task.add_done_callback(self.followers.discard)
 
-        handle.when_started(spawn)
+        handle.when_active(spawn)
 
     async def _follow(self, handle: JobHandle, edit: EditMessage | None, started_at: float) -> None:
         # Throttle without timers: a progress event edits the message only when the interval has passed

@@ -92,21 +92,25 @@ class JobHandle:
         self.changed = asyncio.Event()
         self._on_start: list[Callable[[], None]] = []
 
-    def when_started(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` on the event loop when the worker takes this job (at once if it already has).
+    def when_active(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop when the worker takes this job, or when it ends without
+        starting (cancelled while waiting); at once if either already happened.
 
         Followers of a job start here, so nothing waits on a job that is only queued.
         """
-        if self.started:
+        if self.started or self.result.done():
             callback()
         else:
             self._on_start.append(callback)
 
+    def _activate(self) -> None:
+        callbacks, self._on_start = self._on_start, []
+        for callback in callbacks:
+            callback()
+
     def _start(self) -> None:
         self.started = True
-        for callback in self._on_start:
-            callback()
-        self._on_start.clear()
+        self._activate()
 
     def _update(self, progress: JobProgress) -> None:
         self.latest = progress
@@ -116,6 +120,7 @@ class JobHandle:
         if not self.result.done():
             self.result.set_result(result)
         self.changed.set()
+        self._activate()
 
 
 class JobService:

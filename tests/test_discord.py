@@ -371,3 +371,22 @@ async def test_a_failed_delivery_is_recorded_not_retried(simcord_env, store: Sto
     await mod.slash(channel, "faceadmin resume")
     assert (await store.get_job(record.id)).status == "undelivered"
     assert await store.jobs_with_status("queued", "running", "delivering") == []  # nothing left to resume
+
+
+async def test_cancel_button_is_for_the_author(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    bob = guild.add_member(simcord_env.create_user("bob"))
+    simcord_env.bot.service.pause()
+    queued = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    (cancel_id,) = button_ids(queued.response)
+    assert cancel_id.startswith("t2f:cancel:")
+    other = await bob.click(queued.response, custom_id=cancel_id)
+    assert other.ephemeral and other.response.content == "Only the person who asked for this face can cancel it."
+    mine = await alice.click(queued.response, custom_id=cancel_id)
+    assert mine.ephemeral and mine.response.content == "Cancelling your face…"
+    simcord_env.bot.service.resume()
+    await simcord_env.settle()
+    assert queued.response.content.startswith("Cancelled. · job `")
+    assert photo.prompts == []  # it never reached the GPU
+    job_id = cancel_id.removeprefix("t2f:cancel:")
+    assert (await simcord_env.bot.store.get_job(job_id)).status == "cancelled"  # not resumed after a restart
