@@ -33,6 +33,9 @@ def load_text_to_image(settings: Settings) -> Any:
         safety_checker=settings.safety_checker,
         cache_dir=settings.cache_dir,
         taesd=settings.taesd,
+        channels_last=settings.speedup("channels_last"),
+        fuse_qkv=settings.speedup("fuse_qkv"),
+        compile_unet=settings.compile,
     )
 
 

@@ -67,6 +67,24 @@ class Settings:
         "Sampler: `dpmpp` is DPM-Solver++ (2nd order multistep).",
         allowed=", ".join(SCHEDULERS),
     )
+    channels_last: str = _setting(
+        "T2F_CHANNELS_LAST",
+        "auto",
+        "Channels-last memory format for the UNet, VAE and PRNet; `auto` is on with CUDA.",
+        allowed="auto, on, off",
+    )
+    fuse_qkv: str = _setting(
+        "T2F_FUSE_QKV",
+        "auto",
+        "Fuse attention's query/key/value projections (one matmul); `auto` is on with CUDA.",
+        allowed="auto, on, off",
+    )
+    compile: bool = _setting(
+        "T2F_COMPILE",
+        False,
+        "torch.compile the UNet and PRNet; compiling happens in the start-up warm-up.",
+        allowed="on, off",
+    )
     safety_checker: bool = _setting(
         "T2F_SAFETY_CHECKER", True, "Run the pipeline's safety checker; flagged images are withheld.", allowed="on, off"
     )
@@ -133,6 +151,11 @@ class Settings:
         if self.dtype != "auto":
             return self.dtype
         return "float16" if self.resolved_device().startswith("cuda") else "float32"
+
+    def speedup(self, name: str) -> bool:
+        """Whether an ``auto/on/off`` speed-up setting is on; ``auto`` means "on with CUDA"."""
+        value = getattr(self, name)
+        return self.resolved_device().startswith("cuda") if value == "auto" else value == "on"
 
     def resolved_prnet_dir(self) -> Path:
         """PRNet's folder: ``T2F_PRNET_DIR`` or ``<cache_dir>/prnet``."""
@@ -223,6 +246,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "image_size": _parse_image_size,
     "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
     "safety_checker": _parse_bool,
+    "channels_last": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
+    "fuse_qkv": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
+    "compile": _parse_bool,
     "taesd": _parse_text,
     "prnet_dir": _parse_text,
     "prnet_checkpoint_url": _parse_required_text,

@@ -141,6 +141,9 @@ class TextToImage:
         safety_checker: bool = True,
         cache_dir: Path | None = None,
         taesd: str = "",
+        channels_last: bool = False,
+        fuse_qkv: bool = False,
+        compile_unet: bool = False,
     ) -> TextToImage:
         """Load a Stable Diffusion 1.x pipeline from a local folder or the hub cache, never the network.
 
@@ -171,7 +174,14 @@ class TextToImage:
         # Scaled-dot-product attention: PyTorch picks flash or memory-efficient kernels on CUDA.
         pipeline.unet.set_attn_processor(AttnProcessor2_0())
         pipeline.vae.set_attn_processor(AttnProcessor2_0())
+        if fuse_qkv:  # one matmul for query, key and value instead of three
+            pipeline.fuse_qkv_projections()
         pipeline = pipeline.to(device)
+        if channels_last:  # NHWC convolutions are the fast path for tensor cores
+            pipeline.unet.to(memory_format=torch.channels_last)
+            pipeline.vae.to(memory_format=torch.channels_last)
+        if compile_unet:  # compiled lazily: the first call (the start-up warm-up) pays for it
+            pipeline.unet = torch.compile(pipeline.unet, fullgraph=False)
         previewer = (
             LatentPreviewer.from_pretrained(taesd, device=device, dtype=torch_dtype, cache_dir=cache_dir)
             if taesd

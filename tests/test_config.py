@@ -89,3 +89,14 @@ def test_readme_and_env_example_document_every_variable() -> None:
     example = (root / ".env.example").read_text(encoding="utf-8")
     assert example == env_example(), "stale: python -m t2f.config --env-example > .env.example"
     assert "\nDISCORD_TOKEN=\n" in example  # the secret stays blank
+
+
+def test_speedups_are_on_with_cuda_by_default() -> None:
+    assert Settings(device="cuda").speedup("channels_last") and Settings(device="cuda").speedup("fuse_qkv")
+    assert not Settings(device="cpu").speedup("channels_last")
+    assert Settings(device="cpu", fuse_qkv="on").speedup("fuse_qkv")
+    assert not Settings(device="cuda", channels_last="off").speedup("channels_last")
+    assert Settings().compile is False
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"T2F_FUSE_QKV": "maybe"})
+    assert caught.value.user_message == "T2F_FUSE_QKV='maybe' is not allowed; allowed: auto, on, off."

@@ -85,3 +85,20 @@ def test_loading_refuses_tampered_weights(random_checkpoint, tmp_path: Path) -> 
         PRNet.from_pretrained(tmp_path / "prnet")
     with pytest.raises(ModelUnavailable, match="t2f download"):
         PRNet.from_pretrained(tmp_path / "nothing-here")
+
+
+def test_channels_last_gives_the_same_position_maps() -> None:
+    from t2f.prnet.checkpoint import PRNetConfig
+
+    images = np.random.default_rng(5).random((2, 256, 256, 3), dtype=np.float32)
+    plain = PRNet(ResFCN256().eval(), PRNetConfig()).predict(images)
+    torch.manual_seed(0)
+    net = ResFCN256().eval()
+    torch.manual_seed(0)
+    twin = ResFCN256().eval()
+    np.testing.assert_allclose(
+        PRNet(net, PRNetConfig()).predict(images),
+        PRNet(twin, PRNetConfig(), channels_last=True).predict(images),
+        atol=1e-5,
+    )
+    assert plain.shape == (2, 256, 256, 3)

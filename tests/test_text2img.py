@@ -152,3 +152,13 @@ def test_damaged_weights_give_a_clear_error(tiny_sd: Path, tmp_path: Path) -> No
     weights.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelUnavailable, match="could not be loaded"):
         TextToImage.from_pretrained(str(broken), safety_checker=False)
+
+
+def test_speedups_paint_the_same_image(tiny_sd: Path, stage: TextToImage) -> None:
+    fast = TextToImage.from_pretrained(str(tiny_sd), safety_checker=False, channels_last=True, fuse_qkv=True)
+    assert type(fast.pipeline.unet.attn_processors[next(iter(fast.pipeline.unet.attn_processors))]).__name__.startswith(
+        "Fused"
+    )
+    a, b = stage.generate(request(seed=4)).image, fast.generate(request(seed=4)).image
+    assert a is not None and b is not None
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -27,15 +27,33 @@ class PRNet:
     """
 
     def __init__(
-        self, network: ResFCN256, config: PRNetConfig, *, device: str = "cpu", dtype: torch.dtype = torch.float32
-    ):
-        self.network = network.to(device=device, dtype=dtype).eval()
+        self,
+        network: ResFCN256,
+        config: PRNetConfig,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+        compile_network: bool = False,
+    ) -> None:
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.network = network.to(device=device, dtype=dtype).eval().to(memory_format=self.memory_format)
+        # torch.compile is lazy: the first batch (the start-up warm-up) compiles it.
+        self.forward = torch.compile(self.network) if compile_network else self.network
         self.config = config
         self.device = device
         self.dtype = dtype
 
     @classmethod
-    def from_pretrained(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> PRNet:
+    def from_pretrained(
+        cls,
+        folder: Path,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+        compile_network: bool = False,
+    ) -> PRNet:
         """Load ``config.json`` and ``model.safetensors`` from ``folder``, verifying the checksum.
 
         Raises
@@ -62,7 +80,9 @@ class PRNet:
             raise ModelUnavailable(
                 f"PRNet's {WEIGHTS_FILE} in '{folder}' does not fit ResFCN256. {FETCH_HINT}"
             ) from exc
-        return cls(network, config, device=device, dtype=dtype)
+        return cls(
+            network, config, device=device, dtype=dtype, channels_last=channels_last, compile_network=compile_network
+        )
 
     @torch.inference_mode()
     def predict(self, crops: np.ndarray) -> np.ndarray:
@@ -81,6 +101,6 @@ class PRNet:
         if crops.ndim != 4 or crops.shape[1:] != (res, res, 3):
             raise ValueError(f"crops must be (N, {res}, {res}, 3), got {crops.shape}")
         batch = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).to(self.device)
-        batch = batch.permute(0, 3, 1, 2).to(self.dtype).contiguous(memory_format=torch.channels_last)
-        out = self.network(batch)
+        batch = batch.permute(0, 3, 1, 2).to(self.dtype).contiguous(memory_format=self.memory_format)
+        out = self.forward(batch)
         return out.permute(0, 2, 3, 1).float().cpu().numpy()
