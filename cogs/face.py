@@ -30,7 +30,12 @@ NO_PINGS = discord.AllowedMentions.none()
 TOKEN_LIFETIME_S = 14 * 60  # Discord's interaction tokens expire after 15 minutes; keep a margin
 MAX_SEED = 2**53 - 1  # JavaScript-safe integers, as Discord clients handle them
 EditMessage = Callable[..., Awaitable[discord.Message]]
-PHASES = {"starting": "🎨 Starting…", "painting": "🎨 Painting", "reconstructing": "🧊 Building the 3D mesh…"}
+PHASES = {
+    "starting": "🎨 Starting…",
+    "painting": "🎨 Painting",
+    "reconstructing": "🧊 Building the 3D mesh…",
+    "exporting": "📦 Writing the mesh files…",
+}
 
 
 class MeshFormat(enum.Enum):

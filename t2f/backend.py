@@ -37,12 +37,16 @@ class LocalFaceBackend:
     pipeline : a :class:`FacePipeline` with its text-to-image stage.
     crop : "detect" (MTCNN) or "whole".
     preview_every : attach a TAESD preview every N steps (when the stage has a previewer).
+    defer_exports : hand file writing back as ``JobResult.export`` for the service's CPU thread.
     """
 
-    def __init__(self, pipeline: FacePipeline, *, crop: str = "detect", preview_every: int = 5) -> None:
+    def __init__(
+        self, pipeline: FacePipeline, *, crop: str = "detect", preview_every: int = 5, defer_exports: bool = True
+    ) -> None:
         self.pipeline = pipeline
         self.crop = crop
         self.preview_every = preview_every
+        self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
 
     def warm_up(self, size: int = 512) -> None:
         """One short generation and reconstruction, so the first user's job pays no start-up costs."""
@@ -53,6 +57,7 @@ class LocalFaceBackend:
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
     ) -> list[JobResult]:
+        """Paint the batch, then detect and run PRNet on all its faces at once; files are written later."""
         started = time.perf_counter()
 
         def on_step(progress: StepProgress) -> None:
@@ -74,61 +79,65 @@ class LocalFaceBackend:
                 return [r for job in jobs for r in self.run_batch([job], report, cancelled)]
             raise
         paint_s = (time.perf_counter() - started) / len(jobs)
-        return [
-            self._finish_job(job, image, report, cancelled, paint_s) for job, image in zip(jobs, painted, strict=True)
-        ]
+        results: dict[str, JobResult] = {}
+        todo = []
+        for job, image in zip(jobs, painted, strict=True):
+            metadata = self._metadata(job, image, paint_s)
+            if cancelled(job.job_id):
+                results[job.job_id] = JobResult(job.job_id, "cancelled", user_message=CANCELLED)
+            elif image.image is None:
+                results[job.job_id] = JobResult(
+                    job.job_id, "withheld", metadata=metadata, user_message=image.withheld_reason
+                )
+            else:
+                report(JobProgress(job.job_id, "reconstructing"))
+                todo.append((job, image.image, metadata))
+        if todo:
+            try:
+                faces = self.pipeline.reconstruct_many([image for _, image, _ in todo], crop=self.crop)
+            except Exception:
+                log.exception("reconstruction failed for jobs %s", [job.job_id for job, _, _ in todo])
+                faces = [None] * len(todo)
+            for (job, image, metadata), face in zip(todo, faces, strict=True):
+                results[job.job_id] = self._reconstructed(job, image, metadata, face, paint_s)
+        return [results[job.job_id] for job in jobs]
 
-    def _finish_job(
-        self,
-        job: JobRequest,
-        painted: Any,
-        report: Callable[[JobProgress], None],
-        cancelled: Callable[[str], bool],
-        paint_s: float,
-    ) -> JobResult:
-        started = time.perf_counter()
-        model = self.pipeline.text_to_image
-        metadata: dict[str, Any] = {
-            "prompt": job.face.prompt,
-            "negative_prompt": job.face.negative_prompt,
-            "seed": job.face.seed,
-            "steps": job.face.steps,
-            "guidance": job.face.guidance,
-            "size": job.face.size,
-            "model": getattr(model, "model", "unknown"),
-            "dropped_prompt": painted.dropped_prompt,
+    @staticmethod
+    def _metadata(job: JobRequest, painted: Any, paint_s: float) -> dict[str, Any]:
+        return {
+            "prompt": job.face.prompt, "negative_prompt": job.face.negative_prompt, "seed": job.face.seed,
+            "steps": job.face.steps, "guidance": job.face.guidance, "size": job.face.size,
+            "model": getattr(painted, "model", None), "dropped_prompt": painted.dropped_prompt,
             "timings_s": {"text_to_image": round(paint_s, 3)},
-        }
-        if cancelled(job.job_id):
-            return JobResult(job.job_id, "cancelled", user_message=CANCELLED)
-        if painted.image is None:
-            return JobResult(job.job_id, "withheld", metadata=metadata, user_message=painted.withheld_reason)
-        report(JobProgress(job.job_id, "reconstructing"))
-        try:
-            face = self.pipeline.reconstruct(painted.image, crop=self.crop)
-            timings = dict(face.timings)
+        }  # fmt: skip
+
+    def _reconstructed(
+        self, job: JobRequest, image: np.ndarray, metadata: dict[str, Any], face: Any, paint_s: float
+    ) -> JobResult:
+        metadata["model"] = getattr(self.pipeline.text_to_image, "model", "unknown")
+        if face is None:
+            return JobResult(job.job_id, "failed", metadata=metadata, user_message=FAILED.format(job_id=job.job_id))
+        if isinstance(face, T2FError):  # no face, and other problems the user can act on: still show the image
+            from t2f.outputs import png_bytes
+
+            return JobResult(job.job_id, "failed", files={"image.png": png_bytes(image)}, metadata=metadata,
+                             user_message=face.user_message, seconds=paint_s)  # fmt: skip
+        metadata["timings_s"].update({k: round(v, 3) for k, v in face.timings.items()})
+        metadata["face"] = {k: v for k, v in face_metadata(face).items() if k != "landmarks_68"}
+
+        def export() -> JobResult:
+            started = time.perf_counter()
+            timings: dict[str, float] = {}
             files = result_files(face, timings, outputs=(job.output,))
             lighter = dataclasses.replace(face, mesh=decimate(face.mesh))
             files, upload_note = fit_for_upload(
                 files, per_file=job.max_file_bytes, lighter=lambda: result_files(lighter, outputs=(job.output,))
             )
-        except T2FError as exc:  # no face, and other problems the user can act on: still show the image
-            from t2f.outputs import png_bytes
+            metadata["timings_s"].update({k: round(v, 3) for k, v in timings.items()})
+            metadata["upload_note"] = upload_note
+            return JobResult(job.job_id, "done", files=files, metadata=metadata,
+                             seconds=paint_s + time.perf_counter() - started)  # fmt: skip
 
-            return JobResult(
-                job.job_id,
-                "failed",
-                files={"image.png": png_bytes(painted.image)},
-                metadata=metadata,
-                user_message=exc.user_message,
-                seconds=paint_s,
-            )
-        except Exception:
-            log.exception("job %s failed after painting", job.job_id)
-            return JobResult(job.job_id, "failed", metadata=metadata, user_message=FAILED.format(job_id=job.job_id))
-        metadata["timings_s"].update({k: round(v, 3) for k, v in timings.items()})
-        metadata["face"] = {k: v for k, v in face_metadata(face).items() if k != "landmarks_68"}
-        metadata["upload_note"] = upload_note
-        return JobResult(
-            job.job_id, "done", files=files, metadata=metadata, seconds=paint_s + time.perf_counter() - started
-        )
+        if not self.defer_exports:
+            return export()
+        return JobResult(job.job_id, "done", metadata=metadata, seconds=paint_s, export=export)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from t2f.detect import FaceBox, FaceDetector, crop_from_mtcnn_box
-from t2f.errors import InvalidRequest
+from t2f.errors import InvalidRequest, T2FError
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.outputs import png_bytes
@@ -125,6 +125,21 @@ class FacePipeline:
         with timed(timings, "detect"):
             found = self.find_face(image, crop=crop, box=box, landmarks=landmarks)
         return self._reconstruct_found([image], [found], timings)[0]
+
+    def reconstruct_many(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult | T2FError]:
+        """Like :meth:`reconstruct_batch`, but an image without a usable face gets its error, not the batch's."""
+        timings: dict[str, float] = {}
+        found: list[tuple[FaceCrop, FaceBox | None, int] | T2FError] = []
+        with timed(timings, "detect"):
+            for image in images:
+                try:
+                    found.append(self.find_face(image, crop=crop))
+                except T2FError as exc:
+                    found.append(exc)
+        good = [i for i, f in enumerate(found) if not isinstance(f, T2FError)]
+        faces = self._reconstruct_found([images[i] for i in good], [found[i] for i in good], timings) if good else []  # type: ignore[misc]
+        by_index = dict(zip(good, faces, strict=True))
+        return [by_index.get(i, f) for i, f in enumerate(found)]  # type: ignore[misc]
 
     def reconstruct_batch(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult]:
         """Several images, with PRNet run once on the stacked crops."""

@@ -71,6 +71,8 @@ class JobResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     user_message: str | None = None
     seconds: float = 0.0
+    # The CPU-side rest of a job (writing files), run off the GPU thread while the next batch paints.
+    export: Callable[[], JobResult] | None = field(default=None, compare=False, repr=False)
 
 
 class FaceBackend(Protocol):
@@ -140,6 +142,8 @@ class JobService:
         self.capacity = capacity
         self.job_timeout_s = job_timeout_s
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
+        self.cpu_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-cpu")
+        self._exporting: dict[str, tuple[JobHandle, asyncio.Future[JobResult]]] = {}
         self.paused = False
         self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
         self._queues: dict[int, deque[JobHandle]] = {}
@@ -166,8 +170,9 @@ class JobService:
         return list(self._running)
 
     def pending_for(self, user_id: int) -> int:
-        """Jobs of this user waiting or running."""
-        return len(self._queues.get(user_id, ())) + sum(h.job.user_id == user_id for h in self._running)
+        """Jobs of this user waiting, running or writing their files."""
+        busy = [*self._running, *(h for h, _ in self._exporting.values())]
+        return len(self._queues.get(user_id, ())) + sum(h.job.user_id == user_id for h in busy)
 
     def position(self, job_id: str) -> int:
         """1-based place in the queue (0 once running or finished)."""
@@ -249,8 +254,11 @@ class JobService:
             except TimeoutError:
                 self._cancel.update(h.job.job_id for h in self._running)
                 await self._drain
+        if self._exporting:
+            await asyncio.wait([future for _, future in self._exporting.values()], timeout=timeout_s)
         waiting = [h.job for h in self.queued()]
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.cpu_executor.shutdown(wait=False, cancel_futures=True)
         return waiting
 
     # -- worker ------------------------------------------------------------------------------------
@@ -306,8 +314,32 @@ class JobService:
                     minutes = self.job_timeout_s / 60
                     message = f"Your face took longer than {minutes:g} minutes and was stopped. Try again."
                     result = JobResult(handle.job.job_id, "timeout", user_message=message)
-                self._finish(handle, result)
+                if result.export is not None and not timed_out:
+                    self._export_later(handle, result.export)
+                else:
+                    self._finish(handle, result)
             self._running = []
+
+    def _export_later(self, handle: JobHandle, export: Callable[[], JobResult]) -> None:
+        """Write a job's files on the CPU thread; the GPU worker goes on with the next batch meanwhile."""
+        handle._update(JobProgress(handle.job.job_id, "exporting"))
+        job_id = handle.job.job_id
+
+        def run() -> JobResult:
+            try:
+                return export()
+            except Exception:
+                log.exception("writing the files of job %s failed", job_id)
+                return JobResult(job_id, "failed", user_message=FAILED.format(job_id=job_id))
+
+        future = asyncio.get_running_loop().run_in_executor(self.cpu_executor, run)
+        self._exporting[job_id] = (handle, future)
+
+        def done(finished: asyncio.Future[JobResult]) -> None:
+            self._exporting.pop(job_id, None)
+            self._finish(handle, finished.result())
+
+        future.add_done_callback(done)
 
     def _run_batch(self, jobs: list[JobRequest], report: Callable[[JobProgress], None]) -> list[JobResult]:
         """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""

@@ -141,3 +141,29 @@ async def test_pause_holds_jobs_until_resume() -> None:
     assert not handle.result.done() and service.position("x") == 1
     service.resume()
     assert (await handle.result).status == "done"
+
+
+async def test_file_writing_overlaps_the_next_batch() -> None:
+    second_batch_started = threading.Event()
+    export_threads: set[str] = set()
+
+    class ExportingBackend(FakeBackend):
+        def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
+            if len(self.batches) == 1:
+                second_batch_started.set()
+            results = super().run_batch(jobs, report, cancelled)
+
+            def export(job_id: str = jobs[0].job_id) -> JobResult:
+                export_threads.add(threading.current_thread().name)
+                # Only finishes once the GPU thread has moved on to the next batch.
+                assert second_batch_started.wait(5), "the next batch did not start while this one was exporting"
+                return JobResult(job_id, "done", files={"face.obj": b"v 0 0 0\n"})
+
+            return [JobResult(r.job_id, r.status, export=export) for r in results]
+
+    service = JobService(ExportingBackend(), max_batch=1)
+    first, second = service.submit(job("one", 1)), service.submit(job("two", 2))
+    assert service.pending_for(1) == 1
+    results = await asyncio.gather(first.result, second.result)
+    assert [r.files for r in results] == [{"face.obj": b"v 0 0 0\n"}] * 2
+    assert export_threads == {"t2f-cpu_0"}
