@@ -45,13 +45,8 @@ def naive_obj(vertices: np.ndarray, colors: np.ndarray, triangles: np.ndarray) -
     return out.getvalue()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--out", type=Path, help="also write the report (Markdown) here")
-    args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-
+def reference_face() -> tuple[np.ndarray, np.ndarray, np.ndarray, UVData]:
+    """(image, raw network output, crop transform, UV data) reproducing PRNet's saved mesh of image00050."""
     data = shared_dir() / "prnet"
     uv = UVData.load(data / "uv-data")
     saved = sio.loadmat(str(data / "reference-outputs" / "image00050_mesh.mat"))
@@ -63,7 +58,15 @@ def main() -> None:
     tform = crop_transform(np.array([227.0, 280.0]), 350.0)
     homogeneous = np.column_stack([pos.reshape(-1, 3)[:, :2], np.ones(256 * 256)]) @ tform.T
     raw = np.column_stack([homogeneous[:, :2], pos.reshape(-1, 3)[:, 2] * tform[0, 0]]).reshape(256, 256, 3) / 281.6
-    raw = raw.astype(np.float32)
+    return image, raw.astype(np.float32), tform, uv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--out", type=Path, help="also write the report (Markdown) here")
+    args = parser.parse_args()
+    image, raw, tform, uv = reference_face()
     mesh = build_face_mesh(image, restore_position_map(raw, tform), uv)
 
     preview_vertices, preview_triangles, _ = coarse_mesh(mesh)

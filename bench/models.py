@@ -1,0 +1,88 @@
+"""Models for benchmarks: the real Stable Diffusion v1-4 architecture with random weights, or the test suite's tiny one.
+
+Random weights cost exactly the same compute as the trained ones, so timings are real; images are noise.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2f.text2img import TextToImage, make_scheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+SD14_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                      steps_offset=1, set_alpha_to_one=False, skip_prk_steps=True)  # fmt: skip
+
+
+def sd14_pipeline() -> Any:
+    """StableDiffusionPipeline with SD v1-4's published component configs (UNet 860 M, VAE 84 M, CLIP ViT-L/14 text)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import write_minimal_clip_tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=768, attention_head_dim=8,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
+    )  # fmt: skip
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
+    ))  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="t2f-bench-tokenizer-"))
+    write_minimal_clip_tokenizer(folder)  # the prompt is padded to 77 tokens whatever the vocabulary
+    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=PNDMScheduler(**SD14_SCHEDULER), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+
+
+def tiny_pipeline() -> Any:
+    from diffusers import StableDiffusionPipeline
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import build_tiny_sd_pipeline
+
+    folder = build_tiny_sd_pipeline(Path(tempfile.mkdtemp(prefix="t2f-bench-")) / "tiny-sd", with_safety_checker=False)
+    return StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
+
+
+def text_to_image(
+    kind: str,
+    *,
+    device: str,
+    dtype: torch.dtype,
+    scheduler: str = "dpmpp",
+    speedups: bool = True,
+    compile_unet: bool = False,
+) -> TextToImage:
+    """A TextToImage stage around ``sd14`` or ``tiny``, with the same optimisations as ``from_pretrained``."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipeline = sd14_pipeline() if kind == "sd14" else tiny_pipeline()
+    pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
+    pipeline.unet.set_attn_processor(AttnProcessor2_0())
+    pipeline.vae.set_attn_processor(AttnProcessor2_0())
+    if speedups:
+        pipeline.fuse_qkv_projections()
+    pipeline = pipeline.to(device=device, dtype=dtype)
+    if speedups:
+        pipeline.unet.to(memory_format=torch.channels_last)
+        pipeline.vae.to(memory_format=torch.channels_last)
+    if compile_unet:
+        pipeline.unet = torch.compile(pipeline.unet)
+    name = "SD v1-4 architecture, random weights" if kind == "sd14" else "tiny random SD (test fixture)"
+    return TextToImage(pipeline, device=device, dtype=dtype, model=name)
