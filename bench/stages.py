@@ -99,7 +99,8 @@ def main() -> None:
     ours = next(v for k, v in by_name.items() if "dpmpp 25" in k)
     naive = next(v for k, v in by_name.items() if "pndm 50" in k and "fp32" in k)
     ratio = (
-        f"Text-to-image, ours (first dpmpp-25 row) vs the naive path (fp32, PNDM 50 steps), same run: {naive / ours:.2f}x."
+        "Text-to-image, ours (first dpmpp-25 row) vs the naive path (fp32, PNDM 50 steps), same run: "
+        f"{naive / ours:.2f}x."
     )
 
     photo = astronaut()
