@@ -210,7 +210,8 @@ def face_metadata(result: FaceResult) -> dict[str, Any]:
     return {
         "vertices": len(result.mesh.vertices),
         "triangles": len(result.mesh.triangles),
-        "pose_deg": {"yaw": round(float(yaw), 2), "pitch": round(float(pitch), 2), "roll": round(float(roll), 2)},
+        "pose_deg": None if np.isnan(yaw) else {"yaw": round(float(yaw), 2), "pitch": round(float(pitch), 2),
+                                                "roll": round(float(roll), 2)},
         "landmarks_68": np.round(result.mesh.landmarks, 3).tolist(),
         "faces_found": result.faces_found,
         "box_ltrb": None if result.box is None else [round(v, 1) for v in (result.box.left, result.box.top,

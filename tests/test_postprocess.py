@@ -118,3 +118,10 @@ def test_vertex_colors_clamp_without_touching_the_input() -> None:
     colors = vertex_colors(image, vertices)
     np.testing.assert_array_equal(colors, image[[1, 3, 3], [0, 4, 2]])
     np.testing.assert_array_equal(vertices, before)
+
+
+def test_head_pose_of_degenerate_geometry_is_nan(uv: UVData) -> None:
+    from t2f.prnet.postprocess import head_pose
+
+    flat = np.zeros((uv.face_ind.size, 3))
+    assert np.isnan(head_pose(flat, uv.canonical_vertices)).all()

@@ -138,9 +138,15 @@ def similarity_to_canonical(vertices: np.ndarray, canonical: np.ndarray) -> np.n
 
 
 def head_pose(vertices: np.ndarray, canonical: np.ndarray) -> np.ndarray:
-    """(yaw, pitch, roll) in radians from the similarity between the canonical and the predicted face."""
+    """(yaw, pitch, roll) in radians from the similarity between the canonical and the predicted face.
+
+    All NaN when the geometry is degenerate (e.g. every vertex at one point), where no pose exists.
+    """
     p = similarity_to_canonical(vertices.astype(np.float64), canonical)
-    r1, r2 = p[0, :3] / np.linalg.norm(p[0, :3]), p[1, :3] / np.linalg.norm(p[1, :3])
+    norms = np.linalg.norm(p[:2, :3], axis=1)
+    if not np.all(np.isfinite(p)) or norms.min() < 1e-12:
+        return np.full(3, np.nan)
+    r1, r2 = p[0, :3] / norms[0], p[1, :3] / norms[1]
     r = np.stack([r1, r2, np.cross(r1, r2)])
     yaw = np.arcsin(np.clip(r[2, 0], -1.0, 1.0))
     cos_yaw = np.cos(yaw)
