@@ -39,9 +39,14 @@ lint: install-test
 face: install
 	$(VENV)/bin/t2f generate "$(PROMPT)"
 
-## Benchmarks: print Markdown tables and write them to bench/results/.
+## Benchmarks: print Markdown tables and write them to bench/results/ (CPU here; CUDA adds the SD v1-4 architecture).
+DEVICE = $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
+BENCH_MODEL = $(if $(filter cuda,$(DEVICE)),sd14,tiny)
+BENCH_SIZE = $(if $(filter cuda,$(DEVICE)),512,256)
 bench: install
-	$(PY) bench/reconstruction.py --runs 20 --out bench/results/reconstruction-$$( $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" ).md
+	$(PY) bench/reconstruction.py --runs 20 --out bench/results/reconstruction-$(DEVICE).md
+	$(PY) bench/stages.py --model $(BENCH_MODEL) --out bench/results/stages-$(DEVICE).md
+	$(PY) bench/service.py --model $(BENCH_MODEL) --size $(BENCH_SIZE) --out bench/results/service-$(DEVICE).md
 
 doctor: install
 	$(VENV)/bin/t2f doctor

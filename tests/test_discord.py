@@ -390,3 +390,13 @@ async def test_cancel_button_is_for_the_author(simcord_env, photo: PhotoTextToIm
     assert photo.prompts == []  # it never reached the GPU
     job_id = cancel_id.removeprefix("t2f:cancel:")
     assert (await simcord_env.bot.store.get_job(job_id)).status == "cancelled"  # not resumed after a restart
+
+
+async def test_buttons_of_a_forgotten_job_still_answer(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    job_id = result.response.embeds[0].footer.text.removeprefix("job ")
+    await store._run("DELETE FROM jobs WHERE id = ?", (job_id,))  # e.g. a database reset by the operator
+    for action in ("info", "reroll", "delete"):
+        answer = await alice.click(result.response, custom_id=f"t2f:{action}:{job_id}")
+        assert answer.ephemeral and answer.response.content == "This face is no longer in the records."
