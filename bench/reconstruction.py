@@ -20,7 +20,7 @@ import torch
 from skimage.io import imread
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, measure, peak_rss_mib, shared_dir, table
+from common import machine, measure, peak_rss_mib, publish, shared_dir, table
 
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
@@ -139,10 +139,7 @@ def main() -> None:
         table(["device", "ms per image", "ms per batch"], forward_rows),
         f"Peak RSS: {peak_rss_mib():.0f} MiB.",
     ])  # fmt: skip
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report + "\n", encoding="utf-8")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, shared_dir, table
+from common import machine, publish, shared_dir, table
 from models import text_to_image
 from reconstruction import naive_obj
 
@@ -111,10 +111,7 @@ def main() -> None:
         f"At 16 users, ours (batching on) vs naive: **{ratio:.2f}x** the throughput; batching on vs off: "
         f"{batching:.2f}x (same run).",
     ])  # fmt: skip
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report + "\n", encoding="utf-8")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

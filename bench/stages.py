@@ -18,7 +18,7 @@ import torch
 from skimage.data import astronaut
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, measure, peak_rss_mib, table
+from common import machine, measure, peak_rss_mib, publish, table
 from models import text_to_image
 from reconstruction import reference_face
 
@@ -143,10 +143,7 @@ def main() -> None:
         ratio,
         memory + ".",
     ])  # fmt: skip
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report + "\n", encoding="utf-8")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":
