@@ -170,3 +170,28 @@ def test_tiny_faces_are_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch) -
         caught.value.user_message
         == "The face in the image is too small (13 px) to reconstruct; try a close-up portrait."
     )
+
+
+def test_out_of_memory_with_a_batch_reruns_its_jobs_one_by_one(prnet_dir: Path) -> None:
+    import torch
+    from discord_fixtures import PhotoTextToImage
+
+    from t2f.backend import LocalFaceBackend
+    from t2f.service import JobRequest
+    from t2f.text2img import FaceRequest
+
+    class SmallGpuPhoto(PhotoTextToImage):
+        def generate_batch(self, requests, *, on_step=None, preview_every=0):  # type: ignore[no-untyped-def]
+            if len(requests) > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().generate_batch(requests, on_step=on_step)
+
+    stage = SmallGpuPhoto()
+    pipeline = load_face_pipeline(Settings(prnet_dir=str(prnet_dir)), text_to_image=stage)
+    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    jobs = [
+        JobRequest(job_id=f"{i:012d}", user_id=i, face=FaceRequest(f"face {i}", steps=2, size=128)) for i in range(3)
+    ]
+    results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
+    assert [r.status for r in results] == ["done"] * 3
+    assert stage.prompts == ["face 0", "face 1", "face 2"]  # painted one at a time after the failed batch
