@@ -30,7 +30,7 @@ from t2f.prnet.model import PRNet
 from t2f.prnet.network import ResFCN256
 from t2f.prnet.postprocess import build_face_mesh, crop_transform, restore_position_map
 from t2f.prnet.uv import UVData
-from t2f.render import coarse_mesh, fit_to_panel, preview_strip, rasterize
+from t2f.render import PREVIEW_LOD, coarse_mesh, fit_to_panel, preview_strip, rasterize
 
 
 def naive_obj(vertices: np.ndarray, colors: np.ndarray, triangles: np.ndarray) -> str:
@@ -69,7 +69,7 @@ def main() -> None:
     image, raw, tform, uv = reference_face()
     mesh = build_face_mesh(image, restore_position_map(raw, tform), uv)
 
-    preview_vertices, preview_triangles, _ = coarse_mesh(mesh)
+    preview_vertices, preview_triangles, _ = coarse_mesh(mesh, PREVIEW_LOD)
     placed = fit_to_panel(preview_vertices, 45.0)
     strip = preview_strip(image, mesh)
 
@@ -78,16 +78,18 @@ def main() -> None:
 
     def whole_face() -> object:
         face = postprocess()
-        return obj_bytes(face), glb_bytes(face), png_bytes(preview_strip(image, face))
+        return obj_bytes(face), glb_bytes(face), png_bytes(preview_strip(image, face), compress_level=1)
 
     stages = {
         "post-processing (restore + vertices, colours, texture, landmarks, pose)": postprocess,
         "OBJ with vertex colours": lambda: obj_bytes(mesh),
         "textured OBJ + MTL + PNG": lambda: textured_obj_files(mesh),
         "GLB": lambda: glb_bytes(mesh),
-        "preview (4 panels from 3 rasterisations, + PNG)": lambda: png_bytes(preview_strip(image, mesh)),
-        "  of which: one rasterisation (21k-triangle preview mesh)": lambda: rasterize(placed, preview_triangles, 256),
-        "  of which: PNG encoding of the 1280x256 strip": lambda: png_bytes(strip),
+        "preview (4 panels from 3 rasterisations, + PNG)": lambda: png_bytes(
+            preview_strip(image, mesh), compress_level=1
+        ),
+        "  of which: one rasterisation (the preview mesh)": lambda: rasterize(placed, preview_triangles, 256),
+        "  of which: PNG encoding of the 1280x256 strip": lambda: png_bytes(strip, compress_level=1),
         "**per face: post-processing + OBJ + GLB + preview**": whole_face,
     }
     rows = []

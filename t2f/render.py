@@ -23,6 +23,9 @@ CANDIDATE_BUDGET = 2_000_000
 LIGHT = np.array([-0.3, -0.4, 0.866], dtype=np.float32)  # from the upper left, towards the face
 BACKGROUND = np.array([32, 34, 40], dtype=np.uint8)
 VIEWS = (("front", 0.0), ("3/4", 45.0), ("profile", 80.0))
+# Every third UV row and column: about 2.6 px per triangle in a 256 px panel, still without holes, and
+# 0.6x the cost of every second (bench/reconstruction.py).
+PREVIEW_LOD = 3
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,7 @@ def coarse_mesh(mesh: FaceMesh, step: int = 2) -> tuple[np.ndarray, np.ndarray, 
 
 def preview_strip(image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL) -> np.ndarray:
     """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front."""
-    # Half the UV resolution still gives about two pixels per triangle at preview size, at a quarter of the cost.
-    vertices, triangles, colors = coarse_mesh(mesh)
+    vertices, triangles, colors = coarse_mesh(mesh, PREVIEW_LOD)
     # Normals in the image frame, turned with each view (the panel fit only adds a uniform scale).
     image_normals = vertex_normals(vertices, triangles)
     panels = [fit_image(image, size)]
