@@ -17,7 +17,10 @@ from t2f.config import Settings
 from t2f.errors import NoFaceFound, T2FError
 from t2f.outputs import json_bytes, png_bytes, write_files
 
-RANDOM_WEIGHTS_NOTE = "PRNet weights were not converted from the official checkpoint; geometry is meaningless."
+RANDOM_WEIGHTS_NOTE = (
+    "PRNet weights were not converted from the official checkpoint (its sha256 differs); "
+    "the geometry may be meaningless."
+)
 
 
 def load_text_to_image(settings: Settings) -> Any:
@@ -69,6 +72,7 @@ def _base_metadata(settings: Settings) -> dict[str, Any]:
 def _reconstruct_into(pipeline: Any, image: Any, crop: str, metadata: dict[str, Any], files: dict[str, bytes]) -> None:
     """Reconstruct ``image`` and add mesh files and facts to ``files`` / ``metadata`` (in place)."""
     from t2f.pipeline import face_metadata, result_files
+    from t2f.prnet.checkpoint import is_official
 
     result = pipeline.reconstruct(image, crop=crop)
     timings = metadata["timings_s"]
@@ -78,8 +82,9 @@ def _reconstruct_into(pipeline: Any, image: Any, crop: str, metadata: dict[str, 
     timings.update({k: round(v, 4) for k, v in export_times.items()})
     config = pipeline.prnet.config
     metadata["face"] = face_metadata(result)
-    metadata["prnet"] = {"weights": config.source or "unknown", "sha256": config.sha256}
-    if not config.source.startswith("256_256_resfcn256_weight"):
+    metadata["prnet"] = {"weights": config.source or "unknown", "sha256": config.sha256,
+                         "checkpoint_sha256": config.source_sha256}  # fmt: skip
+    if not is_official(config):
         metadata["prnet"]["note"] = RANDOM_WEIGHTS_NOTE
 
 

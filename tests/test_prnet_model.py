@@ -49,6 +49,11 @@ def test_imported_checkpoint_matches_tensorflow(random_checkpoint, tmp_path: Pat
     prefix, variables = random_checkpoint
     config = import_tf_checkpoint(prefix, tmp_path / "prnet")
     assert len(config.sha256) == 64
+    from t2f.fetch import sha256_of
+    from t2f.prnet.checkpoint import is_official
+
+    assert config.source_sha256 == sha256_of(Path(f"{prefix}.data-00000-of-00001"))
+    assert not is_official(config)  # random values, whatever the file is called
     prnet = PRNet.from_pretrained(tmp_path / "prnet")
     images = np.random.default_rng(3).random((2, 256, 256, 3), dtype=np.float32)
     torch_out = prnet.predict(images)

@@ -35,6 +35,7 @@ class PRNetConfig:
     max_pos: float = 256 * 1.1  # the network's [0, 1] output times this gives crop pixels
     sha256: str = ""  # of model.safetensors; checked on load
     source: str = ""  # what the weights were converted from
+    source_sha256: str = ""  # of the TF checkpoint's data file: tells the official weights from any other
 
 
 def _suffix(index: int) -> str:
@@ -125,6 +126,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_official(config: PRNetConfig) -> bool:
+    """True when the weights were converted from the official checkpoint (by its data file's sha256)."""
+    from t2f.prnet.upstream import CHECKPOINT_DATA_SHA256
+
+    return config.source_sha256 == CHECKPOINT_DATA_SHA256
+
+
 def import_tf_checkpoint(prefix: Path, out_dir: Path) -> PRNetConfig:
     """Convert a TF PRNet checkpoint into ``out_dir/model.safetensors`` + ``config.json``.
 
@@ -137,7 +145,9 @@ def import_tf_checkpoint(prefix: Path, out_dir: Path) -> PRNetConfig:
     tmp_weights = out_dir / f".{WEIGHTS_FILE}.part"
     try:
         save_file(state, str(tmp_weights), metadata={"format": "pt", "source": Path(prefix).name})
-        config = PRNetConfig(sha256=file_sha256(tmp_weights), source=Path(prefix).name)
+        data_file = Path(f"{prefix}.data-00000-of-00001")
+        config = PRNetConfig(sha256=file_sha256(tmp_weights), source=Path(prefix).name,
+                             source_sha256=file_sha256(data_file) if data_file.is_file() else "")  # fmt: skip
         tmp_weights.replace(out_dir / WEIGHTS_FILE)
     finally:
         tmp_weights.unlink(missing_ok=True)
