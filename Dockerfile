@@ -8,6 +8,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     T2F_CACHE_DIR=/data/models \
     T2F_OUTPUT_DIR=/data/outputs \
+    T2F_DB_PATH=/data/t2f.sqlite3 \
     HF_HOME=/data/hf
 
 RUN useradd --create-home --uid 1000 t2f \
