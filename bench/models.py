@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from t2f.text2img import TextToImage, make_scheduler
+from t2f.text2img import TextToImage, prepare_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SD14_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
@@ -69,20 +69,9 @@ def text_to_image(
     speedups: bool = True,
     compile_unet: bool = False,
 ) -> TextToImage:
-    """A TextToImage stage around ``sd14`` or ``tiny``, with the same optimisations as ``from_pretrained``."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    pipeline = sd14_pipeline() if kind == "sd14" else tiny_pipeline()
-    pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
-    pipeline.unet.set_attn_processor(AttnProcessor2_0())
-    pipeline.vae.set_attn_processor(AttnProcessor2_0())
-    if speedups:
-        pipeline.fuse_qkv_projections()
-    pipeline = pipeline.to(device=device, dtype=dtype)
-    if speedups:
-        pipeline.unet.to(memory_format=torch.channels_last)
-        pipeline.vae.to(memory_format=torch.channels_last)
-    if compile_unet:
-        pipeline.unet = torch.compile(pipeline.unet)
+    """A TextToImage stage around ``sd14`` or ``tiny``, prepared exactly as ``from_pretrained`` prepares one."""
+    pipeline = prepare_pipeline(sd14_pipeline() if kind == "sd14" else tiny_pipeline(), device=device, dtype=dtype,
+                                scheduler=scheduler, channels_last=speedups, fuse_qkv=speedups,
+                                compile_unet=compile_unet)  # fmt: skip
     name = "SD v1-4 architecture, random weights" if kind == "sd14" else "tiny random SD (test fixture)"
     return TextToImage(pipeline, device=device, dtype=dtype, model=name)

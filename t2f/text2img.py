@@ -100,6 +100,37 @@ def make_scheduler(name: str, config: Any) -> Any:
     return classes[name].from_config(config)
 
 
+def prepare_pipeline(
+    pipeline: Any,
+    *,
+    device: str,
+    dtype: torch.dtype | None = None,
+    scheduler: str = "dpmpp",
+    channels_last: bool = False,
+    fuse_qkv: bool = False,
+    compile_unet: bool = False,
+) -> Any:
+    """Scheduler, attention kernels, placement and optional speed-ups for a loaded SD 1.x pipeline.
+
+    ``dtype`` casts the weights when given (``from_pretrained`` already loaded them in the right one).
+    """
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
+    # Scaled-dot-product attention: PyTorch picks flash or memory-efficient kernels on CUDA.
+    pipeline.unet.set_attn_processor(AttnProcessor2_0())
+    pipeline.vae.set_attn_processor(AttnProcessor2_0())
+    if fuse_qkv:  # one matmul for query, key and value instead of three
+        pipeline.fuse_qkv_projections()
+    pipeline = pipeline.to(device) if dtype is None else pipeline.to(device=device, dtype=dtype)
+    if channels_last:  # NHWC convolutions are the fast path for tensor cores
+        pipeline.unet.to(memory_format=torch.channels_last)
+        pipeline.vae.to(memory_format=torch.channels_last)
+    if compile_unet:  # compiled lazily: the first call (the start-up warm-up) pays for it
+        pipeline.unet = torch.compile(pipeline.unet, fullgraph=False)
+    return pipeline
+
+
 class TextToImage:
     """Paint images from prompts with a loaded ``StableDiffusionPipeline``.
 
@@ -153,7 +184,6 @@ class TextToImage:
             When the weights are missing or incomplete; names the model and how to fetch it.
         """
         from diffusers import StableDiffusionPipeline
-        from diffusers.models.attention_processor import AttnProcessor2_0
 
         resolved = resolve_snapshot(model, revision=revision, cache_dir=cache_dir)
         check_pipeline_folder(resolved, skip=() if safety_checker else SAFETY_COMPONENTS)
@@ -170,18 +200,8 @@ class TextToImage:
                 f"Model '{model}' could not be loaded ({type(exc).__name__}); its files look damaged. "
                 "Fetch it again with: t2f download"
             ) from exc
-        pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
-        # Scaled-dot-product attention: PyTorch picks flash or memory-efficient kernels on CUDA.
-        pipeline.unet.set_attn_processor(AttnProcessor2_0())
-        pipeline.vae.set_attn_processor(AttnProcessor2_0())
-        if fuse_qkv:  # one matmul for query, key and value instead of three
-            pipeline.fuse_qkv_projections()
-        pipeline = pipeline.to(device)
-        if channels_last:  # NHWC convolutions are the fast path for tensor cores
-            pipeline.unet.to(memory_format=torch.channels_last)
-            pipeline.vae.to(memory_format=torch.channels_last)
-        if compile_unet:  # compiled lazily: the first call (the start-up warm-up) pays for it
-            pipeline.unet = torch.compile(pipeline.unet, fullgraph=False)
+        pipeline = prepare_pipeline(pipeline, device=device, scheduler=scheduler, channels_last=channels_last,
+                                    fuse_qkv=fuse_qkv, compile_unet=compile_unet)  # fmt: skip
         previewer = (
             LatentPreviewer.from_pretrained(taesd, device=device, dtype=torch_dtype, cache_dir=cache_dir)
             if taesd
