@@ -25,6 +25,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.replies import NO_PINGS, TOKEN_LIFETIME_S, answer_privately
 from t2f.config import Settings, read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
 from t2f.policy import Policy
@@ -36,7 +37,6 @@ log = logging.getLogger("t2f.bot")
 EXTENSIONS = ("cogs.face", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
-TOKEN_LIFETIME_S = 14 * 60
 
 
 def check_token(token: str | None) -> str:
@@ -74,14 +74,7 @@ class T2FTree(app_commands.CommandTree):
             log.error("error %s in /%s", error_id, name, exc_info=original)
             message = f"Something went wrong (error {error_id}). Please try again later."
         try:
-            if interaction.response.is_done():
-                await interaction.followup.send(
-                    message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-                )
-            else:
-                await interaction.response.send_message(
-                    message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-                )
+            await answer_privately(interaction, message)
         except discord.HTTPException:
             log.warning("could not send the error message for %s", interaction.id)
 
@@ -102,7 +95,7 @@ class T2FBot(commands.Bot):
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
             tree_cls=T2FTree,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=NO_PINGS,
         )
         self.settings = settings
         self.store = store

@@ -14,10 +14,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.replies import NO_PINGS
+
 if TYPE_CHECKING:
     from bot import T2FBot
 
-NO_PINGS = discord.AllowedMentions.none()
 NOT_A_MODERATOR = "Only members with the Manage Server permission can use /faceadmin."
 
 

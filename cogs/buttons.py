@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
+from cogs.replies import NO_PINGS, answer_privately
+
 if TYPE_CHECKING:
     from bot import T2FBot
 
 log = logging.getLogger(__name__)
-NO_PINGS = discord.AllowedMentions.none()
 JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
 GONE = "This face is no longer in the records."
 
@@ -55,11 +56,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"t2f:
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("button %s on job %s failed (error %s)", self.action, self.job_id, error_id)
-            message = f"Something went wrong (error {error_id}). Please try again later."
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
+            await answer_privately(interaction, f"Something went wrong (error {error_id}). Please try again later.")
 
     async def run(self, interaction: discord.Interaction) -> None:
         raise NotImplementedError

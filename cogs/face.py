@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.buttons import CancelButton, job_view
+from cogs.replies import NO_PINGS, TOKEN_LIFETIME_S
 from t2f.errors import T2FError
 from t2f.outputs import png_bytes
 from t2f.service import JobHandle, JobProgress, JobRequest, JobResult
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from bot import T2FBot
 
 log = logging.getLogger(__name__)
-NO_PINGS = discord.AllowedMentions.none()
-TOKEN_LIFETIME_S = 14 * 60  # Discord's interaction tokens expire after 15 minutes; keep a margin
 MAX_SEED = 2**53 - 1  # JavaScript-safe integers, as Discord clients handle them
 EditMessage = Callable[..., Awaitable[discord.Message]]
 PHASES = {
