@@ -142,11 +142,18 @@ class FacePipeline:
         return [by_index.get(i, f) for i, f in enumerate(found)]  # type: ignore[misc]
 
     def reconstruct_batch(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult]:
-        """Several images, with PRNet run once on the stacked crops."""
-        timings: dict[str, float] = {}
-        with timed(timings, "detect"):
-            found = [self.find_face(image, crop=crop) for image in images]
-        return self._reconstruct_found(images, found, timings)
+        """Several images, with PRNet run once on the stacked crops.
+
+        Raises
+        ------
+        NoFaceFound
+            The first image's error when any image has no usable face.
+        """
+        results = self.reconstruct_many(images, crop=crop)
+        for result in results:
+            if isinstance(result, T2FError):
+                raise result
+        return results  # type: ignore[return-value]
 
     def _reconstruct_found(
         self, images: list[np.ndarray], found: list[tuple[FaceCrop, FaceBox | None, int]], timings: dict[str, float]

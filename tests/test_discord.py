@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -150,15 +151,10 @@ async def test_each_refusal_is_ephemeral_and_does_no_gpu_work(simcord_env, store
     text = await refused(simcord_env, alice, channel, prompt="a n.u.d.e portrait")
     assert text == "Your prompt contains words this server does not allow. Please rephrase it."
     await store.save_guild_settings(GuildSettings(guild_id=guild.id, allowed_channels=(channel.id,), daily_quota=1))
-    await store.add_job(dataclasses_replace(record("old"), user_id=alice.id, guild_id=guild.id, created_at=time.time()))
+    old = dataclasses.replace(record("old"), user_id=alice.id, guild_id=guild.id, created_at=time.time())
+    await store.add_job(old)
     text = await refused(simcord_env, alice, channel, prompt="a face")
     assert text == "You have reached today's limit of 1 faces on this server; it resets at midnight UTC."
-
-
-def dataclasses_replace(obj, **changes):  # type: ignore[no-untyped-def]
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 @pytest.mark.bot_settings(cooldown_s=60.0)

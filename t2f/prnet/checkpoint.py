@@ -10,7 +10,6 @@ both the axis permutation (3, 2, 0, 1).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from t2f.errors import ModelUnavailable
+from t2f.outputs import json_bytes, write_atomic
 from t2f.prnet.network import DECODER_LAYERS, ENCODER_BLOCKS, ResFCN256
 
 SCOPE = "resfcn256"
@@ -151,7 +151,5 @@ def import_tf_checkpoint(prefix: Path, out_dir: Path) -> PRNetConfig:
         tmp_weights.replace(out_dir / WEIGHTS_FILE)
     finally:
         tmp_weights.unlink(missing_ok=True)
-    tmp_config = out_dir / f".{CONFIG_FILE}.part"
-    tmp_config.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
-    tmp_config.replace(out_dir / CONFIG_FILE)
+    write_atomic(out_dir / CONFIG_FILE, json_bytes(asdict(config)))
     return config
