@@ -6,6 +6,7 @@ import dataclasses
 import io
 from pathlib import Path
 
+import discord
 import numpy as np
 import pytest
 import trimesh
@@ -396,3 +397,22 @@ async def test_buttons_of_a_forgotten_job_still_answer(simcord_env, store: Store
     for action in ("info", "reroll", "delete"):
         answer = await alice.click(result.response, custom_id=f"t2f:{action}:{job_id}")
         assert answer.ephemeral and answer.response.content == "This face is no longer in the records."
+
+
+async def test_cancel_after_the_face_is_done_says_so(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    job_id = result.response.embeds[0].footer.text.removeprefix("job ")
+    queued_message = next(
+        r for r in simcord_env.http_requests if r.method == "PATCH" and "components" in (r.json or {})
+    )
+    cancel_id = queued_message.json["components"][0]["components"][0]["custom_id"]
+    assert cancel_id == f"t2f:cancel:{job_id}"
+    # The final message replaced the Cancel button; a stale client can still send the click.
+    from cogs.buttons import CancelButton
+
+    stale = await simcord_env.bot.get_channel(channel.id).send(
+        "stale", view=discord.ui.View().add_item(CancelButton(job_id))
+    )
+    answer = await alice.click(stale, custom_id=cancel_id)
+    assert answer.ephemeral and answer.response.content == "This face is already finished."

@@ -125,3 +125,17 @@ def test_head_pose_of_degenerate_geometry_is_nan(uv: UVData) -> None:
 
     flat = np.zeros((uv.face_ind.size, 3))
     assert np.isnan(head_pose(flat, uv.canonical_vertices)).all()
+
+
+def test_incomplete_uv_data_names_the_missing_file(shared_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from t2f.errors import ModelUnavailable
+
+    shutil.copytree(shared_dir / "prnet" / "uv-data", tmp_path / "uv-data")
+    (tmp_path / "uv-data" / "triangles.txt").unlink()
+    with pytest.raises(ModelUnavailable) as caught:
+        UVData.load(tmp_path / "uv-data")
+    assert caught.value.user_message == (
+        f"PRNet's UV data is incomplete in '{tmp_path / 'uv-data'}': missing triangles.txt. Fetch it with: t2f download"
+    )
