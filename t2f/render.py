@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from t2f.prnet.postprocess import FaceMesh, decimate
 
 PANEL = 256
-WINDOWS = (2, 4, 8, 16, 32)  # pixels tested per triangle along each axis, by triangle size
+WINDOWS = (2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)  # pixels tested per triangle along each axis, by triangle size
 # Pixel tests per view at most. A real face needs about 0.1 M; broken geometry (random weights, a
 # failed fit) can have huge triangles, and those are left out rather than costing seconds.
 CANDIDATE_BUDGET = 2_000_000
@@ -43,11 +43,11 @@ class Raster:
 
 
 def _covered_pixels(corners: np.ndarray, low: np.ndarray, window: int, size: int) -> tuple[np.ndarray, ...]:
-    """Test each triangle against the pixels of a ``window`` x ``window`` box from ``low``.
+    """Test each triangle against the pixel centres of a ``window`` x ``window`` box from ``low``.
 
     Each corner's barycentric weight is an edge function A x + B y + C, so a test is a few
     multiply-adds over (triangles, 3, candidates). Returns the (triangle, flat pixel, depth,
-    weights) of every covered candidate.
+    weights) of every covered candidate inside the ``size`` x ``size`` image.
     """
     x, y = corners[:, :, 0], corners[:, :, 1]  # (F, 3)
     x1, x2, y1, y2 = np.roll(x, -1, 1), np.roll(x, -2, 1), np.roll(y, -1, 1), np.roll(y, -2, 1)
@@ -59,12 +59,15 @@ def _covered_pixels(corners: np.ndarray, low: np.ndarray, window: int, size: int
     px = low[:, 0:1].astype(np.float32) + np.tile(grid, window)[None]  # (F, K) candidate centres
     py = low[:, 1:2].astype(np.float32) + np.repeat(grid, window)[None]
     w = a[:, :, None] * px[:, None, :] + b[:, :, None] * py[:, None, :] + c[:, :, None]  # (F, 3, K)
-    inside = (w >= 0).all(axis=1) & (area > 0) & (px >= 0) & (px < size) & (py >= 0) & (py < size)
+    inside = (w[:, 0] >= 0) & (w[:, 1] >= 0) & (w[:, 2] >= 0)
     tri, cand = np.nonzero(inside)
+    col, row = px[tri, cand].astype(np.int64), py[tri, cand].astype(np.int64)
+    # Bounds and degenerate triangles are checked on the few hits, not on every candidate.
+    keep = (area[tri, 0] > 0) & (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    tri, cand, col, row = tri[keep], cand[keep], col[keep], row[keep]
     weights = w[tri, :, cand] / area[tri]
-    depth = (weights * corners[tri, :, 2]).sum(axis=1)
-    pixel = py[tri, cand].astype(np.int64) * size + px[tri, cand].astype(np.int64)
-    return tri, pixel, depth, weights
+    depth = np.einsum("pk,pk->p", weights, corners[tri, :, 2])
+    return tri, row * size + col, depth, weights
 
 
 def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int) -> Raster:
@@ -77,12 +80,13 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int) -> Raster:
     largest window are not drawn, so the cost stays bounded whatever the geometry.
     """
     corners = vertices[triangles].astype(np.float32)  # (F, 3, 3)
-    low = np.floor(corners[:, :, :2].min(axis=1)).astype(np.int64)
-    span = (np.ceil(corners[:, :, :2].max(axis=1)).astype(np.int64) - low).max(axis=1) + 1
+    # Only pixel centres (integers) inside the bounding box can be covered; a triangle whose box
+    # holds none (span 0 or less) covers no pixel and is skipped.
+    low = np.ceil(corners[:, :, :2].min(axis=1)).astype(np.int64)
+    span = (np.floor(corners[:, :, :2].max(axis=1)).astype(np.int64) - low).max(axis=1) + 1
     parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 3), np.float32))]
     budget = CANDIDATE_BUDGET
-    for window in WINDOWS:  # a handful of size groups, not a loop over triangles
-        smaller = window // 2 if window > WINDOWS[0] else 0
+    for smaller, window in zip((0, *WINDOWS), WINDOWS, strict=False):  # a few size groups, not a loop over triangles
         group = np.flatnonzero((span > smaller) & (span <= window))
         if group.size * window * window > budget:
             break
@@ -135,23 +139,42 @@ def fit_to_panel(vertices: np.ndarray, yaw_deg: float, size: int = PANEL) -> np.
     return scaled.astype(np.float32)
 
 
-def shade(raster: Raster, triangles: np.ndarray, normals: np.ndarray, colors: np.ndarray | None) -> np.ndarray:
-    """(H, W, 3) uint8: Lambert shading of interpolated normals, in clay grey or ``colors`` (V, 3) uint8."""
-    covered = raster.face >= 0
-    corner_ids = triangles[raster.face[covered]]  # (P, 3)
-    weights = raster.bary[covered][..., None]  # (P, 3, 1)
-    normal = (normals[corner_ids] * weights).sum(axis=1)
-    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-6)
-    light = np.abs(normal @ LIGHT)  # abs: the back of a thin surface is lit like its front
+def interpolate(raster: Raster, triangles: np.ndarray, attributes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex ``attributes`` (V, C) interpolated at every covered pixel.
+
+    Returns (flat pixel indices (P,), values (P, C) float32).
+    """
+    pixels = np.flatnonzero(raster.face >= 0)
+    corner_ids = triangles[raster.face.ravel()[pixels]]  # (P, 3)
+    weights = raster.bary.reshape(-1, 3)[pixels]  # (P, 3)
+    values = np.einsum("pk,pkc->pc", weights, attributes.astype(np.float32)[corner_ids])
+    return pixels, values
+
+
+def vertex_light(normals: np.ndarray, yaw_deg: float = 0.0) -> np.ndarray:
+    """(V,) float32 Lambert term of ``normals`` (V, 3, image frame) seen from a view turned by ``yaw_deg``.
+
+    Absolute: the back of a thin surface is lit like its front.
+    """
+    return np.abs(normals @ (yaw_rotation(yaw_deg).T @ LIGHT))
+
+
+def shade(raster: Raster, triangles: np.ndarray, light: np.ndarray, colors: np.ndarray | None) -> np.ndarray:
+    """(H, W, 3) uint8: per-vertex ``light`` (V,) interpolated across each triangle (Gouraud shading),
+    on clay grey or on ``colors`` (V, 3) uint8.
+
+    At preview size a triangle spans two or three pixels, so interpolating the light instead of the
+    normal (Phong) looks the same and costs a third.
+    """
     if colors is None:
-        base = np.full((len(light), 3), 205.0, dtype=np.float32)
-        lit = base * (0.25 + 0.75 * light[:, None])
+        pixels, values = interpolate(raster, triangles, light[:, None])
+        lit = 205.0 * (0.25 + 0.75 * values)
     else:
-        base = (colors[corner_ids].astype(np.float32) * weights).sum(axis=1)
-        lit = base * (0.55 + 0.45 * light[:, None])
-    out = np.broadcast_to(BACKGROUND, (*raster.face.shape, 3)).copy()
-    out[covered] = np.clip(lit, 0, 255).astype(np.uint8)
-    return out
+        pixels, values = interpolate(raster, triangles, np.column_stack([light, colors]))
+        lit = values[:, 1:] * (0.55 + 0.45 * values[:, :1])
+    out = np.broadcast_to(BACKGROUND, (raster.face.size, 3)).copy()
+    out[pixels] = np.clip(lit, 0, 255).astype(np.uint8)
+    return out.reshape(*raster.face.shape, 3)
 
 
 def fit_image(image: np.ndarray, size: int = PANEL) -> np.ndarray:
@@ -172,15 +195,15 @@ def coarse_mesh(mesh: FaceMesh, step: int = 2) -> tuple[np.ndarray, np.ndarray, 
 def preview_strip(image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL) -> np.ndarray:
     """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front."""
     vertices, triangles, colors = coarse_mesh(mesh, PREVIEW_LOD)
-    # Normals in the image frame, turned with each view (the panel fit only adds a uniform scale).
+    # Normals in the image frame; each view turns the light instead (the panel fit only adds a uniform scale).
     image_normals = vertex_normals(vertices, triangles)
     panels = [fit_image(image, size)]
     front: tuple[Raster, np.ndarray] | None = None
     for label, yaw in VIEWS:
         placed = fit_to_panel(vertices, yaw, size)  # every view starts from the image frame
-        raster, normals = rasterize(placed, triangles, size), image_normals @ yaw_rotation(yaw).T
-        front = front or (raster, normals)
-        panels.append(_label(shade(raster, triangles, normals, None), label))
+        raster, light = rasterize(placed, triangles, size), vertex_light(image_normals, yaw)
+        front = front or (raster, light)
+        panels.append(_label(shade(raster, triangles, light, None), label))
     assert front is not None
     panels.append(_label(shade(front[0], triangles, front[1], colors), "textured"))
     return np.concatenate(panels, axis=1)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from mesh_fixtures import reference_mesh
 
-from t2f.render import PANEL, coarse_mesh, preview_strip, rasterize
+from t2f.render import PANEL, coarse_mesh, preview_strip, rasterize, shade
 
 
 def test_rasterize_fills_a_square_and_keeps_the_nearest() -> None:
@@ -18,6 +18,30 @@ def test_rasterize_fills_a_square_and_keeps_the_nearest() -> None:
     assert raster.face[6, 6] == 2  # the nearer triangle wins where they overlap
     assert raster.face[14, 14] == 1
     np.testing.assert_allclose(raster.bary[covered].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_rasterize_tests_pixel_centres_only() -> None:
+    # A right triangle from (2.2, 2.2) to (4.8, 4.8): the centres (2, 2) and (5, 5) lie outside its box.
+    small = np.array([[2.2, 2.2, 0], [4.8, 2.2, 0], [2.2, 4.8, 0]])
+    covered = np.argwhere(rasterize(small, np.array([[0, 1, 2]]), 8).face == 0)
+    assert {tuple(rc) for rc in covered} == {(3, 3), (3, 4), (4, 3)}  # (row, col); (4, 4) is past the diagonal
+    # A sliver between two pixel centres covers nothing and is not an error.
+    sliver = np.array([[2.2, 2.2, 0], [2.8, 2.3, 0], [2.3, 7.0, 0]])
+    assert (rasterize(sliver, np.array([[0, 1, 2]]), 8).face == -1).all()
+
+
+def test_shade_interpolates_per_vertex_light_and_colour() -> None:
+    vertices = np.array([[0, 0, 0], [9, 0, 0], [0, 9, 0], [9, 9, 0]], float)
+    triangles = np.array([[0, 1, 2], [1, 3, 2]])
+    raster = rasterize(vertices, triangles, 10)
+    clay = shade(raster, triangles, np.ones(4, np.float32), None)
+    assert (clay[raster.face >= 0] == 205).all() and (clay[raster.face < 0] == [32, 34, 40]).all()
+    # Light 0 on the left corners and 1 on the right ones: brightness rises from left to right.
+    ramp = shade(raster, triangles, np.array([0, 1, 0, 1], np.float32), None)[:, :, 0].astype(int)
+    assert ramp[5, 0] == round(205 * 0.25) and ramp[5, 9] == 205 and (np.diff(ramp[5]) >= 0).all()
+    colors = np.array([[255, 0, 0]] * 4, np.uint8)
+    red = shade(raster, triangles, np.ones(4, np.float32), colors)
+    assert (red[raster.face >= 0] == [255, 0, 0]).all()
 
 
 def test_preview_has_shading_in_every_panel(shared_dir: Path) -> None:
