@@ -25,7 +25,7 @@ from reconstruction import reference_face
 from t2f.detect import FaceDetector
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes
-from t2f.outputs import png_bytes
+from t2f.outputs import jpeg_bytes
 from t2f.prnet.checkpoint import PRNetConfig
 from t2f.prnet.model import PRNet
 from t2f.prnet.network import ResFCN256
@@ -126,7 +126,7 @@ def main() -> None:
         ("post-processing", lambda: build_face_mesh(image, restore_position_map(raw, tform), uv)),
         ("OBJ writing", lambda: obj_bytes(mesh)),
         ("GLB writing", lambda: glb_bytes(mesh)),
-        ("preview rendering + PNG", lambda: png_bytes(preview_strip(image, mesh), compress_level=1)),
+        ("preview rendering + JPEG", lambda: jpeg_bytes(preview_strip(image, mesh))),
     ):
         stat = measure(fn, runs=args.runs)
         rows.append([name, f"{stat['p50']:.1f}", f"{stat['p95']:.1f}"])

@@ -18,7 +18,7 @@ from discord.ext import commands
 from cogs.buttons import CancelButton, job_view
 from cogs.replies import NO_PINGS, TOKEN_LIFETIME_S
 from t2f.errors import T2FError
-from t2f.outputs import png_bytes
+from t2f.outputs import PREVIEW_FILE, png_bytes
 from t2f.service import JobHandle, JobProgress, JobRequest, JobResult
 from t2f.store import JobRecord
 from t2f.text2img import FaceRequest
@@ -75,8 +75,8 @@ def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
         embed.add_field(name="Stage times", value=shown[:1024], inline=False)
     if meta.get("upload_note"):
         embed.add_field(name="Note", value=meta["upload_note"], inline=False)
-    if "preview.png" in result.files:
-        embed.set_image(url="attachment://preview.png")
+    if PREVIEW_FILE in result.files:
+        embed.set_image(url=f"attachment://{PREVIEW_FILE}")
     embed.set_footer(text=f"job {job.job_id}")
     return embed
 

@@ -118,9 +118,9 @@ class LocalFaceBackend:
         if face is None:
             return JobResult(job.job_id, "failed", metadata=metadata, user_message=FAILED.format(job_id=job.job_id))
         if isinstance(face, T2FError):  # no face, and other problems the user can act on: still show the image
-            from t2f.outputs import png_bytes
+            from t2f.outputs import IMAGE_FILE, png_bytes
 
-            return JobResult(job.job_id, "failed", files={"image.png": png_bytes(image)}, metadata=metadata,
+            return JobResult(job.job_id, "failed", files={IMAGE_FILE: png_bytes(image)}, metadata=metadata,
                              user_message=face.user_message, seconds=paint_s)  # fmt: skip
         metadata["timings_s"].update({k: round(v, 3) for k, v in face.timings.items()})
         metadata["face"] = {k: v for k, v in face_metadata(face).items() if k != "landmarks_68"}

@@ -15,7 +15,7 @@ from typing import Any
 from t2f import __version__
 from t2f.config import Settings
 from t2f.errors import NoFaceFound, T2FError
-from t2f.outputs import json_bytes, png_bytes, write_files
+from t2f.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
 
 RANDOM_WEIGHTS_NOTE = (
     "PRNet weights were not converted from the official checkpoint (its sha256 differs); "
@@ -142,7 +142,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if painted.image is None:
         _finish(out, files, metadata)
         raise T2FError(f"{painted.withheld_reason} (metadata in {out})")
-    files["image.png"] = png_bytes(painted.image)
+    files[IMAGE_FILE] = png_bytes(painted.image)
     if pipeline is not None:
         try:
             _reconstruct_into(pipeline, painted.image, crop, metadata, files)
@@ -173,7 +173,7 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
         "timings_s": {"load": round(time.perf_counter() - started, 4)},
         **_base_metadata(settings),
     }
-    files = {"image.png": png_bytes(loaded.pixels)}
+    files = {IMAGE_FILE: png_bytes(loaded.pixels)}
     _reconstruct_into(pipeline, loaded.pixels, crop, metadata, files)
     _finish(out, files, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out}")

@@ -19,7 +19,7 @@ from t2f.detect import FaceBox, FaceDetector, crop_from_mtcnn_box
 from t2f.errors import InvalidRequest, T2FError
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.outputs import png_bytes
+from t2f.outputs import IMAGE_FILE, PREVIEW_FILE, jpeg_bytes, png_bytes
 from t2f.prnet.model import PRNet
 from t2f.prnet.postprocess import (
     FaceCrop,
@@ -193,11 +193,11 @@ def result_files(
 ) -> dict[str, bytes]:
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
-    Always ``image.png`` and ``preview.png``; ``face.obj`` (vertex colours) for "obj",
+    Always ``image.png`` and ``preview.jpg``; ``face.obj`` (vertex colours) for "obj",
     ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb".
     """
     stage_times = timings if timings is not None else {}
-    files = {"image.png": png_bytes(result.image)}
+    files = {IMAGE_FILE: png_bytes(result.image)}
     with timed(stage_times, "export_obj"):
         if "obj" in outputs:
             files["face.obj"] = obj_bytes(result.mesh)
@@ -207,8 +207,7 @@ def result_files(
         if "glb" in outputs:
             files["face.glb"] = glb_bytes(result.mesh)
     with timed(stage_times, "preview"):
-        # zlib level 1: the preview is shown once in a chat; encoding time matters more than 5 % of size.
-        files["preview.png"] = png_bytes(preview_strip(result.image, result.mesh), compress_level=1)
+        files[PREVIEW_FILE] = jpeg_bytes(preview_strip(result.image, result.mesh))
     return files
 
 

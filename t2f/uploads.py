@@ -6,8 +6,10 @@ import io
 import zipfile
 from collections.abc import Callable
 
+from t2f.outputs import IMAGE_FILE, PREVIEW_FILE
+
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # Discord: all files of one message together
-ALWAYS_SHOWN = ("preview.png", "image.png")  # attached as they are; mesh files may be zipped or simplified
+ALWAYS_SHOWN = (PREVIEW_FILE, IMAGE_FILE)  # attached as they are; mesh files may be zipped or simplified
 ZIPPED = "The mesh files were zipped to fit the upload limit."
 SIMPLIFIED = "The mesh was simplified to about a quarter of its vertices to fit the upload limit."
 DROPPED = "The mesh was too large to upload here even simplified; only the pictures are attached."

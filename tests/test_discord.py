@@ -99,11 +99,11 @@ async def test_face_defers_queues_and_delivers_a_mesh(simcord_env, photo: PhotoT
     (embed,) = message.embeds
     assert embed.title == "a smiling astronaut"
     assert {f.name for f in embed.fields} >= {"Seed", "Steps", "Guidance", "Model", "Pose", "Stage times"}
-    assert embed.image.url == "attachment://preview.png"
-    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.obj"}
+    assert embed.image.url == "attachment://preview.jpg"
+    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.obj"}
     mesh = trimesh.load(io.BytesIO(await attachment_bytes(message, "face.obj")), file_type="obj", process=False)
     assert mesh.faces.shape == (86_906, 3)
-    preview = np.asarray(Image.open(io.BytesIO(await attachment_bytes(message, "preview.png"))))
+    preview = np.asarray(Image.open(io.BytesIO(await attachment_bytes(message, "preview.jpg"))))
     assert preview.shape == (256, 1280, 3)
     buttons = [c["custom_id"] for row in message.components for c in row["components"]]
     job_id = embed.footer.text.removeprefix("job ")
@@ -214,7 +214,7 @@ async def test_result_after_the_token_expired_goes_to_the_channel(simcord_env) -
     message = channel.last_message
     assert message.author.id == simcord_env.bot.user.id
     assert message.content == f"<@{alice.id}> your face is ready."
-    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.obj"}
+    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.obj"}
     channel_posts = [r for r in simcord_env.http_requests if r.method == "POST" and r.path.endswith("/messages")]
     mentions = channel_posts[-1].json["allowed_mentions"]
     assert mentions["parse"] == [] and [int(u) for u in mentions["users"]] == [alice.id]  # only the author is pinged
@@ -301,7 +301,7 @@ async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, 
     await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
     message = channel.last_message
     assert message.content == f"<@{alice.id}> your face is ready."
-    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.glb"}
+    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.glb"}
     record = await store.get_job("0123456789ab")
     assert record is not None and record.status == "done" and record.interaction_token is None
     assert photo.prompts == ["a resumed astronaut"]
@@ -337,7 +337,7 @@ async def test_restart_resumes_through_a_live_token_and_does_not_resync(
     await simcord_env.restart_bot(make_bot(settings, store, stages, photo))  # the queued job only survives in SQLite
     message = queued.response  # the same message, edited through the stored token
     assert message.embeds and message.embeds[0].title == "a patient astronaut"
-    assert {a.filename for a in message.attachments} == {"preview.png", "image.png", "face.obj"}
+    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.obj"}
     syncs = [r for r in simcord_env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
     assert len(syncs) == 1  # the tree did not change, so the restart did not sync again
 

@@ -12,6 +12,7 @@ from PIL import Image
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.export.text import format_table
+from t2f.outputs import jpeg_bytes, png_bytes
 from t2f.prnet.postprocess import FaceMesh
 
 
@@ -82,3 +83,15 @@ def test_glb_round_trips_counts_and_colours(mesh: FaceMesh) -> None:
     assert abs(colours.mean() - mesh.colors.mean()) < 2
     assert np.ptp(geometry.vertices[:, 1]) == pytest.approx(1.0, rel=1e-3)  # normalised to 1 unit tall
     assert (geometry.face_normals[:, 2] > 0).mean() > 0.75
+
+
+def test_preview_encodings_keep_the_picture() -> None:
+    rng = np.random.default_rng(0)
+    picture = np.repeat(np.repeat(rng.integers(0, 256, (16, 32, 3), dtype=np.uint8), 8, 0), 8, 1)  # 8x8 blocks
+    assert (np.asarray(Image.open(io.BytesIO(png_bytes(picture)))) == picture).all()
+    jpeg = Image.open(io.BytesIO(jpeg_bytes(picture)))
+    assert jpeg.format == "JPEG" and jpeg.size == (256, 128)
+    # Quality 92 without chroma subsampling: random 8 px colour blocks come back close, colour included.
+    assert np.abs(np.asarray(jpeg).astype(int) - picture).mean() < 2  # 4:2:0 would give about 9
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        jpeg_bytes(np.zeros((4, 4, 4), np.uint8))

@@ -21,7 +21,7 @@ from t2f.commands import RANDOM_WEIGHTS_NOTE, load_face_pipeline
 from t2f.config import Settings
 
 MESH_FILES = ["face.glb", "face.obj", "face_textured.mtl", "face_textured.obj", "face_textured.png", "image.png",
-              "metadata.json", "preview.png"]  # fmt: skip
+              "metadata.json", "preview.jpg"]  # fmt: skip
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def check_outputs(out: Path) -> dict:
     assert obj.faces.shape == (86_906, 3)
     glb = trimesh.load(io.BytesIO((out / "face.glb").read_bytes()), file_type="glb")
     assert next(iter(glb.geometry.values())).faces.shape == (86_906, 3)
-    assert np.asarray(Image.open(out / "preview.png")).shape == (256, 1280, 3)
+    preview = Image.open(out / "preview.jpg")
+    assert preview.format == "JPEG" and np.asarray(preview).shape == (256, 1280, 3)
     return meta
 
 

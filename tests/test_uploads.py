@@ -13,13 +13,13 @@ from t2f.uploads import DROPPED, SIMPLIFIED, ZIPPED, fit_for_upload
 
 def test_fitting_zips_then_simplifies_then_drops(shared_dir: Path) -> None:
     _, mesh = reference_mesh(shared_dir)
-    files = {"preview.png": b"p" * 1000, "face.obj": obj_bytes(mesh)}
+    files = {"preview.jpg": b"p" * 1000, "face.obj": obj_bytes(mesh)}
     size = len(files["face.obj"])
     same, note = fit_for_upload(files, per_file=size + 1)
     assert same is files and note is None
 
     zipped, note = fit_for_upload(files, per_file=size // 2)
-    assert note == ZIPPED and set(zipped) == {"preview.png", "face.zip"}
+    assert note == ZIPPED and set(zipped) == {"preview.jpg", "face.zip"}
     with zipfile.ZipFile(io.BytesIO(zipped["face.zip"])) as archive:
         assert archive.read("face.obj") == files["face.obj"]
 
@@ -27,8 +27,8 @@ def test_fitting_zips_then_simplifies_then_drops(shared_dir: Path) -> None:
     assert 0.2 < len(lighter.vertices) / len(mesh.vertices) < 0.3
     limit = len(zipped["face.zip"]) - 1  # the zipped full mesh no longer fits; the simplified one does
     simplified, note = fit_for_upload(files, per_file=limit, lighter=lambda: {"face.obj": obj_bytes(lighter)})
-    assert note == SIMPLIFIED and set(simplified) == {"preview.png", "face.obj"}
+    assert note == SIMPLIFIED and set(simplified) == {"preview.jpg", "face.obj"}
     assert len(simplified["face.obj"]) <= limit
 
     dropped, note = fit_for_upload(files, per_file=5000, lighter=lambda: {"face.obj": obj_bytes(lighter)})
-    assert note == DROPPED and dropped == {"preview.png": files["preview.png"]}
+    assert note == DROPPED and dropped == {"preview.jpg": files["preview.jpg"]}
