@@ -11,6 +11,11 @@ ENV PYTHONUNBUFFERED=1 \
     T2F_DB_PATH=/data/t2f.sqlite3 \
     HF_HOME=/data/hf
 
+# torch.compile (T2F_COMPILE=true) builds Triton's kernel launcher and inductor's C++ with the system compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 1000 t2f \
     && mkdir -p /data/models /data/outputs /data/hf \
     && chown -R t2f:t2f /data

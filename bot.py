@@ -196,7 +196,11 @@ async def run_bot(settings: Settings, token: str) -> None:
             queue_capacity=settings.queue_capacity,
         ),
     )
-    warm_up = functools.partial(backend.warm_up, settings.image_size) if settings.warmup else None
+    warm_up = (
+        functools.partial(backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile)
+        if settings.warmup
+        else None
+    )
     try:
         async with T2FBot(settings=settings, store=store, service=service, policy=policy, warm_up=warm_up) as bot:
             loop = asyncio.get_running_loop()

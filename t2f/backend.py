@@ -48,11 +48,27 @@ class LocalFaceBackend:
         self.preview_every = preview_every
         self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
 
-    def warm_up(self, size: int = 512) -> None:
-        """One short generation and reconstruction, so the first user's job pays no start-up costs."""
-        painted = self.pipeline.text_to_image.generate(FaceRequest("a portrait photo of a face", steps=2, size=size))
-        image = painted.image if painted.image is not None else np.zeros((size, size, 3), np.uint8)
-        self.pipeline.reconstruct(image, crop="whole")
+    def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False) -> None:
+        """Short generations and reconstructions, so no user's job pays start-up costs.
+
+        torch.compile compiles again for each new input shape: a graph for the first batch size, one for
+        batch size 1 (always specialised), then one dynamic in the batch size. With ``compiled`` the
+        warm-up meets every shape a job can bring: one face with and without classifier-free guidance
+        (guidance 1 halves the UNet's batch), then ``max_batch`` faces.
+        """
+        runs = [(1, 7.5)]
+        if compiled:
+            runs += [(1, 1.0)] + ([(max_batch, 7.5)] if max_batch > 1 else [])
+        for count, guidance in runs:
+            requests = [
+                FaceRequest("a portrait photo of a face", seed=seed, steps=2, guidance=guidance, size=size)
+                for seed in range(count)
+            ]
+            painted = self.pipeline.text_to_image.generate_batch(requests)
+            images = [p.image if p.image is not None else np.zeros((size, size, 3), np.uint8) for p in painted]
+            if self.crop != "whole":  # the detector's first call builds its graphs; its verdict does not matter
+                self.pipeline.reconstruct_many(images, crop=self.crop)
+            self.pipeline.reconstruct_many(images, crop="whole")  # PRNet at this batch size, face or not
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]

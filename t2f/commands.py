@@ -55,7 +55,11 @@ def load_face_pipeline(settings: Settings, *, text_to_image: Any = None, crop: s
 
     folder = settings.resolved_prnet_dir()
     prnet = PRNet.from_pretrained(
-        folder, device=settings.resolved_device(), dtype=TORCH_DTYPES[settings.resolved_dtype()]
+        folder,
+        device=settings.resolved_device(),
+        dtype=TORCH_DTYPES[settings.resolved_dtype()],
+        channels_last=settings.speedup("channels_last"),
+        compile_network=settings.compile,
     )
     detector = FaceDetector() if crop == "detect" else None
     return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)

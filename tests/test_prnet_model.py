@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from prnet_tf_reference import random_variables, read_variable_shapes, tf_forward, write_tf_checkpoint
+from tiny_models import randomised_resfcn256
 
 from t2f.errors import ModelUnavailable
 from t2f.prnet.checkpoint import import_tf_checkpoint, tf_to_torch_names
@@ -96,14 +97,26 @@ def test_channels_last_gives_the_same_position_maps() -> None:
     from t2f.prnet.checkpoint import PRNetConfig
 
     images = np.random.default_rng(5).random((2, 256, 256, 3), dtype=np.float32)
-    plain = PRNet(ResFCN256().eval(), PRNetConfig()).predict(images)
-    torch.manual_seed(0)
-    net = ResFCN256().eval()
-    torch.manual_seed(0)
-    twin = ResFCN256().eval()
-    np.testing.assert_allclose(
-        PRNet(net, PRNetConfig()).predict(images),
-        PRNet(twin, PRNetConfig(), channels_last=True).predict(images),
-        atol=1e-5,
-    )
-    assert plain.shape == (2, 256, 256, 3)
+    plain = PRNet(randomised_resfcn256(0), PRNetConfig()).predict(images)
+    assert plain.shape == (2, 256, 256, 3) and plain.std() > 0.05  # a network whose output depends on the input
+    fast = PRNet(randomised_resfcn256(0), PRNetConfig(), channels_last=True).predict(images)
+    np.testing.assert_allclose(fast, plain, atol=1e-4)
+
+
+@pytest.mark.parametrize(("dtype", "mean_px"), [(torch.float16, 1.0), (torch.bfloat16, 5.0)])
+def test_half_precision_position_maps_follow_float32(dtype: torch.dtype, mean_px: float) -> None:
+    """The CUDA default (float16, channels-last) run through the same casts on the CPU.
+
+    With random He-scaled weights the error is larger than a trained network's would be; measured
+    here: float16 0.36 px, bfloat16 2.3 px mean over the map (in crop pixels).
+    """
+    from t2f.prnet.checkpoint import PRNetConfig
+
+    config = PRNetConfig()
+    image = np.random.default_rng(6).random((1, 256, 256, 3), dtype=np.float32)
+    reference = PRNet(randomised_resfcn256(1), config).predict(image)
+    half = PRNet(randomised_resfcn256(1), config, dtype=dtype, channels_last=True)
+    assert next(half.network.parameters()).dtype == dtype
+    out = half.predict(image)
+    assert out.dtype == np.float32 and out.shape == reference.shape and np.isfinite(out).all()
+    assert np.abs(out - reference).mean() * config.max_pos < mean_px

@@ -136,3 +136,27 @@ def build_tiny_sd_pipeline(folder: Path, *, with_safety_checker: bool = True, fo
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def randomised_resfcn256(seed: int) -> torch.nn.Module:
+    """PRNet's network with He-scaled random kernels and random BatchNorm statistics.
+
+    PyTorch's default initialisation shrinks activations layer by layer until the sigmoid outputs
+    exactly 0.5 everywhere, which would make any comparison of two forward passes pass trivially.
+    """
+    from t2f.prnet.network import ResFCN256
+
+    generator = torch.Generator().manual_seed(seed)
+    network = ResFCN256().eval()
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                kernel = module.weight  # Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k)
+                fan_in = kernel[0].numel() if isinstance(module, torch.nn.Conv2d) else kernel[:, 0].numel()
+                kernel.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.8, 1.2, generator=generator)
+                module.bias.normal_(0.0, 0.1, generator=generator)
+                module.running_mean.normal_(0.0, 0.1, generator=generator)
+                module.running_var.uniform_(0.5, 1.5, generator=generator)
+    return network
