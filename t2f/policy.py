@@ -17,6 +17,9 @@ from t2f.moderation import PromptFilter
 from t2f.service import JobService
 from t2f.store import GuildSettings, Store
 
+MAX_COOLDOWN_S = 3600.0  # the longest cooldown a server can set: an older request can never block anyone
+PRUNE_EVERY_S = 60.0
+
 
 class Refused(T2FError):
     """A request this server's rules do not allow right now."""
@@ -49,7 +52,8 @@ class Policy:
         self.prompt_filter = prompt_filter
         self.limits = limits
         self.clock = clock
-        self._last_request: dict[tuple[int | None, int], float] = {}
+        self._last_request: dict[tuple[int | None, int], float] = {}  # (guild, user) -> last admitted time
+        self._pruned_at = clock()
 
     async def admit(self, *, guild_id: int | None, channel_id: int | None, user_id: int, prompt: str) -> GuildSettings:
         """Return the server's settings when the request may be queued.
@@ -82,5 +86,14 @@ class Policy:
         waiting = len(self.service.queued())
         if waiting >= capacity:
             raise Refused(f"The queue is full ({waiting} faces waiting); please try again in a few minutes.")
-        self._last_request[key] = self.clock()
+        now = self.clock()
+        self._last_request[key] = now
+        if now - self._pruned_at >= PRUNE_EVERY_S:  # a long-running bot meets many members once each
+            self._last_request = {k: t for k, t in self._last_request.items() if now - t < MAX_COOLDOWN_S}
+            self._pruned_at = now
         return settings
+
+    @property
+    def remembered_members(self) -> int:
+        """How many (server, member) pairs the cooldown still tracks."""
+        return len(self._last_request)
