@@ -63,3 +63,29 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+@pytest.fixture
+def network_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Hub offline mode lifted, and every name lookup or connection recorded and refused.
+
+    What a call tries on the network is then the product's own doing, not the test setting's.
+    """
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    attempts: list[object] = []
+
+    def refuse_lookup(host: object, *args: object, **kwargs: object) -> list[object]:
+        attempts.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "network disabled in tests")
+
+    def refuse_connect(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise ConnectionRefusedError("network disabled in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    return attempts

@@ -93,3 +93,21 @@ def test_html_page_and_missing_server_are_clear(upstream: tuple[str, Path, PRNet
     with pytest.raises(ModelUnavailable, match=r"Could not download face_ind\.txt"):
         download_prnet(tmp_path / "b", assets=gone, progress=False)
     assert not [p for p in (tmp_path / "b").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("name", ["face_ind.txt", "triangles.txt"])
+def test_uv_files_that_contradict_the_mask_are_refused(shared_dir: Path, tmp_path: Path, name: str) -> None:
+    """A file with the right length but rows out of order (a bad edit or a mixed-up release)."""
+    from t2f.prnet.assets import check_uv_rules
+
+    uv_dir = tmp_path / "uv-data"
+    shutil.copytree(shared_dir / "prnet" / "uv-data", uv_dir)
+    check_uv_rules(uv_dir)  # the real files pass
+    lines = (uv_dir / name).read_text().splitlines()
+    lines[0], lines[1] = lines[1], lines[0]
+    (uv_dir / name).write_text("\n".join(lines) + "\n")
+    with pytest.raises(ModelUnavailable) as caught:
+        check_uv_rules(uv_dir)
+    assert caught.value.user_message == (
+        f"PRNet's {name} does not follow from uv_face_mask.png; the UV data is damaged."
+    )

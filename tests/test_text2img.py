@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -119,11 +118,12 @@ def test_bad_requests_are_refused_with_the_value(
         stage.generate(request(**overrides))
 
 
-def test_missing_hub_model_fails_fast_naming_model_and_command(tmp_path: Path) -> None:
-    started = time.perf_counter()
+def test_missing_hub_model_fails_without_the_network_naming_model_and_command(
+    tmp_path: Path, network_attempts: list[object]
+) -> None:
     with pytest.raises(ModelUnavailable) as caught:
         TextToImage.from_pretrained("CompVis/stable-diffusion-v1-4", cache_dir=tmp_path)
-    assert time.perf_counter() - started < 10
+    assert network_attempts == []  # loading never downloads (and so never waits on a network)
     message = caught.value.user_message
     assert "CompVis/stable-diffusion-v1-4" in message
     assert "t2f download" in message
