@@ -23,6 +23,20 @@ from t2f.uploads import fit_for_upload
 
 log = logging.getLogger(__name__)
 CANCELLED = "Cancelled."
+OUT_OF_MEMORY = "The GPU ran out of memory for this face (job {job_id}); please try again in a moment."
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA, MPS and XPU raise it), by name so this module needs no torch import."""
+    return type(exc).__name__ == "OutOfMemoryError"
+
+
+def release_cached_memory() -> None:
+    """Hand the allocator's cached blocks back after an out-of-memory, so the retry starts clean."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class JobAborted(Exception):
@@ -90,10 +104,15 @@ class LocalFaceBackend:
         except JobAborted:
             return [JobResult(job.job_id, "cancelled", user_message=CANCELLED) for job in jobs]
         except Exception as exc:
-            if len(jobs) > 1 and type(exc).__name__ == "OutOfMemoryError":
-                log.warning("out of GPU memory with a batch of %d; running the jobs one by one", len(jobs))
-                return [r for job in jobs for r in self.run_batch([job], report, cancelled)]
-            raise
+            if not is_out_of_memory(exc):
+                raise
+            release_cached_memory()
+            if len(jobs) == 1:
+                log.warning("out of GPU memory with a single job %s", jobs[0].job_id)
+                return [JobResult(jobs[0].job_id, "failed", user_message=OUT_OF_MEMORY.format(job_id=jobs[0].job_id))]
+            half = len(jobs) // 2  # the largest batch that fits is found in log2(batch) retries
+            log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half, len(jobs) - half)
+            return self.run_batch(jobs[:half], report, cancelled) + self.run_batch(jobs[half:], report, cancelled)
         paint_s = (time.perf_counter() - started) / len(jobs)
         results: dict[str, JobResult] = {}
         todo = []
@@ -109,14 +128,26 @@ class LocalFaceBackend:
                 report(JobProgress(job.job_id, "reconstructing"))
                 todo.append((job, image.image, metadata))
         if todo:
-            try:
-                faces = self.pipeline.reconstruct_many([image for _, image, _ in todo], crop=self.crop)
-            except Exception:
-                log.exception("reconstruction failed for jobs %s", [job.job_id for job, _, _ in todo])
-                faces = [None] * len(todo)
+            faces = self._reconstruct([image for _, image, _ in todo], [job.job_id for job, _, _ in todo])
             for (job, image, metadata), face in zip(todo, faces, strict=True):
                 results[job.job_id] = self._reconstructed(job, image, metadata, face, paint_s)
         return [results[job.job_id] for job in jobs]
+
+    def _reconstruct(self, images: list[np.ndarray], job_ids: list[str]) -> list[Any]:
+        """Faces (or their errors, or None after a crash) for ``images``, PRNet batched over them.
+
+        Out of GPU memory with several images, each is tried alone before any is given up.
+        """
+        try:
+            return self.pipeline.reconstruct_many(images, crop=self.crop)
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(images) > 1:
+                release_cached_memory()
+                log.warning("out of GPU memory reconstructing %d faces; one at a time", len(images))
+                return [face for image, job_id in zip(images, job_ids, strict=True)
+                        for face in self._reconstruct([image], [job_id])]  # fmt: skip
+            log.exception("reconstruction failed for jobs %s", job_ids)
+            return [None] * len(images)
 
     @staticmethod
     def _metadata(job: JobRequest, painted: Any, paint_s: float) -> dict[str, Any]:

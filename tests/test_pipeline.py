@@ -173,26 +173,50 @@ def test_tiny_faces_are_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
-def test_out_of_memory_with_a_batch_reruns_its_jobs_one_by_one(prnet_dir: Path) -> None:
+def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: Path) -> None:
     import torch
     from discord_fixtures import PhotoTextToImage
 
-    from t2f.backend import LocalFaceBackend
+    from t2f.backend import OUT_OF_MEMORY, LocalFaceBackend
     from t2f.service import JobRequest
     from t2f.text2img import FaceRequest
 
     class SmallGpuPhoto(PhotoTextToImage):
+        """Room for two images at a time; "huge" never fits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.tried: list[int] = []
+
         def generate_batch(self, requests, *, on_step=None, preview_every=0):  # type: ignore[no-untyped-def]
-            if len(requests) > 1:
+            self.tried.append(len(requests))
+            if len(requests) > 2 or any(r.prompt == "huge" for r in requests):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return super().generate_batch(requests, on_step=on_step)
 
     stage = SmallGpuPhoto()
     pipeline = load_face_pipeline(Settings(prnet_dir=str(prnet_dir)), text_to_image=stage)
     backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    prompts = ["face 0", "face 1", "face 2", "face 3", "huge"]
     jobs = [
-        JobRequest(job_id=f"{i:012d}", user_id=i, face=FaceRequest(f"face {i}", steps=2, size=128)) for i in range(3)
+        JobRequest(job_id=f"{i:012d}", user_id=i, face=FaceRequest(p, steps=2, size=128)) for i, p in enumerate(prompts)
     ]
     results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
-    assert [r.status for r in results] == ["done"] * 3
-    assert stage.prompts == ["face 0", "face 1", "face 2"]  # painted one at a time after the failed batch
+    assert [r.status for r in results] == ["done"] * 4 + ["failed"]
+    assert results[4].user_message == OUT_OF_MEMORY.format(job_id="000000000004")
+    assert stage.tried == [5, 2, 3, 1, 2, 1, 1]  # 5 -> 2 + 3; 3 -> 1 + 2; the 2 with "huge" -> 1 + 1
+    assert stage.prompts == ["face 0", "face 1", "face 2", "face 3"]
+
+    # PRNet out of memory over the batch's faces: each face is reconstructed alone.
+    predict, sizes = pipeline.prnet.predict, []
+
+    def small_gpu_predict(crops: np.ndarray) -> np.ndarray:
+        sizes.append(len(crops))
+        if len(crops) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return predict(crops)
+
+    pipeline.prnet.predict = small_gpu_predict  # type: ignore[method-assign]
+    results = backend.run_batch(jobs[:2], lambda progress: None, lambda job_id: False)
+    assert [r.status for r in results] == ["done", "done"] and sizes == [2, 1, 1]
+    assert all(r.files["face.obj"].startswith(b"# t2f face mesh") for r in results)
