@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mesh_fixtures import reference_mesh
 
 from t2f.render import PANEL, coarse_mesh, preview_strip, rasterize, shade
@@ -73,14 +74,29 @@ def test_coarse_mesh_keeps_a_quarter_of_the_vertices(shared_dir: Path) -> None:
     assert triangles.max() < len(vertices) and len(triangles) > 1.8 * len(vertices)
 
 
-def test_broken_geometry_renders_within_the_budget(shared_dir: Path) -> None:
+def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from t2f.render import CANDIDATE_BUDGET, WINDOWS
+    import t2f.render
+    from t2f.render import PREVIEW_LOD, VIEWS, fit_to_panel
 
     image, mesh = reference_mesh(shared_dir)
     scrambled = np.random.default_rng(0).uniform(0, 500, mesh.vertices.shape).astype(np.float32)
     broken = dataclasses.replace(mesh, vertices=scrambled)  # random-weight PRNet output looks like this
     strip = preview_strip(image, broken)
     assert strip.shape == (PANEL, 5 * PANEL, 3)
-    assert 4 * 22_000 * WINDOWS[0] ** 2 <= CANDIDATE_BUDGET  # a real face always fits the budget
+    # A real face is never cut short by the budget: every view equals an unlimited rasterisation.
+    vertices, triangles, _ = coarse_mesh(mesh, PREVIEW_LOD)
+    views = [fit_to_panel(vertices, yaw) for _, yaw in VIEWS]
+    budgeted = [rasterize(placed, triangles, PANEL).face for placed in views]
+    budget = t2f.render.CANDIDATE_BUDGET
+    monkeypatch.setattr(t2f.render, "CANDIDATE_BUDGET", 10**12)
+    for placed, face in zip(views, budgeted, strict=True):
+        np.testing.assert_array_equal(rasterize(placed, triangles, PANEL).face, face)
+    # A jittered face (triangles up to about 25 px) needs more tests than the budget allows: the
+    # largest triangles are left out, and the smaller ones are still drawn.
+    jittered = views[0] + np.random.default_rng(1).uniform(-12, 12, views[0].shape).astype(np.float32)
+    unlimited = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
+    monkeypatch.setattr(t2f.render, "CANDIDATE_BUDGET", budget)
+    drawn = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
+    assert 0 < drawn < unlimited
