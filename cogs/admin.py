@@ -94,26 +94,38 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
             interaction, f"{member.mention} can use /face again." if was else f"{member.mention} was not banned."
         )
 
-    @app_commands.command(name="pause", description="Hold the queue: new faces wait until you resume (bot-wide).")
+    @app_commands.command(name="pause", description="Hold this server's faces: new ones wait until you resume.")
     async def pause(self, interaction: discord.Interaction) -> None:
-        self.bot.service.pause()
-        await self._reply(interaction, "Paused: running faces finish; new requests wait in the queue until you resume.")
+        self.bot.service.pause(interaction.guild_id)
+        await self._reply(
+            interaction, "Paused on this server: running faces finish; new requests wait in the queue until you resume."
+        )
 
-    @app_commands.command(name="resume", description="Start faces again.")
+    @app_commands.command(name="resume", description="Start this server's faces again.")
     async def resume(self, interaction: discord.Interaction) -> None:
-        self.bot.service.resume()
+        self.bot.service.resume(interaction.guild_id)
         await self._reply(interaction, "Resumed.")
 
-    @app_commands.command(name="queue", description="Show running and waiting faces.")
+    @app_commands.command(name="queue", description="Show this server's running and waiting faces.")
     async def queue(self, interaction: discord.Interaction) -> None:
-        service = self.bot.service
-        lines = [f"▶️ `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}" for h in service.running()]
+        service, guild_id = self.bot.service, interaction.guild_id
+        # Other servers' prompts and members are theirs: they appear only as a count.
+        lines = [
+            f"▶️ `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}"
+            for h in service.running()
+            if h.job.guild_id == guild_id
+        ]
+        waiting = service.queued()
         lines += [
             f"{i}. `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}"
-            for i, h in enumerate(service.queued(), start=1)
+            for i, h in enumerate(waiting, start=1)
+            if h.job.guild_id == guild_id
         ]
-        state = "paused" if service.paused else "running"
-        await self._reply(interaction, f"Queue ({state}):\n" + ("\n".join(lines[:25]) if lines else "empty"))
+        others = sum(h.job.guild_id != guild_id for h in [*service.running(), *waiting])
+        state = "paused" if service.is_paused(guild_id) else "running"
+        body = "\n".join(lines[:25]) if lines else "empty"
+        footer = f"\n…and {others} faces from other servers." if others else ""
+        await self._reply(interaction, f"Queue on this server ({state}):\n{body}{footer}")
 
     @app_commands.command(name="recent", description="The last faces made on this server.")
     async def recent(self, interaction: discord.Interaction) -> None:

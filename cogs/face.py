@@ -171,7 +171,7 @@ class FaceCog(commands.Cog):
         position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
         await bot.store.add_job(job_record(job, interaction))
         text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
-        if bot.service.paused:
+        if bot.service.is_paused(job.guild_id):
             text += " · the moderators paused the queue; it starts when they resume it"
         queued = await interaction.edit_original_response(
             content=text,

@@ -1,8 +1,8 @@
 """Who may ask for a face, where and how often: every check that runs before any GPU work.
 
 Each refusal is a :class:`Refused` whose ``user_message`` says why and what to do. The order is
-fixed: channel, ban, prompt filter, cooldown, pending jobs, daily quota, queue space. A paused queue
-still accepts jobs (they wait for the moderators to resume it).
+fixed: channel, ban, prompt filter, cooldown, pending jobs, daily quota, queue space. A server whose
+moderators paused it still accepts jobs (they wait for the moderators to resume it).
 """
 
 from __future__ import annotations

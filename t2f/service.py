@@ -144,7 +144,8 @@ class JobService:
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
         self.cpu_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-cpu")
         self._exporting: dict[str, tuple[JobHandle, asyncio.Future[JobResult]]] = {}
-        self.paused = False
+        self.paused = False  # every server's jobs held (shutdown, or an operator)
+        self._paused_guilds: set[int] = set()  # servers whose moderators hold their own jobs
         self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
         self._queues: dict[int, deque[JobHandle]] = {}
         self._turns: deque[int] = deque()  # users in round-robin order
@@ -166,6 +167,14 @@ class JobService:
                 turns.append(user)
         return order
 
+    def runnable(self) -> list[JobHandle]:
+        """Waiting jobs that may start now (their server is not paused), in the order they will."""
+        return [handle for handle in self.queued() if not self.is_paused(handle.job.guild_id)]
+
+    def is_paused(self, guild_id: int | None) -> bool:
+        """Whether this server's waiting jobs are held (by its moderators, or by a service-wide pause)."""
+        return self.paused or (guild_id is not None and guild_id in self._paused_guilds)
+
     def running(self) -> list[JobHandle]:
         return list(self._running)
 
@@ -175,11 +184,15 @@ class JobService:
         return len(self._queues.get(user_id, ())) + sum(h.job.user_id == user_id for h in busy)
 
     def position(self, job_id: str) -> int:
-        """1-based place in the queue (0 once running or finished)."""
-        for index, handle in enumerate(self.queued(), start=1):
-            if handle.job.job_id == job_id:
-                return index
-        return 0
+        """1-based place in the queue (0 once running or finished).
+
+        Held jobs of other servers do not count; a held job counts its place as if its server resumed now.
+        """
+        handle = self._handles.get(job_id)
+        if handle is None:
+            return 0
+        order = self.queued() if self.is_paused(handle.job.guild_id) else self.runnable()
+        return next((index for index, queued in enumerate(order, start=1) if queued is handle), 0)
 
     def eta_seconds(self, position: int) -> float:
         """Rough wait for the job at ``position``: batches ahead (its own included) x the measured batch time."""
@@ -226,12 +239,23 @@ class JobService:
         self._cancel.add(job_id)
         return True
 
-    def pause(self) -> None:
-        """Hold the queue: running jobs finish, new ones wait (and are accepted) until :meth:`resume`."""
-        self.paused = True
+    def pause(self, guild_id: int | None = None) -> None:
+        """Hold the waiting jobs of one server, or of every server when ``guild_id`` is None.
 
-    def resume(self) -> None:
-        self.paused = False
+        Running jobs finish; new ones are accepted and wait until :meth:`resume`. Other servers'
+        jobs go on: one server's moderators cannot stop the bot for everyone.
+        """
+        if guild_id is None:
+            self.paused = True
+        else:
+            self._paused_guilds.add(guild_id)
+
+    def resume(self, guild_id: int | None = None) -> None:
+        """Undo :meth:`pause` for the same ``guild_id`` (None: the service-wide pause)."""
+        if guild_id is None:
+            self.paused = False
+        else:
+            self._paused_guilds.discard(guild_id)
         self._kick()
 
     async def warm_up(self, run: Callable[[], object]) -> float:
@@ -263,12 +287,12 @@ class JobService:
 
     # -- worker ------------------------------------------------------------------------------------
     def _kick(self) -> None:
-        if not self.paused and self.queued() and (self._drain is None or self._drain.done()):
+        if self.runnable() and (self._drain is None or self._drain.done()):
             self._drain = asyncio.get_running_loop().create_task(self._drain_queue(), name="t2f-drain")
 
     def _take_batch(self) -> list[JobHandle]:
         """The next job in round-robin order plus up to max_batch - 1 more of the same shape, fairly."""
-        order = self.queued()
+        order = self.runnable()
         shape = _shape(order[0].job)
         batch = [h for h in order if _shape(h.job) == shape][: self.max_batch]
         for handle in batch:
@@ -284,7 +308,7 @@ class JobService:
 
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self.paused and self.queued():
+        while self.runnable():
             batch = self._take_batch()
             self._running = batch
             for handle in batch:

@@ -192,7 +192,7 @@ async def test_flagged_image_is_withheld_and_the_user_told(simcord_env) -> None:
 async def test_upload_refused_as_too_large_still_answers(simcord_env) -> None:  # type: ignore[no-untyped-def]
     guild, channel, alice = world(simcord_env)
     mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause()
+    simcord_env.bot.service.pause(guild.id)
     result = await alice.slash(channel, "face", prompt="a smiling astronaut")
     # The next two edits fail with 413: the "Starting" progress edit (skipped, logged) and the upload.
     simcord_env.inject_error("PATCH", "/webhooks/*/*/messages/@original", status=413, code=40005,
@@ -206,7 +206,7 @@ async def test_upload_refused_as_too_large_still_answers(simcord_env) -> None:  
 async def test_result_after_the_token_expired_goes_to_the_channel(simcord_env) -> None:  # type: ignore[no-untyped-def]
     guild, channel, alice = world(simcord_env)
     mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause()
+    simcord_env.bot.service.pause(guild.id)
     queued = await alice.slash(channel, "face", prompt="a smiling @everyone astronaut")
     assert "paused" in queued.response.content
     await simcord_env.advance_time(16 * 60)  # past Discord's 15-minute interaction token lifetime
@@ -313,7 +313,7 @@ async def test_a_burst_of_50_from_10_users_is_served_round_robin(simcord_env, ph
     guild, channel, _ = world(simcord_env)
     mod = moderator(simcord_env, guild)
     users = [guild.add_member(simcord_env.create_user(f"user{u}")) for u in range(10)]
-    simcord_env.bot.service.pause()  # let the burst pile up, as it would behind a long job
+    await mod.slash(channel, "faceadmin pause")  # let the burst pile up, as it would behind a long job
     results = []
     for round_ in range(5):
         for index, user in enumerate(users):
@@ -361,7 +361,7 @@ async def test_a_crash_in_a_stage_shows_the_job_id_not_a_traceback(
 async def test_a_failed_delivery_is_recorded_not_retried(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
     guild, channel, alice = world(simcord_env)
     mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause()
+    simcord_env.bot.service.pause(guild.id)
     await alice.slash(channel, "face", prompt="a smiling astronaut")
     (record,) = await store.jobs_with_status("queued")
     simcord_env.inject_error("PATCH", "/webhooks/*/*/messages/@original", status=403, code=50013, times=None)
@@ -416,3 +416,30 @@ async def test_cancel_after_the_face_is_done_says_so(simcord_env) -> None:  # ty
     )
     answer = await alice.click(stale, custom_id=cancel_id)
     assert answer.ephemeral and answer.response.content == "This face is already finished."
+
+
+async def test_a_pause_holds_only_its_own_server_and_the_queue_shows_only_its_own(
+    simcord_env, photo: PhotoTextToImage
+) -> None:  # type: ignore[no-untyped-def]
+    home, home_channel, alice = world(simcord_env)
+    away, away_channel, bob = world(simcord_env)
+    home_mod, away_mod = moderator(simcord_env, home), moderator(simcord_env, away)
+    paused = await home_mod.slash(home_channel, "faceadmin pause")
+    assert paused.response.content.startswith("Paused on this server")
+    held = await alice.slash(home_channel, "face", prompt="a secret home astronaut")
+    assert "the moderators paused the queue" in held.response.content
+    served = await bob.slash(away_channel, "face", prompt="an away astronaut")
+    assert served.response.embeds and served.response.embeds[0].title == "an away astronaut"  # not held
+    assert photo.prompts == ["an away astronaut"]
+
+    mine = (await home_mod.slash(home_channel, "faceadmin queue")).response.content
+    assert mine.startswith("Queue on this server (paused):") and "a secret home astronaut" in mine
+    bob_again = await bob.slash(away_channel, "face", prompt="a second away astronaut", seed=2)
+    theirs = (await away_mod.slash(away_channel, "faceadmin queue")).response.content
+    assert theirs.startswith("Queue on this server (running):") and "secret" not in theirs
+    assert theirs.endswith("…and 1 faces from other servers.")
+    assert bob_again.response.embeds
+
+    await home_mod.slash(home_channel, "faceadmin resume")
+    assert held.response.embeds and held.response.embeds[0].title == "a secret home astronaut"
+    assert photo.prompts == ["an away astronaut", "a second away astronaut", "a secret home astronaut"]
