@@ -7,7 +7,9 @@ Each user submits two faces at once. Configurations, measured in the same run:
 - naive: PNDM 50 steps, no batching, files written on the GPU thread, upstream's per-vertex OBJ writer;
 - ours, batching off: DPM-Solver++ 25 steps, batch 1, files written on the CPU thread meanwhile;
 - ours, batching on: the same with up to 4 same-shape faces per denoising loop.
-The whole image is the face crop (random weights paint no face); PRNet has random weights.
+The whole image is the face crop (random weights paint no face). PRNet runs its real network with
+random weights and answers with a real face's position map, so every later stage costs what it would
+for a real face (bench/models.py, RealFacePRNet).
 """
 
 from __future__ import annotations
@@ -23,14 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish, shared_dir, table
-from models import text_to_image
-from reconstruction import naive_obj
+from models import RealFacePRNet, text_to_image
+from reconstruction import naive_obj, reference_face
 
 import t2f.pipeline
 from t2f.backend import LocalFaceBackend
-from t2f.prnet.checkpoint import PRNetConfig
-from t2f.prnet.model import PRNet
-from t2f.prnet.network import ResFCN256
 from t2f.prnet.uv import UVData
 from t2f.service import JobRequest, JobService
 from t2f.text2img import FaceRequest
@@ -76,13 +75,14 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     fast_dtype = torch.float16 if cuda else torch.float32
     uv = UVData.load(shared_dir() / "prnet" / "uv-data")
+    _, face_map, _, _ = reference_face()
 
     def backend(kind: str) -> LocalFaceBackend:
         naive = kind == "naive"
         stage = text_to_image(args.model, device=args.device, dtype=torch.float32 if naive else fast_dtype,
                               scheduler="pndm" if naive else "dpmpp", speedups=cuda and not naive)  # fmt: skip
-        prnet = PRNet(ResFCN256().eval(), PRNetConfig(), device=args.device,
-                      dtype=torch.float32 if naive else fast_dtype, channels_last=cuda and not naive)  # fmt: skip
+        prnet = RealFacePRNet(face_map, device=args.device, dtype=torch.float32 if naive else fast_dtype,
+                              channels_last=cuda and not naive)  # fmt: skip
         pipeline = t2f.pipeline.FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
         return LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=not naive)
 
