@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from discord_fixtures import PhotoTextToImage
+
+    from t2f.config import Settings
+    from t2f.pipeline import FacePipeline
+    from t2f.store import Store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +97,56 @@ def network_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
     monkeypatch.setattr(socket.socket, "connect", refuse_connect)
     return attempts
+
+
+# -- the bot in SimCord (tests/test_discord*.py) ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stages(prnet_dir: Path) -> FacePipeline:
+    """PRNet (random weights), UV data and MTCNN, loaded once for every bot in the session."""
+    from t2f.commands import load_face_pipeline
+    from t2f.config import Settings
+
+    return load_face_pipeline(Settings(prnet_dir=str(prnet_dir)), crop="detect")
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from t2f.store import Store
+
+    opened = await Store.open(tmp_path / "t2f.sqlite3")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def photo() -> PhotoTextToImage:
+    from discord_fixtures import PhotoTextToImage
+
+    return PhotoTextToImage()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    from discord_fixtures import bot_settings
+
+    marker = request.node.get_closest_marker("bot_settings")
+    return bot_settings(tmp_path, **(marker.kwargs if marker else {}))
+
+
+@pytest.fixture
+def text_stage(request: pytest.FixtureRequest, photo: PhotoTextToImage, tiny_sd: Path) -> object:
+    marker = request.node.get_closest_marker("text_stage")
+    if marker is None or marker.args[0] == "photo":
+        return photo
+    from t2f.text2img import TextToImage
+
+    return TextToImage.from_pretrained(str(tiny_sd), safety_checker=True)  # its checker flags every image
+
+
+@pytest.fixture
+def simcord_bot(settings: Settings, store: Store, stages: FacePipeline, text_stage: object):  # type: ignore[no-untyped-def]
+    from discord_fixtures import make_bot
+
+    return make_bot(settings, store, stages, text_stage)

@@ -81,3 +81,48 @@ def make_bot(settings: Settings, store: Store, stages: FacePipeline, text_to_ima
                     user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
     policy = Policy(store=store, service=service, prompt_filter=PromptFilter.from_file(), limits=limits)
     return T2FBot(settings=settings, store=store, service=service, policy=policy)
+
+
+# -- helpers for the SimCord tests ----------------------------------------------------------------
+
+
+def callbacks(env) -> list[int]:  # type: ignore[no-untyped-def]
+    """Interaction callback types the bot sent (4 = message, 5 = deferred)."""
+    return [r.json["type"] for r in env.http_requests if r.method == "POST" and r.path.endswith("/callback")]
+
+
+def original_edits(env) -> list[str]:  # type: ignore[no-untyped-def]
+    """Contents of every edit of an interaction's original message, in order."""
+    return [(r.json or {}).get("content") or "" for r in env.http_requests
+            if r.method == "PATCH" and r.path.endswith("/messages/@original")]  # fmt: skip
+
+
+def world(env):  # type: ignore[no-untyped-def]
+    guild = env.create_guild()
+    channel = guild.create_text_channel("faces")
+    alice = guild.add_member(env.create_user("alice"))
+    return guild, channel, alice
+
+
+def moderator(env, guild):  # type: ignore[no-untyped-def]
+    import discord
+
+    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True, manage_messages=True))
+    return guild.add_member(env.create_user("mod"), roles=[mods])
+
+
+async def attachment_bytes(message, name: str) -> bytes:  # type: ignore[no-untyped-def]
+    (attachment,) = [a for a in message.attachments if a.filename == name]
+    return await attachment.read()
+
+
+async def refused(env, member, channel, **options):  # type: ignore[no-untyped-def]
+    before = len(env.bot.service.backend.pipeline.text_to_image.prompts)
+    result = await member.slash(channel, "face", **options)
+    assert result.ephemeral and callbacks(env)[-1] == 4  # an immediate ephemeral answer, no deferral
+    assert len(env.bot.service.backend.pipeline.text_to_image.prompts) == before  # no GPU work
+    return result.response.content
+
+
+def button_ids(message) -> list[str]:  # type: ignore[no-untyped-def]
+    return [c["custom_id"] for row in message.components for c in row["components"]]
