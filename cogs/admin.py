@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.replies import NO_PINGS
+from t2f.config import MAX_COOLDOWN_S
 
 if TYPE_CHECKING:
     from bot import T2FBot
@@ -52,7 +53,9 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         await self._reply(interaction, f"/face now works in: {where}.")
 
     @app_commands.command(name="cooldown", description="Seconds a member waits between two /face.")
-    async def cooldown(self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0, 3600]) -> None:
+    async def cooldown(
+        self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0.0, MAX_COOLDOWN_S]
+    ) -> None:
         await self._update(interaction, cooldown_s=float(seconds))
         await self._reply(interaction, f"Cooldown set to {seconds:g} s.")
 

@@ -22,6 +22,7 @@ from t2f.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
+MAX_COOLDOWN_S = 3600.0  # the longest cooldown, bot-wide or per server; the policy forgets requests older than this
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -124,7 +125,9 @@ class Settings:
     user_pending: int = _setting(
         "T2F_USER_PENDING", 2, "Most jobs one member can have waiting or running.", allowed="1..20"
     )
-    cooldown_s: float = _setting("T2F_COOLDOWN_S", 20.0, "Seconds a member waits between two /face.", allowed="0..3600")
+    cooldown_s: float = _setting(
+        "T2F_COOLDOWN_S", 20.0, "Seconds a member waits between two /face.", allowed=f"0..{MAX_COOLDOWN_S:g}"
+    )
     daily_quota: int = _setting("T2F_DAILY_QUOTA", 30, "Faces per member per server per UTC day.", allowed="1..10000")
     job_timeout_s: float = _setting("T2F_JOB_TIMEOUT_S", 600.0, "A job running longer is stopped.", allowed="10..3600")
     progress_interval_s: float = _setting(
@@ -259,7 +262,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_batch": lambda var, raw: _parse_int(var, raw, 1, 32),
     "queue_capacity": lambda var, raw: _parse_int(var, raw, 1, 1000),
     "user_pending": lambda var, raw: _parse_int(var, raw, 1, 20),
-    "cooldown_s": lambda var, raw: _parse_float(var, raw, 0.0, 3600.0),
+    "cooldown_s": lambda var, raw: _parse_float(var, raw, 0.0, MAX_COOLDOWN_S),
     "daily_quota": lambda var, raw: _parse_int(var, raw, 1, 10000),
     "job_timeout_s": lambda var, raw: _parse_float(var, raw, 10.0, 3600.0),
     "progress_interval_s": lambda var, raw: _parse_float(var, raw, 1.0, 60.0),

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from t2f.config import MAX_COOLDOWN_S
 from t2f.errors import T2FError
 from t2f.moderation import PromptFilter
 from t2f.service import JobService
 from t2f.store import GuildSettings, Store
 
-MAX_COOLDOWN_S = 3600.0  # the longest cooldown a server can set: an older request can never block anyone
 PRUNE_EVERY_S = 60.0
 
 
@@ -89,6 +89,7 @@ class Policy:
         now = self.clock()
         self._last_request[key] = now
         if now - self._pruned_at >= PRUNE_EVERY_S:  # a long-running bot meets many members once each
+            # A request older than the longest possible cooldown can never block anyone again.
             self._last_request = {k: t for k, t in self._last_request.items() if now - t < MAX_COOLDOWN_S}
             self._pruned_at = now
         return settings

@@ -165,8 +165,8 @@ def shade(raster: Raster, triangles: np.ndarray, light: np.ndarray, colors: np.n
     """(H, W, 3) uint8: per-vertex ``light`` (V,) interpolated across each triangle (Gouraud shading),
     on clay grey or on ``colors`` (V, 3) uint8.
 
-    At preview size a triangle spans two or three pixels, so interpolating the light instead of the
-    normal (Phong) looks the same and costs a third.
+    At preview size a triangle spans a few pixels, so interpolating the light instead of the normal
+    (Phong) looks the same and costs a third.
     """
     if colors is None:
         pixels, values = interpolate(raster, triangles, light[:, None])

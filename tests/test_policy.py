@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from t2f.config import MAX_COOLDOWN_S
 from t2f.moderation import PromptFilter
-from t2f.policy import MAX_COOLDOWN_S, Limits, Policy, Refused
+from t2f.policy import Limits, Policy, Refused
 from t2f.service import JobService
 from t2f.store import Store
 
