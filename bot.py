@@ -1,9 +1,9 @@
 """Entry point of the t2f Discord bot: ``python bot.py``.
 
 ``main`` reads ``.env`` and the environment, checks the token, loads the models once, and builds
-the store, job service and policy that :class:`T2FBot` receives. ``setup_hook`` loads the cogs,
-registers the persistent buttons, warms the models up, syncs commands only when they changed,
-and resumes jobs a previous run left queued.
+the store, job service and policy that :class:`T2FBot` receives. ``setup_hook`` warms the models
+up, loads the cogs (the face cog resumes the jobs a previous run left unfinished), registers the
+persistent buttons and syncs commands only when they changed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import re
 import secrets
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,13 +24,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.replies import NO_PINGS, TOKEN_LIFETIME_S, answer_privately
+from cogs.replies import NO_PINGS, answer_privately, refusal_text
 from t2f.config import Settings, read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
-from t2f.policy import Policy
-from t2f.service import JobRequest, JobService
-from t2f.store import Store
-from t2f.text2img import FaceRequest
+from t2f.serve.policy import Policy
+from t2f.serve.service import JobService
+from t2f.serve.store import Store
 
 log = logging.getLogger("t2f.bot")
 EXTENSIONS = ("cogs.face", "cogs.admin")
@@ -56,16 +54,15 @@ class T2FTree(app_commands.CommandTree):
     """One place that turns every command error into a short ephemeral answer; tracebacks go to the log."""
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        if interaction.extras.get("answered"):  # a cog's own error handler already told the member
+            return
         original = getattr(error, "original", error)
         if isinstance(original, T2FError):
-            message = original.user_message
+            message = refusal_text(original)
         elif isinstance(error, app_commands.NoPrivateMessage):
             message = "This command only works in a server."
         elif isinstance(error, app_commands.CheckFailure):
-            from cogs.admin import NOT_A_MODERATOR
-
-            command = interaction.command.qualified_name if interaction.command else ""
-            message = NOT_A_MODERATOR if command.startswith("faceadmin") else "You cannot use this command here."
+            message = "You cannot use this command here."
         elif isinstance(error, app_commands.TransformerError):
             message = "One of the values you gave is not valid for this command."
         else:
@@ -106,14 +103,13 @@ class T2FBot(commands.Bot):
     async def setup_hook(self) -> None:
         from cogs.buttons import BUTTONS
 
+        if self.warm_up is not None:  # before the cogs: a resumed job must not pay for the first compile
+            seconds = await self.service.warm_up(self.warm_up)
+            log.info("models warmed up in %.1f s", seconds)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*BUTTONS)
-        if self.warm_up is not None:
-            seconds = await self.service.warm_up(self.warm_up)
-            log.info("models warmed up in %.1f s", seconds)
         await self.sync_commands()
-        await self.resume_jobs()
 
     async def sync_commands(self) -> None:
         """Sync to the configured servers (instant) or globally, only when the command tree changed.
@@ -133,53 +129,20 @@ class T2FBot(commands.Bot):
             await self.store.set_meta(key, digest)
             log.info("synced commands to %s", guild.id if guild else "all servers")
 
-    async def resume_jobs(self) -> None:
-        """Queue again what a previous run left unfinished; results go to the original message or the channel."""
-        cog = self.get_cog("FaceCog")
-        for record in await self.store.jobs_with_status("queued", "running", "delivering"):
-            job = JobRequest(
-                job_id=record.id,
-                user_id=record.user_id,
-                output=record.output,
-                guild_id=record.guild_id,
-                channel_id=record.channel_id,
-                face=FaceRequest(
-                    record.prompt, record.negative_prompt, record.seed, record.steps, record.guidance, record.size
-                ),
-            )
-            age = time.time() - record.created_at
-            edit = None
-            if record.interaction_token and record.application_id and record.message_id and age < TOKEN_LIFETIME_S:
-                webhook = discord.Webhook.partial(record.application_id, record.interaction_token, client=self)
-                edit = functools.partial(webhook.edit_message, record.message_id)
-            await self.store.set_status(record.id, "queued")
-            handle = self.service.submit(job, resumed=True)
-            cog.follow(handle, edit=edit, started_at=time.monotonic() - age)  # type: ignore[union-attr]
-            log.info("resumed job %s (%.0f s old, via %s)", record.id, age, "token" if edit else "channel")
-
     async def close(self) -> None:
-        """Stop taking jobs, finish (or cancel) the running batch, deliver, then disconnect."""
+        """Stop taking jobs and finish (or cancel) the running batch; unloading the cogs then delivers."""
         waiting = await self.service.shutdown(timeout_s=30)
-        cog = self.get_cog("FaceCog")
-        followers = getattr(cog, "followers", set())
-        if followers:
-            await asyncio.wait(followers, timeout=15)
         log.info("shutting down with %d jobs queued for the next start", len(waiting))
         await super().close()
 
 
 async def run_bot(settings: Settings, token: str) -> None:
     """Load the models (off the event loop), open the store, and run until closed or signalled."""
-    from t2f.backend import LocalFaceBackend
-    from t2f.commands import load_face_pipeline, load_text_to_image
-    from t2f.moderation import PromptFilter
-    from t2f.policy import Limits
+    from t2f.build import load_backend
+    from t2f.serve.moderation import PromptFilter
+    from t2f.serve.policy import Limits
 
-    def load() -> LocalFaceBackend:
-        pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
-        return LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0)
-
-    backend = await asyncio.to_thread(load)
+    backend = await asyncio.to_thread(load_backend, settings)
     store = await Store.open(settings.db_path)
     service = JobService(
         backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s

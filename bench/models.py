@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2f.prnet.checkpoint import PRNetConfig
-from t2f.prnet.model import PRNet
-from t2f.prnet.network import ResFCN256
-from t2f.text2img import TextToImage, prepare_pipeline
+from t2f.stages.prnet.checkpoint import PRNetConfig
+from t2f.stages.prnet.model import PRNet
+from t2f.stages.prnet.network import ResFCN256
+from t2f.stages.text2img import TextToImage, prepare_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SD14_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,

@@ -24,13 +24,13 @@ from common import machine, measure, peak_rss_mib, publish, shared_dir, table
 
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.outputs import jpeg_bytes, png_bytes
-from t2f.prnet.checkpoint import PRNetConfig
-from t2f.prnet.model import PRNet
-from t2f.prnet.network import ResFCN256
-from t2f.prnet.postprocess import build_face_mesh, crop_transform, restore_position_map
-from t2f.prnet.uv import UVData
-from t2f.render import PREVIEW_LOD, coarse_mesh, fit_to_panel, preview_strip, rasterize
+from t2f.export.preview import PREVIEW_LOD, coarse_mesh, fit_to_panel, preview_strip, rasterize
+from t2f.files.outputs import jpeg_bytes, png_bytes
+from t2f.stages.prnet.checkpoint import PRNetConfig
+from t2f.stages.prnet.model import PRNet
+from t2f.stages.prnet.network import ResFCN256
+from t2f.stages.prnet.postprocess import build_face_mesh, crop_transform, restore_position_map
+from t2f.stages.prnet.uv import UVData
 
 
 def naive_obj(vertices: np.ndarray, colors: np.ndarray, triangles: np.ndarray) -> str:

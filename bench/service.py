@@ -28,16 +28,18 @@ from common import machine, publish, shared_dir, table
 from models import RealFacePRNet, text_to_image
 from reconstruction import naive_obj, reference_face
 
-import t2f.pipeline
-from t2f.backend import LocalFaceBackend
-from t2f.prnet.uv import UVData
-from t2f.service import JobRequest, JobService
-from t2f.text2img import FaceRequest
+import t2f.export.package
+from t2f.faces import FaceMesh, FaceRequest
+from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.jobs import JobRequest
+from t2f.serve.service import JobService
+from t2f.stages.pipeline import FacePipeline
+from t2f.stages.prnet.uv import UVData
 
 USERS = (1, 4, 16)
 
 
-def naive_obj_bytes(mesh: t2f.pipeline.FaceMesh) -> bytes:
+def naive_obj_bytes(mesh: FaceMesh) -> bytes:
     return naive_obj(mesh.vertices, mesh.colors / 255, mesh.triangles + 1).encode()
 
 
@@ -83,24 +85,24 @@ def main() -> None:
                               scheduler="pndm" if naive else "dpmpp", speedups=cuda and not naive)  # fmt: skip
         prnet = RealFacePRNet(face_map, device=args.device, dtype=torch.float32 if naive else fast_dtype,
                               channels_last=cuda and not naive)  # fmt: skip
-        pipeline = t2f.pipeline.FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
+        pipeline = FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
         return LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=not naive)
 
     configs = [("naive: PNDM 50, batch 1, inline files, per-vertex OBJ", "naive", 1, 50),
                ("ours, batching off", "ours", 1, 25), ("ours, batching on (up to 4)", "ours", 4, 25)]  # fmt: skip
     rows, throughput = [], {}
-    fast_obj = t2f.pipeline.obj_bytes
+    fast_obj = t2f.export.package.obj_bytes
     for label, kind, max_batch, steps in configs:
         worker = backend(kind)
         # The naive writer stands in for ours in the naive configuration only.
-        t2f.pipeline.obj_bytes = naive_obj_bytes if kind == "naive" else fast_obj  # type: ignore[assignment]
+        t2f.export.package.obj_bytes = naive_obj_bytes if kind == "naive" else fast_obj  # type: ignore[assignment]
         asyncio.run(serve(worker, max_batch=max_batch, users=1, steps=2, size=args.size))  # warm-up
         for users in USERS:
             stat = asyncio.run(serve(worker, max_batch=max_batch, users=users, steps=steps, size=args.size))
             throughput[(kind, max_batch, users)] = stat["per_min"]
             rows.append([label, str(users), str(users * JOBS_PER_USER), f"{stat['p50']:.2f}", f"{stat['p95']:.2f}",
                          f"{stat['per_min']:.1f}"])  # fmt: skip
-    t2f.pipeline.obj_bytes = fast_obj
+    t2f.export.package.obj_bytes = fast_obj
     ratio = throughput[("ours", 4, 16)] / throughput[("naive", 1, 16)]
     batching = throughput[("ours", 4, 16)] / throughput[("ours", 1, 16)]
     report = "\n\n".join([

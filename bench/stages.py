@@ -22,16 +22,17 @@ from common import machine, measure, peak_rss_mib, publish, table
 from models import text_to_image
 from reconstruction import reference_face
 
-from t2f.detect import FaceDetector
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes
-from t2f.outputs import jpeg_bytes
-from t2f.prnet.checkpoint import PRNetConfig
-from t2f.prnet.model import PRNet
-from t2f.prnet.network import ResFCN256
-from t2f.prnet.postprocess import build_face_mesh, restore_position_map
-from t2f.render import preview_strip
-from t2f.text2img import FaceRequest, make_scheduler
+from t2f.export.preview import preview_strip
+from t2f.faces import FaceRequest
+from t2f.files.outputs import jpeg_bytes
+from t2f.stages.detect import FaceDetector
+from t2f.stages.prnet.checkpoint import PRNetConfig
+from t2f.stages.prnet.model import PRNet
+from t2f.stages.prnet.network import ResFCN256
+from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map
+from t2f.stages.text2img import make_scheduler
 
 
 def sync(device: str) -> None:

@@ -14,8 +14,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.replies import NO_PINGS
-from t2f.config import MAX_COOLDOWN_S
+from cogs.replies import NO_PINGS, answer_privately
+from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
 
 if TYPE_CHECKING:
     from bot import T2FBot
@@ -31,8 +31,16 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        # False raises CheckFailure; the tree's error handler answers with NOT_A_MODERATOR.
+        # False raises CheckFailure, which cog_app_command_error answers.
         return interaction.guild_id is not None and interaction.permissions.manage_guild
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """A failed permission check gets this cog's own answer; the tree's handler answers the rest."""
+        if isinstance(error, app_commands.CheckFailure) and not isinstance(error, app_commands.NoPrivateMessage):
+            interaction.extras["answered"] = True
+            await answer_privately(interaction, NOT_A_MODERATOR)
 
     async def _reply(self, interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -54,18 +62,22 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
 
     @app_commands.command(name="cooldown", description="Seconds a member waits between two /face.")
     async def cooldown(
-        self, interaction: discord.Interaction, seconds: app_commands.Range[float, 0.0, MAX_COOLDOWN_S]
+        self, interaction: discord.Interaction, seconds: app_commands.Range[float, COOLDOWN_S.low, COOLDOWN_S.high]
     ) -> None:
         await self._update(interaction, cooldown_s=float(seconds))
         await self._reply(interaction, f"Cooldown set to {seconds:g} s.")
 
     @app_commands.command(name="quota", description="Faces per member per day on this server.")
-    async def quota(self, interaction: discord.Interaction, per_day: app_commands.Range[int, 1, 10000]) -> None:
+    async def quota(
+        self, interaction: discord.Interaction, per_day: app_commands.Range[int, DAILY_QUOTA.low, DAILY_QUOTA.high]
+    ) -> None:
         await self._update(interaction, daily_quota=int(per_day))
         await self._reply(interaction, f"Daily quota set to {per_day} faces per member.")
 
     @app_commands.command(name="queuecap", description="Most faces waiting before /face says the queue is full.")
-    async def queuecap(self, interaction: discord.Interaction, jobs: app_commands.Range[int, 1, 1000]) -> None:
+    async def queuecap(
+        self, interaction: discord.Interaction, jobs: app_commands.Range[int, QUEUE_CAPACITY.low, QUEUE_CAPACITY.high]
+    ) -> None:
         await self._update(interaction, queue_cap=int(jobs))
         await self._reply(interaction, f"Queue cap set to {jobs} waiting faces.")
 
@@ -73,7 +85,10 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         name="blockword", description="Add or remove a word (or re:regex) from this server's prompt filter."
     )
     async def blockword(
-        self, interaction: discord.Interaction, word: app_commands.Range[str, 2, 100], add: bool
+        self,
+        interaction: discord.Interaction,
+        word: app_commands.Range[str, BLOCKED_TERM_CHARS.low, BLOCKED_TERM_CHARS.high],
+        add: bool,
     ) -> None:
         assert interaction.guild_id is not None
         current = await self.bot.store.guild_settings(interaction.guild_id)

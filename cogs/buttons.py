@@ -91,7 +91,7 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
             await interaction.response.send_message(GONE, ephemeral=True)
             return
         embed = discord.Embed(title="Face parameters", description=record.prompt[:4000])
-        fields = {
+        fields: dict[str, object] = {
             "Negative prompt": record.negative_prompt or "(none)",
             "Seed": record.seed,
             "Steps": record.steps,
@@ -99,9 +99,17 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
             "Size": f"{record.size} px",
             "Mesh": record.output,
             "Requested by": f"<@{record.user_id}>",
-            "Status": record.status,
+            "Status": str(record.status),
             "Job": record.id,
         }
+        report = record.face_report
+        if report is not None:
+            if report.model:
+                fields["Model"] = report.model
+            if report.face is not None and report.face.pose is not None:
+                fields["Pose"] = report.face.pose.text()
+            if report.prnet is not None and report.prnet.note:
+                fields["Note"] = report.prnet.note
         for name, value in fields.items():
             embed.add_field(name=name, value=str(value)[:1024])
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -1,9 +1,14 @@
-"""``/face``: validate, enqueue, show progress, deliver. No model code here: it talks to ``bot.service``."""
+"""``/face``: validate, enqueue, show progress, deliver. No model code here: it talks to ``bot.service``.
+
+The cog owns its jobs' lives: it follows each job it queued, and on load it queues again (and
+follows) the jobs a previous run left unfinished.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import io
 import logging
 import secrets
@@ -16,25 +21,36 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.buttons import CancelButton, job_view
-from cogs.replies import NO_PINGS, TOKEN_LIFETIME_S
+from cogs.replies import (
+    MAX_CONTENT_CHARS,
+    MAX_EMBED_TITLE,
+    MAX_FIELD_CHARS,
+    MAX_SEED,
+    NO_PINGS,
+    TOKEN_LIFETIME_S,
+    refusal_text,
+    upload_budget,
+)
+from t2f.bounds import MEMBER_GUIDANCE, MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
 from t2f.errors import T2FError
-from t2f.outputs import PREVIEW_FILE, png_bytes
-from t2f.service import JobHandle, JobProgress, JobRequest, JobResult
-from t2f.store import JobRecord
-from t2f.text2img import FaceRequest
+from t2f.faces import FaceRequest
+from t2f.files.outputs import PREVIEW_FILE, png_bytes
+from t2f.serve.jobs import UNFINISHED, JobPhase, JobProgress, JobRequest, JobResult, JobStatus
+from t2f.serve.queue import JobHandle
+from t2f.serve.records import JobRecord, job_record, job_request
 
 if TYPE_CHECKING:
     from bot import T2FBot
 
 log = logging.getLogger(__name__)
-MAX_SEED = 2**53 - 1  # JavaScript-safe integers, as Discord clients handle them
 EditMessage = Callable[..., Awaitable[discord.Message]]
 PHASES = {
-    "starting": "🎨 Starting…",
-    "painting": "🎨 Painting",
-    "reconstructing": "🧊 Building the 3D mesh…",
-    "exporting": "📦 Writing the mesh files…",
+    JobPhase.STARTING: "🎨 Starting…",
+    JobPhase.PAINTING: "🎨 Painting",
+    JobPhase.RECONSTRUCTING: "🧊 Building the 3D mesh…",
+    JobPhase.EXPORTING: "📦 Writing the mesh files…",
 }
+SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 
 
 class MeshFormat(enum.Enum):
@@ -50,31 +66,29 @@ def queued_text(job_id: str, position: int, eta_s: float) -> str:
 
 
 def progress_text(progress: JobProgress) -> str:
-    text = PHASES.get(progress.phase, progress.phase)
-    if progress.phase == "painting" and progress.total:
+    text = PHASES.get(progress.phase, str(progress.phase))
+    if progress.phase == JobPhase.PAINTING and progress.total:
         filled = round(10 * progress.step / progress.total)
         text += f" {'▰' * filled}{'▱' * (10 - filled)} step {progress.step}/{progress.total}"
     return f"{text} · job `{progress.job_id}`"
 
 
 def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
-    meta = result.metadata
-    embed = discord.Embed(title=job.face.prompt[:250], colour=discord.Colour.blurple())
+    """The delivered face's card: what was asked, what made it, its pose and stage times (from its report)."""
+    report = result.report
+    embed = discord.Embed(title=job.face.prompt[:MAX_EMBED_TITLE], colour=discord.Colour.blurple())
     embed.add_field(name="Seed", value=str(job.face.seed))
     embed.add_field(name="Steps", value=str(job.face.steps))
     embed.add_field(name="Guidance", value=f"{job.face.guidance:g}")
-    embed.add_field(name="Model", value=str(meta.get("model", "unknown"))[:100])
-    pose = meta.get("face", {}).get("pose_deg")
-    if pose:
-        embed.add_field(
-            name="Pose", value=f"yaw {pose['yaw']:.0f}° · pitch {pose['pitch']:.0f}° · roll {pose['roll']:.0f}°"
-        )
-    timings = meta.get("timings_s", {})
-    if timings:
-        shown = " · ".join(f"{k.replace('_', ' ')} {v:.2f}s" for k, v in timings.items())
-        embed.add_field(name="Stage times", value=shown[:1024], inline=False)
-    if meta.get("upload_note"):
-        embed.add_field(name="Note", value=meta["upload_note"], inline=False)
+    embed.add_field(name="Model", value=str(report.model if report and report.model else "unknown")[:100])
+    if report is not None and report.face is not None and report.face.pose is not None:
+        embed.add_field(name="Pose", value=report.face.pose.text())
+    if report is not None and report.timings_s:
+        shown = " · ".join(f"{k.replace('_', ' ')} {v:.2f}s" for k, v in report.timings_s.items())
+        embed.add_field(name="Stage times", value=shown[:MAX_FIELD_CHARS], inline=False)
+    notes = [note for note in (report.upload_note, report.prnet and report.prnet.note) if note] if report else []
+    if notes:
+        embed.add_field(name="Note", value=" ".join(notes)[:MAX_FIELD_CHARS], inline=False)
     if PREVIEW_FILE in result.files:
         embed.set_image(url=f"attachment://{PREVIEW_FILE}")
     embed.set_footer(text=f"job {job.job_id}")
@@ -92,6 +106,34 @@ class FaceCog(commands.Cog):
         self.bot = bot
         self.followers: set[asyncio.Task[None]] = set()
 
+    async def cog_load(self) -> None:
+        await self.resume_jobs()
+
+    async def cog_unload(self) -> None:
+        """Let results that are on their way be delivered (the service has stopped taking jobs by now)."""
+        if self.followers:
+            await asyncio.wait(self.followers, timeout=SHUTDOWN_WAIT_S)
+
+    async def resume_jobs(self) -> None:
+        """Queue again what a previous run left unfinished; results go to the original message or the channel."""
+        store = self.bot.store
+        for record in await store.jobs_with_status(*UNFINISHED):
+            guild = self.bot.get_guild(record.guild_id) if record.guild_id else None
+            job = job_request(record, upload=upload_budget(guild.filesize_limit if guild else None))
+            age = time.time() - record.created_at
+            edit = self._token_edit(record, age)
+            await store.set_status(record.id, JobStatus.QUEUED)
+            handle = self.bot.service.submit(job, resumed=True)
+            self.follow(handle, edit=edit, started_at=time.monotonic() - age)
+            log.info("resumed job %s (%.0f s old, via %s)", record.id, age, "token" if edit else "channel")
+
+    def _token_edit(self, record: JobRecord, age: float) -> EditMessage | None:
+        """An edit of the job's original message while its interaction token lives, else ``None``."""
+        if not (record.interaction_token and record.application_id and record.message_id and age < TOKEN_LIFETIME_S):
+            return None
+        webhook = discord.Webhook.partial(record.application_id, record.interaction_token, client=self.bot)
+        return functools.partial(webhook.edit_message, record.message_id)
+
     @app_commands.command(name="face", description="Paint a face from your words and get it as a 3D mesh.")
     @app_commands.guild_only()
     @app_commands.describe(
@@ -105,11 +147,11 @@ class FaceCog(commands.Cog):
     async def face(
         self,
         interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 3, 300],
-        negative_prompt: app_commands.Range[str, 0, 300] = "",
+        prompt: app_commands.Range[str, MEMBER_PROMPT_CHARS.low, MEMBER_PROMPT_CHARS.high],
+        negative_prompt: app_commands.Range[str, MEMBER_NEGATIVE_CHARS.low, MEMBER_NEGATIVE_CHARS.high] = "",
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
-        steps: app_commands.Range[int, 5, 50] | None = None,
-        guidance: app_commands.Range[float, 1.0, 15.0] | None = None,
+        steps: app_commands.Range[int, MEMBER_STEPS.low, MEMBER_STEPS.high] | None = None,
+        guidance: app_commands.Range[float, MEMBER_GUIDANCE.low, MEMBER_GUIDANCE.high] | None = None,
         mesh: MeshFormat = MeshFormat.obj,
     ) -> None:
         """Paint a face and reconstruct it in 3D."""
@@ -144,7 +186,7 @@ class FaceCog(commands.Cog):
                 prompt=prompt,
             )
         except T2FError as refusal:
-            await interaction.response.send_message(refusal.user_message, ephemeral=True, allowed_mentions=NO_PINGS)
+            await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
             return
         await interaction.response.defer(thinking=True)
         job = JobRequest(
@@ -161,7 +203,7 @@ class FaceCog(commands.Cog):
             output=output,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
-            max_file_bytes=interaction.filesize_limit,
+            upload=upload_budget(interaction.filesize_limit),
         )
         try:
             handle = bot.service.submit(job)
@@ -169,7 +211,9 @@ class FaceCog(commands.Cog):
             await interaction.edit_original_response(content=refusal.user_message, allowed_mentions=NO_PINGS)
             return
         position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
-        await bot.store.add_job(job_record(job, interaction))
+        record = job_record(job, created_at=time.time(), interaction_token=interaction.token,
+                            application_id=interaction.application_id)  # fmt: skip
+        await bot.store.add_job(record)
         text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
         if bot.service.is_paused(job.guild_id):
             text += " · the moderators paused the queue; it starts when they resume it"
@@ -202,6 +246,8 @@ class FaceCog(commands.Cog):
         # skipped. perf_counter measures real elapsed time, which is what Discord's rate limits count.
         interval = self.bot.settings.progress_interval_s
         last_edit, shown = float("-inf"), ""
+        if handle.started:  # (a job cancelled while waiting never started)
+            await self.bot.store.set_status(handle.job.job_id, JobStatus.RUNNING)
         while edit is not None and not handle.result.done():
             await handle.changed.wait()
             handle.changed.clear()
@@ -225,20 +271,20 @@ class FaceCog(commands.Cog):
                 log.warning("progress edit for job %s failed: %s", handle.job.job_id, exc)
             last_edit, shown = time.perf_counter(), text
         result = await handle.result
-        await self.bot.store.set_status(handle.job.job_id, "delivering")
+        await self.bot.store.set_status(handle.job.job_id, JobStatus.DELIVERING)
         try:
             message_id = await self.deliver(handle.job, result, edit, started_at)
         except discord.HTTPException:  # e.g. the bot lost a permission: record it, never retry forever
             log.exception("delivering job %s failed", handle.job.job_id)
             await self.bot.store.finish_job(
-                handle.job.job_id, status="undelivered", outcome="delivery failed", timings={}
+                handle.job.job_id, status=JobStatus.UNDELIVERED, outcome="delivery failed", report=result.report
             )
             return
         await self.bot.store.finish_job(
             handle.job.job_id,
             status=result.status,
             outcome=result.user_message or "ok",
-            timings=result.metadata.get("timings_s", {}),
+            report=result.report,
             message_id=message_id,
         )
 
@@ -247,11 +293,11 @@ class FaceCog(commands.Cog):
     ) -> int | None:
         """Post the result into the job's message while its token lives, else as a channel message."""
         reply: dict[str, Any] = {"allowed_mentions": NO_PINGS}
-        if result.status == "done":
+        if result.status == JobStatus.DONE:
             reply.update(content=None, embed=result_embed(job, result), view=job_view(job.job_id))
         else:
             note = f"{result.user_message or 'This face could not be made.'} · job `{job.job_id}`"
-            reply.update(content=note[:2000], view=None)
+            reply.update(content=note[:MAX_CONTENT_CHARS], view=None)
         files = result.files
         if edit is not None and time.monotonic() - started_at < TOKEN_LIFETIME_S:
             try:
@@ -282,7 +328,7 @@ class FaceCog(commands.Cog):
         mention = f"<@{job.user_id}>" + (" your face is ready." if reply.get("embed") else "")
         reply = {
             **reply,
-            "content": f"{mention} {reply.get('content') or ''}".strip()[:2000],
+            "content": f"{mention} {reply.get('content') or ''}".strip()[:MAX_CONTENT_CHARS],
             "allowed_mentions": discord.AllowedMentions(
                 users=[discord.Object(job.user_id)], roles=False, everyone=False
             ),
@@ -291,27 +337,6 @@ class FaceCog(commands.Cog):
             reply.pop("view", None)
         message = await channel.send(files=as_files(files), **reply)
         return message.id
-
-
-def job_record(job: JobRequest, interaction: discord.Interaction) -> JobRecord:
-    face = job.face
-    return JobRecord(
-        id=job.job_id,
-        user_id=job.user_id,
-        guild_id=job.guild_id,
-        channel_id=job.channel_id,
-        prompt=face.prompt,
-        negative_prompt=face.negative_prompt,
-        seed=face.seed,
-        steps=face.steps,
-        guidance=face.guidance,
-        size=face.size,
-        output=job.output,
-        status="queued",
-        created_at=time.time(),
-        interaction_token=interaction.token,
-        application_id=interaction.application_id,
-    )
 
 
 async def setup(bot: T2FBot) -> None:

@@ -26,18 +26,21 @@ EXIT_INTERRUPTED = 130
 OVERRIDES = {"model": "T2F_MODEL", "device": "T2F_DEVICE"}
 
 
-def configure_logging(debug: bool) -> None:
-    """Quiet the model libraries unless debugging; their warnings are for developers, not users."""
+def configure_logging(debug: bool, *, show_downloads: bool = False) -> None:
+    """Quiet the model libraries unless debugging; their warnings are for developers, not users.
+
+    Done through the variables diffusers, transformers and the hub read when they load, so nothing
+    heavy is imported before a command needs it (``t2f --help`` answers at once). ``show_downloads``
+    keeps the hub's progress bars for commands that fetch gigabytes.
+    """
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if debug:
         return
     warnings.filterwarnings("ignore")
-    import diffusers.utils.logging as diffusers_logging
-    import transformers.utils.logging as transformers_logging
-
-    for lib in (diffusers_logging, transformers_logging):
-        lib.set_verbosity_error()
-        lib.disable_progress_bar()
+    for variable in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+        os.environ.setdefault(variable, "error")
+    if not show_downloads:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
-    configure_logging(debug)
+    configure_logging(debug, show_downloads=args.command == "download")
     try:
         env = read_environment(getattr(args, "env_file", ".env"))
         # Command-line overrides go through the same validation as the environment.

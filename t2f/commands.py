@@ -3,66 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import secrets
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from t2f import __version__
+from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
 from t2f.errors import NoFaceFound, T2FError
-from t2f.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
+from t2f.faces import FaceRequest, StepProgress
+from t2f.files.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
+from t2f.report import FaceReport
 
-RANDOM_WEIGHTS_NOTE = (
-    "PRNet weights were not converted from the official checkpoint (its sha256 differs); "
-    "the geometry may be meaningless."
-)
-
-
-def load_text_to_image(settings: Settings) -> Any:
-    """Build the text-to-image stage from settings (models load here, once)."""
-    from t2f.text2img import TextToImage
-
-    return TextToImage.from_pretrained(
-        settings.model,
-        revision=settings.model_revision,
-        device=settings.resolved_device(),
-        dtype=settings.resolved_dtype(),
-        scheduler=settings.scheduler,
-        safety_checker=settings.safety_checker,
-        cache_dir=settings.cache_dir,
-        taesd=settings.taesd,
-        channels_last=settings.speedup("channels_last"),
-        fuse_qkv=settings.speedup("fuse_qkv"),
-        compile_unet=settings.compile,
-    )
-
-
-def load_face_pipeline(settings: Settings, *, text_to_image: Any = None, crop: str = "whole") -> Any:
-    """PRNet (weights + UV data from the PRNet folder) wrapped in a :class:`FacePipeline`.
-
-    With ``crop="detect"`` the face detector is built here too, so its start-up is not a face's time.
-    """
-    from t2f.detect import FaceDetector
-    from t2f.pipeline import FacePipeline
-    from t2f.prnet.model import PRNet
-    from t2f.prnet.uv import UVData
-    from t2f.text2img import TORCH_DTYPES
-
-    folder = settings.resolved_prnet_dir()
-    prnet = PRNet.from_pretrained(
-        folder,
-        device=settings.resolved_device(),
-        dtype=TORCH_DTYPES[settings.resolved_dtype()],
-        channels_last=settings.speedup("channels_last"),
-        compile_network=settings.compile,
-    )
-    detector = FaceDetector() if crop == "detect" else None
-    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
+if TYPE_CHECKING:
+    from t2f.stages.pipeline import FacePipeline
 
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
@@ -73,35 +31,35 @@ def _base_metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _reconstruct_into(pipeline: Any, image: Any, crop: str, metadata: dict[str, Any], files: dict[str, bytes]) -> None:
-    """Reconstruct ``image`` and add mesh files and facts to ``files`` / ``metadata`` (in place)."""
-    from t2f.pipeline import face_metadata, result_files
-    from t2f.prnet.checkpoint import is_official
+def _reconstruct_into(
+    pipeline: FacePipeline, image: Any, crop: str, report: FaceReport, files: dict[str, bytes]
+) -> FaceReport:
+    """Reconstruct ``image``, add its mesh files to ``files`` (in place) and return the report with the face."""
+    from t2f.export.package import result_files
+    from t2f.stages.prnet.checkpoint import provenance
 
     result = pipeline.reconstruct(image, crop=crop)
-    timings = metadata["timings_s"]
-    timings.update({k: round(v, 4) for k, v in result.timings.items()})
     export_times: dict[str, float] = {}
     files.update(result_files(result, export_times))
-    timings.update({k: round(v, 4) for k, v in export_times.items()})
-    config = pipeline.prnet.config
-    metadata["face"] = face_metadata(result)
-    metadata["prnet"] = {"weights": config.source or "unknown", "sha256": config.sha256,
-                         "checkpoint_sha256": config.source_sha256}  # fmt: skip
-    if not is_official(config):
-        metadata["prnet"]["note"] = RANDOM_WEIGHTS_NOTE
+    return report.with_face(result, provenance(pipeline.prnet.config)).with_timings(export_times)
 
 
-def _finish(out: Path, files: dict[str, bytes], metadata: dict[str, Any]) -> None:
-    metadata["files"] = sorted([*files, "metadata.json"])
-    files["metadata.json"] = json_bytes(metadata)
+def _finish(out: Path, files: dict[str, bytes], report: FaceReport | None, metadata: dict[str, Any]) -> None:
+    """Write ``files`` and metadata.json (the face report plus this run's context) into ``out``."""
+    data = {**(report.to_json() if report is not None else {}), **metadata}
+    data["files"] = sorted([*files, "metadata.json"])
+    files["metadata.json"] = json_bytes(data)
     write_files(out, files)
+
+
+def _say_weights_note(report: FaceReport) -> None:
+    """Unofficial PRNet weights make meaningless geometry: say so where the user looks, not only in metadata."""
+    if report.prnet is not None and report.prnet.note:
+        print(f"note: {report.prnet.note}", file=sys.stderr)
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
-
-    from t2f.text2img import FaceRequest, StepProgress
 
     request = FaceRequest(
         prompt=args.prompt,
@@ -126,17 +84,13 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             bar.update(progress.step - bar.n)
 
         painted = stage.generate(request, on_step=on_step)
+    report = FaceReport.of_painting(painted, model=stage.model, revision=stage.revision)
+    report = report.with_timings({"load": load_s, **painted.timings})
     metadata: dict[str, Any] = {
-        **dataclasses.asdict(request),
-        "prompt_truncated": painted.prompt_truncated,
-        "dropped_prompt": painted.dropped_prompt,
-        "model": {"id": stage.model, "revision": stage.revision},
         "device": stage.device,
         "dtype": str(stage.dtype).removeprefix("torch."),
-        "nsfw": painted.nsfw,
         "withheld_reason": painted.withheld_reason,
         "face_crop": None if args.image_only else crop,
-        "timings_s": {"load": round(load_s, 4), **{k: round(v, 4) for k, v in painted.timings.items()}},
         **_base_metadata(settings),
     }
     if painted.prompt_truncated:
@@ -144,23 +98,24 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
               f"this part was ignored: {painted.dropped_prompt!r}", file=sys.stderr)  # fmt: skip
     files: dict[str, bytes] = {}
     if painted.image is None:
-        _finish(out, files, metadata)
+        _finish(out, files, report, metadata)
         raise T2FError(f"{painted.withheld_reason} (metadata in {out})")
     files[IMAGE_FILE] = png_bytes(painted.image)
     if pipeline is not None:
         try:
-            _reconstruct_into(pipeline, painted.image, crop, metadata, files)
+            report = _reconstruct_into(pipeline, painted.image, crop, report, files)
         except NoFaceFound as exc:
             metadata["error"] = exc.user_message
-            _finish(out, files, metadata)
+            _finish(out, files, report, metadata)
             raise NoFaceFound(f"{exc.user_message} The image was kept in {out}.") from None
-    _finish(out, files, metadata)
+    _finish(out, files, report, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out} (seed {request.seed})")
+    _say_weights_note(report)
     return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
-    from t2f.images import load_image
+    from t2f.files.images import load_image
 
     source = Path(args.image)
     loaded = load_image(source)
@@ -174,19 +129,20 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
         "downscaled_by": loaded.scale,
         "face_crop": crop,
         "device": pipeline.prnet.device,
-        "timings_s": {"load": round(time.perf_counter() - started, 4)},
         **_base_metadata(settings),
     }
+    report = FaceReport(timings_s={"load": round(time.perf_counter() - started, 4)})
     files = {IMAGE_FILE: png_bytes(loaded.pixels)}
-    _reconstruct_into(pipeline, loaded.pixels, crop, metadata, files)
-    _finish(out, files, metadata)
+    report = _reconstruct_into(pipeline, loaded.pixels, crop, report, files)
+    _finish(out, files, report, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out}")
+    _say_weights_note(report)
     return 0
 
 
 def cmd_prnet_import(args: argparse.Namespace, settings: Settings) -> int:
-    from t2f.prnet.assets import PRNetAssets, install_uv_data
-    from t2f.prnet.checkpoint import import_tf_checkpoint
+    from t2f.stages.prnet.assets import PRNetAssets, install_uv_data
+    from t2f.stages.prnet.checkpoint import import_tf_checkpoint
 
     folder = Path(args.out) if args.out else settings.resolved_prnet_dir()
     config = import_tf_checkpoint(Path(args.checkpoint), folder)
@@ -198,8 +154,8 @@ def cmd_prnet_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
-    from t2f.prnet.assets import PRNetAssets, download_prnet
-    from t2f.weights import check_pipeline_folder, download_pipeline, is_local_reference, resolve_snapshot
+    from t2f.files.weights import check_pipeline_folder, download_pipeline, is_local_reference, resolve_snapshot
+    from t2f.stages.prnet.assets import PRNetAssets, download_prnet
 
     try:
         # Already complete in the cache: nothing to fetch, and no network needed (`make bot` runs this each start).
@@ -237,9 +193,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     import torch
     import transformers
 
-    from t2f.prnet.assets import weights_present
-    from t2f.text2img import FaceRequest
-    from t2f.weights import check_pipeline_folder, resolve_snapshot
+    from t2f.files.weights import check_pipeline_folder, resolve_snapshot
+    from t2f.stages.prnet.assets import weights_present
 
     healthy = True
     print(f"t2f {__version__} · Python {platform.python_version()} · torch {torch.__version__} · "

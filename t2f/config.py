@@ -16,13 +16,14 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from t2f import bounds
+from t2f.bounds import Bound
 from t2f.errors import ConfigError
-from t2f.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
+from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
-MAX_COOLDOWN_S = 3600.0  # the longest cooldown, bot-wide or per server; the policy forgets requests older than this
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -57,10 +58,15 @@ class Settings:
     dtype: str = _setting(
         "T2F_DTYPE", "auto", "Model precision; `auto` is float16 on CUDA and float32 on CPU.", allowed=", ".join(DTYPES)
     )
-    steps: int = _setting("T2F_STEPS", 25, "Default denoising steps per image.", allowed="1..150")
-    guidance: float = _setting("T2F_GUIDANCE", 7.5, "Default classifier-free guidance scale.", allowed="0..30")
+    steps: int = _setting("T2F_STEPS", 25, "Default denoising steps per image.", allowed=bounds.STEPS.text)
+    guidance: float = _setting(
+        "T2F_GUIDANCE", 7.5, "Default classifier-free guidance scale.", allowed=bounds.GUIDANCE.text
+    )
     image_size: int = _setting(
-        "T2F_IMAGE_SIZE", 512, "Side of the square generated image in pixels.", allowed="64..1024, a multiple of 8"
+        "T2F_IMAGE_SIZE",
+        512,
+        "Side of the square generated image in pixels.",
+        allowed=f"{bounds.IMAGE_SIZE.text}, a multiple of {bounds.IMAGE_SIZE_MULTIPLE}",
     )
     scheduler: str = _setting(
         "T2F_SCHEDULER",
@@ -120,18 +126,25 @@ class Settings:
         allowed="ids, comma-separated",
     )
     db_path: Path = _setting("T2F_DB_PATH", Path("t2f.sqlite3"), "SQLite database for jobs, server settings and bans.")
-    max_batch: int = _setting("T2F_MAX_BATCH", 4, "Most jobs painted together in one denoising loop.", allowed="1..32")
-    queue_capacity: int = _setting("T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).", allowed="1..1000")
+    max_batch: int = _setting("T2F_MAX_BATCH", 4, "Most jobs painted together in one denoising loop.",
+                              allowed=bounds.MAX_BATCH.text)  # fmt: skip
+    queue_capacity: int = _setting("T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).",
+                                   allowed=bounds.QUEUE_CAPACITY.text)  # fmt: skip
     user_pending: int = _setting(
-        "T2F_USER_PENDING", 2, "Most jobs one member can have waiting or running.", allowed="1..20"
+        "T2F_USER_PENDING", 2, "Most jobs one member can have waiting or running.", allowed=bounds.USER_PENDING.text
     )
     cooldown_s: float = _setting(
-        "T2F_COOLDOWN_S", 20.0, "Seconds a member waits between two /face.", allowed=f"0..{MAX_COOLDOWN_S:g}"
+        "T2F_COOLDOWN_S", 20.0, "Seconds a member waits between two /face.", allowed=bounds.COOLDOWN_S.text
     )
-    daily_quota: int = _setting("T2F_DAILY_QUOTA", 30, "Faces per member per server per UTC day.", allowed="1..10000")
-    job_timeout_s: float = _setting("T2F_JOB_TIMEOUT_S", 600.0, "A job running longer is stopped.", allowed="10..3600")
+    daily_quota: int = _setting("T2F_DAILY_QUOTA", 30, "Faces per member per server per UTC day.",
+                                allowed=bounds.DAILY_QUOTA.text)  # fmt: skip
+    job_timeout_s: float = _setting("T2F_JOB_TIMEOUT_S", 600.0, "A job running longer is stopped.",
+                                  allowed=bounds.JOB_TIMEOUT_S.text)  # fmt: skip
     progress_interval_s: float = _setting(
-        "T2F_PROGRESS_INTERVAL_S", 2.5, "Least seconds between two progress edits of a message.", allowed="1..60"
+        "T2F_PROGRESS_INTERVAL_S",
+        2.5,
+        "Least seconds between two progress edits of a message.",
+        allowed=bounds.PROGRESS_INTERVAL_S.text,
     )
     blocklist_file: str = _setting(
         "T2F_BLOCKLIST_FILE", "", "Prompt filter file (words, or `re:` regexes); empty uses the built-in list."
@@ -172,23 +185,16 @@ class Settings:
         }
 
 
-def _parse_number(var: str, raw: str, low: float, high: float, kind: type[int] | type[float]) -> Any:
+def _parse_number(var: str, raw: str, bound: Bound[Any]) -> Any:
+    kind = type(bound.low)
     what = "a whole number" if kind is int else "a number"
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not {what}; allowed: {low:g}..{high:g}.") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{var}={value:g} is out of range; allowed: {low:g}..{high:g}.")
+        raise ConfigError(f"{var}={raw!r} is not {what}; allowed: {bound.text}.") from None
+    if value not in bound:
+        raise ConfigError(f"{var}={value:g} is out of range; allowed: {bound.text}.")
     return value
-
-
-def _parse_int(var: str, raw: str, low: int, high: int) -> int:
-    return int(_parse_number(var, raw, low, high, int))
-
-
-def _parse_float(var: str, raw: str, low: float, high: float) -> float:
-    return float(_parse_number(var, raw, low, high, float))
 
 
 def _parse_choice(var: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -215,9 +221,12 @@ def _parse_device(var: str, raw: str) -> str:
 
 
 def _parse_image_size(var: str, raw: str) -> int:
-    value = _parse_int(var, raw, 64, 1024)
-    if value % 8:
-        raise ConfigError(f"{var}={value} is not a multiple of 8; allowed: 64..1024, a multiple of 8.")
+    value = int(_parse_number(var, raw, bounds.IMAGE_SIZE))
+    if value % bounds.IMAGE_SIZE_MULTIPLE:
+        raise ConfigError(
+            f"{var}={value} is not a multiple of {bounds.IMAGE_SIZE_MULTIPLE}; "
+            f"allowed: {bounds.IMAGE_SIZE.text}, a multiple of {bounds.IMAGE_SIZE_MULTIPLE}."
+        )
     return value
 
 
@@ -244,8 +253,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "model_revision": _parse_required_text,
     "device": _parse_device,
     "dtype": lambda var, raw: _parse_choice(var, raw, DTYPES),
-    "steps": lambda var, raw: _parse_int(var, raw, 1, 150),
-    "guidance": lambda var, raw: _parse_float(var, raw, 0.0, 30.0),
+    "steps": lambda var, raw: _parse_number(var, raw, bounds.STEPS),
+    "guidance": lambda var, raw: _parse_number(var, raw, bounds.GUIDANCE),
     "image_size": _parse_image_size,
     "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
     "safety_checker": _parse_bool,
@@ -259,13 +268,13 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
     "guild_ids": _parse_ids,
     "db_path": lambda var, raw: Path(raw.strip()).expanduser(),
-    "max_batch": lambda var, raw: _parse_int(var, raw, 1, 32),
-    "queue_capacity": lambda var, raw: _parse_int(var, raw, 1, 1000),
-    "user_pending": lambda var, raw: _parse_int(var, raw, 1, 20),
-    "cooldown_s": lambda var, raw: _parse_float(var, raw, 0.0, MAX_COOLDOWN_S),
-    "daily_quota": lambda var, raw: _parse_int(var, raw, 1, 10000),
-    "job_timeout_s": lambda var, raw: _parse_float(var, raw, 10.0, 3600.0),
-    "progress_interval_s": lambda var, raw: _parse_float(var, raw, 1.0, 60.0),
+    "max_batch": lambda var, raw: _parse_number(var, raw, bounds.MAX_BATCH),
+    "queue_capacity": lambda var, raw: _parse_number(var, raw, bounds.QUEUE_CAPACITY),
+    "user_pending": lambda var, raw: _parse_number(var, raw, bounds.USER_PENDING),
+    "cooldown_s": lambda var, raw: _parse_number(var, raw, bounds.COOLDOWN_S),
+    "daily_quota": lambda var, raw: _parse_number(var, raw, bounds.DAILY_QUOTA),
+    "job_timeout_s": lambda var, raw: _parse_number(var, raw, bounds.JOB_TIMEOUT_S),
+    "progress_interval_s": lambda var, raw: _parse_number(var, raw, bounds.PROGRESS_INTERVAL_S),
     "blocklist_file": _parse_text,
     "warmup": _parse_bool,
     "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),

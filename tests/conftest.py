@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from discord_fixtures import PhotoTextToImage
 
     from t2f.config import Settings
-    from t2f.pipeline import FacePipeline
-    from t2f.store import Store
+    from t2f.serve.store import Store
+    from t2f.stages.pipeline import FacePipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,8 @@ def prnet_checkpoint(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="session")
 def prnet_dir(prnet_checkpoint: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PRNet folder as `t2f prnet import --uv-data` makes it: random weights, the real UV data."""
-    from t2f.prnet.assets import PRNetAssets, install_uv_data
-    from t2f.prnet.checkpoint import import_tf_checkpoint
+    from t2f.stages.prnet.assets import PRNetAssets, install_uv_data
+    from t2f.stages.prnet.checkpoint import import_tf_checkpoint
 
     folder = tmp_path_factory.mktemp("prnet")
     import_tf_checkpoint(prnet_checkpoint, folder)
@@ -105,7 +105,7 @@ def network_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 @pytest.fixture(scope="session")
 def stages(prnet_dir: Path) -> FacePipeline:
     """PRNet (random weights), UV data and MTCNN, loaded once for every bot in the session."""
-    from t2f.commands import load_face_pipeline
+    from t2f.build import load_face_pipeline
     from t2f.config import Settings
 
     return load_face_pipeline(Settings(prnet_dir=str(prnet_dir)), crop="detect")
@@ -113,7 +113,7 @@ def stages(prnet_dir: Path) -> FacePipeline:
 
 @pytest.fixture
 async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from t2f.store import Store
+    from t2f.serve.store import Store
 
     opened = await Store.open(tmp_path / "t2f.sqlite3")
     yield opened
@@ -140,7 +140,7 @@ def text_stage(request: pytest.FixtureRequest, photo: PhotoTextToImage, tiny_sd:
     marker = request.node.get_closest_marker("text_stage")
     if marker is None or marker.args[0] == "photo":
         return photo
-    from t2f.text2img import TextToImage
+    from t2f.stages.text2img import TextToImage
 
     return TextToImage.from_pretrained(str(tiny_sd), safety_checker=True)  # its checker flags every image
 

@@ -17,14 +17,15 @@ from PIL import Image
 from skimage.data import astronaut
 
 from bot import T2FBot
-from t2f.backend import LocalFaceBackend
 from t2f.config import Settings
-from t2f.moderation import PromptFilter
-from t2f.pipeline import FacePipeline
-from t2f.policy import Limits, Policy
-from t2f.service import JobService
-from t2f.store import Store
-from t2f.text2img import FaceImage, FaceRequest, StepProgress, TextToImage
+from t2f.faces import FaceImage, FaceRequest, StepProgress
+from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.moderation import PromptFilter
+from t2f.serve.policy import Limits, Policy
+from t2f.serve.service import JobService
+from t2f.serve.store import Store
+from t2f.stages.pipeline import FacePipeline
+from t2f.stages.text2img import TextToImage
 
 
 class PhotoTextToImage:

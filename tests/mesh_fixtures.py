@@ -8,8 +8,9 @@ import numpy as np
 import scipy.io as sio
 from skimage.io import imread
 
-from t2f.prnet.postprocess import FaceMesh, build_face_mesh
-from t2f.prnet.uv import UVData
+from t2f.faces import FaceMesh
+from t2f.stages.prnet.postprocess import build_face_mesh
+from t2f.stages.prnet.uv import UVData
 
 
 def reference_mesh(shared_dir: Path, name: str = "image00050") -> tuple[np.ndarray, FaceMesh]:

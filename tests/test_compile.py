@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from t2f.backend import LocalFaceBackend
-from t2f.commands import load_face_pipeline, load_text_to_image
+from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
-from t2f.service import JobRequest
-from t2f.text2img import FaceRequest
+from t2f.faces import FaceRequest
+from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.jobs import JobRequest
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs g++")
 

@@ -8,9 +8,10 @@ import scipy.io as sio
 from skimage.data import astronaut
 from skimage.io import imread
 
-from t2f.detect import FaceBox, FaceDetector, crop_from_dlib_box, crop_from_mtcnn_box
 from t2f.errors import NoFaceFound
-from t2f.prnet.postprocess import FaceCrop, crop_from_landmarks
+from t2f.faces import FaceBox, FaceCrop
+from t2f.stages.detect import FaceDetector, crop_from_dlib_box, crop_from_mtcnn_box
+from t2f.stages.prnet.postprocess import crop_from_landmarks
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import trimesh
 from discord_fixtures import PhotoTextToImage, attachment_bytes, callbacks, moderator, original_edits, refused, world
 from PIL import Image
 
-from t2f.store import Store
+from t2f.serve.store import Store
 
 
 async def test_face_defers_queues_and_delivers_a_mesh(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ async def test_each_refusal_is_ephemeral_and_does_no_gpu_work(simcord_env, store
 
     from test_store import record
 
-    from t2f.store import GuildSettings
+    from t2f.serve.records import GuildSettings
 
     guild, channel, alice = world(simcord_env)
     other = guild.create_text_channel("general")
@@ -100,7 +100,7 @@ async def test_pending_cap_counts_waiting_jobs(simcord_env) -> None:  # type: ig
 
 @pytest.mark.text_stage("tiny_flagging")
 async def test_flagged_image_is_withheld_and_the_user_told(simcord_env) -> None:  # type: ignore[no-untyped-def]
-    from t2f.text2img import WITHHELD_BY_SAFETY
+    from t2f.stages.text2img import WITHHELD_BY_SAFETY
 
     _, channel, alice = world(simcord_env)
     result = await alice.slash(channel, "face", prompt="a portrait photo")

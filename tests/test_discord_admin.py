@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from discord_fixtures import PhotoTextToImage, moderator, world
 
-from t2f.store import Store
+from t2f.serve.store import Store
 
 
 async def test_faceadmin_is_for_moderators_only(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]

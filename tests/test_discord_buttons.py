@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 from discord_fixtures import PhotoTextToImage, button_ids, make_bot, world
 
-from t2f.store import Store
+from t2f.serve.store import Store
 
 
 async def test_buttons_work_after_a_restart(simcord_env, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ async def test_buttons_work_after_a_restart(simcord_env, settings, store, stages
 async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
     import time
 
-    from t2f.store import JobRecord
+    from t2f.serve.records import JobRecord
 
     guild, channel, alice = world(simcord_env)
     # What a previous run left behind: one job queued 20 minutes ago (its token long expired).

@@ -12,8 +12,8 @@ from PIL import Image
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.export.text import format_table
-from t2f.outputs import jpeg_bytes, png_bytes
-from t2f.prnet.postprocess import FaceMesh
+from t2f.faces import FaceMesh
+from t2f.files.outputs import jpeg_bytes, png_bytes
 
 
 @pytest.fixture(scope="module")

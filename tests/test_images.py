@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from t2f.errors import InvalidImage
-from t2f.images import MAX_SIDE, load_image
+from t2f.files.images import MAX_SIDE, load_image
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:

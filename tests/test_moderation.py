@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from t2f.moderation import PromptFilter, PromptRejected, normalize
+from t2f.serve.moderation import PromptFilter, PromptRejected, normalize
 
 
 @pytest.fixture

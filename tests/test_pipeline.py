@@ -17,8 +17,9 @@ from PIL import Image
 from skimage.data import astronaut
 
 from t2f import cli
-from t2f.commands import RANDOM_WEIGHTS_NOTE, load_face_pipeline
+from t2f.build import load_face_pipeline
 from t2f.config import Settings
+from t2f.report import RANDOM_WEIGHTS_NOTE
 
 MESH_FILES = ["face.glb", "face.obj", "face_textured.mtl", "face_textured.obj", "face_textured.png", "image.png",
               "metadata.json", "preview.jpg"]  # fmt: skip
@@ -144,8 +145,8 @@ def test_caller_given_landmarks_and_box_set_the_crop(prnet_dir: Path, shared_dir
     import scipy.io as sio
     from skimage.io import imread
 
-    from t2f.detect import FaceBox
-    from t2f.prnet.postprocess import crop_from_landmarks
+    from t2f.faces import FaceBox
+    from t2f.stages.prnet.postprocess import crop_from_landmarks
 
     pipeline = load_face_pipeline(Settings(prnet_dir=str(prnet_dir)))
     sample = shared_dir / "prnet" / "aflw2000-samples" / "image00050"
@@ -160,8 +161,9 @@ def test_caller_given_landmarks_and_box_set_the_crop(prnet_dir: Path, shared_dir
 
 
 def test_tiny_faces_are_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    from t2f.detect import FaceBox, FaceDetector
     from t2f.errors import NoFaceFound
+    from t2f.faces import FaceBox
+    from t2f.stages.detect import FaceDetector
 
     detector = FaceDetector.__new__(FaceDetector)  # skip loading MTCNN: only the decision is under test
     monkeypatch.setattr(detector, "detect", lambda image: [FaceBox(10, 10, 22, 24, 0.99)])
@@ -177,9 +179,9 @@ def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: 
     import torch
     from discord_fixtures import PhotoTextToImage
 
-    from t2f.backend import OUT_OF_MEMORY, LocalFaceBackend
-    from t2f.service import JobRequest
-    from t2f.text2img import FaceRequest
+    from t2f.faces import FaceRequest
+    from t2f.serve.backend import OUT_OF_MEMORY, LocalFaceBackend
+    from t2f.serve.jobs import JobRequest
 
     class SmallGpuPhoto(PhotoTextToImage):
         """Room for two images at a time; "huge" never fits."""

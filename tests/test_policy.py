@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from t2f.config import MAX_COOLDOWN_S
-from t2f.moderation import PromptFilter
-from t2f.policy import Limits, Policy, Refused
-from t2f.service import JobService
-from t2f.store import Store
+from t2f.bounds import COOLDOWN_S
+from t2f.serve.moderation import PromptFilter
+from t2f.serve.policy import Limits, Policy, Refused
+from t2f.serve.service import JobService
+from t2f.serve.store import Store
 
 
 class ManualClock:
@@ -42,7 +42,7 @@ async def test_cooldown_refuses_then_admits_and_forgets_old_members(tmp_path: Pa
     assert policy.remembered_members == 502
     clock.now += 15
     await policy.admit(guild_id=1, channel_id=2, user_id=7, prompt="a face")
-    clock.now += MAX_COOLDOWN_S
+    clock.now += COOLDOWN_S.high
     await policy.admit(guild_id=1, channel_id=2, user_id=8, prompt="a face")
     assert policy.remembered_members == 1  # only the newest; the rest can no longer be in any cooldown
     await store.close()

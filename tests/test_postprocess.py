@@ -9,7 +9,7 @@ import pytest
 import scipy.io as sio
 from skimage.io import imread
 
-from t2f.prnet.postprocess import (
+from t2f.stages.prnet.postprocess import (
     build_face_mesh,
     crop_face,
     crop_from_landmarks,
@@ -18,7 +18,7 @@ from t2f.prnet.postprocess import (
     restore_position_map,
     vertex_colors,
 )
-from t2f.prnet.uv import UVData, face_indices_from_mask, load_mask, triangles_from_mask
+from t2f.stages.prnet.uv import UVData, face_indices_from_mask, load_mask, triangles_from_mask
 
 SAMPLES = ["image00050", "image02283"]
 
@@ -121,7 +121,7 @@ def test_vertex_colors_clamp_without_touching_the_input() -> None:
 
 
 def test_head_pose_of_degenerate_geometry_is_nan(uv: UVData) -> None:
-    from t2f.prnet.postprocess import head_pose
+    from t2f.stages.prnet.postprocess import head_pose
 
     flat = np.zeros((uv.face_ind.size, 3))
     assert np.isnan(head_pose(flat, uv.canonical_vertices)).all()

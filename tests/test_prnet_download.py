@@ -14,11 +14,11 @@ import pytest
 from prnet_tf_reference import random_variables, read_variable_shapes, write_tf_checkpoint
 
 from t2f.errors import ModelUnavailable
-from t2f.fetch import sha256_of
-from t2f.prnet.assets import PRNetAssets, download_prnet
-from t2f.prnet.model import PRNet
-from t2f.prnet.upstream import CHECKPOINT_NAME
-from t2f.prnet.uv import UV_FILES, UVData
+from t2f.files.fetch import sha256_of
+from t2f.stages.prnet.assets import PRNetAssets, download_prnet
+from t2f.stages.prnet.model import PRNet
+from t2f.stages.prnet.upstream import CHECKPOINT_NAME
+from t2f.stages.prnet.uv import UV_FILES, UVData
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -98,7 +98,7 @@ def test_html_page_and_missing_server_are_clear(upstream: tuple[str, Path, PRNet
 @pytest.mark.parametrize("name", ["face_ind.txt", "triangles.txt"])
 def test_uv_files_that_contradict_the_mask_are_refused(shared_dir: Path, tmp_path: Path, name: str) -> None:
     """A file with the right length but rows out of order (a bad edit or a mixed-up release)."""
-    from t2f.prnet.assets import check_uv_rules
+    from t2f.stages.prnet.assets import check_uv_rules
 
     uv_dir = tmp_path / "uv-data"
     shutil.copytree(shared_dir / "prnet" / "uv-data", uv_dir)

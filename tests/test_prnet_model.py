@@ -9,9 +9,9 @@ from prnet_tf_reference import random_variables, read_variable_shapes, tf_forwar
 from tiny_models import randomised_resfcn256
 
 from t2f.errors import ModelUnavailable
-from t2f.prnet.checkpoint import import_tf_checkpoint, tf_to_torch_names
-from t2f.prnet.model import PRNet
-from t2f.prnet.network import ResFCN256, tf_same_padding
+from t2f.stages.prnet.checkpoint import import_tf_checkpoint, tf_to_torch_names
+from t2f.stages.prnet.model import PRNet
+from t2f.stages.prnet.network import ResFCN256, tf_same_padding
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,8 @@ def test_imported_checkpoint_matches_tensorflow(random_checkpoint, tmp_path: Pat
     prefix, variables = random_checkpoint
     config = import_tf_checkpoint(prefix, tmp_path / "prnet")
     assert len(config.sha256) == 64
-    from t2f.fetch import sha256_of
-    from t2f.prnet.checkpoint import is_official
+    from t2f.files.fetch import sha256_of
+    from t2f.stages.prnet.checkpoint import is_official
 
     assert config.source_sha256 == sha256_of(Path(f"{prefix}.data-00000-of-00001"))
     assert not is_official(config)  # random values, whatever the file is called
@@ -94,7 +94,7 @@ def test_loading_refuses_tampered_weights(random_checkpoint, tmp_path: Path) -> 
 
 
 def test_channels_last_gives_the_same_position_maps() -> None:
-    from t2f.prnet.checkpoint import PRNetConfig
+    from t2f.stages.prnet.checkpoint import PRNetConfig
 
     images = np.random.default_rng(5).random((2, 256, 256, 3), dtype=np.float32)
     plain = PRNet(randomised_resfcn256(0), PRNetConfig()).predict(images)
@@ -110,7 +110,7 @@ def test_half_precision_position_maps_follow_float32(dtype: torch.dtype, mean_px
     With random He-scaled weights the error is larger than a trained network's would be; measured
     here: float16 0.36 px, bfloat16 2.3 px mean over the map (in crop pixels).
     """
-    from t2f.prnet.checkpoint import PRNetConfig
+    from t2f.stages.prnet.checkpoint import PRNetConfig
 
     config = PRNetConfig()
     image = np.random.default_rng(6).random((1, 256, 256, 3), dtype=np.float32)

@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from t2f.service import FAILED, JobProgress, JobRequest, JobResult, JobService, QueueFull
-from t2f.text2img import FaceRequest
+from t2f.faces import FaceRequest
+from t2f.report import FaceReport
+from t2f.serve.jobs import FAILED, FinishedFace, JobPhase, JobProgress, JobRequest, JobResult, JobStatus, QueueFull
+from t2f.serve.service import JobService
 
 
 class FakeBackend:
@@ -33,10 +35,10 @@ class FakeBackend:
         for step in range(1, self.steps + 1):
             self.gate.wait(5)
             if all(cancelled(j.job_id) for j in jobs):
-                return [JobResult(j.job_id, "cancelled", user_message="Cancelled.") for j in jobs]
+                return [JobResult(j.job_id, JobStatus.CANCELLED, user_message="Cancelled.") for j in jobs]
             for job in jobs:
-                report(JobProgress(job.job_id, "painting", step, self.steps))
-        return [JobResult(j.job_id, "done", files={"face.obj": b"v 0 0 0\n"}) for j in jobs]
+                report(JobProgress(job.job_id, JobPhase.PAINTING, step, self.steps))
+        return [JobResult(j.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"}) for j in jobs]
 
 
 def job(job_id: str, user: int, steps: int = 25) -> JobRequest:
@@ -151,15 +153,14 @@ async def test_file_writing_overlaps_the_next_batch() -> None:
         def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
             if len(self.batches) == 1:
                 second_batch_started.set()
-            results = super().run_batch(jobs, report, cancelled)
+            super().run_batch(jobs, report, cancelled)
+            return [FinishedFace(job=j, face=None, report=FaceReport(request=j.face), seconds=0.0) for j in jobs]  # type: ignore[arg-type]
 
-            def export(job_id: str = jobs[0].job_id) -> JobResult:
-                export_threads.add(threading.current_thread().name)
-                # Only finishes once the GPU thread has moved on to the next batch.
-                assert second_batch_started.wait(5), "the next batch did not start while this one was exporting"
-                return JobResult(job_id, "done", files={"face.obj": b"v 0 0 0\n"})
-
-            return [JobResult(r.job_id, r.status, export=export) for r in results]
+        def export(self, finished: FinishedFace) -> JobResult:
+            export_threads.add(threading.current_thread().name)
+            # Only finishes once the GPU thread has moved on to the next batch.
+            assert second_batch_started.wait(5), "the next batch did not start while this one was exporting"
+            return JobResult(finished.job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
 
     service = JobService(ExportingBackend(), max_batch=1)
     first, second = service.submit(job("one", 1)), service.submit(job("two", 2))

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
-from t2f.store import GuildSettings, JobRecord, Store
+from t2f.faces import FaceRequest
+from t2f.report import FaceReport, HeadPose
+from t2f.serve.jobs import JobStatus
+from t2f.serve.records import GuildSettings, JobRecord
+from t2f.serve.store import SCHEMA, SCHEMA_VERSION, Store
 
 
-def record(job_id: str, user_id: int = 1, status: str = "queued", created_at: float | None = None) -> JobRecord:
+def record(
+    job_id: str, user_id: int = 1, status: JobStatus = JobStatus.QUEUED, created_at: float | None = None
+) -> JobRecord:
     return JobRecord(id=job_id, user_id=user_id, guild_id=10, channel_id=20, prompt="a face", negative_prompt="",
                      seed=5, steps=25, guidance=7.5, size=512, output="obj", status=status,
                      created_at=time.time() if created_at is None else created_at, interaction_token="tok",
@@ -18,10 +25,12 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     await store.add_job(record("a1"))
     await store.add_job(record("b2", user_id=2, created_at=time.time() - 2 * 86400))
     assert (await store.get_job("a1")) == record("a1", created_at=(await store.get_job("a1")).created_at)
-    assert [j.id for j in await store.jobs_with_status("queued")] == ["b2", "a1"]
-    await store.finish_job("a1", status="done", outcome="ok", timings={"prnet": 0.1}, message_id=77)
+    assert [j.id for j in await store.jobs_with_status(JobStatus.QUEUED)] == ["b2", "a1"]
+    report = FaceReport(request=FaceRequest("a face", seed=5), model="tiny", timings_s={"prnet": 0.1})
+    await store.finish_job("a1", status=JobStatus.DONE, outcome="ok", report=report, message_id=77)
     done = await store.get_job("a1")
-    assert done is not None and done.status == "done" and done.message_id == 77 and done.interaction_token is None
+    assert done is not None and done.status is JobStatus.DONE and done.message_id == 77
+    assert done.interaction_token is None and done.face_report == report and done.timings == '{"prnet": 0.1}'
     assert await store.jobs_since(10, 2, time.time() - 86400) == 0
     assert await store.jobs_since(10, 1, time.time() - 86400) == 1
     assert (await store.get_job("missing")) is None
@@ -29,7 +38,7 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     # WAL mode and the schema version persist in the file.
     reopened = await Store.open(tmp_path / "t2f.sqlite3")
     assert (await reopened._run("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await reopened._run("PRAGMA user_version"))[0][0] == 1
+    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 2
     assert (await reopened.get_job("b2")) is not None
     await reopened.close()
 
@@ -47,3 +56,38 @@ async def test_guild_settings_and_bans(tmp_path: Path) -> None:
     await store.set_meta("commands", "abc")
     assert await store.get_meta("commands") == "abc" and await store.get_meta("other") is None
     await store.close()
+
+
+async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    report TEXT", ""))  # version 1: no report column
+    old.execute("INSERT INTO jobs (id, user_id, prompt, seed, steps, guidance, size, output, status, created_at)"
+                " VALUES ('old1', 1, 'a face', 1, 25, 7.5, 512, 'obj', 'done', 1.0)")  # fmt: skip
+    old.commit()
+    old.close()
+    store = await Store.open(path)
+    kept = await store.get_job("old1")
+    assert kept is not None and kept.status is JobStatus.DONE and kept.report is None and kept.face_report is None
+    pose = FaceReport(request=FaceRequest("x"))
+    await store.finish_job("old1", status=JobStatus.DONE, outcome="ok", report=pose)
+    assert (await store.get_job("old1")).face_report == pose  # type: ignore[union-attr]
+    await store.close()
+
+
+def test_a_report_survives_json() -> None:
+    from t2f.report import FaceGeometry, WeightsProvenance
+
+    geometry = FaceGeometry(vertices=3, triangles=1, pose=HeadPose(1.5, -2.0, 0.25), landmarks=((1.0, 2.0, 3.0),),
+                            faces_found=2, box_ltrb=(1.0, 2.0, 30.0, 40.0), crop_center_xy=(5.0, 6.0),
+                            crop_side=7.5)  # fmt: skip
+    report = FaceReport(request=FaceRequest("p", "n", 3, 4, 5.0, 64), model="m", model_revision="abc",
+                        dropped_prompt="tail", nsfw=False, timings_s={"prnet": 0.5}, face=geometry,
+                        prnet=WeightsProvenance("w", "s1", "s2", official=False), upload_note="zipped")  # fmt: skip
+    data = report.to_json()
+    assert data["model"] == {"id": "m", "revision": "abc"} and data["prompt_truncated"] is True
+    assert data["face"]["pose_deg"] == {"yaw": 1.5, "pitch": -2.0, "roll": 0.25}
+    assert data["prnet"]["note"].startswith("PRNet weights were not converted")
+    assert FaceReport.from_json(data) == report
+    photo = FaceReport(timings_s={"load": 1.0})
+    assert photo.to_json() == {"timings_s": {"load": 1.0}} and FaceReport.from_json(photo.to_json()) == photo

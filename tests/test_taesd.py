@@ -7,7 +7,7 @@ import pytest
 from skimage.data import astronaut
 
 from t2f.errors import ModelUnavailable
-from t2f.taesd import LatentPreviewer
+from t2f.stages.taesd import LatentPreviewer
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

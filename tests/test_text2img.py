@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from t2f.errors import InvalidRequest, ModelUnavailable
-from t2f.text2img import WITHHELD_BY_SAFETY, FaceRequest, StepProgress, TextToImage
+from t2f.faces import FaceRequest, StepProgress
+from t2f.stages.text2img import WITHHELD_BY_SAFETY, TextToImage
 
 
 @pytest.fixture(scope="module")

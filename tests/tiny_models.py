@@ -144,7 +144,7 @@ def randomised_resfcn256(seed: int) -> torch.nn.Module:
     PyTorch's default initialisation shrinks activations layer by layer until the sigmoid outputs
     exactly 0.5 everywhere, which would make any comparison of two forward passes pass trivially.
     """
-    from t2f.prnet.network import ResFCN256
+    from t2f.stages.prnet.network import ResFCN256
 
     generator = torch.Generator().manual_seed(seed)
     network = ResFCN256().eval()

@@ -6,7 +6,7 @@ import numpy as np
 import trimesh
 
 from t2f.export.obj import upright_vertices
-from t2f.prnet.postprocess import FaceMesh
+from t2f.faces import FaceMesh
 
 
 def glb_bytes(mesh: FaceMesh) -> bytes:

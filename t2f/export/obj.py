@@ -1,4 +1,4 @@
-"""Wavefront OBJ for a :class:`~t2f.prnet.postprocess.FaceMesh`.
+"""Wavefront OBJ for a :class:`~t2f.stages.prnet.postprocess.FaceMesh`.
 
 PRNet's demo conventions: y is flipped (h - 1 - y) so the face stands upright in viewers, and each
 triangle's corners are reversed so front faces are counter-clockwise seen from +z, the camera.
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from t2f.export.text import format_table
-from t2f.prnet.postprocess import FaceMesh
+from t2f.faces import FaceMesh
+from t2f.files.outputs import png_bytes
 
 TEXTURE_MATERIAL = "FaceTexture"
 DIGITS = 3  # 1/1000 of a source-image pixel; colours still round-trip exactly to 8 bits
@@ -45,8 +46,6 @@ def textured_obj_files(mesh: FaceMesh, *, stem: str = "face_textured") -> dict[s
     -------
     files : ``{stem}.obj``, ``{stem}.mtl`` and ``{stem}.png`` mapped to their bytes.
     """
-    from t2f.outputs import png_bytes
-
     corners = np.repeat(obj_faces(mesh), 2, axis=1)  # a/a b/b c/c: vertex and UV share indices
     uv = np.column_stack([mesh.uv[:, 0], 1.0 - mesh.uv[:, 1]])  # OBJ's v axis points up
     obj = (

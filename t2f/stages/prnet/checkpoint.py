@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from t2f.errors import ModelUnavailable
-from t2f.outputs import json_bytes, write_atomic
-from t2f.prnet.network import DECODER_LAYERS, ENCODER_BLOCKS, ResFCN256
+from t2f.files.outputs import json_bytes, write_atomic
+from t2f.report import WeightsProvenance
+from t2f.stages.prnet.network import DECODER_LAYERS, ENCODER_BLOCKS, ResFCN256
 
 SCOPE = "resfcn256"
 WEIGHTS_FILE = "model.safetensors"
@@ -128,9 +129,15 @@ def file_sha256(path: Path) -> str:
 
 def is_official(config: PRNetConfig) -> bool:
     """True when the weights were converted from the official checkpoint (by its data file's sha256)."""
-    from t2f.prnet.upstream import CHECKPOINT_DATA_SHA256
+    from t2f.stages.prnet.upstream import CHECKPOINT_DATA_SHA256
 
     return config.source_sha256 == CHECKPOINT_DATA_SHA256
+
+
+def provenance(config: PRNetConfig) -> WeightsProvenance:
+    """What a face report says about these weights."""
+    return WeightsProvenance(source=config.source or "unknown", sha256=config.sha256 or None,
+                             checkpoint_sha256=config.source_sha256 or None, official=is_official(config))  # fmt: skip
 
 
 def import_tf_checkpoint(prefix: Path, out_dir: Path) -> PRNetConfig:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from t2f.errors import ModelUnavailable
-from t2f.weights import resolve_snapshot
+from t2f.files.weights import resolve_snapshot
 
 
 class LatentPreviewer:

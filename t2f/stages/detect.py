@@ -9,13 +9,13 @@ PRNet tuned for dlib's detector.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from t2f.errors import NoFaceFound
-from t2f.prnet.postprocess import FaceCrop, crop_face
+from t2f.faces import FaceBox, FaceCrop
+from t2f.stages.prnet.postprocess import crop_face
 
 # Landmark-box centre relative to an MTCNN box centre, and PRNet's crop side (1.6 x landmark-box
 # size), all in units of s = (w + h) / 2 of the MTCNN box.
@@ -29,26 +29,6 @@ DETECT_MAX_SIDE = 1024  # detection runs on a copy at most this large; boxes are
 MIN_FACE_PX = 24
 
 NO_FACE = "No face found in the image. Try a portrait prompt, e.g. 'a close-up portrait photo of ...'."
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A detected face: left, top, right, bottom in image pixels, and the detector's confidence."""
-
-    left: float
-    top: float
-    right: float
-    bottom: float
-    confidence: float = 1.0
-
-    @property
-    def size(self) -> float:
-        """s = (width + height) / 2."""
-        return ((self.right - self.left) + (self.bottom - self.top)) / 2
-
-    @property
-    def center_xy(self) -> np.ndarray:
-        return np.array([(self.left + self.right) / 2, (self.top + self.bottom) / 2])
 
 
 def crop_from_mtcnn_box(image: np.ndarray, box: FaceBox) -> FaceCrop:

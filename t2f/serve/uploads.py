@@ -1,4 +1,8 @@
-"""Making result files fit a chat upload limit: zip first, then a lighter mesh, never a failed upload."""
+"""Making result files fit an upload budget: zip first, then a lighter mesh, never a failed upload.
+
+The budget comes from whoever delivers the files (the Discord cog knows Discord's limits; nothing
+here does).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import io
 import zipfile
 from collections.abc import Callable
 
-from t2f.outputs import IMAGE_FILE, PREVIEW_FILE
+from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE
+from t2f.serve.jobs import UploadBudget
 
-MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # Discord: all files of one message together
 ALWAYS_SHOWN = (PREVIEW_FILE, IMAGE_FILE)  # attached as they are; mesh files may be zipped or simplified
 ZIPPED = "The mesh files were zipped to fit the upload limit."
 SIMPLIFIED = "The mesh was simplified to about a quarter of its vertices to fit the upload limit."
@@ -24,23 +28,23 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def fits(files: dict[str, bytes], per_file: int, total: int) -> bool:
-    return all(len(d) <= per_file for d in files.values()) and sum(len(d) for d in files.values()) <= total
+def fits(files: dict[str, bytes], budget: UploadBudget) -> bool:
+    sizes = [len(data) for data in files.values()]
+    return all(size <= budget.per_file for size in sizes) and sum(sizes) <= budget.total
 
 
 def fit_for_upload(
     files: dict[str, bytes],
     *,
-    per_file: int,
-    total: int = MAX_MESSAGE_BYTES,
+    budget: UploadBudget,
     lighter: Callable[[], dict[str, bytes]] | None = None,
 ) -> tuple[dict[str, bytes], str | None]:
-    """Return files that fit ``per_file`` and ``total`` bytes, and a note saying what was changed (or None).
+    """Return files that fit ``budget``, and a note saying what was changed (or None).
 
     Tried in order: as they are; the mesh files zipped into ``face.zip``; ``lighter()`` (a
-    simplified mesh's files), as they are then zipped; the preview alone.
+    simplified mesh's files, made only now), as they are then zipped; the pictures alone.
     """
-    if fits(files, per_file, total):
+    if fits(files, budget):
         return files, None
     shown = {name: data for name, data in files.items() if name in ALWAYS_SHOWN}
     rest = {name: data for name, data in files.items() if name not in ALWAYS_SHOWN}
@@ -49,6 +53,6 @@ def fit_for_upload(
         light = {name: data for name, data in lighter().items() if name not in ALWAYS_SHOWN}
         candidates += [({**shown, **light}, SIMPLIFIED), ({**shown, "face.zip": zip_bytes(light)}, SIMPLIFIED)]
     for candidate, note in candidates:
-        if fits(candidate, per_file, total):
+        if fits(candidate, budget):
             return candidate, note
     return shown, DROPPED

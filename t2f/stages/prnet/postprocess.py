@@ -7,33 +7,14 @@ the image the face was cropped from, unless stated otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 from skimage.transform import ProjectiveTransform, warp
 
-from t2f.prnet.uv import UV_SIZE, UVData, grid_triangles
+from t2f.faces import UV_SIZE, FaceCrop, FaceMesh
+from t2f.stages.prnet.uv import UVData
 
 CROP_SIZE = 256
-
-
-@dataclass(frozen=True)
-class FaceCrop:
-    """The network's input and how it maps back to the source image.
-
-    Attributes
-    ----------
-    image : (256, 256, 3) float32 RGB in [0, 1], the only float image between stages (PRNet's input).
-    tform : (3, 3) float64 similarity (scale and translation) from source-image (x, y, 1) to crop pixels.
-    center_xy : (2,) float64 crop centre in source-image pixels.
-    side : crop side in source-image pixels.
-    """
-
-    image: np.ndarray
-    tform: np.ndarray
-    center_xy: np.ndarray
-    side: float
 
 
 def crop_transform(center_xy: np.ndarray, side: float) -> np.ndarray:
@@ -155,32 +136,6 @@ def head_pose(vertices: np.ndarray, canonical: np.ndarray) -> np.ndarray:
     return np.array([yaw, pitch, roll])
 
 
-@dataclass(frozen=True)
-class FaceMesh:
-    """A dense PRNet face.
-
-    Attributes
-    ----------
-    vertices : (V, 3) float32 source-image pixels (x right, y down, z towards the camera).
-    triangles : (F, 3) int32 0-based, counter-clockwise in the image plane (y down).
-    colors : (V, 3) uint8 RGB sampled from the source image.
-    uv : (V, 2) float32 texture coordinates in [0, 1), u right, v down.
-    texture : (256, 256, 3) uint8 UV texture map.
-    landmarks : (68, 3) float32 iBUG-68 points, same frame as ``vertices``.
-    pose : (3,) float64 yaw, pitch, roll in radians.
-    image_shape : (height, width) of the source image.
-    """
-
-    vertices: np.ndarray
-    triangles: np.ndarray
-    colors: np.ndarray
-    uv: np.ndarray
-    texture: np.ndarray
-    landmarks: np.ndarray
-    pose: np.ndarray
-    image_shape: tuple[int, int]
-
-
 def build_face_mesh(image: np.ndarray, pos: np.ndarray, uv_data: UVData) -> FaceMesh:
     """Everything a user gets from one image-space position map (256, 256, 3) and its image (H, W, 3) uint8."""
     if pos.shape != (UV_SIZE, UV_SIZE, 3):
@@ -196,18 +151,3 @@ def build_face_mesh(image: np.ndarray, pos: np.ndarray, uv_data: UVData) -> Face
         pose=head_pose(vertices, uv_data.canonical_vertices),
         image_shape=(int(image.shape[0]), int(image.shape[1])),
     )
-
-
-def decimate(mesh: FaceMesh, step: int = 2) -> FaceMesh:
-    """A lighter mesh: the vertices on every ``step``-th UV row and column, re-triangulated by the same rule.
-
-    ``step=2`` keeps about a quarter of the vertices; colours, UVs, texture, landmarks and pose carry over.
-    """
-    cols, rows = np.round(mesh.uv * UV_SIZE).astype(np.int64).T
-    keep = np.flatnonzero((rows % step == 0) & (cols % step == 0))
-    ids = np.full((UV_SIZE // step + 1, UV_SIZE // step + 1), -1, dtype=np.int64)
-    ids[rows[keep] // step, cols[keep] // step] = np.arange(keep.size)
-    return FaceMesh(
-        vertices=mesh.vertices[keep], triangles=grid_triangles(ids), colors=mesh.colors[keep], uv=mesh.uv[keep],
-        texture=mesh.texture, landmarks=mesh.landmarks, pose=mesh.pose, image_shape=mesh.image_shape,
-    )  # fmt: skip

@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from t2f.errors import ModelUnavailable
+from t2f.faces import UV_SIZE, grid_triangles
 
-UV_SIZE = 256
 # sha256 of the upstream files at YadiraF/PRNet commit fc12fe5e1f1462bdea52409b213d0cf1c8cf6c5b.
 UV_FILES = {
     "face_ind.txt": "86a7ce5131d3c827c368fd3c1236ded6b5d80802f1abd5cf98940ba0595ab231",
@@ -38,23 +38,6 @@ def face_indices_from_mask(mask: np.ndarray) -> np.ndarray:
     face_ind : (V,) int64, ascending (index = row * 256 + col).
     """
     return np.flatnonzero(np.asarray(mask).reshape(-1)).astype(np.int64)
-
-
-def grid_triangles(ids: np.ndarray, *, skip_vertex_zero: bool = False) -> np.ndarray:
-    """Triangulate a grid of vertex ids (-1 = no vertex) the way PRNet does.
-
-    Each 2x2 quad A=(u,v), B=(u+1,v), C=(u,v+1), D=(u+1,v+1), visited row by row, yields
-    [A, B, C] then [B, D, C] when all three corners are vertices.
-
-    Returns
-    -------
-    triangles : (F, 3) int32 vertex ids, counter-clockwise in pixel coordinates (y down).
-    """
-    a, b, c, d = ids[:-1, :-1], ids[:-1, 1:], ids[1:, :-1], ids[1:, 1:]
-    quads = np.stack([np.stack([a, b, c], -1), np.stack([b, d, c], -1)], axis=2)  # (rows, cols, 2, 3)
-    triangles = quads.reshape(-1, 3)
-    keep = (triangles > 0) if skip_vertex_zero else (triangles >= 0)
-    return triangles[keep.all(axis=1)].astype(np.int32)
 
 
 def triangles_from_mask(mask: np.ndarray) -> np.ndarray:

@@ -13,11 +13,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from t2f.report import FaceReport
+from t2f.serve.jobs import JobStatus
+from t2f.serve.records import GuildSettings, JobRecord
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -38,7 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     timings TEXT,
     message_id INTEGER,
     interaction_token TEXT,
-    application_id INTEGER
+    application_id INTEGER,
+    report TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (guild_id, user_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
@@ -67,7 +72,8 @@ VALUES (:id, :user_id, :guild_id, :channel_id, :prompt, :negative_prompt, :seed,
 """
 FINISH_JOB = """
 UPDATE jobs SET status = :status, outcome = :outcome, timings = :timings, finished_at = :finished_at,
-                message_id = COALESCE(:message_id, message_id), interaction_token = NULL
+                message_id = COALESCE(:message_id, message_id), interaction_token = NULL,
+                report = COALESCE(:report, report)
 WHERE id = :id
 """
 SET_STATUS = "UPDATE jobs SET status = ? WHERE id = ?"
@@ -75,9 +81,7 @@ SET_MESSAGE = "UPDATE jobs SET message_id = ? WHERE id = ?"
 GET_JOB = "SELECT * FROM jobs WHERE id = ?"
 JOBS_WITH_STATUS = "SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at"
 RECENT_JOBS = "SELECT * FROM jobs WHERE guild_id = ? ORDER BY created_at DESC LIMIT ?"
-COUNT_SINCE = (
-    "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ? AND created_at >= ? AND status != 'refused'"
-)
+COUNT_SINCE = "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ? AND created_at >= ?"
 GET_GUILD = "SELECT * FROM guild_settings WHERE guild_id = ?"
 UPSERT_GUILD = """
 INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms)
@@ -92,45 +96,18 @@ GET_META = "SELECT value FROM meta WHERE key = ?"
 SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    """One job: what was asked, by whom, where, and how it ended (the audit row)."""
-
-    id: str
-    user_id: int
-    guild_id: int | None
-    channel_id: int | None
-    prompt: str
-    negative_prompt: str
-    seed: int
-    steps: int
-    guidance: float
-    size: int
-    output: str
-    status: str  # queued, running, done, withheld, failed, cancelled, timeout
-    created_at: float
-    finished_at: float | None = None
-    outcome: str | None = None
-    timings: str | None = None
-    message_id: int | None = None
-    interaction_token: str | None = None
-    application_id: int | None = None
-
-
-@dataclass(frozen=True)
-class GuildSettings:
-    """A server's moderation settings; ``None`` means "use the bot-wide default"."""
-
-    guild_id: int
-    allowed_channels: tuple[int, ...] = ()  # empty: every channel
-    cooldown_s: float | None = None
-    daily_quota: int | None = None
-    queue_cap: int | None = None
-    blocked_terms: tuple[str, ...] = field(default_factory=tuple)
-
-
 def _job(row: sqlite3.Row | None) -> JobRecord | None:
-    return None if row is None else JobRecord(**{f.name: row[f.name] for f in fields(JobRecord)})
+    if row is None:
+        return None
+    values = {f.name: row[f.name] for f in fields(JobRecord)}
+    return JobRecord(**{**values, "status": JobStatus(values["status"])})
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older database up to :data:`SCHEMA_VERSION` (version 1 had no report column)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "report" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN report TEXT")
 
 
 class Store:
@@ -150,6 +127,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
+            _migrate(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return db
 
@@ -169,14 +147,20 @@ class Store:
         values = {f.name: getattr(record, f.name) for f in fields(JobRecord)}
         await self._run(INSERT_JOB, values)
 
-    async def set_status(self, job_id: str, status: str) -> None:
+    async def set_status(self, job_id: str, status: JobStatus) -> None:
         await self._run(SET_STATUS, (status, job_id))
 
     async def set_message(self, job_id: str, message_id: int) -> None:
         await self._run(SET_MESSAGE, (message_id, job_id))
 
     async def finish_job(
-        self, job_id: str, *, status: str, outcome: str, timings: dict[str, float], message_id: int | None = None
+        self,
+        job_id: str,
+        *,
+        status: JobStatus,
+        outcome: str,
+        report: FaceReport | None = None,
+        message_id: int | None = None,
     ) -> None:
         """Record how a job ended; the interaction token is dropped (it is useless after 15 minutes anyway)."""
         await self._run(
@@ -185,7 +169,8 @@ class Store:
                 "id": job_id,
                 "status": status,
                 "outcome": outcome,
-                "timings": json.dumps(timings),
+                "timings": json.dumps(dict(report.timings_s) if report is not None else {}),
+                "report": None if report is None else json.dumps(report.to_json()),
                 "finished_at": time.time(),
                 "message_id": message_id,
             },
@@ -195,7 +180,7 @@ class Store:
         rows = await self._run(GET_JOB, (job_id,))
         return _job(rows[0] if rows else None)
 
-    async def jobs_with_status(self, *statuses: str) -> list[JobRecord]:
+    async def jobs_with_status(self, *statuses: JobStatus) -> list[JobRecord]:
         rows = await self._run(JOBS_WITH_STATUS.format(marks=",".join("?" * len(statuses))), statuses)
         return [record for row in rows if (record := _job(row)) is not None]
 

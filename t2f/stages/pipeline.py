@@ -1,70 +1,25 @@
-"""FacePipeline: text -> image -> face -> mesh -> files, each stage timed.
+"""FacePipeline: image -> face -> mesh, each stage timed; it also holds the text-to-image stage.
 
-Stages are passed in (built once at start-up); ``reconstruct`` works from any image, and
-``generate`` paints one first. Results are plain data; :func:`result_files` turns a result into
-the bytes of every output file, and only the caller writes them.
+Stages are passed in (built once at start-up, see :mod:`t2f.build`); ``reconstruct`` works from any
+image. Results are plain data (:class:`~t2f.faces.FaceResult`); :mod:`t2f.export.package` turns a
+result into file bytes, and only the caller writes them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from t2f.detect import FaceBox, FaceDetector, crop_from_mtcnn_box
 from t2f.errors import InvalidRequest, T2FError
-from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.outputs import IMAGE_FILE, PREVIEW_FILE, jpeg_bytes, png_bytes
-from t2f.prnet.model import PRNet
-from t2f.prnet.postprocess import (
-    FaceCrop,
-    FaceMesh,
-    build_face_mesh,
-    crop_from_landmarks,
-    crop_whole_image,
-    restore_position_map,
-)
-from t2f.prnet.uv import UVData
-from t2f.render import preview_strip
+from t2f.faces import FaceBox, FaceCrop, FaceResult
+from t2f.stages.detect import FaceDetector, crop_from_mtcnn_box
+from t2f.stages.prnet.model import PRNet
+from t2f.stages.prnet.postprocess import build_face_mesh, crop_from_landmarks, crop_whole_image, restore_position_map
+from t2f.stages.prnet.uv import UVData
+from t2f.timing import timed
 
 CROP_MODES = ("detect", "whole")
-
-
-@dataclass(frozen=True)
-class FaceResult:
-    """One reconstructed face.
-
-    Attributes
-    ----------
-    image : (H, W, 3) uint8 RGB the face was found in.
-    mesh : the dense mesh.
-    crop : PRNet's input crop and its transform.
-    box : the detector's box, or ``None`` when the whole image was the crop.
-    faces_found : how many faces the detector saw (the largest was used); 1 for a whole-image crop.
-    timings : seconds per stage (``detect``, ``prnet``, ``postprocess``).
-    """
-
-    image: np.ndarray
-    mesh: FaceMesh
-    crop: FaceCrop
-    box: FaceBox | None
-    faces_found: int
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@contextmanager
-def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    """Add the seconds spent inside the block to ``timings[stage]``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 class FacePipeline:
@@ -74,7 +29,8 @@ class FacePipeline:
     ----------
     prnet, uv : the reconstruction network and its UV data.
     detector : MTCNN, needed for ``crop="detect"``; built lazily when missing.
-    text_to_image : the diffusion stage, needed only by :meth:`generate`.
+    text_to_image : the diffusion stage (a :class:`~t2f.stages.text2img.TextToImage` or anything with its
+        ``generate_batch``), used by the serving layer; ``None`` for photo reconstruction.
     """
 
     def __init__(
@@ -169,59 +125,3 @@ class FacePipeline:
                 mesh = build_face_mesh(image, pos, self.uv)
             results.append(FaceResult(image, mesh, face_crop, box, count, stage_times))
         return results
-
-    def generate(
-        self, request: Any, *, crop: str = "detect", on_step: Callable[[Any], None] | None = None
-    ) -> tuple[Any, FaceResult | None]:
-        """Paint ``request`` (a :class:`~t2f.text2img.FaceRequest`) and reconstruct its face.
-
-        Returns the :class:`~t2f.text2img.FaceImage` and the face, or ``None`` when the image was withheld.
-        """
-        if self.text_to_image is None:
-            raise InvalidRequest("This pipeline has no text-to-image stage.")
-        painted = self.text_to_image.generate(request, on_step=on_step)
-        if painted.image is None:
-            return painted, None
-        return painted, self.reconstruct(painted.image, crop=crop)
-
-
-def result_files(
-    result: FaceResult,
-    timings: dict[str, float] | None = None,
-    *,
-    outputs: tuple[str, ...] = ("obj", "textured", "glb"),
-) -> dict[str, bytes]:
-    """The output files of a face, by name; export times are added to ``timings`` when given.
-
-    Always ``image.png`` and ``preview.jpg``; ``face.obj`` (vertex colours) for "obj",
-    ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb".
-    """
-    stage_times = timings if timings is not None else {}
-    files = {IMAGE_FILE: png_bytes(result.image)}
-    with timed(stage_times, "export_obj"):
-        if "obj" in outputs:
-            files["face.obj"] = obj_bytes(result.mesh)
-        if "textured" in outputs:
-            files.update(textured_obj_files(result.mesh, stem="face_textured"))
-    with timed(stage_times, "export_glb"):
-        if "glb" in outputs:
-            files["face.glb"] = glb_bytes(result.mesh)
-    with timed(stage_times, "preview"):
-        files[PREVIEW_FILE] = jpeg_bytes(preview_strip(result.image, result.mesh))
-    return files
-
-
-def face_metadata(result: FaceResult) -> dict[str, Any]:
-    """JSON-friendly facts about a face: landmarks, pose, crop, box."""
-    yaw, pitch, roll = np.degrees(result.mesh.pose)
-    return {
-        "vertices": len(result.mesh.vertices),
-        "triangles": len(result.mesh.triangles),
-        "pose_deg": None if np.isnan(yaw) else {"yaw": round(float(yaw), 2), "pitch": round(float(pitch), 2),
-                                                "roll": round(float(roll), 2)},
-        "landmarks_68": np.round(result.mesh.landmarks, 3).tolist(),
-        "faces_found": result.faces_found,
-        "box_ltrb": None if result.box is None else [round(v, 1) for v in (result.box.left, result.box.top,
-                                                                           result.box.right, result.box.bottom)],
-        "crop": {"center_xy": np.round(result.crop.center_xy, 2).tolist(), "side": round(result.crop.side, 2)},
-    }  # fmt: skip

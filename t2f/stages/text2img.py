@@ -9,76 +9,21 @@ It never re-implements the pipeline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from t2f.bounds import GUIDANCE, SEED, STEPS, check_image_size
 from t2f.errors import InvalidRequest, ModelUnavailable
-from t2f.taesd import LatentPreviewer
-from t2f.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
+from t2f.faces import FaceImage, FaceRequest, StepCallback, StepProgress
+from t2f.files.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
+from t2f.stages.taesd import LatentPreviewer
 
-MAX_SEED = 2**63 - 1
 WITHHELD_BY_SAFETY = "The safety filter flagged this image, so it was withheld. Try a different prompt or seed."
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class FaceRequest:
-    """One image to paint. ``size`` is the side of the square image in pixels (a multiple of 8)."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 25
-    guidance: float = 7.5
-    size: int = 512
-
-
-@dataclass(frozen=True)
-class FaceImage:
-    """What the stage made of one :class:`FaceRequest`.
-
-    Attributes
-    ----------
-    request : the request this answers.
-    image : (size, size, 3) uint8 RGB, or ``None`` when withheld.
-    nsfw : the safety checker's verdict; ``None`` when no check ran (checker switched off).
-    withheld_reason : a sentence for the user when ``image`` is ``None``, else ``None``.
-    dropped_prompt : the end of the prompt the text encoder could not read ("" when all fitted).
-    timings : seconds per phase: ``encode_and_denoise`` and ``decode_and_safety``, shared by a batch.
-    """
-
-    request: FaceRequest
-    image: np.ndarray | None
-    nsfw: bool | None
-    withheld_reason: str | None
-    dropped_prompt: str
-    timings: dict[str, float]
-
-    @property
-    def prompt_truncated(self) -> bool:
-        """True when part of the prompt was cut at the text encoder's token limit."""
-        return bool(self.dropped_prompt)
-
-
-@dataclass(frozen=True)
-class StepProgress:
-    """One finished denoising step of a batch.
-
-    ``previews`` holds one (h, w, 3) uint8 TAESD preview per request when previews were asked for
-    on this step, else ``None``.
-    """
-
-    step: int
-    total: int
-    previews: tuple[np.ndarray, ...] | None = None
-
-
-StepCallback = Callable[[StepProgress], None]
 
 
 def make_scheduler(name: str, config: Any) -> Any:
@@ -229,14 +174,10 @@ class TextToImage:
         """Raise :class:`InvalidRequest` quoting the first value the stage cannot use."""
         if not request.prompt.strip():
             raise InvalidRequest("The prompt is empty; describe the face you want.")
-        if not 64 <= request.size <= 1024 or request.size % 8:
-            raise InvalidRequest(f"Image size {request.size} is not allowed; use 64 to 1024 pixels, a multiple of 8.")
-        if not 1 <= request.steps <= 150:
-            raise InvalidRequest(f"Steps {request.steps} is not allowed; use 1 to 150.")
-        if not 0.0 <= request.guidance <= 30.0:
-            raise InvalidRequest(f"Guidance {request.guidance:g} is not allowed; use 0 to 30.")
-        if not 0 <= request.seed <= MAX_SEED:
-            raise InvalidRequest(f"Seed {request.seed} is not allowed; use 0 to {MAX_SEED}.")
+        check_image_size(request.size)
+        STEPS.check(request.steps, "Steps")
+        GUIDANCE.check(request.guidance, "Guidance")
+        SEED.check(request.seed, "Seed")
 
     @staticmethod
     def check_batch(requests: Sequence[FaceRequest]) -> None:

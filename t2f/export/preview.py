@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from t2f.prnet.postprocess import FaceMesh, decimate
+from t2f.faces import FaceMesh, decimate
 
 PANEL = 256
 # Pixels tested per triangle along each axis, by triangle size. Most preview triangles have 3 to 5

@@ -1,7 +1,8 @@
 """The local backend: the whole face pipeline on this machine's GPU (or CPU), one batch at a time.
 
-Runs on the service's worker thread. Diffusion is batched; reconstruction and export follow job by
-job. Any failure of one job becomes that job's result; a crash never escapes to the worker.
+``run_batch`` runs on the service's worker thread: diffusion and PRNet are batched. ``export`` (the
+files of one face) runs on the service's CPU thread. Any failure of one job becomes that job's
+result; a crash never escapes to the worker.
 """
 
 from __future__ import annotations
@@ -10,19 +11,29 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from t2f.errors import T2FError
-from t2f.pipeline import FacePipeline, face_metadata, result_files
-from t2f.prnet.postprocess import decimate
-from t2f.service import FAILED, JobProgress, JobRequest, JobResult
-from t2f.text2img import FaceRequest, StepProgress
-from t2f.uploads import fit_for_upload
+from t2f.export.package import result_files
+from t2f.faces import FaceImage, FaceRequest, FaceResult, StepProgress, decimate
+from t2f.files.outputs import IMAGE_FILE, png_bytes
+from t2f.report import FaceReport
+from t2f.serve.jobs import (
+    CANCELLED,
+    FinishedFace,
+    JobPhase,
+    JobProgress,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    failed,
+)
+from t2f.serve.uploads import fit_for_upload
+from t2f.stages.pipeline import FacePipeline
+from t2f.stages.prnet.checkpoint import provenance
 
 log = logging.getLogger(__name__)
-CANCELLED = "Cancelled."
 OUT_OF_MEMORY = "The GPU ran out of memory for this face (job {job_id}); please try again in a moment."
 
 
@@ -51,7 +62,7 @@ class LocalFaceBackend:
     pipeline : a :class:`FacePipeline` with its text-to-image stage.
     crop : "detect" (MTCNN) or "whole".
     preview_every : attach a TAESD preview every N steps (when the stage has a previewer).
-    defer_exports : hand file writing back as ``JobResult.export`` for the service's CPU thread.
+    defer_exports : return :class:`FinishedFace` for the service to export on its CPU thread (else export here).
     """
 
     def __init__(
@@ -86,8 +97,8 @@ class LocalFaceBackend:
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult]:
-        """Paint the batch, then detect and run PRNet on all its faces at once; files are written later."""
+    ) -> list[JobResult | FinishedFace]:
+        """Paint the batch, then detect and run PRNet on all its faces at once; files are written by :meth:`export`."""
         started = time.perf_counter()
 
         def on_step(progress: StepProgress) -> None:
@@ -95,51 +106,69 @@ class LocalFaceBackend:
                 raise JobAborted
             for index, job in enumerate(jobs):
                 preview = progress.previews[index] if progress.previews else None
-                report(JobProgress(job.job_id, "painting", progress.step, progress.total, preview))
+                report(JobProgress(job.job_id, JobPhase.PAINTING, progress.step, progress.total, preview))
 
         try:
             painted = self.pipeline.text_to_image.generate_batch(
                 [job.face for job in jobs], on_step=on_step, preview_every=self.preview_every
             )
         except JobAborted:
-            return [JobResult(job.job_id, "cancelled", user_message=CANCELLED) for job in jobs]
+            return [JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in jobs]
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
             release_cached_memory()
             if len(jobs) == 1:
                 log.warning("out of GPU memory with a single job %s", jobs[0].job_id)
-                return [JobResult(jobs[0].job_id, "failed", user_message=OUT_OF_MEMORY.format(job_id=jobs[0].job_id))]
+                message = OUT_OF_MEMORY.format(job_id=jobs[0].job_id)
+                return [JobResult(jobs[0].job_id, JobStatus.FAILED, user_message=message)]
             half = len(jobs) // 2  # the largest batch that fits is found in log2(batch) retries
             log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half, len(jobs) - half)
             return self.run_batch(jobs[:half], report, cancelled) + self.run_batch(jobs[half:], report, cancelled)
         paint_s = (time.perf_counter() - started) / len(jobs)
-        results: dict[str, JobResult] = {}
-        todo = []
+        results: dict[str, JobResult | FinishedFace] = {}
+        todo: list[tuple[JobRequest, np.ndarray, FaceReport]] = []
         for job, image in zip(jobs, painted, strict=True):
-            metadata = self._metadata(job, image, paint_s)
+            face_report = self._painting_report(image, paint_s)
             if cancelled(job.job_id):
-                results[job.job_id] = JobResult(job.job_id, "cancelled", user_message=CANCELLED)
+                results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
             elif image.image is None:
                 results[job.job_id] = JobResult(
-                    job.job_id, "withheld", metadata=metadata, user_message=image.withheld_reason
+                    job.job_id, JobStatus.WITHHELD, report=face_report, user_message=image.withheld_reason
                 )
             else:
-                report(JobProgress(job.job_id, "reconstructing"))
-                todo.append((job, image.image, metadata))
+                report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
+                todo.append((job, image.image, face_report))
         if todo:
             faces = self._reconstruct([image for _, image, _ in todo], [job.job_id for job, _, _ in todo])
-            for (job, image, metadata), face in zip(todo, faces, strict=True):
-                results[job.job_id] = self._reconstructed(job, image, metadata, face, paint_s)
+            for (job, image, face_report), face in zip(todo, faces, strict=True):
+                results[job.job_id] = self._reconstructed(job, image, face_report, face, paint_s)
         return [results[job.job_id] for job in jobs]
 
-    def _reconstruct(self, images: list[np.ndarray], job_ids: list[str]) -> list[Any]:
+    def export(self, finished: FinishedFace) -> JobResult:
+        """The files of one face, fitted to the job's upload budget; a lighter mesh only when they do not fit."""
+        started = time.perf_counter()
+        job, face = finished.job, finished.face
+        timings: dict[str, float] = {}
+        files = result_files(face, timings, outputs=(job.output,))
+        upload_note = None
+        if job.upload is not None:
+
+            def lighter() -> dict[str, bytes]:
+                return result_files(dataclasses.replace(face, mesh=decimate(face.mesh)), outputs=(job.output,))
+
+            files, upload_note = fit_for_upload(files, budget=job.upload, lighter=lighter)
+        face_report = dataclasses.replace(finished.report.with_timings(timings), upload_note=upload_note)
+        seconds = finished.seconds + time.perf_counter() - started
+        return JobResult(job.job_id, JobStatus.DONE, files=files, report=face_report, seconds=seconds)
+
+    def _reconstruct(self, images: list[np.ndarray], job_ids: list[str]) -> list[FaceResult | T2FError | None]:
         """Faces (or their errors, or None after a crash) for ``images``, PRNet batched over them.
 
         Out of GPU memory with several images, each is tried alone before any is given up.
         """
         try:
-            return self.pipeline.reconstruct_many(images, crop=self.crop)
+            return list(self.pipeline.reconstruct_many(images, crop=self.crop))
         except Exception as exc:
             if is_out_of_memory(exc) and len(images) > 1:
                 release_cached_memory()
@@ -149,42 +178,26 @@ class LocalFaceBackend:
             log.exception("reconstruction failed for jobs %s", job_ids)
             return [None] * len(images)
 
-    @staticmethod
-    def _metadata(job: JobRequest, painted: Any, paint_s: float) -> dict[str, Any]:
-        return {
-            "prompt": job.face.prompt, "negative_prompt": job.face.negative_prompt, "seed": job.face.seed,
-            "steps": job.face.steps, "guidance": job.face.guidance, "size": job.face.size,
-            "model": getattr(painted, "model", None), "dropped_prompt": painted.dropped_prompt,
-            "timings_s": {"text_to_image": round(paint_s, 3)},
-        }  # fmt: skip
+    def _painting_report(self, painted: FaceImage, paint_s: float) -> FaceReport:
+        stage = self.pipeline.text_to_image
+        face_report = FaceReport.of_painting(
+            painted, model=getattr(stage, "model", "unknown"), revision=getattr(stage, "revision", None)
+        )
+        return dataclasses.replace(face_report, timings_s={"text_to_image": round(paint_s, 4)})
 
     def _reconstructed(
-        self, job: JobRequest, image: np.ndarray, metadata: dict[str, Any], face: Any, paint_s: float
-    ) -> JobResult:
-        metadata["model"] = getattr(self.pipeline.text_to_image, "model", "unknown")
+        self,
+        job: JobRequest,
+        image: np.ndarray,
+        face_report: FaceReport,
+        face: FaceResult | T2FError | None,
+        paint_s: float,
+    ) -> JobResult | FinishedFace:
         if face is None:
-            return JobResult(job.job_id, "failed", metadata=metadata, user_message=FAILED.format(job_id=job.job_id))
-        if isinstance(face, T2FError):  # no face, and other problems the user can act on: still show the image
-            from t2f.outputs import IMAGE_FILE, png_bytes
-
-            return JobResult(job.job_id, "failed", files={IMAGE_FILE: png_bytes(image)}, metadata=metadata,
+            return dataclasses.replace(failed(job.job_id), report=face_report)
+        if isinstance(face, T2FError):  # no face, and other problems the member can act on: still show the image
+            return JobResult(job.job_id, JobStatus.FAILED, files={IMAGE_FILE: png_bytes(image)}, report=face_report,
                              user_message=face.user_message, seconds=paint_s)  # fmt: skip
-        metadata["timings_s"].update({k: round(v, 3) for k, v in face.timings.items()})
-        metadata["face"] = {k: v for k, v in face_metadata(face).items() if k != "landmarks_68"}
-
-        def export() -> JobResult:
-            started = time.perf_counter()
-            timings: dict[str, float] = {}
-            files = result_files(face, timings, outputs=(job.output,))
-            lighter = dataclasses.replace(face, mesh=decimate(face.mesh))
-            files, upload_note = fit_for_upload(
-                files, per_file=job.max_file_bytes, lighter=lambda: result_files(lighter, outputs=(job.output,))
-            )
-            metadata["timings_s"].update({k: round(v, 3) for k, v in timings.items()})
-            metadata["upload_note"] = upload_note
-            return JobResult(job.job_id, "done", files=files, metadata=metadata,
-                             seconds=paint_s + time.perf_counter() - started)  # fmt: skip
-
-        if not self.defer_exports:
-            return export()
-        return JobResult(job.job_id, "done", metadata=metadata, seconds=paint_s, export=export)
+        face_report = face_report.with_face(face, provenance(self.pipeline.prnet.config))
+        finished = FinishedFace(job=job, face=face, report=face_report, seconds=paint_s)
+        return finished if self.defer_exports else self.export(finished)

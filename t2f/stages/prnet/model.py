@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from t2f.errors import ModelUnavailable
-from t2f.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
-from t2f.prnet.network import ResFCN256
+from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
+from t2f.stages.prnet.network import ResFCN256
 
 FETCH_HINT = "Fetch and convert the official weights with: t2f download"
 

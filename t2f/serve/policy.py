@@ -11,18 +11,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from t2f.config import MAX_COOLDOWN_S
+from t2f.bounds import COOLDOWN_S
 from t2f.errors import T2FError
-from t2f.moderation import PromptFilter
-from t2f.service import JobService
-from t2f.store import GuildSettings, Store
+from t2f.serve.moderation import PromptFilter
+from t2f.serve.records import GuildSettings
+from t2f.serve.service import JobService
+
+if TYPE_CHECKING:  # the store is passed in; importing it here would pull SQLite into every importer
+    from t2f.serve.store import Store
 
 PRUNE_EVERY_S = 60.0
 
 
 class Refused(T2FError):
     """A request this server's rules do not allow right now."""
+
+
+class WrongChannel(Refused):
+    """The server allows requests only in ``channels`` (ids; the chat front-end shows them its own way)."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__("Faces are not enabled in this channel.")
+        self.channels = channels
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,7 @@ class Policy:
         """
         settings = await self.store.guild_settings(guild_id) if guild_id is not None else GuildSettings(guild_id=0)
         if settings.allowed_channels and channel_id not in settings.allowed_channels:
-            places = ", ".join(f"<#{c}>" for c in settings.allowed_channels[:5])
-            raise Refused(f"/face is not enabled in this channel. Try {places}.")
+            raise WrongChannel(settings.allowed_channels)
         if guild_id is not None and await self.store.is_banned(guild_id, user_id):
             raise Refused("You are not allowed to use /face on this server.")
         self.prompt_filter.with_terms(list(settings.blocked_terms)).check(prompt)
@@ -90,7 +101,7 @@ class Policy:
         self._last_request[key] = now
         if now - self._pruned_at >= PRUNE_EVERY_S:  # a long-running bot meets many members once each
             # A request older than the longest possible cooldown can never block anyone again.
-            self._last_request = {k: t for k, t in self._last_request.items() if now - t < MAX_COOLDOWN_S}
+            self._last_request = {k: t for k, t in self._last_request.items() if now - t < COOLDOWN_S.high}
             self._pruned_at = now
         return settings
 

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from t2f.errors import ModelUnavailable
-from t2f.fetch import copy_verified, fetch_file
-from t2f.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, import_tf_checkpoint
-from t2f.prnet.upstream import (
+from t2f.files.fetch import copy_verified, fetch_file
+from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, import_tf_checkpoint
+from t2f.stages.prnet.upstream import (
     CHECKPOINT_DATA_SHA256,
     CHECKPOINT_DATA_URL,
     CHECKPOINT_INDEX_SHA256,
     CHECKPOINT_NAME,
     UPSTREAM_DATA_URL,
 )
-from t2f.prnet.uv import UV_FILES, UVData, face_indices_from_mask, load_mask, triangles_from_mask
+from t2f.stages.prnet.uv import UV_FILES, UVData, face_indices_from_mask, load_mask, triangles_from_mask
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""Every allowed range of t2f, declared once.
+
+Settings (``t2f.config``), the stages' request checks, the Discord commands' ``Range`` options and
+``/faceadmin`` all read these, so a bound changes in one place. Two families:
+
+- what the library accepts (a CLI user or an operator may ask for any of it);
+- what a chat member may ask for (narrower: a shared GPU serves everyone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from t2f.errors import InvalidRequest
+
+Number = TypeVar("Number", int, float)
+
+
+@dataclass(frozen=True)
+class Bound(Generic[Number]):
+    """A closed range ``low..high`` of ints or floats."""
+
+    low: Number
+    high: Number
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int | float) and self.low <= value <= self.high
+
+    @property
+    def text(self) -> str:
+        """``low..high`` as settings and messages write it."""
+        return f"{number_text(self.low)}..{number_text(self.high)}"
+
+    def check(self, value: Number, what: str) -> Number:
+        """Return ``value`` or raise :class:`InvalidRequest` naming ``what`` and the range."""
+        if value not in self:
+            raise InvalidRequest(
+                f"{what} {number_text(value)} is not allowed; use {number_text(self.low)} to {number_text(self.high)}."
+            )
+        return value
+
+
+def number_text(value: float) -> str:
+    """An int in full (seeds have 19 digits), a float in its shortest form (7.5, 30)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+# What the text-to-image stage accepts.
+STEPS = Bound(1, 150)
+GUIDANCE = Bound(0.0, 30.0)
+IMAGE_SIZE = Bound(64, 1024)
+IMAGE_SIZE_MULTIPLE = 8  # the VAE downsamples by 8
+SEED = Bound(0, 2**63 - 1)  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+# What a chat member may ask for in one request.
+MEMBER_PROMPT_CHARS = Bound(3, 300)
+MEMBER_NEGATIVE_CHARS = Bound(0, 300)
+MEMBER_STEPS = Bound(5, 50)
+MEMBER_GUIDANCE = Bound(1.0, 15.0)
+
+# The service and admission limits (bot-wide settings, and a server's own through /faceadmin).
+MAX_BATCH = Bound(1, 32)
+QUEUE_CAPACITY = Bound(1, 1000)
+USER_PENDING = Bound(1, 20)
+COOLDOWN_S = Bound(0.0, 3600.0)  # the policy forgets requests older than the longest cooldown
+DAILY_QUOTA = Bound(1, 10000)
+JOB_TIMEOUT_S = Bound(10.0, 3600.0)
+PROGRESS_INTERVAL_S = Bound(1.0, 60.0)
+BLOCKED_TERM_CHARS = Bound(2, 100)
+
+
+def check_image_size(size: int) -> int:
+    """Return ``size`` or raise :class:`InvalidRequest`: 64..1024 pixels, a multiple of 8."""
+    if size not in IMAGE_SIZE or size % IMAGE_SIZE_MULTIPLE:
+        raise InvalidRequest(
+            f"Image size {size} is not allowed; use {IMAGE_SIZE.low} to {IMAGE_SIZE.high} pixels, "
+            f"a multiple of {IMAGE_SIZE_MULTIPLE}."
+        )
+    return size

@@ -1,0 +1,68 @@
+"""Building the stages and the local backend from :class:`~t2f.config.Settings` (models load here, once).
+
+Used by the CLI and ``bot.py``; the heavy libraries (torch, diffusers, TensorFlow) are imported inside
+these functions, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from t2f.config import Settings
+
+if TYPE_CHECKING:
+    from t2f.serve.backend import LocalFaceBackend
+    from t2f.stages.pipeline import FacePipeline
+    from t2f.stages.text2img import TextToImage
+
+
+def load_text_to_image(settings: Settings) -> TextToImage:
+    """The text-to-image stage, on the configured device and dtype, with the configured speed-ups."""
+    from t2f.stages.text2img import TextToImage
+
+    return TextToImage.from_pretrained(
+        settings.model,
+        revision=settings.model_revision,
+        device=settings.resolved_device(),
+        dtype=settings.resolved_dtype(),
+        scheduler=settings.scheduler,
+        safety_checker=settings.safety_checker,
+        cache_dir=settings.cache_dir,
+        taesd=settings.taesd,
+        channels_last=settings.speedup("channels_last"),
+        fuse_qkv=settings.speedup("fuse_qkv"),
+        compile_unet=settings.compile,
+    )
+
+
+def load_face_pipeline(
+    settings: Settings, *, text_to_image: TextToImage | None = None, crop: str = "whole"
+) -> FacePipeline:
+    """PRNet (weights + UV data from the PRNet folder) wrapped in a :class:`FacePipeline`.
+
+    With ``crop="detect"`` the face detector is built here too, so its start-up is not a face's time.
+    """
+    from t2f.stages.detect import FaceDetector
+    from t2f.stages.pipeline import FacePipeline
+    from t2f.stages.prnet.model import PRNet
+    from t2f.stages.prnet.uv import UVData
+    from t2f.stages.text2img import TORCH_DTYPES
+
+    folder = settings.resolved_prnet_dir()
+    prnet = PRNet.from_pretrained(
+        folder,
+        device=settings.resolved_device(),
+        dtype=TORCH_DTYPES[settings.resolved_dtype()],
+        channels_last=settings.speedup("channels_last"),
+        compile_network=settings.compile,
+    )
+    detector = FaceDetector() if crop == "detect" else None
+    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
+
+
+def load_backend(settings: Settings) -> LocalFaceBackend:
+    """Every model the bot needs, behind the local backend (TAESD previews every 5 steps when configured)."""
+    from t2f.serve.backend import LocalFaceBackend
+
+    pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
+    return LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0)

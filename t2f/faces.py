@@ -1,0 +1,193 @@
+"""The types that flow between stages: numpy arrays and plain values, no torch, no I/O.
+
+``FaceRequest`` -> text-to-image -> ``FaceImage`` -> detection -> ``FaceBox`` / ``FaceCrop`` ->
+PRNet -> ``FaceMesh`` inside a ``FaceResult``. Every stage, exporter and the serving layer speak
+these, so any of them can be tested or replaced alone. Coordinates are image pixels with x to the
+right (column), y down (row) and z towards the camera, in the frame of the source image.
+
+The UV-grid helpers live here too because they define a ``FaceMesh``'s topology: PRNet's vertices
+are pixels of a 256 x 256 UV grid, and a mesh is re-triangulated (:func:`decimate`) by that grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+UV_SIZE = 256  # side of PRNet's UV position map
+
+
+@dataclass(frozen=True)
+class FaceRequest:
+    """One image to paint. ``size`` is the side of the square image in pixels (a multiple of 8)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 7.5
+    size: int = 512
+
+
+@dataclass(frozen=True)
+class FaceImage:
+    """What the text-to-image stage made of one :class:`FaceRequest`.
+
+    Attributes
+    ----------
+    request : the request this answers.
+    image : (size, size, 3) uint8 RGB, or ``None`` when withheld.
+    nsfw : the safety checker's verdict; ``None`` when no check ran (checker switched off).
+    withheld_reason : a sentence for the user when ``image`` is ``None``, else ``None``.
+    dropped_prompt : the end of the prompt the text encoder could not read ("" when all fitted).
+    timings : seconds per phase: ``encode_and_denoise`` and ``decode_and_safety``, shared by a batch.
+    """
+
+    request: FaceRequest
+    image: np.ndarray | None
+    nsfw: bool | None
+    withheld_reason: str | None
+    dropped_prompt: str
+    timings: dict[str, float]
+
+    @property
+    def prompt_truncated(self) -> bool:
+        """True when part of the prompt was cut at the text encoder's token limit."""
+        return bool(self.dropped_prompt)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """One finished denoising step of a batch.
+
+    ``previews`` holds one (h, w, 3) uint8 TAESD preview per request when previews were asked for
+    on this step, else ``None``.
+    """
+
+    step: int
+    total: int
+    previews: tuple[np.ndarray, ...] | None = None
+
+
+StepCallback = Callable[[StepProgress], None]
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: left, top, right, bottom in image pixels, and the detector's confidence."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    confidence: float = 1.0
+
+    @property
+    def size(self) -> float:
+        """s = (width + height) / 2."""
+        return ((self.right - self.left) + (self.bottom - self.top)) / 2
+
+    @property
+    def center_xy(self) -> np.ndarray:
+        """(2,) float64 centre in image pixels."""
+        return np.array([(self.left + self.right) / 2, (self.top + self.bottom) / 2])
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """PRNet's input and how it maps back to the source image.
+
+    Attributes
+    ----------
+    image : (256, 256, 3) float32 RGB in [0, 1], the only float image between stages (PRNet's input).
+    tform : (3, 3) float64 similarity (scale and translation) from source-image (x, y, 1) to crop pixels.
+    center_xy : (2,) float64 crop centre in source-image pixels.
+    side : crop side in source-image pixels.
+    """
+
+    image: np.ndarray
+    tform: np.ndarray
+    center_xy: np.ndarray
+    side: float
+
+
+@dataclass(frozen=True)
+class FaceMesh:
+    """A dense PRNet face.
+
+    Attributes
+    ----------
+    vertices : (V, 3) float32 source-image pixels (x right, y down, z towards the camera).
+    triangles : (F, 3) int32 0-based, counter-clockwise in the image plane (y down).
+    colors : (V, 3) uint8 RGB sampled from the source image.
+    uv : (V, 2) float32 texture coordinates in [0, 1), u right, v down.
+    texture : (256, 256, 3) uint8 UV texture map.
+    landmarks : (68, 3) float32 iBUG-68 points, same frame as ``vertices``.
+    pose : (3,) float64 yaw, pitch, roll in radians (all NaN when the geometry has no pose).
+    image_shape : (height, width) of the source image.
+    """
+
+    vertices: np.ndarray
+    triangles: np.ndarray
+    colors: np.ndarray
+    uv: np.ndarray
+    texture: np.ndarray
+    landmarks: np.ndarray
+    pose: np.ndarray
+    image_shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One reconstructed face.
+
+    Attributes
+    ----------
+    image : (H, W, 3) uint8 RGB the face was found in.
+    mesh : the dense mesh.
+    crop : PRNet's input crop and its transform.
+    box : the detector's box, or ``None`` when the whole image (or given landmarks) made the crop.
+    faces_found : how many faces the detector saw (the largest was used); 1 without detection.
+    timings : seconds per stage (``detect``, ``prnet``, ``postprocess``).
+    """
+
+    image: np.ndarray
+    mesh: FaceMesh
+    crop: FaceCrop
+    box: FaceBox | None
+    faces_found: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def grid_triangles(ids: np.ndarray, *, skip_vertex_zero: bool = False) -> np.ndarray:
+    """Triangulate a grid of vertex ids (-1 = no vertex) the way PRNet does.
+
+    Each 2x2 quad A=(u,v), B=(u+1,v), C=(u,v+1), D=(u+1,v+1), visited row by row, yields
+    [A, B, C] then [B, D, C] when all three corners are vertices.
+
+    Returns
+    -------
+    triangles : (F, 3) int32 vertex ids, counter-clockwise in pixel coordinates (y down).
+    """
+    a, b, c, d = ids[:-1, :-1], ids[:-1, 1:], ids[1:, :-1], ids[1:, 1:]
+    quads = np.stack([np.stack([a, b, c], -1), np.stack([b, d, c], -1)], axis=2)  # (rows, cols, 2, 3)
+    triangles = quads.reshape(-1, 3)
+    keep = (triangles > 0) if skip_vertex_zero else (triangles >= 0)
+    return triangles[keep.all(axis=1)].astype(np.int32)
+
+
+def decimate(mesh: FaceMesh, step: int = 2) -> FaceMesh:
+    """A lighter mesh: the vertices on every ``step``-th UV row and column, re-triangulated by the same rule.
+
+    ``step=2`` keeps about a quarter of the vertices; colours, UVs, texture, landmarks and pose carry over.
+    """
+    cols, rows = np.round(mesh.uv * UV_SIZE).astype(np.int64).T
+    keep = np.flatnonzero((rows % step == 0) & (cols % step == 0))
+    ids = np.full((UV_SIZE // step + 1, UV_SIZE // step + 1), -1, dtype=np.int64)
+    ids[rows[keep] // step, cols[keep] // step] = np.arange(keep.size)
+    return FaceMesh(
+        vertices=mesh.vertices[keep], triangles=grid_triangles(ids), colors=mesh.colors[keep], uv=mesh.uv[keep],
+        texture=mesh.texture, landmarks=mesh.landmarks, pose=mesh.pose, image_shape=mesh.image_shape,
+    )  # fmt: skip

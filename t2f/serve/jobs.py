@@ -1,0 +1,115 @@
+"""What the serving layer passes around: job requests, progress, results, statuses and phases.
+
+Numpy-only and free of I/O, so the Discord cogs can import it without pulling in torch or SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from t2f.errors import T2FError
+from t2f.faces import FaceRequest, FaceResult
+from t2f.report import FaceReport
+
+MESH_FORMATS = ("obj", "textured", "glb")
+FAILED = "Something went wrong while making your face (job {job_id}). The team has been told; please try again."
+CANCELLED = "Cancelled."
+
+
+class JobStatus(StrEnum):
+    """Where a job's record stands, from queued to how it ended."""
+
+    QUEUED = "queued"  # accepted, waiting for the worker
+    RUNNING = "running"  # the worker took it
+    DELIVERING = "delivering"  # finished; its message is being sent
+    DONE = "done"
+    WITHHELD = "withheld"  # the safety checker flagged the image
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    UNDELIVERED = "undelivered"  # finished, but the chat refused the message
+
+
+UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DELIVERING)  # resumed after a restart
+
+
+class JobPhase(StrEnum):
+    """What the worker is doing with a running job."""
+
+    STARTING = "starting"
+    PAINTING = "painting"
+    RECONSTRUCTING = "reconstructing"
+    EXPORTING = "exporting"
+
+
+class QueueFull(T2FError):
+    """The queue is at capacity (or the service is shutting down)."""
+
+
+@dataclass(frozen=True)
+class UploadBudget:
+    """How many bytes the result may take where it is delivered: per file and all files together."""
+
+    per_file: int
+    total: int
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A face to make: the generation request plus who asked, where, and what they want back.
+
+    ``upload`` is the delivery's byte budget; ``None`` (the CLI, a web page) keeps the files whole.
+    """
+
+    job_id: str
+    user_id: int
+    face: FaceRequest
+    output: str = "obj"  # one of MESH_FORMATS
+    guild_id: int | None = None
+    channel_id: int | None = None
+    upload: UploadBudget | None = None
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a running job is; ``preview`` is a small (h, w, 3) uint8 image of the painting so far."""
+
+    job_id: str
+    phase: JobPhase
+    step: int = 0
+    total: int = 0
+    preview: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job ended.
+
+    ``files`` maps names to bytes (the image alone when no face was found); ``report`` describes the
+    face as far as it got; ``user_message`` is a sentence for the member when it did not finish.
+    """
+
+    job_id: str
+    status: JobStatus
+    files: dict[str, bytes] = field(default_factory=dict)
+    report: FaceReport | None = None
+    user_message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class FinishedFace:
+    """A reconstructed face whose files are still to be written (the service writes them off the GPU thread)."""
+
+    job: JobRequest
+    face: FaceResult
+    report: FaceReport
+    seconds: float  # spent so far, painting and reconstructing
+
+
+def failed(job_id: str) -> JobResult:
+    """The result of a job that broke in a way the member cannot fix (the log has the details)."""
+    return JobResult(job_id, JobStatus.FAILED, user_message=FAILED.format(job_id=job_id))
