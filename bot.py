@@ -118,7 +118,7 @@ class T2FBot(commands.Bot):
         """
         payload = json.dumps([c.to_dict(self.tree) for c in self.tree.get_commands()], sort_keys=True, default=str)
         digest = hashlib.sha256(payload.encode()).hexdigest()
-        targets = [discord.Object(id=g) for g in self.settings.guild_ids] or [None]
+        targets: list[discord.Object | None] = [discord.Object(id=g) for g in self.settings.guild_ids] or [None]
         for guild in targets:
             key = f"commands:{guild.id if guild else 'global'}"
             if await self.store.get_meta(key) == digest:

@@ -8,7 +8,7 @@ the controls to everyone. Every reply is ephemeral and never pings.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -45,7 +45,7 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
     async def _reply(self, interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
-    async def _update(self, interaction: discord.Interaction, **changes: object) -> None:
+    async def _update(self, interaction: discord.Interaction, **changes: Any) -> None:
         assert interaction.guild_id is not None
         current = await self.bot.store.guild_settings(interaction.guild_id)
         await self.bot.store.save_guild_settings(dataclasses.replace(current, **changes))

@@ -17,6 +17,7 @@ from cogs.replies import NO_PINGS, answer_privately
 
 if TYPE_CHECKING:
     from bot import T2FBot
+    from cogs.face import FaceCog
 
 log = logging.getLogger(__name__)
 JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
@@ -45,7 +46,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"t2f:
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> JobButton:
         return cls(match["job_id"])
 
@@ -71,11 +72,11 @@ class RerollButton(JobButton, template=rf"t2f:reroll:{JOB_ID}"):
         if record is None:
             await interaction.response.send_message(GONE, ephemeral=True)
             return
-        cog = bot.get_cog("FaceCog")
+        cog = cast("FaceCog", bot.get_cog("FaceCog"))  # loaded with this cog's extension, before any button
         await cog.start_job(
             interaction,
             prompt=record.prompt,
-            negative_prompt=record.negative_prompt,  # type: ignore[union-attr]
+            negative_prompt=record.negative_prompt,
             steps=record.steps,
             guidance=record.guidance,
             output=record.output,

@@ -81,7 +81,9 @@ class FaceGeometry:
             pose=HeadPose.from_radians(result.mesh.pose),
             landmarks=tuple(tuple(row) for row in np.round(result.mesh.landmarks.astype(np.float64), 3).tolist()),
             faces_found=result.faces_found,
-            box_ltrb=None if box is None else tuple(round(v, 1) for v in (box.left, box.top, box.right, box.bottom)),
+            box_ltrb=None
+            if box is None
+            else (round(box.left, 1), round(box.top, 1), round(box.right, 1), round(box.bottom, 1)),
             crop_center_xy=tuple(np.round(result.crop.center_xy, 2).tolist()),
             crop_side=round(float(result.crop.side), 2),
         )

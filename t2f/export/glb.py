@@ -21,4 +21,6 @@ def glb_bytes(mesh: FaceMesh) -> bytes:
     tm = trimesh.Trimesh(
         vertices=vertices.astype(np.float32), faces=mesh.triangles[:, ::-1], vertex_colors=colors, process=False
     )
-    return tm.export(file_type="glb")
+    data = tm.export(file_type="glb")
+    assert isinstance(data, bytes)  # trimesh returns bytes for binary formats
+    return data

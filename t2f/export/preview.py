@@ -182,7 +182,7 @@ def shade(raster: Raster, triangles: np.ndarray, light: np.ndarray, colors: np.n
 def fit_image(image: np.ndarray, size: int = PANEL) -> np.ndarray:
     """(size, size, 3) uint8: ``image`` scaled to fit, centred on the background colour."""
     picture = Image.fromarray(image)
-    picture.thumbnail((size, size), Image.BILINEAR)
+    picture.thumbnail((size, size), Image.Resampling.BILINEAR)
     panel = Image.new("RGB", (size, size), tuple(int(c) for c in BACKGROUND))
     panel.paste(picture, ((size - picture.width) // 2, (size - picture.height) // 2))
     return np.asarray(panel)

@@ -29,7 +29,7 @@ def _table_chars(magnitude: np.ndarray, negative: np.ndarray, digits: int, separ
     cells[..., 0] = negative.view(np.uint8) * np.uint8(_MINUS)  # PAD (0) where not negative
     # Least significant digit first: decimals, then the whole part. Narrow integers divide faster.
     largest = magnitude.max(initial=0)
-    rest = magnitude.astype(np.uint16 if largest < 2**16 else np.uint32 if largest < 2**32 else np.uint64)
+    rest: np.ndarray = magnitude.astype(np.uint16 if largest < 2**16 else np.uint32 if largest < 2**32 else np.uint64)
     columns = list(range(width - 2, width - 2 - digits, -1)) + list(range(whole_width, 0, -1))
     for significance, column in enumerate(columns):  # one pass per digit position, never per row
         # Floor division by a constant has a fast path in numpy (libdivide); divmod is 5x slower.

@@ -54,7 +54,7 @@ def load_image(source: bytes | Path) -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise InvalidImage(f"The image is too large ({width}x{height} pixels); send one under 100 megapixels.")
@@ -81,5 +81,6 @@ def load_image(source: bytes | Path) -> LoadedImage:
     scale = 1.0
     if max(original) > MAX_SIDE:
         scale = MAX_SIDE / max(original)
-        image = image.resize((max(1, round(original[0] * scale)), max(1, round(original[1] * scale))), Image.LANCZOS)
+        size = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
     return LoadedImage(pixels=np.asarray(image, dtype=np.uint8).copy(), original_size=original, scale=scale)

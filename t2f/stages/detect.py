@@ -67,7 +67,7 @@ class FaceDetector:
             from PIL import Image
 
             size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-            small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         found = self._mtcnn.detect_faces(np.ascontiguousarray(small))
         boxes = [
             FaceBox(x / scale, y / scale, (x + w) / scale, (y + h) / scale, float(f["confidence"]))

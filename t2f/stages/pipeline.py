@@ -92,10 +92,12 @@ class FacePipeline:
                     found.append(self.find_face(image, crop=crop))
                 except T2FError as exc:
                     found.append(exc)
-        good = [i for i, f in enumerate(found) if not isinstance(f, T2FError)]
-        faces = self._reconstruct_found([images[i] for i in good], [found[i] for i in good], timings) if good else []  # type: ignore[misc]
-        by_index = dict(zip(good, faces, strict=True))
-        return [by_index.get(i, f) for i, f in enumerate(found)]  # type: ignore[misc]
+        good = [(i, f) for i, f in enumerate(found) if not isinstance(f, T2FError)]
+        faces = self._reconstruct_found([images[i] for i, _ in good], [f for _, f in good], timings) if good else []
+        results: list[FaceResult | T2FError] = [f for f in found if isinstance(f, T2FError)]
+        by_index = {i: face for (i, _), face in zip(good, faces, strict=True)}
+        errors = iter(results)
+        return [by_index[i] if i in by_index else next(errors) for i in range(len(found))]
 
     def reconstruct_batch(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult]:
         """Several images, with PRNet run once on the stacked crops.

@@ -9,6 +9,7 @@ which is why the final image always goes through the full decoder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ class LatentPreviewer:
     """Encode RGB images to SD latents and decode latents to small RGB previews with TAESD."""
 
     def __init__(self, autoencoder: torch.nn.Module, *, device: str, dtype: torch.dtype) -> None:
-        self.autoencoder = autoencoder.to(device=device, dtype=dtype).eval()
+        self.autoencoder: Any = autoencoder.to(device=device, dtype=dtype).eval()
         self.device = device
         self.dtype = dtype
 

@@ -37,7 +37,9 @@ class PRNet:
         compile_network: bool = False,
     ) -> None:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.network = network.to(device=device, dtype=dtype).eval().to(memory_format=self.memory_format)
+        network = network.to(device=device, dtype=dtype).eval()
+        # Module.to(memory_format=...) works at run time; torch's overloads leave the keyword out.
+        self.network = network.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         # torch.compile is lazy: the first batch (the start-up warm-up) compiles it.
         self.forward = torch.compile(self.network) if compile_network else self.network
         self.config = config
