@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--force", action="store_true", help="contact the hub even when the files are already cached")
     down.set_defaults(handler=commands.cmd_download)
 
+    check = sub.add_parser(
+        "check-prompt", parents=[common], help="say whether the prompt filter allows a prompt (exit 0) or not (3)"
+    )
+    check.add_argument("prompt", help="the prompt, or - to read prompt<TAB>negative lines from stdin")
+    check.add_argument("--negative", default="", help="the negative prompt")
+    check.set_defaults(handler=commands.cmd_check_prompt)
+
     doc = sub.add_parser("doctor", parents=[common], help="show versions, device and weights, and do a smoke run")
     doc.add_argument("--no-smoke", action="store_true", help="skip the smoke generation")
     doc.set_defaults(handler=commands.cmd_doctor)

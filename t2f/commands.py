@@ -22,6 +22,8 @@ from t2f.report import FaceReport
 if TYPE_CHECKING:
     from t2f.stages.pipeline import FacePipeline
 
+EXIT_REFUSED = 3  # check-prompt: at least one prompt is refused
+
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
     return {
@@ -186,6 +188,24 @@ def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
     prnet_dir = download_prnet(settings.resolved_prnet_dir(), assets=assets)
     print(f"PRNet: {prnet_dir} (weights and UV data verified)")
     return 0
+
+
+def cmd_check_prompt(args: argparse.Namespace, settings: Settings) -> int:
+    """Judge one prompt, or ``prompt<TAB>negative`` lines from stdin, with the configured filter lists."""
+    from t2f.serve.moderation import PromptFilter, judge_lines, safe_echo
+
+    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
+    if args.prompt == "-":
+        verdicts = judge_lines(prompt_filter, sys.stdin)
+    else:
+        verdicts = [prompt_filter.judge(args.prompt, args.negative)]
+    for verdict in verdicts:
+        shown = safe_echo(verdict.prompt, 80) + (f" | {safe_echo(verdict.negative, 80)}" if verdict.negative else "")
+        if verdict.allowed:
+            print(f"allowed\t{shown}")
+        else:
+            print(f"refused\t{shown}\t({verdict.field} matches {verdict.reason!r})")
+    return 0 if all(v.allowed for v in verdicts) else EXIT_REFUSED
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:

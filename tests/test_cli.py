@@ -161,3 +161,29 @@ def test_download_local_folder_and_unreachable_hub(
     err = capsys.readouterr().err
     assert err.startswith("t2f: error: Could not download 'CompVis/stable-diffusion-v1-4' (revision main)")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_check_prompt_prints_a_verdict_and_exits_3_when_refused(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("check-prompt", "a smiling woman with curly hair") == 0
+    assert capsys.readouterr().out == "allowed\ta smiling woman with curly hair\n"
+    assert run_cli("check-prompt", "a woman", "--negative", "clothes, shirt") == 3
+    assert capsys.readouterr().out == "refused\ta woman | clothes, shirt\t(negative matches 'clothes')\n"
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("portrait of Al Gore\t\n# a comment\n\u202enamow edun\n"))
+    assert run_cli("check-prompt", "-") == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "allowed\tportrait of Al Gore",
+        "refused\tnamow edun\t(prompt matches 'nude')",  # the override is not echoed
+    ]
+
+
+def test_check_prompt_uses_the_configured_blocklist(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_env / "mine.txt").write_text("clown\n", encoding="utf-8")
+    monkeypatch.setenv("T2F_BLOCKLIST_FILE", str(clean_env / "mine.txt"))
+    assert run_cli("check-prompt", "a sad clown") == 3
+    assert run_cli("check-prompt", "a nude mime") == 0  # the file replaces the built-in list
