@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from t2f.errors import InvalidRequest
+from t2f.faces import FaceRequest
 
 Number = TypeVar("Number", int, float)
 
@@ -78,3 +79,19 @@ def check_image_size(size: int) -> int:
             f"a multiple of {IMAGE_SIZE_MULTIPLE}."
         )
     return size
+
+
+def check_face_request(request: FaceRequest) -> FaceRequest:
+    """Return ``request`` when a text-to-image stage can paint it, else raise :class:`InvalidRequest`.
+
+    Pure and cheap: callers check a request before any model loads and before it joins a batch.
+    A prompt needs at least one letter or digit (whitespace, punctuation or invisible characters alone
+    describe nothing).
+    """
+    if not any(character.isalnum() for character in request.prompt):
+        raise InvalidRequest("The prompt is empty; describe the face you want.")
+    check_image_size(request.size)
+    STEPS.check(request.steps, "Steps")
+    GUIDANCE.check(request.guidance, "Guidance")
+    SEED.check(request.seed, "Seed")
+    return request

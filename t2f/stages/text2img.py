@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2f.bounds import GUIDANCE, SEED, STEPS, check_image_size
+from t2f.bounds import check_face_request
 from t2f.errors import InvalidRequest, ModelUnavailable
 from t2f.faces import FaceImage, FaceRequest, StepCallback, StepProgress
 from t2f.files.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
@@ -172,12 +172,7 @@ class TextToImage:
     @staticmethod
     def check_request(request: FaceRequest) -> None:
         """Raise :class:`InvalidRequest` quoting the first value the stage cannot use."""
-        if not request.prompt.strip():
-            raise InvalidRequest("The prompt is empty; describe the face you want.")
-        check_image_size(request.size)
-        STEPS.check(request.steps, "Steps")
-        GUIDANCE.check(request.guidance, "Guidance")
-        SEED.check(request.seed, "Seed")
+        check_face_request(request)
 
     @staticmethod
     def check_batch(requests: Sequence[FaceRequest]) -> None:
