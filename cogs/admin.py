@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.replies import NO_PINGS, answer_privately
+from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         terms = [t for t in current.blocked_terms if t != word] + ([word] if add else [])
         await self._update(interaction, blocked_terms=tuple(terms))
         await self._reply(
-            interaction, f"{'Blocked' if add else 'Unblocked'} `{word}`; {len(terms)} server words in the filter."
+            interaction,
+            f"{'Blocked' if add else 'Unblocked'} {quoted(word, 100)}; {len(terms)} server words in the filter.",
         )
 
     @app_commands.command(name="ban", description="Stop a member from using /face here.")
@@ -129,28 +130,29 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         service, guild_id = self.bot.service, interaction.guild_id
         # Other servers' prompts and members are theirs: they appear only as a count.
         lines = [
-            f"▶️ `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}"
+            f"▶️ `{h.job.job_id}` <@{h.job.user_id}> {quoted(h.job.face.prompt)}"
             for h in service.running()
             if h.job.guild_id == guild_id
         ]
         waiting = service.queued()
         lines += [
-            f"{i}. `{h.job.job_id}` <@{h.job.user_id}> {h.job.face.prompt[:60]}"
+            f"{i}. `{h.job.job_id}` <@{h.job.user_id}> {quoted(h.job.face.prompt)}"
             for i, h in enumerate(waiting, start=1)
             if h.job.guild_id == guild_id
         ]
         others = sum(h.job.guild_id != guild_id for h in [*service.running(), *waiting])
         state = "paused" if service.is_paused(guild_id) else "running"
-        body = "\n".join(lines[:25]) if lines else "empty"
-        footer = f"\n…and {others} faces from other servers." if others else ""
-        await self._reply(interaction, f"Queue on this server ({state}):\n{body}{footer}")
+        footer = f"…and {others} faces from other servers." if others else ""
+        await self._reply(
+            interaction, fit_lines(f"Queue on this server ({state}):", lines, footer=footer, empty="empty")
+        )
 
     @app_commands.command(name="recent", description="The last faces made on this server.")
     async def recent(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         jobs = await self.bot.store.recent_jobs(interaction.guild_id, limit=10)
-        lines = [f"`{j.id}` {j.status} <@{j.user_id}> seed {j.seed}: {j.prompt[:60]}" for j in jobs]
-        await self._reply(interaction, "Recent faces:\n" + ("\n".join(lines) if lines else "none yet"))
+        lines = [f"`{j.id}` {j.status} <@{j.user_id}> seed {j.seed}: {quoted(j.prompt)}" for j in jobs]
+        await self._reply(interaction, fit_lines("Recent faces:", lines, empty="none yet"))
 
 
 async def setup(bot: T2FBot) -> None:

@@ -176,44 +176,46 @@ class FaceCog(commands.Cog):
         guidance: float | None = None,
         output: str = "obj",
     ) -> None:
-        """Admit, defer, enqueue and follow one job (used by /face and the Reroll button)."""
+        """Admit, defer, enqueue and follow one job (used by /face and the Reroll button).
+
+        Every check (the request's values, the filter on both prompts, the limits) and the job's row
+        (written before the job can be painted) come before the deferral, so every refusal is private.
+        """
         bot, settings = self.bot, self.bot.settings
+        face = FaceRequest(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=secrets.randbelow(2**32) if seed is None else seed,
+            steps=settings.steps if steps is None else steps,
+            guidance=settings.guidance if guidance is None else guidance,
+            size=settings.image_size,
+        )
         try:
-            await bot.policy.admit(
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                user_id=interaction.user.id,
-                prompt=prompt,
-            )
+            admission = await bot.policy.admit(
+                guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id,
+                request=face,
+            )  # fmt: skip
         except T2FError as refusal:
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
             return
-        await interaction.response.defer(thinking=True)
         job = JobRequest(
-            job_id=secrets.token_hex(6),
-            user_id=interaction.user.id,
-            face=FaceRequest(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                seed=secrets.randbelow(2**32) if seed is None else seed,
-                steps=steps or settings.steps,
-                guidance=settings.guidance if guidance is None else guidance,
-                size=settings.image_size,
-            ),
-            output=output,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
+            job_id=secrets.token_hex(6), user_id=interaction.user.id, face=face, output=output,
+            guild_id=interaction.guild_id, channel_id=interaction.channel_id,
             upload=upload_budget(interaction.filesize_limit),
-        )
-        try:
-            handle = bot.service.submit(job)
-        except T2FError as refusal:
-            await interaction.edit_original_response(content=refusal.user_message, allowed_mentions=NO_PINGS)
-            return
-        position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
+        )  # fmt: skip
         record = job_record(job, created_at=time.time(), interaction_token=interaction.token,
                             application_id=interaction.application_id)  # fmt: skip
-        await bot.store.add_job(record)
+        try:  # the row is written (within about a second, or refused) before anything can paint it
+            handle = await bot.policy.enqueue(admission, job, record)
+        except T2FError as refusal:  # the database was busy, or the queue filled up meanwhile
+            await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
+            return
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException:
+            bot.service.cancel(job.job_id)  # the interaction is gone: nobody would see this face
+            raise
+        position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
         text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
         if bot.service.is_paused(job.guild_id):
             text += " · the moderators paused the queue; it starts when they resume it"
@@ -222,8 +224,15 @@ class FaceCog(commands.Cog):
             view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
             allowed_mentions=NO_PINGS,
         )
-        await bot.store.set_message(job.job_id, queued.id)  # lets a restarted bot edit this message
+        await self._record(bot.store.set_message(job.job_id, queued.id), job.job_id)  # a restart edits this message
         self.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic())
+
+    async def _record(self, write: Awaitable[None], job_id: str) -> None:
+        """A store write that must not stop the job: the face is made and delivered even if it fails."""
+        try:
+            await write
+        except T2FError as exc:
+            log.warning("job %s: could not update its record (%s)", job_id, exc.user_message)
 
     def follow(self, handle: JobHandle, *, edit: EditMessage | None, started_at: float) -> None:
         """Edit progress into the job's message and deliver its result, in a task of its own.
@@ -247,7 +256,7 @@ class FaceCog(commands.Cog):
         interval = self.bot.settings.progress_interval_s
         last_edit, shown = float("-inf"), ""
         if handle.started:  # (a job cancelled while waiting never started)
-            await self.bot.store.set_status(handle.job.job_id, JobStatus.RUNNING)
+            await self._record(self.bot.store.set_status(handle.job.job_id, JobStatus.RUNNING), handle.job.job_id)
         while edit is not None and not handle.result.done():
             await handle.changed.wait()
             handle.changed.clear()
@@ -271,22 +280,22 @@ class FaceCog(commands.Cog):
                 log.warning("progress edit for job %s failed: %s", handle.job.job_id, exc)
             last_edit, shown = time.perf_counter(), text
         result = await handle.result
-        await self.bot.store.set_status(handle.job.job_id, JobStatus.DELIVERING)
+        job_id = handle.job.job_id
+        await self._record(self.bot.store.set_status(job_id, JobStatus.DELIVERING), job_id)
         try:
             message_id = await self.deliver(handle.job, result, edit, started_at)
         except discord.HTTPException:  # e.g. the bot lost a permission: record it, never retry forever
             log.exception("delivering job %s failed", handle.job.job_id)
-            await self.bot.store.finish_job(
-                handle.job.job_id, status=JobStatus.UNDELIVERED, outcome="delivery failed", report=result.report
+            undelivered = self.bot.store.finish_job(
+                job_id, status=JobStatus.UNDELIVERED, outcome="delivery failed", report=result.report
             )
+            await self._record(undelivered, job_id)
             return
-        await self.bot.store.finish_job(
-            handle.job.job_id,
-            status=result.status,
-            outcome=result.user_message or "ok",
-            report=result.report,
+        finished = self.bot.store.finish_job(
+            job_id, status=result.status, outcome=result.user_message or "ok", report=result.report,
             message_id=message_id,
-        )
+        )  # fmt: skip
+        await self._record(finished, job_id)
 
     async def deliver(
         self, job: JobRequest, result: JobResult, edit: EditMessage | None, started_at: float

@@ -9,6 +9,7 @@ import discord
 
 from t2f.errors import T2FError
 from t2f.serve.jobs import UploadBudget
+from t2f.serve.moderation import safe_echo
 from t2f.serve.policy import WrongChannel
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -35,6 +36,32 @@ def refusal_text(error: T2FError) -> str:
         places = ", ".join(f"<#{channel}>" for channel in error.channels[:5])
         return f"/face is not enabled in this channel. Try {places}."
     return error.user_message
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """A member's text as a list shows it: one line, at most ``limit`` characters, no bidi tricks, no
+    markdown (a "```" cannot open a code block) and no mention syntax."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(safe_echo(text, limit)))
+
+
+def fit_lines(
+    header: str, lines: list[str], *, footer: str = "", empty: str = "none", limit: int = MAX_CONTENT_CHARS
+) -> str:
+    """``header``, as many whole ``lines`` as fit in one message (then how many were left out), ``footer``."""
+    end = f"\n{footer}" if footer else ""
+    if not lines:
+        return f"{header}\n{empty}{end}"
+    shown: list[str] = []
+    length = len(header) + len(end)
+    for index, line in enumerate(lines):
+        later = len(lines) - index - 1
+        room_for_note = len(f"\n…and {later} more.") if later else 0  # in case the next line is cut
+        if length + 1 + len(line) + room_for_note > limit:
+            break
+        shown.append(line)
+        length += 1 + len(line)
+    hidden = len(lines) - len(shown)
+    return "\n".join([header, *shown, *([f"…and {hidden} more."] if hidden else [])]) + end
 
 
 async def answer_privately(interaction: discord.Interaction, text: str) -> None:

@@ -127,3 +127,35 @@ async def refused(env, member, channel, **options):  # type: ignore[no-untyped-d
 
 def button_ids(message) -> list[str]:  # type: ignore[no-untyped-def]
     return [c["custom_id"] for row in message.components for c in row["components"]]
+
+
+async def burst(env, invocations: list[tuple[object, object, str, dict[str, object]]]) -> list[object]:  # type: ignore[no-untyped-def]
+    """Slash commands that reach the bot together, as a real burst does: every INTERACTION_CREATE is
+    emitted before the bot runs any of them, then SimCord settles once.
+
+    SimCord's public ``slash`` settles after each command (its operations never overlap), so this goes
+    one level down, to the same steps ``simcord.actors._slash`` takes (simcord==3.2.1, pinned).
+    """
+    from simcord import actors
+    from simcord import interactions as sim_interactions
+    from simcord.enums import AppCommandType, InteractionType
+    from simcord.results import InteractionResult
+
+    records = []
+    for actor, channel, name, options in invocations:
+        root = actors._resolve_visible_command(actor, channel.id, name.split()[0], AppCommandType.CHAT_INPUT)
+        leaf, nesting = sim_interactions.walk_to_subcommand(root, name.split()[1:])
+        leaf_options, resolved = sim_interactions.build_options(actor, name, leaf, options, channel_id=channel.id)
+        data = {"id": root["id"], "name": root["name"], "type": root.get("type", AppCommandType.CHAT_INPUT),
+                "options": sim_interactions.nest_options(root, nesting, leaf_options)}  # fmt: skip
+        if resolved:
+            data["resolved"] = resolved
+        record, payload = sim_interactions.base_payload(
+            env.backend, type=InteractionType.APPLICATION_COMMAND, channel_id=channel.id,
+            guild_id=actor.guild.id, user_id=actor.id, data=data,
+        )  # fmt: skip
+        env._notify_dispatch_observers(record)
+        env.backend.emit("INTERACTION_CREATE", payload)
+        records.append(record)
+    await env._settle_internal(dispatch="INTERACTION_CREATE")
+    return [InteractionResult(env, record) for record in records]

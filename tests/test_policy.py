@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from t2f.bounds import COOLDOWN_S
+from t2f.faces import FaceRequest
 from t2f.serve.moderation import PromptFilter
 from t2f.serve.policy import Limits, Policy, Refused
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
+
+FACE = FaceRequest("a face")
 
 
 class ManualClock:
@@ -31,18 +34,34 @@ async def test_cooldown_refuses_then_admits_and_forgets_old_members(tmp_path: Pa
     clock = ManualClock()
     policy = Policy(store=store, service=JobService(NoBackend(), max_batch=1), prompt_filter=PromptFilter.from_file(),
                     limits=Limits(cooldown_s=20.0), clock=clock)  # fmt: skip
-    await policy.admit(guild_id=1, channel_id=2, user_id=7, prompt="a face")
+
+    async def admit(guild_id: int, user_id: int) -> None:
+        admission = await policy.admit(guild_id=guild_id, channel_id=2, user_id=user_id, request=FACE)
+        stamped.append(admission)
+
+    stamped: list[object] = []
+    await admit(1, 7)
     clock.now += 5
     with pytest.raises(Refused) as caught:
-        await policy.admit(guild_id=1, channel_id=2, user_id=7, prompt="a face")
+        await admit(1, 7)
     assert caught.value.user_message == "Slow down: you can ask for another face in 15 s."
-    await policy.admit(guild_id=3, channel_id=2, user_id=7, prompt="a face")  # another server: its own cooldown
-    for user in range(100, 600):  # members who ask once and never again
-        await policy.admit(guild_id=1, channel_id=2, user_id=user, prompt="a face")
-    assert policy.remembered_members == 502
+    await admit(3, 7)  # another server: its own cooldown
+    for user in range(100, 600):  # members who ask once and never again (each reserves a queue place)
+        await admit(1, user)
+        policy.release(stamped.pop())  # giving the place back also forgets the stamp: no trace
+    assert policy.remembered_members == 2 and policy.reserved == 2
+    for user in range(100, 148):  # reserved places count as waiting: 50 fill the queue
+        await admit(1, user)
+    with pytest.raises(Refused, match=r"^The queue is full \(50 faces waiting\)"):
+        await admit(1, 999)
+    assert policy.remembered_members == 50 and policy.reserved == 50
+    while len(stamped) > 2:
+        policy.release(stamped.pop())
     clock.now += 15
-    await policy.admit(guild_id=1, channel_id=2, user_id=7, prompt="a face")
+    with pytest.raises(Refused, match=r"^You already have 2 faces on the way"):  # both of 7's are still reserved
+        await admit(1, 7)
+    policy.release(stamped.pop())
     clock.now += COOLDOWN_S.high
-    await policy.admit(guild_id=1, channel_id=2, user_id=8, prompt="a face")
+    await admit(1, 8)
     assert policy.remembered_members == 1  # only the newest; the rest can no longer be in any cooldown
     await store.close()

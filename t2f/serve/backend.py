@@ -116,7 +116,7 @@ class LocalFaceBackend:
             return [JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in jobs]
         except Exception as exc:
             if not is_out_of_memory(exc):
-                raise
+                return self._one_by_one(jobs, report, cancelled, exc)
             release_cached_memory()
             if len(jobs) == 1:
                 log.warning("out of GPU memory with a single job %s", jobs[0].job_id)
@@ -145,6 +145,28 @@ class LocalFaceBackend:
                 results[job.job_id] = self._reconstructed(job, image, face_report, face, paint_s)
         return [results[job.job_id] for job in jobs]
 
+    def _one_by_one(
+        self,
+        jobs: Sequence[JobRequest],
+        report: Callable[[JobProgress], None],
+        cancelled: Callable[[str], bool],
+        error: Exception,
+    ) -> list[JobResult | FinishedFace]:
+        """A batch broke: run its jobs alone, so one bad job fails by itself and the others finish."""
+        if len(jobs) > 1:
+            log.warning("a batch of %d failed (%s); running its jobs one by one", len(jobs), type(error).__name__)
+            results: list[JobResult | FinishedFace] = []
+            for job in jobs:
+                try:
+                    results += self.run_batch([job], report, cancelled)
+                except Exception:
+                    log.exception("job %s failed", job.job_id)
+                    results.append(failed(job.job_id))
+            return results
+        if isinstance(error, T2FError):  # e.g. a request the stage refuses: the member can act on the message
+            return [JobResult(jobs[0].job_id, JobStatus.FAILED, user_message=error.user_message)]
+        raise error  # the service logs it with the job id and fails this job alone
+
     def export(self, finished: FinishedFace) -> JobResult:
         """The files of one face, fitted to the job's upload budget; a lighter mesh only when they do not fit."""
         started = time.perf_counter()
@@ -170,13 +192,14 @@ class LocalFaceBackend:
         try:
             return list(self.pipeline.reconstruct_many(images, crop=self.crop))
         except Exception as exc:
-            if is_out_of_memory(exc) and len(images) > 1:
-                release_cached_memory()
-                log.warning("out of GPU memory reconstructing %d faces; one at a time", len(images))
+            if len(images) > 1:  # out of memory, or one image that breaks PRNet: each is tried alone
+                if is_out_of_memory(exc):
+                    release_cached_memory()
+                log.warning("reconstructing %d faces failed (%s); one at a time", len(images), type(exc).__name__)
                 return [face for image, job_id in zip(images, job_ids, strict=True)
                         for face in self._reconstruct([image], [job_id])]  # fmt: skip
-            log.exception("reconstruction failed for jobs %s", job_ids)
-            return [None] * len(images)
+            log.exception("reconstruction failed for job %s", job_ids[0])
+            return [None]
 
     def _painting_report(self, painted: FaceImage, paint_s: float) -> FaceReport:
         stage = self.pipeline.text_to_image

@@ -31,6 +31,7 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     UNDELIVERED = "undelivered"  # finished, but the chat refused the message
+    REFUSED = "refused"  # its row was written, then the queue refused it: it never counts
 
 
 UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DELIVERING)  # resumed after a restart

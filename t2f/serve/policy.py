@@ -1,28 +1,44 @@
 """Who may ask for a face, where and how often: every check that runs before any GPU work.
 
-Each refusal is a :class:`Refused` whose ``user_message`` says why and what to do. The order is
-fixed: channel, ban, prompt filter, cooldown, pending jobs, daily quota, queue space. A server whose
-moderators paused it still accepts jobs (they wait for the moderators to resume it).
+Each refusal is a :class:`Refused` (or another :class:`~t2f.errors.T2FError`) whose ``user_message``
+says why and what to do. The order is fixed: the request itself, channel, ban, prompt filter (prompt
+and negative prompt), cooldown, pending jobs, daily quota, queue space.
+
+Admission is atomic. :meth:`Policy.admit` checks and *reserves* a slot (cooldown stamp, one pending
+job, one of today's quota, one queue place) under the member's lock, so simultaneous requests cannot
+all pass the same check. :meth:`Policy.enqueue` writes the job's row, then queues it, and turns the
+reservation into the real thing; if either step fails, or the caller :meth:`Policy.release`s the
+admission, nothing of it remains in the counters. A server whose moderators paused it still accepts
+jobs (they wait for the moderators to resume it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from t2f.bounds import COOLDOWN_S
+from t2f.bounds import COOLDOWN_S, check_face_request
 from t2f.errors import T2FError
+from t2f.faces import FaceRequest
+from t2f.serve.jobs import JobRequest, JobStatus
 from t2f.serve.moderation import PromptFilter
-from t2f.serve.records import GuildSettings
+from t2f.serve.queue import JobHandle
+from t2f.serve.records import GuildSettings, JobRecord
 from t2f.serve.service import JobService
 
 if TYPE_CHECKING:  # the store is passed in; importing it here would pull SQLite into every importer
     from t2f.serve.store import Store
 
+log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 60.0
+LOCK_WAIT_S = 2.0  # a member's earlier request still being set up: answer within Discord's 3 s, do not wait on
+FILTER_CACHE = 256  # compiled filters kept for servers with their own terms (compiling one takes ~20 ms)
 
 
 class Refused(T2FError):
@@ -47,8 +63,23 @@ class Limits:
     queue_capacity: int = 50
 
 
+@dataclass
+class Admission:
+    """A reserved slot: the request passed every check, and counts as pending until enqueued or released."""
+
+    guild_id: int | None
+    user_id: int
+    settings: GuildSettings
+    previous_stamp: float | None  # the member's cooldown stamp before this request (restored on release)
+    active: bool = True
+
+    @property
+    def key(self) -> tuple[int | None, int]:
+        return (self.guild_id, self.user_id)
+
+
 class Policy:
-    """Admission checks for ``/face`` (and rerolls)."""
+    """Admission checks and slot reservations for ``/face`` (and rerolls, and the web page)."""
 
     def __init__(
         self,
@@ -66,46 +97,144 @@ class Policy:
         self.clock = clock
         self._last_request: dict[tuple[int | None, int], float] = {}  # (guild, user) -> last admitted time
         self._pruned_at = clock()
+        self._locks: dict[tuple[int | None, int], asyncio.Lock] = {}
+        self._reserved: Counter[tuple[int | None, int]] = Counter()  # admitted, not yet queued
+        self._filters: dict[tuple[str, ...], PromptFilter] = {}
 
-    async def admit(self, *, guild_id: int | None, channel_id: int | None, user_id: int, prompt: str) -> GuildSettings:
-        """Return the server's settings when the request may be queued.
+    async def admit(
+        self, *, guild_id: int | None, channel_id: int | None, user_id: int, request: FaceRequest
+    ) -> Admission:
+        """Check the request against every rule and reserve its slot.
 
         Raises
         ------
+        InvalidRequest
+            When the request itself cannot be painted (a blank prompt, a value out of range).
         Refused
             With the first rule the request breaks.
         """
+        check_face_request(request)
+        key = (guild_id, user_id)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            await asyncio.wait_for(lock.acquire(), LOCK_WAIT_S)
+        except TimeoutError:
+            raise Refused("Your previous request is still being set up; try again in a moment.") from None
+        try:
+            return await self._check_and_reserve(key, channel_id, request)
+        finally:
+            lock.release()
+
+    async def _check_and_reserve(
+        self, key: tuple[int | None, int], channel_id: int | None, request: FaceRequest
+    ) -> Admission:
+        guild_id, user_id = key
         settings = await self.store.guild_settings(guild_id) if guild_id is not None else GuildSettings(guild_id=0)
         if settings.allowed_channels and channel_id not in settings.allowed_channels:
             raise WrongChannel(settings.allowed_channels)
         if guild_id is not None and await self.store.is_banned(guild_id, user_id):
             raise Refused("You are not allowed to use /face on this server.")
-        self.prompt_filter.with_terms(list(settings.blocked_terms)).check(prompt)
-        cooldown = self.limits.cooldown_s if settings.cooldown_s is None else settings.cooldown_s
-        key = (guild_id, user_id)
-        waited = self.clock() - self._last_request.get(key, float("-inf"))
-        if waited < cooldown:
-            raise Refused(f"Slow down: you can ask for another face in {cooldown - waited:.0f} s.")
-        pending = self.service.pending_for(user_id)
-        if pending >= self.limits.user_pending:
-            raise Refused(f"You already have {pending} faces on the way; wait for one to finish.")
+        self._filter_for(settings.blocked_terms).check(request.prompt, request.negative_prompt)
         quota = self.limits.daily_quota if settings.daily_quota is None else settings.daily_quota
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        if await self.store.jobs_since(guild_id, user_id, midnight) >= quota:
+        made_today = await self.store.jobs_since(guild_id, user_id, midnight)
+        # From here on nothing awaits: the checks and the reservation are one step for the event loop.
+        cooldown = self.limits.cooldown_s if settings.cooldown_s is None else settings.cooldown_s
+        previous = self._last_request.get(key)
+        waited = self.clock() - (float("-inf") if previous is None else previous)
+        if waited < cooldown:
+            raise Refused(f"Slow down: you can ask for another face in {cooldown - waited:.0f} s.")
+        reserved_by_member = sum(n for (_, user), n in self._reserved.items() if user == user_id)
+        pending = self.service.pending_for(user_id) + reserved_by_member
+        if pending >= self.limits.user_pending:
+            raise Refused(f"You already have {pending} faces on the way; wait for one to finish.")
+        if made_today + self._reserved[key] >= quota:
             raise Refused(f"You have reached today's limit of {quota} faces on this server; it resets at midnight UTC.")
         capacity = self.limits.queue_capacity if settings.queue_cap is None else settings.queue_cap
-        waiting = len(self.service.queued())
+        waiting = len(self.service.queued()) + sum(self._reserved.values())
         if waiting >= capacity:
             raise Refused(f"The queue is full ({waiting} faces waiting); please try again in a few minutes.")
         now = self.clock()
         self._last_request[key] = now
-        if now - self._pruned_at >= PRUNE_EVERY_S:  # a long-running bot meets many members once each
-            # A request older than the longest possible cooldown can never block anyone again.
-            self._last_request = {k: t for k, t in self._last_request.items() if now - t < COOLDOWN_S.high}
-            self._pruned_at = now
-        return settings
+        self._reserved[key] += 1
+        self._prune(now)
+        return Admission(guild_id, user_id, settings, previous)
+
+    async def enqueue(self, admission: Admission, job: JobRequest, record: JobRecord) -> JobHandle:
+        """Write the job's row, then queue it; the row exists before any GPU work can start.
+
+        The reservation ends either way. On failure the admission leaves no trace (cooldown restored).
+
+        Raises
+        ------
+        StoreUnavailable
+            When the row cannot be written (the database is locked or gone); nothing was queued.
+        QueueFull
+            When the service refuses the job; its row is marked refused and does not count.
+        """
+        lock = self._locks.setdefault(admission.key, asyncio.Lock())
+        async with lock:  # a concurrent admit of this member must see the row or the reservation, not neither
+            try:
+                await self.store.add_job(record)
+                try:
+                    return self.service.submit(job)
+                except T2FError:
+                    await self._mark_refused(job.job_id)
+                    raise
+            except T2FError:
+                self._restore_cooldown(admission)
+                raise
+            finally:
+                self._end(admission)
+
+    def release(self, admission: Admission) -> None:
+        """Give a reserved slot back without queueing anything (the caller gave up on the request)."""
+        if admission.active:
+            self._restore_cooldown(admission)
+            self._end(admission)
 
     @property
     def remembered_members(self) -> int:
         """How many (server, member) pairs the cooldown still tracks."""
         return len(self._last_request)
+
+    @property
+    def reserved(self) -> int:
+        """Admitted requests not yet queued (nor released)."""
+        return sum(self._reserved.values())
+
+    def _filter_for(self, terms: tuple[str, ...]) -> PromptFilter:
+        if not terms:
+            return self.prompt_filter
+        if terms not in self._filters:
+            if len(self._filters) >= FILTER_CACHE:
+                self._filters.clear()
+            self._filters[terms] = self.prompt_filter.with_terms(list(terms))
+        return self._filters[terms]
+
+    def _end(self, admission: Admission) -> None:
+        if admission.active:
+            admission.active = False
+            self._reserved[admission.key] -= 1
+            if self._reserved[admission.key] <= 0:
+                del self._reserved[admission.key]
+
+    def _restore_cooldown(self, admission: Admission) -> None:
+        if admission.previous_stamp is None:
+            self._last_request.pop(admission.key, None)
+        else:
+            self._last_request[admission.key] = admission.previous_stamp
+
+    async def _mark_refused(self, job_id: str) -> None:
+        try:
+            await self.store.finish_job(job_id, status=JobStatus.REFUSED, outcome="queue refused the job")
+        except T2FError:
+            log.warning("could not mark job %s as refused", job_id)
+
+    def _prune(self, now: float) -> None:
+        if now - self._pruned_at < PRUNE_EVERY_S:  # a long-running bot meets many members once each
+            return
+        # A request older than the longest possible cooldown can never block anyone again.
+        self._last_request = {k: t for k, t in self._last_request.items() if now - t < COOLDOWN_S.high}
+        self._locks = {k: lock for k, lock in self._locks.items() if lock.locked() or k in self._reserved}
+        self._pruned_at = now

@@ -2,13 +2,16 @@
 
 The only module with SQL. The database runs in WAL mode; every query runs on a worker thread
 (``asyncio.to_thread``) behind one lock, so the event loop never waits on disk. Rows come back as
-dataclasses.
+dataclasses. Another process holding the write lock (a backup, an admin's sqlite3 shell) makes a
+query wait ``busy_timeout_s`` and retry a few times; after that it raises :class:`StoreUnavailable`,
+whose message asks the member to try again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -17,10 +20,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from t2f.errors import T2FError
 from t2f.report import FaceReport
 from t2f.serve.jobs import JobStatus
 from t2f.serve.records import GuildSettings, JobRecord
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -81,7 +86,10 @@ SET_MESSAGE = "UPDATE jobs SET message_id = ? WHERE id = ?"
 GET_JOB = "SELECT * FROM jobs WHERE id = ?"
 JOBS_WITH_STATUS = "SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at"
 RECENT_JOBS = "SELECT * FROM jobs WHERE guild_id = ? ORDER BY created_at DESC LIMIT ?"
-COUNT_SINCE = "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ? AND created_at >= ?"
+COUNT_SINCE = (
+    "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ? AND created_at >= ? AND status != 'refused'"
+)
+BUSY = "The bot's database is busy right now; please try again in a minute."
 GET_GUILD = "SELECT * FROM guild_settings WHERE guild_id = ?"
 UPSERT_GUILD = """
 INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms)
@@ -94,6 +102,10 @@ UNBAN = "DELETE FROM bans WHERE guild_id = ? AND user_id = ?"
 IS_BANNED = "SELECT 1 FROM bans WHERE guild_id = ? AND user_id = ?"
 GET_META = "SELECT value FROM meta WHERE key = ?"
 SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+
+class StoreUnavailable(T2FError):
+    """The database could not be read or written (locked by another process for too long, or gone)."""
 
 
 def _job(row: sqlite3.Row | None) -> JobRecord | None:
@@ -113,16 +125,26 @@ def _migrate(db: sqlite3.Connection) -> None:
 class Store:
     """Async facade over one SQLite connection. Open with :meth:`open`, close with :meth:`close`."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, retries: int = 3, retry_wait_s: float = 0.5) -> None:
         self._db = connection
         self._lock = threading.Lock()
+        self.retries = retries
+        self.retry_wait_s = retry_wait_s
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
+    async def open(
+        cls, path: Path | str, *, busy_timeout_s: float = 1.0, retries: int = 3, retry_wait_s: float = 0.5
+    ) -> Store:
+        """Open (and create or migrate) the database at ``path``.
+
+        ``busy_timeout_s`` is how long one attempt waits for another connection's write lock; a query
+        is tried ``retries`` more times, ``retry_wait_s`` apart, before :class:`StoreUnavailable`.
+        """
+
         def connect() -> sqlite3.Connection:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -131,21 +153,34 @@ class Store:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return db
 
-        return cls(await asyncio.to_thread(connect))
+        return cls(await asyncio.to_thread(connect), retries=retries, retry_wait_s=retry_wait_s)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._db.close)
 
-    async def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    async def _run(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = (), *, retries: int | None = None
+    ) -> list[sqlite3.Row]:
         def run() -> list[sqlite3.Row]:
             with self._lock:
                 return self._db.execute(sql, params).fetchall()
 
-        return await asyncio.to_thread(run)
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
+            try:
+                return await asyncio.to_thread(run)
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or attempt == retries:
+                    log.warning("database query failed (%s, attempt %d): %s", type(exc).__name__, attempt + 1, exc)
+                    raise StoreUnavailable(BUSY) from exc
+                await asyncio.sleep(self.retry_wait_s * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def add_job(self, record: JobRecord) -> None:
+        """Insert a new job's row: one try (up to the busy timeout), since a member waits on it."""
         values = {f.name: getattr(record, f.name) for f in fields(JobRecord)}
-        await self._run(INSERT_JOB, values)
+        await self._run(INSERT_JOB, values, retries=0)
 
     async def set_status(self, job_id: str, status: JobStatus) -> None:
         await self._run(SET_STATUS, (status, job_id))
