@@ -105,6 +105,14 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
         }
         report = record.face_report
         if report is not None:
+            if report.request is not None:
+                fields["Seed"] = report.request.seed  # the seed that made the face (after any repaints)
+            if report.seeds_tried:
+                fields["Seeds repainted"] = ", ".join(map(str, report.seeds_tried))
+            if report.painted_prompt and report.painted_prompt != record.prompt:
+                fields["Painted as"] = report.painted_prompt
+            if report.painted_negative and report.painted_negative != record.negative_prompt:
+                fields["Painted negative"] = report.painted_negative
             if report.model:
                 fields["Model"] = report.model
             if report.face is not None and report.face.pose is not None:

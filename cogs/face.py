@@ -49,6 +49,7 @@ PHASES = {
     JobPhase.PAINTING: "🎨 Painting",
     JobPhase.RECONSTRUCTING: "🧊 Building the 3D mesh…",
     JobPhase.EXPORTING: "📦 Writing the mesh files…",
+    JobPhase.REPAINTING: "🔁 Repainting",
 }
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 
@@ -67,9 +68,13 @@ def queued_text(job_id: str, position: int, eta_s: float) -> str:
 
 def progress_text(progress: JobProgress) -> str:
     text = PHASES.get(progress.phase, str(progress.phase))
+    if progress.note and progress.phase in (JobPhase.STARTING, JobPhase.PAINTING):
+        text = PHASES[JobPhase.REPAINTING]  # painting again: the note says why
     if progress.phase == JobPhase.PAINTING and progress.total:
         filled = round(10 * progress.step / progress.total)
         text += f" {'▰' * filled}{'▱' * (10 - filled)} step {progress.step}/{progress.total}"
+    if progress.note:
+        text += f" ({progress.note})"
     return f"{text} · job `{progress.job_id}`"
 
 
@@ -143,6 +148,7 @@ class FaceCog(commands.Cog):
         steps="Denoising steps: more is slower and finer",
         guidance="How closely to follow your words (higher is stricter)",
         mesh="File format of the 3D mesh",
+        repaint="Paint again with the next seed when the image has no usable face (default: on, off with a seed)",
     )
     async def face(
         self,
@@ -153,6 +159,7 @@ class FaceCog(commands.Cog):
         steps: app_commands.Range[int, MEMBER_STEPS.low, MEMBER_STEPS.high] | None = None,
         guidance: app_commands.Range[float, MEMBER_GUIDANCE.low, MEMBER_GUIDANCE.high] | None = None,
         mesh: MeshFormat = MeshFormat.obj,
+        repaint: bool | None = None,
     ) -> None:
         """Paint a face and reconstruct it in 3D."""
         await self.start_job(
@@ -163,6 +170,7 @@ class FaceCog(commands.Cog):
             steps=steps,
             guidance=guidance,
             output=mesh.value,
+            repaint=repaint,
         )
 
     async def start_job(
@@ -175,8 +183,12 @@ class FaceCog(commands.Cog):
         steps: int | None = None,
         guidance: float | None = None,
         output: str = "obj",
+        repaint: bool | None = None,
     ) -> None:
         """Admit, defer, enqueue and follow one job (used by /face and the Reroll button).
+
+        ``repaint`` (None: on unless the member chose the seed, so a chosen seed paints that seed only)
+        lets the job try the next seeds when an image has no usable face.
 
         Every check (the request's values, the filter on both prompts, the limits) and the job's row
         (written before the job can be painted) come before the deferral, so every refusal is private.
@@ -202,6 +214,7 @@ class FaceCog(commands.Cog):
             job_id=secrets.token_hex(6), user_id=interaction.user.id, face=face, output=output,
             guild_id=interaction.guild_id, channel_id=interaction.channel_id,
             upload=upload_budget(interaction.filesize_limit),
+            repaints_left=settings.max_repaints if (seed is None if repaint is None else repaint) else 0,
         )  # fmt: skip
         record = job_record(job, created_at=time.time(), interaction_token=interaction.token,
                             application_id=interaction.application_id)  # fmt: skip

@@ -70,6 +70,11 @@ JOB_TIMEOUT_S = Bound(10.0, 3600.0)
 PROGRESS_INTERVAL_S = Bound(1.0, 60.0)
 BLOCKED_TERM_CHARS = Bound(2, 100)
 
+# The face gate and repaints.
+MAX_REPAINTS = Bound(0, 5)
+GATE_ANGLE_DEG = Bound(5.0, 90.0)
+GATE_MIN_FACE = Bound(0.0, 0.9)  # face size over the image's shorter side
+
 
 def check_image_size(size: int) -> int:
     """Return ``size`` or raise :class:`InvalidRequest`: 64..1024 pixels, a multiple of 8."""

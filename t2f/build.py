@@ -12,6 +12,7 @@ from t2f.config import Settings
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
+    from t2f.stages.gate import GateLimits, PortraitFraming
     from t2f.stages.pipeline import FacePipeline
     from t2f.stages.text2img import TextToImage
 
@@ -65,4 +66,22 @@ def load_backend(settings: Settings) -> LocalFaceBackend:
     from t2f.serve.backend import LocalFaceBackend
 
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
-    return LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0)
+    return LocalFaceBackend(
+        pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0, framing=framing(settings),
+        gate=gate_limits(settings),
+    )  # fmt: skip
+
+
+def gate_limits(settings: Settings) -> GateLimits:
+    """What a usable face is, as the settings say."""
+    from t2f.stages.gate import GateLimits
+
+    return GateLimits(max_yaw_deg=settings.gate_max_yaw_deg, max_pitch_deg=settings.gate_max_pitch_deg,
+                      min_face_fraction=settings.gate_min_face)  # fmt: skip
+
+
+def framing(settings: Settings) -> PortraitFraming:
+    """The portrait template and default negative prompt the settings ask for."""
+    from t2f.stages.gate import PortraitFraming
+
+    return PortraitFraming(template=settings.prompt_template, negative=settings.negative_default)

@@ -19,11 +19,14 @@ from dotenv import dotenv_values
 from t2f import bounds
 from t2f.bounds import Bound
 from t2f.errors import ConfigError
+from t2f.stages.gate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
 from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
+# Settings whose empty value means something (off, none, the built-in list) rather than "the default".
+EMPTY_ALLOWED = ("taesd", "prnet_dir", "blocklist_file", "guild_ids", "prompt_template", "negative_default")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -119,6 +122,36 @@ class Settings:
         "How the face is found: MTCNN detection, or the whole image as the face crop.",
         allowed="detect, whole",
     )
+    prompt_template: str = _setting(
+        "T2F_PROMPT_TEMPLATE",
+        DEFAULT_TEMPLATE,
+        "Portrait framing painted around a member's words (`{prompt}` is replaced by them); empty paints the "
+        "words as they are. Moderation reads the member's words, not the template.",
+    )
+    negative_default: str = _setting(
+        "T2F_NEGATIVE_DEFAULT",
+        DEFAULT_NEGATIVE,
+        "Negative prompt added after the member's own (side views, several people, ...); empty adds nothing.",
+    )
+    max_repaints: int = _setting(
+        "T2F_MAX_REPAINTS",
+        2,
+        "How many more seeds a job may paint when an image has no usable face (no face, too small, turned "
+        "away, several people, or flagged); 0 answers with the first image.",
+        allowed=bounds.MAX_REPAINTS.text,
+    )
+    gate_max_yaw_deg: float = _setting(
+        "T2F_GATE_MAX_YAW_DEG", 30.0, "Most a usable face may be turned sideways (degrees, from the detector's "
+        "five points).", allowed=bounds.GATE_ANGLE_DEG.text,
+    )  # fmt: skip
+    gate_max_pitch_deg: float = _setting(
+        "T2F_GATE_MAX_PITCH_DEG", 25.0, "Most a usable face may be tilted up or down (degrees).",
+        allowed=bounds.GATE_ANGLE_DEG.text,
+    )  # fmt: skip
+    gate_min_face: float = _setting(
+        "T2F_GATE_MIN_FACE", 0.12, "Smallest usable face, as a fraction of the image's side.",
+        allowed=bounds.GATE_MIN_FACE.text,
+    )  # fmt: skip
     guild_ids: tuple[int, ...] = _setting(
         "T2F_GUILD_IDS",
         (),
@@ -241,6 +274,13 @@ def _parse_text(var: str, raw: str) -> str:
     return raw.strip()
 
 
+def _parse_template(var: str, raw: str) -> str:
+    value = raw.strip()
+    if value and "{prompt}" not in value:
+        raise ConfigError(f"{var} must contain {{prompt}} where the member's words go, or be empty.")
+    return value
+
+
 def _parse_required_text(var: str, raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -266,6 +306,12 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "prnet_checkpoint_url": _parse_required_text,
     "prnet_data_url": _parse_required_text,
     "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
+    "prompt_template": _parse_template,
+    "negative_default": _parse_text,
+    "max_repaints": lambda var, raw: _parse_number(var, raw, bounds.MAX_REPAINTS),
+    "gate_max_yaw_deg": lambda var, raw: _parse_number(var, raw, bounds.GATE_ANGLE_DEG),
+    "gate_max_pitch_deg": lambda var, raw: _parse_number(var, raw, bounds.GATE_ANGLE_DEG),
+    "gate_min_face": lambda var, raw: _parse_number(var, raw, bounds.GATE_MIN_FACE),
     "guild_ids": _parse_ids,
     "db_path": lambda var, raw: Path(raw.strip()).expanduser(),
     "max_batch": lambda var, raw: _parse_number(var, raw, bounds.MAX_BATCH),
@@ -294,7 +340,7 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
     for f in dataclasses.fields(Settings):
         var = f.metadata["env"]
         raw = values.get(var)
-        if raw is None or (raw.strip() == "" and f.name not in ("taesd", "prnet_dir", "blocklist_file", "guild_ids")):
+        if raw is None or (raw.strip() == "" and f.name not in EMPTY_ALLOWED):
             continue
         kwargs[f.name] = _PARSERS[f.name](var, raw)
     return Settings(**kwargs)

@@ -76,13 +76,18 @@ StepCallback = Callable[[StepProgress], None]
 
 @dataclass(frozen=True)
 class FaceBox:
-    """A detected face: left, top, right, bottom in image pixels, and the detector's confidence."""
+    """A detected face: left, top, right, bottom in image pixels, and the detector's confidence.
+
+    ``keypoints`` are the detector's five (x, y) points in image pixels when it gives them: the eye,
+    eye, nose tip and mouth corners, in that order, each pair left to right in the image.
+    """
 
     left: float
     top: float
     right: float
     bottom: float
     confidence: float = 1.0
+    keypoints: tuple[tuple[float, float], ...] | None = None
 
     @property
     def size(self) -> float:

@@ -119,12 +119,17 @@ class FaceGeometry:
 class FaceReport:
     """Everything worth knowing about one face: what was asked, what made it, where it is, how long it took.
 
-    ``request`` and ``model``/``model_revision`` (the diffusion weights) are ``None`` for a photo
-    reconstruction; ``timings_s`` maps stage names to seconds; ``face`` and ``prnet`` are ``None``
-    until PRNet ran.
+    ``request`` (as the member asked) and ``model``/``model_revision`` (the diffusion weights) are
+    ``None`` for a photo reconstruction; ``painted_prompt``/``painted_negative`` are what the model was
+    given (the portrait framing around the member's words); ``seeds_tried`` the seeds painted before the
+    one that made this face (repaints); ``timings_s`` maps stage names to seconds; ``face`` and ``prnet``
+    are ``None`` until PRNet ran.
     """
 
     request: FaceRequest | None = None
+    painted_prompt: str | None = None
+    painted_negative: str | None = None
+    seeds_tried: tuple[int, ...] = ()
     model: str | None = None
     model_revision: str | None = None
     dropped_prompt: str = ""
@@ -135,10 +140,22 @@ class FaceReport:
     upload_note: str | None = None
 
     @classmethod
-    def of_painting(cls, painted: FaceImage, *, model: str | None, revision: str | None) -> FaceReport:
-        """The report once the image is painted: the request, the model and the text encoder's verdict."""
+    def of_painting(
+        cls,
+        painted: FaceImage,
+        *,
+        model: str | None,
+        revision: str | None,
+        request: FaceRequest | None = None,
+        seeds_tried: tuple[int, ...] = (),
+    ) -> FaceReport:
+        """The report once the image is painted: the member's ``request`` (default: the painted one), what
+        was painted, the model and the text encoder's verdict."""
         return cls(
-            request=painted.request,
+            request=request or painted.request,
+            painted_prompt=painted.request.prompt,
+            painted_negative=painted.request.negative_prompt,
+            seeds_tried=seeds_tried,
             model=model,
             model_revision=revision,
             dropped_prompt=painted.dropped_prompt,
@@ -159,6 +176,8 @@ class FaceReport:
         data: dict[str, Any] = {}
         if self.request is not None:  # a painted face; a photo reconstruction has no prompt or model
             data.update(dataclasses.asdict(self.request))
+            data.update(painted_prompt=self.painted_prompt, painted_negative=self.painted_negative,
+                        seeds_tried=list(self.seeds_tried))  # fmt: skip
             data.update(prompt_truncated=bool(self.dropped_prompt), dropped_prompt=self.dropped_prompt,
                         model=None if self.model is None else {"id": self.model, "revision": self.model_revision},
                         nsfw=self.nsfw)  # fmt: skip
@@ -186,6 +205,9 @@ class FaceReport:
         prnet = data.get("prnet")
         return cls(
             request=FaceRequest(**{name: data[name] for name in names}) if "prompt" in data else None,
+            painted_prompt=data.get("painted_prompt"),
+            painted_negative=data.get("painted_negative"),
+            seeds_tried=tuple(data.get("seeds_tried", ())),
             model=model.get("id"),
             model_revision=model.get("revision"),
             dropped_prompt=data.get("dropped_prompt", ""),

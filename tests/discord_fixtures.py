@@ -17,6 +17,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from bot import T2FBot
+from t2f.build import framing, gate_limits
 from t2f.config import Settings
 from t2f.faces import FaceImage, FaceRequest, StepProgress
 from t2f.serve.backend import LocalFaceBackend
@@ -66,8 +67,10 @@ class PhotoTextToImage:
 
 
 def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-untyped-def]
+    # No portrait framing by default: most tests read back the prompts the painter was given.
     values: dict[str, object] = dict(image_size=256, steps=3, cooldown_s=0.0, progress_interval_s=1.0, warmup=False,
-                                     db_path=tmp_path / "t2f.sqlite3", user_pending=2, queue_capacity=60)  # fmt: skip
+                                     db_path=tmp_path / "t2f.sqlite3", user_pending=2, queue_capacity=60,
+                                     prompt_template="", negative_default="")  # fmt: skip
     values.update(overrides)
     return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
 
@@ -75,7 +78,8 @@ def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-
 def make_bot(settings: Settings, store: Store, stages: FacePipeline, text_to_image: object) -> T2FBot:
     """A fresh bot around the shared, already-loaded PRNet and detector, with ``text_to_image`` swapped in."""
     pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=text_to_image)
-    backend = LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=0)
+    backend = LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=0, framing=framing(settings),
+                               gate=gate_limits(settings))  # fmt: skip
     service = JobService(backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
                          job_timeout_s=settings.job_timeout_s)  # fmt: skip
     limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from t2f.bounds import SEED
 from t2f.errors import T2FError
 from t2f.export.package import result_files
 from t2f.faces import FaceImage, FaceRequest, FaceResult, StepProgress, decimate
@@ -27,13 +28,16 @@ from t2f.serve.jobs import (
     JobRequest,
     JobResult,
     JobStatus,
+    Repaint,
     failed,
 )
 from t2f.serve.uploads import fit_for_upload
+from t2f.stages.gate import GateLimits, GateReason, GateVerdict, PortraitFraming, final_message, judge, repaint_note
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import provenance
 
 log = logging.getLogger(__name__)
+Outcome = JobResult | FinishedFace | Repaint  # what a batch gives for each job
 OUT_OF_MEMORY = "The GPU ran out of memory for this face (job {job_id}); please try again in a moment."
 
 
@@ -63,15 +67,27 @@ class LocalFaceBackend:
     crop : "detect" (MTCNN) or "whole".
     preview_every : attach a TAESD preview every N steps (when the stage has a previewer).
     defer_exports : return :class:`FinishedFace` for the service to export on its CPU thread (else export here).
+    framing : the portrait template and default negative prompt around each member's words.
+    gate : what a usable face is (one, big enough, frontal enough); images that fail are repainted with the
+        next seed while the job has repaints left. Needs ``crop="detect"``.
     """
 
     def __init__(
-        self, pipeline: FacePipeline, *, crop: str = "detect", preview_every: int = 5, defer_exports: bool = True
+        self,
+        pipeline: FacePipeline,
+        *,
+        crop: str = "detect",
+        preview_every: int = 5,
+        defer_exports: bool = True,
+        framing: PortraitFraming | None = None,
+        gate: GateLimits | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.crop = crop
         self.preview_every = preview_every
         self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
+        self.framing = framing or PortraitFraming(template="", negative="")  # default: paint the words as given
+        self.gate = gate  # None: any detected face is used (the largest), no repaints for pose or size
 
     def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False) -> None:
         """Short generations and reconstructions, so no user's job pays start-up costs.
@@ -97,8 +113,12 @@ class LocalFaceBackend:
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult | FinishedFace]:
-        """Paint the batch, then detect and run PRNet on all its faces at once; files are written by :meth:`export`."""
+    ) -> list[Outcome]:
+        """Paint the batch, gate each image, run PRNet on all usable faces at once; files come from :meth:`export`.
+
+        An image without a usable face gives a :class:`Repaint` (the job with its next seed) while the job
+        has repaints left, else the job's result with the reason and the last image.
+        """
         started = time.perf_counter()
 
         def on_step(progress: StepProgress) -> None:
@@ -110,7 +130,7 @@ class LocalFaceBackend:
 
         try:
             painted = self.pipeline.text_to_image.generate_batch(
-                [job.face for job in jobs], on_step=on_step, preview_every=self.preview_every
+                [self.framing.frame(job.face) for job in jobs], on_step=on_step, preview_every=self.preview_every
             )
         except JobAborted:
             return [JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in jobs]
@@ -126,24 +146,54 @@ class LocalFaceBackend:
             log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half, len(jobs) - half)
             return self.run_batch(jobs[:half], report, cancelled) + self.run_batch(jobs[half:], report, cancelled)
         paint_s = (time.perf_counter() - started) / len(jobs)
-        results: dict[str, JobResult | FinishedFace] = {}
-        todo: list[tuple[JobRequest, np.ndarray, FaceReport]] = []
+        results: dict[str, Outcome] = {}
+        todo: list[tuple[JobRequest, np.ndarray, FaceReport, GateVerdict | None]] = []
         for job, image in zip(jobs, painted, strict=True):
-            face_report = self._painting_report(image, paint_s)
+            face_report = self._painting_report(job, image, paint_s)
             if cancelled(job.job_id):
                 results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
             elif image.image is None:
-                results[job.job_id] = JobResult(
-                    job.job_id, JobStatus.WITHHELD, report=face_report, user_message=image.withheld_reason
-                )
+                results[job.job_id] = self._unusable(job, GateReason.FLAGGED, None, face_report, image.withheld_reason)
+            elif (verdict := self._judge(image.image)) is not None and not verdict.passed:
+                assert verdict.reason is not None
+                results[job.job_id] = self._unusable(job, verdict.reason, image.image, face_report)
             else:
                 report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
-                todo.append((job, image.image, face_report))
+                todo.append((job, image.image, face_report, verdict))
         if todo:
-            faces = self._reconstruct([image for _, image, _ in todo], [job.job_id for job, _, _ in todo])
-            for (job, image, face_report), face in zip(todo, faces, strict=True):
+            faces = self._reconstruct([(image, verdict) for _, image, _, verdict in todo], [j.job_id for j, *_ in todo])
+            for (job, image, face_report, _), face in zip(todo, faces, strict=True):
                 results[job.job_id] = self._reconstructed(job, image, face_report, face, paint_s)
         return [results[job.job_id] for job in jobs]
+
+    def _judge(self, image: np.ndarray) -> GateVerdict | None:
+        """The gate's verdict on a painted image (``None`` when there is no gate: PRNet's crop rules decide)."""
+        if self.gate is None or self.crop != "detect":
+            return None
+        return judge(image.shape, self.pipeline.detect(image), self.gate)
+
+    def _unusable(
+        self,
+        job: JobRequest,
+        reason: GateReason,
+        image: np.ndarray | None,
+        face_report: FaceReport,
+        withheld: str | None = None,
+    ) -> JobResult | Repaint:
+        """Paint the job again with the next seed while it may, else tell the member why (with the image)."""
+        tries = len(job.seeds_tried) + 1
+        if job.repaints_left > 0:
+            seed = (job.face.seed + 1) % (SEED.high + 1)  # the next seed: a repainted face stays reproducible
+            again = dataclasses.replace(
+                job, face=dataclasses.replace(job.face, seed=seed), repaints_left=job.repaints_left - 1,
+                seeds_tried=(*job.seeds_tried, job.face.seed),
+            )  # fmt: skip
+            return Repaint(again, repaint_note(reason, tries))
+        if image is None:
+            message = withheld or final_message(reason, tries)
+            return JobResult(job.job_id, JobStatus.WITHHELD, report=face_report, user_message=message)
+        return JobResult(job.job_id, JobStatus.FAILED, files={IMAGE_FILE: png_bytes(image)}, report=face_report,
+                         user_message=final_message(reason, tries))  # fmt: skip
 
     def _one_by_one(
         self,
@@ -151,11 +201,11 @@ class LocalFaceBackend:
         report: Callable[[JobProgress], None],
         cancelled: Callable[[str], bool],
         error: Exception,
-    ) -> list[JobResult | FinishedFace]:
+    ) -> list[Outcome]:
         """A batch broke: run its jobs alone, so one bad job fails by itself and the others finish."""
         if len(jobs) > 1:
             log.warning("a batch of %d failed (%s); running its jobs one by one", len(jobs), type(error).__name__)
-            results: list[JobResult | FinishedFace] = []
+            results: list[Outcome] = []
             for job in jobs:
                 try:
                     results += self.run_batch([job], report, cancelled)
@@ -184,28 +234,33 @@ class LocalFaceBackend:
         seconds = finished.seconds + time.perf_counter() - started
         return JobResult(job.job_id, JobStatus.DONE, files=files, report=face_report, seconds=seconds)
 
-    def _reconstruct(self, images: list[np.ndarray], job_ids: list[str]) -> list[FaceResult | T2FError | None]:
-        """Faces (or their errors, or None after a crash) for ``images``, PRNet batched over them.
+    def _reconstruct(
+        self, found: list[tuple[np.ndarray, GateVerdict | None]], job_ids: list[str]
+    ) -> list[FaceResult | T2FError | None]:
+        """Faces (or their errors, or None after a crash) for the images, PRNet batched over them.
 
-        Out of GPU memory with several images, each is tried alone before any is given up.
+        An image the gate passed is cropped from the gate's box; others by ``crop``. Out of GPU memory,
+        or when one image breaks PRNet, each image is tried alone before any is given up.
         """
         try:
-            return list(self.pipeline.reconstruct_many(images, crop=self.crop))
+            boxes = [None if verdict is None else (verdict.box, verdict.faces) for _, verdict in found]
+            return list(self.pipeline.reconstruct_many([image for image, _ in found], crop=self.crop, boxes=boxes))
         except Exception as exc:
-            if len(images) > 1:  # out of memory, or one image that breaks PRNet: each is tried alone
+            if len(found) > 1:
                 if is_out_of_memory(exc):
                     release_cached_memory()
-                log.warning("reconstructing %d faces failed (%s); one at a time", len(images), type(exc).__name__)
-                return [face for image, job_id in zip(images, job_ids, strict=True)
-                        for face in self._reconstruct([image], [job_id])]  # fmt: skip
+                log.warning("reconstructing %d faces failed (%s); one at a time", len(found), type(exc).__name__)
+                return [face for item, job_id in zip(found, job_ids, strict=True)
+                        for face in self._reconstruct([item], [job_id])]  # fmt: skip
             log.exception("reconstruction failed for job %s", job_ids[0])
             return [None]
 
-    def _painting_report(self, painted: FaceImage, paint_s: float) -> FaceReport:
+    def _painting_report(self, job: JobRequest, painted: FaceImage, paint_s: float) -> FaceReport:
         stage = self.pipeline.text_to_image
         face_report = FaceReport.of_painting(
-            painted, model=getattr(stage, "model", "unknown"), revision=getattr(stage, "revision", None)
-        )
+            painted, model=getattr(stage, "model", "unknown"), revision=getattr(stage, "revision", None),
+            request=job.face, seeds_tried=job.seeds_tried,
+        )  # fmt: skip
         return dataclasses.replace(face_report, timings_s={"text_to_image": round(paint_s, 4)})
 
     def _reconstructed(
@@ -215,7 +270,7 @@ class LocalFaceBackend:
         face_report: FaceReport,
         face: FaceResult | T2FError | None,
         paint_s: float,
-    ) -> JobResult | FinishedFace:
+    ) -> Outcome:
         if face is None:
             return dataclasses.replace(failed(job.job_id), report=face_report)
         if isinstance(face, T2FError):  # no face, and other problems the member can act on: still show the image

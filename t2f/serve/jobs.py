@@ -42,6 +42,7 @@ class JobPhase(StrEnum):
 
     STARTING = "starting"
     PAINTING = "painting"
+    REPAINTING = "repainting"  # the last image had no usable face; waiting to be painted with the next seed
     RECONSTRUCTING = "reconstructing"
     EXPORTING = "exporting"
 
@@ -63,6 +64,8 @@ class JobRequest:
     """A face to make: the generation request plus who asked, where, and what they want back.
 
     ``upload`` is the delivery's byte budget; ``None`` (the CLI, a web page) keeps the files whole.
+    ``repaints_left`` is how many more seeds may be painted when an image has no usable face;
+    ``seeds_tried`` the seeds already painted (the current one, ``face.seed``, is not among them).
     """
 
     job_id: str
@@ -72,6 +75,8 @@ class JobRequest:
     guild_id: int | None = None
     channel_id: int | None = None
     upload: UploadBudget | None = None
+    repaints_left: int = 0
+    seeds_tried: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class JobProgress:
     step: int = 0
     total: int = 0
     preview: np.ndarray | None = None
+    note: str | None = None  # why the job is repainted, in a member's words
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,14 @@ class FinishedFace:
     face: FaceResult
     report: FaceReport
     seconds: float  # spent so far, painting and reconstructing
+
+
+@dataclass(frozen=True)
+class Repaint:
+    """An image without a usable face: ``job`` is the same job with the next seed, to queue again."""
+
+    job: JobRequest
+    note: str  # why, for the member's progress line
 
 
 def failed(job_id: str) -> JobResult:

@@ -21,6 +21,7 @@ class JobHandle:
         self.job = job
         self.result: asyncio.Future[JobResult] = loop.create_future()
         self.latest: JobProgress | None = None
+        self.repaint_note: str | None = None  # why the job is being painted again (shown with its progress)
         self.started = False
         self.changed = asyncio.Event()
         self._on_start: list[Callable[[], None]] = []
@@ -80,6 +81,15 @@ class JobQueue:
             if user not in self._turns:
                 self._turns.append(user)
         self._lines[user].append(handle)
+
+    def add_front(self, handle: JobHandle) -> None:
+        """Put a job back at the head of its member's line, with the member's turn next: a repaint joins
+        the next batch beside other members' jobs instead of waiting behind everyone."""
+        user = handle.job.user_id
+        self._lines.setdefault(user, deque()).appendleft(handle)
+        if user in self._turns:
+            self._turns.remove(user)
+        self._turns.appendleft(user)
 
     def remove(self, handle: JobHandle) -> bool:
         """Take a waiting handle out of its line; False if it is not waiting."""

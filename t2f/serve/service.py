@@ -12,6 +12,7 @@ while there is work, which also makes shutdown simple.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from t2f.serve.jobs import (
     JobResult,
     JobStatus,
     QueueFull,
+    Repaint,
     failed,
 )
 from t2f.serve.queue import JobHandle, JobQueue
@@ -38,13 +40,13 @@ log = logging.getLogger(__name__)
 class FaceBackend(Protocol):
     """Runs a batch on the worker thread. Must call ``report`` for progress and honour ``cancelled``.
 
-    A job's entry is its final :class:`JobResult`, or a :class:`FinishedFace` whose files the service
-    then asks :meth:`export` for on its CPU thread.
+    A job's entry is its final :class:`JobResult`, a :class:`FinishedFace` whose files the service then
+    asks :meth:`export` for on its CPU thread, or a :class:`Repaint` that the service queues again.
     """
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult | FinishedFace]: ...
+    ) -> list[JobResult | FinishedFace | Repaint]: ...
 
     def export(self, finished: FinishedFace) -> JobResult: ...
 
@@ -203,12 +205,14 @@ class JobService:
             self._running = batch
             for handle in batch:
                 handle.start()
-                handle.update(JobProgress(handle.job.job_id, JobPhase.STARTING))
+                handle.update(JobProgress(handle.job.job_id, JobPhase.STARTING, note=handle.repaint_note))
             by_id = {h.job.job_id: h for h in batch}
 
             def report(progress: JobProgress, by_id: dict[str, JobHandle] = by_id) -> None:
                 handle = by_id.get(progress.job_id)
                 if handle is not None:
+                    if progress.note is None and handle.repaint_note is not None:  # a repaint says why throughout
+                        progress = dataclasses.replace(progress, note=handle.repaint_note)
                     loop.call_soon_threadsafe(handle.update, progress)
 
             started = time.perf_counter()
@@ -224,15 +228,24 @@ class JobService:
             elapsed = time.perf_counter() - started
             self.seconds_per_batch = 0.7 * self.seconds_per_batch + 0.3 * elapsed
             for handle, result in zip(batch, results, strict=True):
-                if timed_out and (isinstance(result, FinishedFace) or result.status != JobStatus.DONE):
+                if timed_out and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):
                     minutes = self.job_timeout_s / 60
                     message = f"Your face took longer than {minutes:g} minutes and was stopped. Try again."
                     self._finish(handle, JobResult(handle.job.job_id, JobStatus.TIMEOUT, user_message=message))
                 elif isinstance(result, FinishedFace):
                     self._export_later(handle, result)
+                elif isinstance(result, Repaint):
+                    self._repaint(handle, result)
                 else:
                     self._finish(handle, result)
             self._running = []
+
+    def _repaint(self, handle: JobHandle, repaint: Repaint) -> None:
+        """Queue the job again with its next seed; it joins the next batch, beside other members' jobs."""
+        handle.job = repaint.job
+        handle.repaint_note = repaint.note
+        handle.update(JobProgress(handle.job.job_id, JobPhase.REPAINTING, note=repaint.note))
+        self._queue.add_front(handle)
 
     def _export_later(self, handle: JobHandle, finished: FinishedFace) -> None:
         """Write a job's files on the CPU thread; the GPU worker goes on with the next batch meanwhile."""
@@ -257,7 +270,7 @@ class JobService:
 
     def _run_batch(
         self, jobs: list[JobRequest], report: Callable[[JobProgress], None]
-    ) -> list[JobResult | FinishedFace]:
+    ) -> list[JobResult | FinishedFace | Repaint]:
         """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""
         try:
             return self.backend.run_batch(jobs, report, self._cancel.__contains__)

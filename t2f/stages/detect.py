@@ -44,6 +44,16 @@ def crop_from_dlib_box(image: np.ndarray, box: FaceBox) -> FaceCrop:
     return crop_face(image, box.center_xy + np.array([0.0, DLIB_SHIFT_Y * s]), float(int(DLIB_CROP_SCALE * s)))
 
 
+KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # MTCNN's names, image left/right
+
+
+def _keypoints(points: dict[str, Any] | None, scale: float) -> tuple[tuple[float, float], ...] | None:
+    """MTCNN's five named points in full-image pixels, in :class:`FaceBox`'s order."""
+    if not points or any(name not in points for name in KEYPOINTS):
+        return None
+    return tuple((float(points[name][0]) / scale, float(points[name][1]) / scale) for name in KEYPOINTS)
+
+
 class FaceDetector:
     """Find faces with MTCNN on the CPU."""
 
@@ -70,7 +80,14 @@ class FaceDetector:
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         found = self._mtcnn.detect_faces(np.ascontiguousarray(small))
         boxes = [
-            FaceBox(x / scale, y / scale, (x + w) / scale, (y + h) / scale, float(f["confidence"]))
+            FaceBox(
+                x / scale,
+                y / scale,
+                (x + w) / scale,
+                (y + h) / scale,
+                float(f["confidence"]),
+                keypoints=_keypoints(f.get("keypoints"), scale),
+            )
             for f in found
             if float(f["confidence"]) >= self.min_confidence
             for x, y, w, h in [f["box"]]

@@ -82,14 +82,33 @@ class FacePipeline:
             found = self.find_face(image, crop=crop, box=box, landmarks=landmarks)
         return self._reconstruct_found([image], [found], timings)[0]
 
-    def reconstruct_many(self, images: list[np.ndarray], *, crop: str = "detect") -> list[FaceResult | T2FError]:
-        """Like :meth:`reconstruct_batch`, but an image without a usable face gets its error, not the batch's."""
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """Every face the detector finds in ``image`` (H, W, 3) uint8, largest first (built on first use)."""
+        if self.detector is None:
+            self.detector = FaceDetector()
+        return self.detector.detect(image)
+
+    def reconstruct_many(
+        self,
+        images: list[np.ndarray],
+        *,
+        crop: str = "detect",
+        boxes: list[tuple[FaceBox | None, int] | None] | None = None,
+    ) -> list[FaceResult | T2FError]:
+        """Like :meth:`reconstruct_batch`, but an image without a usable face gets its error, not the batch's.
+
+        ``boxes`` may give, per image, a face already found (and how many faces were seen) so it is not
+        detected twice; ``None`` entries fall back to ``crop``.
+        """
         timings: dict[str, float] = {}
         found: list[tuple[FaceCrop, FaceBox | None, int] | T2FError] = []
         with timed(timings, "detect"):
-            for image in images:
+            for image, given in zip(images, boxes or [None] * len(images), strict=True):
                 try:
-                    found.append(self.find_face(image, crop=crop))
+                    if given is not None and given[0] is not None:
+                        found.append((crop_from_mtcnn_box(image, given[0]), given[0], given[1]))
+                    else:
+                        found.append(self.find_face(image, crop=crop))
                 except T2FError as exc:
                     found.append(exc)
         good = [(i, f) for i, f in enumerate(found) if not isinstance(f, T2FError)]
