@@ -21,6 +21,8 @@ IMAGE_FILE = "image.png"  # the painted picture, lossless
 # The preview strip is shown once in a chat. JPEG at quality 92 without chroma subsampling looks the
 # same there, encodes in 1 ms instead of PNG's 10 ms and is a quarter of the size (bench/reconstruction.py).
 PREVIEW_FILE = "preview.jpg"
+# The head swinging from side to side, which Discord plays inline (t2f/export/turntable.py says why GIF).
+TURNTABLE_FILE = "turntable.gif"
 
 
 def _check_rgb(image: np.ndarray, channels: tuple[int, ...]) -> None:
