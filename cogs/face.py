@@ -89,8 +89,8 @@ def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
     notes = [note for note in (report.upload_note, report.prnet and report.prnet.note) if note] if report else []
     if notes:
         embed.add_field(name="Note", value=" ".join(notes)[:MAX_FIELD_CHARS], inline=False)
-    if shown := next((name for name in (TURNTABLE_FILE, PREVIEW_FILE) if name in result.files), None):
-        embed.set_image(url=f"attachment://{shown}")
+    if picture := next((name for name in (TURNTABLE_FILE, PREVIEW_FILE) if name in result.files), None):
+        embed.set_image(url=f"attachment://{picture}")
     embed.set_footer(text=f"job {job.job_id}")
     return embed
 

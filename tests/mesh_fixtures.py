@@ -16,7 +16,6 @@ from t2f.faces import FaceMesh
 from t2f.stages.prnet.postprocess import build_face_mesh, head_pose
 from t2f.stages.prnet.uv import UVData
 
-
 REFERENCE_MESHES = ("image00050", "image02283")  # the AFLW2000 samples whose whole mesh PRNet's output saved
 
 

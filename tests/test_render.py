@@ -190,3 +190,34 @@ def test_soften_edges_blends_only_the_silhouette() -> None:
     np.testing.assert_array_equal(soft[:1], image[:1])  # far outside too
     edge = soft[6, 1:5, 0].astype(int)  # background, ramp out, ramp in, inside
     assert edge[0] == BACKGROUND[0] and BACKGROUND[0] < edge[1] < edge[2] < 200 and edge[3] == 200
+
+
+def test_turntable_gif_loops_the_pose_normalised_head(shared_dir: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from t2f.export.turntable import FRAME_MS, FRAMES, SWING_DEG, swing_yaws, turntable_gif
+
+    _, mesh = reference_mesh(shared_dir)
+    turned = turned_mesh(shared_dir, mesh, yaw_deg=55.0, pitch_deg=40.0)
+    data = turntable_gif(turned)
+    assert len(data) < 2_000_000
+    gif = Image.open(io.BytesIO(data))
+    assert gif.format == "GIF" and gif.size == (PANEL, PANEL) and gif.n_frames == FRAMES
+    assert gif.info["loop"] == 0 and gif.info["duration"] == FRAME_MS
+    frames = []
+    for index in range(FRAMES):
+        gif.seek(index)
+        frames.append(np.asarray(gif.convert("RGB")).astype(int))
+    yaws = swing_yaws()
+    assert yaws[0] == 0 and yaws.max() == pytest.approx(SWING_DEG) and yaws.min() == pytest.approx(-SWING_DEG)
+    # The swing is symmetric: frames k and FRAMES/2 - k show the same yaw, so they are the same picture.
+    np.testing.assert_array_equal(frames[3], frames[FRAMES // 2 - 3])
+    assert np.abs(frames[FRAMES // 4] - frames[3 * FRAMES // 4]).mean() > 5  # the two extremes differ
+    # Frame 0 shows the head from the front, although it was turned and tilted in its picture: the
+    # face is about as wide left and right of the panel's centre line.
+    drawn = np.abs(frames[0] - BACKGROUND.astype(int)).sum(axis=2) > 30
+    cols = np.nonzero(drawn.any(axis=0))[0]
+    assert abs((cols[0] + cols[-1]) / 2 - PANEL / 2) < 0.05 * PANEL
+    assert drawn.mean() > 0.2

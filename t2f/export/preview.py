@@ -266,7 +266,10 @@ def view_mesh(mesh: FaceMesh, step: int = PREVIEW_LOD) -> ViewMesh:
 
 
 def draw_view(view: ViewMesh, yaw_deg: float, size: int = PANEL) -> tuple[Raster, np.ndarray]:
-    """Rasterise ``view`` turned by ``yaw_deg`` (front faces only) in a ``size`` panel; returns the raster and light (V,)."""
+    """Rasterise ``view`` turned by ``yaw_deg`` (front faces only) in a ``size`` panel.
+
+    Returns the raster and the per-vertex light (V,) float32 of that view.
+    """
     raster = rasterize(fit_to_panel(view.vertices, yaw_deg, size), view.triangles, size, cull_back=True)
     return raster, vertex_light(view.normals, yaw_deg)
 
