@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from common import machine, measure, peak_rss_mib, publish, shared_dir, table
 
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.export.preview import PREVIEW_LOD, coarse_mesh, fit_to_panel, preview_strip, rasterize
+from t2f.export.preview import draw_view, preview_strip, view_mesh
+from t2f.export.turntable import FRAME_MS, FRAMES, gif_bytes, swing_yaws, turntable_frames, turntable_gif
 from t2f.files.outputs import jpeg_bytes, png_bytes
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
@@ -61,6 +63,10 @@ def reference_face() -> tuple[np.ndarray, np.ndarray, np.ndarray, UVData]:
     return image, raw.astype(np.float32), tform, uv
 
 
+def per_face_p50(results: dict[str, dict[str, float]]) -> float:
+    return results["**per face: post-processing + OBJ + GLB + preview**"]["p50"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -69,9 +75,9 @@ def main() -> None:
     image, raw, tform, uv = reference_face()
     mesh = build_face_mesh(image, restore_position_map(raw, tform), uv)
 
-    preview_vertices, preview_triangles, _ = coarse_mesh(mesh, PREVIEW_LOD)
-    placed = fit_to_panel(preview_vertices, 45.0)
+    preview_view = view_mesh(mesh)
     strip = preview_strip(image, mesh)
+    frames = turntable_frames(mesh)
 
     def postprocess() -> object:
         return build_face_mesh(image, restore_position_map(raw, tform), uv)
@@ -85,11 +91,17 @@ def main() -> None:
         "OBJ with vertex colours": lambda: obj_bytes(mesh),
         "textured OBJ + MTL + PNG": lambda: textured_obj_files(mesh),
         "GLB": lambda: glb_bytes(mesh),
-        "preview (4 panels from 3 rasterisations, + JPEG)": lambda: jpeg_bytes(preview_strip(image, mesh)),
-        "  of which: one rasterisation (the preview mesh)": lambda: rasterize(placed, preview_triangles, 256),
+        "preview (pose undone, 4 panels from 3 rasterisations, anti-aliased, + JPEG)": lambda: jpeg_bytes(
+            preview_strip(image, mesh)
+        ),
+        "  of which: one rasterisation (the preview mesh, 3/4 view, back faces culled)": lambda: draw_view(
+            preview_view, 45.0
+        ),
         "  of which: JPEG encoding of the 1280x256 strip (ours, quality 92, 4:4:4)": lambda: jpeg_bytes(strip),
         "  (for comparison: PNG encoding of the same strip, zlib level 1)": lambda: png_bytes(strip, compress_level=1),
         "**per face: post-processing + OBJ + GLB + preview**": whole_face,
+        f"turntable GIF ({FRAMES} frames, {FRAME_MS} ms apart)": lambda: turntable_gif(mesh),
+        "  of which: GIF encoding (one palette, no dither)": lambda: gif_bytes(frames),
     }
     rows = []
     results = {}
@@ -101,6 +113,18 @@ def main() -> None:
     )
     ours = results["OBJ with vertex colours"]
     rows.append(["naive per-vertex Python loop OBJ writer (upstream's)", f"{naive['p50']:.1f}", f"{naive['p95']:.1f}"])
+
+    cpu = []  # CPU time, not wall time: the budget is CPU and this machine is shared
+    for _ in range(max(3, args.runs // 4)):
+        start = time.process_time()
+        gif = turntable_gif(mesh)
+        cpu.append((time.process_time() - start) * 1000)
+    turntable_row = (
+        f"Turntable: **{FRAMES} frames** ({len(np.unique(np.round(swing_yaws(), 6)))} drawn), "
+        f"{frames.shape[2]}x{frames.shape[1]} px, **{len(gif) / 1e6:.2f} MB**, **{np.median(cpu):.0f} ms CPU** p50 "
+        f"(targets: at most 320 px, 2 MB, 300 ms CPU); "
+        f"{np.median(cpu) / per_face_p50(results):.1f}x the per-face time of the same run."
+    )
 
     net = ResFCN256().eval()
     prnet = PRNet(net, PRNetConfig())
@@ -126,6 +150,15 @@ def main() -> None:
 
     per_face = results["**per face: post-processing + OBJ + GLB + preview**"]
     worst = per_face["p95"]
+    if worst <= 100:
+        verdict = "(met at p95)."
+    elif per_face["p50"] <= 100:
+        verdict = f"(met at p50; p95 over by {worst - 100:.0f} ms on this shared machine)."
+    else:
+        verdict = (
+            f"(p50 over by {per_face['p50'] - 100:.0f} ms). The preview's three numpy rasterisations are the "
+            "largest part; rasterising on the GPU when there is one is the next step."
+        )
     report = "\n\n".join([
         "# Reconstruction benchmark",
         f"Machine: {machine()}. {args.runs} runs per row after one warm-up; times in milliseconds.",
@@ -134,9 +167,8 @@ def main() -> None:
         f"({naive['p50']:.0f} ms vs {ours['p50']:.1f} ms, p50). Target: at least 10x.",
         f"Per face (post-processing + OBJ + GLB + preview): **{per_face['p50']:.0f} ms p50, {worst:.0f} ms p95**; "
         "target 100 ms "
-        + ("(met at p95)." if worst <= 100 else f"(p95 over by {worst - 100:.0f} ms). The preview's three numpy "
-           "rasterisations are the largest part (rows above: edge-function tests over triangles x 3 corners x "
-           "candidate pixels); rasterising on the GPU when there is one is the next step."),
+        + verdict,
+        turntable_row,
         "## PRNet forward (random weights, same compute as the official ones)",
         table(["device", "ms per image", "ms per batch"], forward_rows),
         f"Peak RSS: {peak_rss_mib():.0f} MiB.",

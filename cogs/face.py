@@ -34,7 +34,7 @@ from cogs.replies import (
 from t2f.bounds import MEMBER_GUIDANCE, MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
 from t2f.errors import T2FError
 from t2f.faces import FaceRequest
-from t2f.files.outputs import PREVIEW_FILE, png_bytes
+from t2f.files.outputs import PREVIEW_FILE, TURNTABLE_FILE, png_bytes
 from t2f.serve.jobs import UNFINISHED, JobPhase, JobProgress, JobRequest, JobResult, JobStatus
 from t2f.serve.queue import JobHandle
 from t2f.serve.records import JobRecord, job_record, job_request
@@ -94,8 +94,8 @@ def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
     notes = [note for note in (report.upload_note, report.prnet and report.prnet.note) if note] if report else []
     if notes:
         embed.add_field(name="Note", value=" ".join(notes)[:MAX_FIELD_CHARS], inline=False)
-    if PREVIEW_FILE in result.files:
-        embed.set_image(url=f"attachment://{PREVIEW_FILE}")
+    if picture := next((name for name in (TURNTABLE_FILE, PREVIEW_FILE) if name in result.files), None):
+        embed.set_image(url=f"attachment://{picture}")
     embed.set_footer(text=f"job {job.job_id}")
     return embed
 

@@ -196,3 +196,35 @@ def decimate(mesh: FaceMesh, step: int = 2) -> FaceMesh:
         vertices=mesh.vertices[keep], triangles=grid_triangles(ids), colors=mesh.colors[keep], uv=mesh.uv[keep],
         texture=mesh.texture, landmarks=mesh.landmarks, pose=mesh.pose, image_shape=mesh.image_shape,
     )  # fmt: skip
+
+
+def pose_rotation(pose: np.ndarray) -> np.ndarray:
+    """(3, 3) float64 rotation R of a head pose (yaw, pitch, roll) in radians, as ``FaceMesh.pose`` holds it.
+
+    The pose comes from the similarity ``vertices ~ s R canonical + t`` (PRNet's ``estimate_pose``),
+    whose angles are read as R = Rz(roll) Ry(-yaw) Rx(pitch) in the image frame (x right, y down, z
+    towards the camera). The identity when any angle is NaN (a mesh without a pose).
+    """
+    yaw, pitch, roll = (float(angle) for angle in pose)
+    if not np.all(np.isfinite([yaw, pitch, roll])):
+        return np.eye(3)
+    cy, sy, cp, sp, cr, sr = np.cos(-yaw), np.sin(-yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    rz = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    return rz @ ry @ rx
+
+
+def frontal_points(points: np.ndarray, mesh: FaceMesh) -> np.ndarray:
+    """``points`` (N, 3) of ``mesh``'s frame turned so the head faces the camera (PRNet's ``--isFront``).
+
+    The head's estimated pose is undone about the centre of its vertices (the mean), so the face
+    looks along +z, upright (y down) with level eyes; only the rotation is undone, not the scale.
+
+    Returns
+    -------
+    frontal : (N, 3) float32, in source-image pixel units, centred on the mesh's vertex mean.
+    """
+    centre = mesh.vertices.astype(np.float64).mean(axis=0)
+    # Row vectors: (R^T (p - c))^T = (p - c)^T R.
+    return ((points.astype(np.float64) - centre) @ pose_rotation(mesh.pose)).astype(np.float32)

@@ -28,8 +28,8 @@ async def test_face_defers_queues_and_delivers_a_mesh(simcord_env, photo: PhotoT
     (embed,) = message.embeds
     assert embed.title == "a smiling astronaut"
     assert {f.name for f in embed.fields} >= {"Seed", "Steps", "Guidance", "Model", "Pose", "Stage times"}
-    assert embed.image.url == "attachment://preview.jpg"
-    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.obj"}
+    assert embed.image.url == "attachment://turntable.gif"
+    assert {a.filename for a in message.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
     mesh = trimesh.load(io.BytesIO(await attachment_bytes(message, "face.obj")), file_type="obj", process=False)
     assert mesh.faces.shape == (86_906, 3)
     preview = np.asarray(Image.open(io.BytesIO(await attachment_bytes(message, "preview.jpg"))))
@@ -135,7 +135,7 @@ async def test_result_after_the_token_expired_goes_to_the_channel(simcord_env) -
     message = channel.last_message
     assert message.author.id == simcord_env.bot.user.id
     assert message.content == f"<@{alice.id}> your face is ready."
-    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.obj"}
+    assert {a.filename for a in message.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
     channel_posts = [r for r in simcord_env.http_requests if r.method == "POST" and r.path.endswith("/messages")]
     mentions = channel_posts[-1].json["allowed_mentions"]
     assert mentions["parse"] == [] and [int(u) for u in mentions["users"]] == [alice.id]  # only the author is pinged

@@ -50,7 +50,7 @@ async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, 
     await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
     message = channel.last_message
     assert message.content == f"<@{alice.id}> your face is ready."
-    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.glb"}
+    assert {a.filename for a in message.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.glb"}
     record = await store.get_job("0123456789ab")
     assert record is not None and record.status == "done" and record.interaction_token is None
     assert photo.prompts == ["a resumed astronaut"]
@@ -66,7 +66,7 @@ async def test_restart_resumes_through_a_live_token_and_does_not_resync(
     await simcord_env.restart_bot(make_bot(settings, store, stages, photo))  # the queued job only survives in SQLite
     message = queued.response  # the same message, edited through the stored token
     assert message.embeds and message.embeds[0].title == "a patient astronaut"
-    assert {a.filename for a in message.attachments} == {"preview.jpg", "image.png", "face.obj"}
+    assert {a.filename for a in message.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
     syncs = [r for r in simcord_env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
     assert len(syncs) == 1  # the tree did not change, so the restart did not sync again
 

@@ -22,7 +22,7 @@ from t2f.config import Settings
 from t2f.report import RANDOM_WEIGHTS_NOTE
 
 MESH_FILES = ["face.glb", "face.obj", "face_textured.mtl", "face_textured.obj", "face_textured.png", "image.png",
-              "metadata.json", "preview.jpg"]  # fmt: skip
+              "metadata.json", "preview.jpg", "turntable.gif"]  # fmt: skip
 
 
 @pytest.fixture

@@ -4,9 +4,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mesh_fixtures import reference_mesh
+from mesh_fixtures import REFERENCE_MESHES, reference_mesh, turned_mesh
 
-from t2f.export.preview import PANEL, coarse_mesh, preview_strip, rasterize, shade
+from t2f.export.preview import (
+    BACKGROUND,
+    PANEL,
+    VIEWS,
+    coarse_mesh,
+    draw_view,
+    fit_to_panel,
+    preview_strip,
+    rasterize,
+    shade,
+    soften_edges,
+    vertex_light,
+    view_mesh,
+)
+from t2f.faces import frontal_points, pose_rotation
+from t2f.stages.prnet.postprocess import similarity_to_canonical
+from t2f.stages.prnet.uv import UVData
+
+
+def canonical(shared_dir: Path) -> np.ndarray:
+    return UVData.load(shared_dir / "prnet" / "uv-data").canonical_vertices
 
 
 def test_rasterize_fills_a_square_and_keeps_the_nearest() -> None:
@@ -78,7 +98,7 @@ def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch
     import dataclasses
 
     import t2f.export.preview
-    from t2f.export.preview import PREVIEW_LOD, VIEWS, fit_to_panel
+    from t2f.export.preview import PREVIEW_LOD
 
     image, mesh = reference_mesh(shared_dir)
     scrambled = np.random.default_rng(0).uniform(0, 500, mesh.vertices.shape).astype(np.float32)
@@ -100,3 +120,104 @@ def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch
     monkeypatch.setattr(t2f.export.preview, "CANDIDATE_BUDGET", budget)
     drawn = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
     assert 0 < drawn < unlimited
+
+
+def nose_is_nearest(vertices: np.ndarray, nose: np.ndarray, height: float) -> bool:
+    """Whether the vertex nearest the camera (largest z) is the nose tip ``nose`` (3,).
+
+    Within 1% of the head's ``height`` in depth and 5% across: the saved meshes' own nearest
+    point lies a few vertices along the nose's ridge from the landmark.
+    """
+    gap = vertices[np.argmax(vertices[:, 2])] - nose
+    return bool(gap[2] < 0.01 * height and np.linalg.norm(gap[:2]) < 0.05 * height)
+
+
+TURNS = [(55.0, 0.0), (-55.0, 0.0), (0.0, 40.0), (-55.0, 40.0)]  # (yaw, pitch) degrees, as heads in photos turn
+
+
+@pytest.mark.parametrize("name", REFERENCE_MESHES)
+@pytest.mark.parametrize(("yaw", "pitch"), TURNS)
+def test_front_view_undoes_the_head_pose(shared_dir: Path, name: str, yaw: float, pitch: float) -> None:
+    _, mesh = reference_mesh(shared_dir, name)
+    turned = turned_mesh(shared_dir, mesh, yaw_deg=yaw, pitch_deg=pitch)
+    # The rotation rebuilt from the pose angles is the one PRNet's similarity found.
+    similarity = similarity_to_canonical(turned.vertices.astype(np.float64), canonical(shared_dir))
+    np.testing.assert_allclose(
+        pose_rotation(turned.pose), similarity[:, :3] / np.linalg.norm(similarity[0, :3]), atol=1e-6
+    )
+    height = float(np.ptp(mesh.vertices[:, 1]))
+    # Without the pose undone, the point nearest the camera is not the nose tip (a cheek, the brow).
+    assert not nose_is_nearest(turned.vertices, turned.landmarks[30], height)
+    view = view_mesh(turned)
+    placed = fit_to_panel(view.vertices, 0.0)
+    raster = rasterize(placed, view.triangles, PANEL, cull_back=True)
+    visible = np.unique(view.triangles[raster.face[raster.face >= 0]])
+    nose = frontal_points(turned.landmarks, turned)[30]
+    nose_vertex = np.argmin(np.linalg.norm(view.vertices - nose, axis=1))
+    assert nose_is_nearest(view.vertices[visible], view.vertices[nose_vertex], height)
+    assert nose_vertex in visible
+    eyes = frontal_points(turned.landmarks[[36, 45]], turned)  # outer eye corners: level again
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 0.03 * height
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), TURNS)
+def test_no_back_face_is_drawn_in_any_view(shared_dir: Path, yaw: float, pitch: float) -> None:
+    _, mesh = reference_mesh(shared_dir)
+    view = view_mesh(turned_mesh(shared_dir, mesh, yaw_deg=yaw, pitch_deg=pitch))
+    for _, view_yaw in VIEWS:
+        placed = fit_to_panel(view.vertices, view_yaw)
+        corners = placed[view.triangles]
+        towards_camera = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])[:, 2] > 0
+        both_sides = rasterize(placed, view.triangles, PANEL).face
+        assert (~towards_camera[both_sides[both_sides >= 0]]).sum() > 0  # the mask's inside would show
+        culled = draw_view(view, view_yaw)[0].face
+        assert towards_camera[culled[culled >= 0]].all()
+        assert (culled >= 0).mean() > 0.2
+
+
+def test_back_faces_are_unlit() -> None:
+    normals = np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0]], np.float32)
+    light = vertex_light(normals)
+    assert light[0] > 0.8 and light[1] == 0 and light[2] == 0  # the light comes from the upper left, in front
+
+
+def test_soften_edges_blends_only_the_silhouette() -> None:
+    covered = np.zeros((12, 12), bool)
+    covered[3:9, 3:9] = True
+    image = np.where(covered[..., None], np.uint8(200), BACKGROUND).astype(np.uint8)
+    soft = soften_edges(image, covered)
+    np.testing.assert_array_equal(soft[4:8, 4:8], image[4:8, 4:8])  # the inside is untouched
+    np.testing.assert_array_equal(soft[:1], image[:1])  # far outside too
+    edge = soft[6, 1:5, 0].astype(int)  # background, ramp out, ramp in, inside
+    assert edge[0] == BACKGROUND[0] and BACKGROUND[0] < edge[1] < edge[2] < 200 and edge[3] == 200
+
+
+def test_turntable_gif_loops_the_pose_normalised_head(shared_dir: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from t2f.export.turntable import FRAME_MS, FRAMES, SWING_DEG, swing_yaws, turntable_gif
+
+    _, mesh = reference_mesh(shared_dir)
+    turned = turned_mesh(shared_dir, mesh, yaw_deg=55.0, pitch_deg=40.0)
+    data = turntable_gif(turned)
+    assert len(data) < 2_000_000
+    gif = Image.open(io.BytesIO(data))
+    assert gif.format == "GIF" and gif.size == (PANEL, PANEL) and gif.n_frames == FRAMES
+    assert gif.info["loop"] == 0 and gif.info["duration"] == FRAME_MS
+    frames = []
+    for index in range(FRAMES):
+        gif.seek(index)
+        frames.append(np.asarray(gif.convert("RGB")).astype(int))
+    yaws = swing_yaws()
+    assert yaws[0] == 0 and yaws.max() == pytest.approx(SWING_DEG) and yaws.min() == pytest.approx(-SWING_DEG)
+    # The swing is symmetric: frames k and FRAMES/2 - k show the same yaw, so they are the same picture.
+    np.testing.assert_array_equal(frames[3], frames[FRAMES // 2 - 3])
+    assert np.abs(frames[FRAMES // 4] - frames[3 * FRAMES // 4]).mean() > 5  # the two extremes differ
+    # Frame 0 shows the head from the front, although it was turned and tilted in its picture: the
+    # face is about as wide left and right of the panel's centre line.
+    drawn = np.abs(frames[0] - BACKGROUND.astype(int)).sum(axis=2) > 30
+    cols = np.nonzero(drawn.any(axis=0))[0]
+    assert abs((cols[0] + cols[-1]) / 2 - PANEL / 2) < 0.05 * PANEL
+    assert drawn.mean() > 0.2

@@ -5,8 +5,9 @@ from __future__ import annotations
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.export.preview import preview_strip
+from t2f.export.turntable import turntable_gif
 from t2f.faces import FaceResult
-from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, jpeg_bytes, png_bytes
+from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, TURNTABLE_FILE, jpeg_bytes, png_bytes
 from t2f.timing import timed
 
 MESH_FORMATS = ("obj", "textured", "glb")
@@ -20,7 +21,7 @@ def result_files(
 ) -> dict[str, bytes]:
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
-    Always ``image.png`` and ``preview.jpg``; ``face.obj`` (vertex colours) for "obj",
+    Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
     ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb".
     """
     stage_times = timings if timings is not None else {}
@@ -35,4 +36,6 @@ def result_files(
             files["face.glb"] = glb_bytes(result.mesh)
     with timed(stage_times, "preview"):
         files[PREVIEW_FILE] = jpeg_bytes(preview_strip(result.image, result.mesh))
+    with timed(stage_times, "turntable"):
+        files[TURNTABLE_FILE] = turntable_gif(result.mesh)
     return files

@@ -1,9 +1,16 @@
 """CPU preview of a face mesh: a vectorised z-buffer rasteriser in numpy, no OpenGL.
 
 The preview is one strip a chat user reads at a glance: the source image, then the mesh shaded
-from the front, at three-quarter and in profile, then textured from the front. PRNet meshes are
-a dense UV grid, so at preview size every triangle spans a pixel or two; each triangle is tested
-against the pixels of a small window around it, all triangles at once.
+from the front, at three-quarter and in profile, then textured from the front. The head's
+estimated pose is undone first (:func:`t2f.faces.frontal_points`), so "front" means the face's own
+front whatever way it looked in the picture, and each view turns the head about its own vertical
+axis. Triangles facing away from the camera are culled (a PRNet mesh is an open mask: its inside
+must not be lit like its outside), and silhouettes are anti-aliased by blending the one-pixel band
+around them with the background by how much of each pixel's 3 x 3 neighbourhood the mesh covers
+(drawing at twice the size and reducing would cost 2.5x the whole preview: bench/reconstruction.py).
+PRNet meshes are a dense UV grid, so at preview size every
+triangle spans a pixel or two; each triangle is tested against the pixels of a small window around
+it, all triangles at once.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
-from t2f.faces import FaceMesh, decimate
+from t2f.faces import FaceMesh, decimate, frontal_points
 
 PANEL = 256
 # Pixels tested per triangle along each axis, by triangle size. Most preview triangles have 3 to 5
@@ -24,7 +32,7 @@ WINDOWS = (2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)
 CANDIDATE_BUDGET = 2_000_000
 LIGHT = np.array([-0.3, -0.4, 0.866], dtype=np.float32)  # from the upper left, towards the face
 BACKGROUND = np.array([32, 34, 40], dtype=np.uint8)
-VIEWS = (("front", 0.0), ("3/4", 45.0), ("profile", 80.0))
+VIEWS = (("front", 0.0), ("3/4", 45.0), ("profile", 80.0))  # turns of the head about its vertical axis, degrees
 # Every third UV row and column: about 2.6 px per triangle in a 256 px panel, still without holes, and
 # 0.6x the cost of every second (bench/reconstruction.py).
 PREVIEW_LOD = 3
@@ -72,16 +80,25 @@ def _covered_pixels(corners: np.ndarray, low: np.ndarray, window: int, size: int
     return tri, row * size + col, depth, weights
 
 
-def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int) -> Raster:
+def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int, *, cull_back: bool = False) -> Raster:
     """Z-buffer ``triangles`` of ``vertices`` (V, 3) in pixel units (x right, y down, z towards the viewer).
 
     A pixel (row, col) is covered when its centre (col, row) lies inside a triangle; the nearest
-    (largest z) triangle wins. Both windings are drawn. Triangles are grouped by size so each is
+    (largest z) triangle wins. Both windings are drawn unless ``cull_back``: then only triangles
+    whose normal (v1 - v0) x (v2 - v0) points towards the viewer (+z) are, the front faces of a
+    :class:`~t2f.faces.FaceMesh`. Triangles are grouped by size so each is
     tested against a window just large enough for it (most need 4 x 4 pixels); groups are drawn
     smallest first until ``CANDIDATE_BUDGET`` pixel tests are spent, and triangles wider than the
     largest window are not drawn, so the cost stays bounded whatever the geometry.
     """
     corners = vertices[triangles].astype(np.float32)  # (F, 3, 3)
+    if cull_back:
+        edge_a, edge_b = corners[:, 1, :2] - corners[:, 0, :2], corners[:, 2, :2] - corners[:, 0, :2]
+        facing = edge_a[:, 0] * edge_b[:, 1] - edge_a[:, 1] * edge_b[:, 0] > 0  # z of the normal
+        order = np.flatnonzero(facing)  # ids into ``triangles``, so ``Raster.face`` keeps its meaning
+        corners = corners[order]
+    else:
+        order = np.arange(len(triangles))
     # Only pixel centres (integers) inside the bounding box can be covered; a triangle whose box
     # holds none (span 0 or less) covers no pixel and is skipped.
     low = np.ceil(corners[:, :, :2].min(axis=1)).astype(np.int64)
@@ -108,7 +125,7 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int) -> Raster:
     winner = best[hit] & 0xFFFFFFFF
     face = np.full(size * size, -1, dtype=np.int64)
     bary = np.zeros((size * size, 3), dtype=np.float32)
-    face[hit] = tri_id[winner]
+    face[hit] = order[tri_id[winner]]
     bary[hit] = weights[winner]
     return Raster(face=face.reshape(size, size), bary=bary.reshape(size, size, 3))
 
@@ -126,19 +143,26 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 def yaw_rotation(yaw_deg: float) -> np.ndarray:
-    """(3, 3) float32 rotation about the vertical (y) axis."""
+    """(3, 3) float32 rotation about the vertical (y) axis; positive turns the face's +z towards +x."""
     t = np.radians(yaw_deg)
     return np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]], dtype=np.float32)
 
 
 def fit_to_panel(vertices: np.ndarray, yaw_deg: float, size: int = PANEL) -> np.ndarray:
-    """Rotate ``vertices`` (V, 3, y down) about the vertical axis through their centre and scale into the panel."""
+    """Turn ``vertices`` (V, 3, y down) by ``yaw_deg`` about the vertical axis through their box centre, into the panel.
+
+    The scale does not depend on the turn (it fits the head's height and its widest horizontal
+    radius), so every view and every turntable frame shows the head at the same size.
+
+    Returns
+    -------
+    placed : (V, 3) float32 pixels of a ``size`` x ``size`` panel (x right, y down, z towards the viewer).
+    """
     centred = vertices - (vertices.min(axis=0) + vertices.max(axis=0)) / 2
-    turned = centred @ yaw_rotation(yaw_deg).T
-    span = float(np.ptp(turned[:, :2], axis=0).max()) or 1.0
-    scaled = turned * (0.9 * size / span)
-    scaled[:, :2] += size / 2
-    return scaled.astype(np.float32)
+    reach = max(float(np.ptp(centred[:, 1])), 2 * float(np.hypot(centred[:, 0], centred[:, 2]).max()), 1e-6)
+    placed = (centred @ yaw_rotation(yaw_deg).T) * (0.92 * size / reach)
+    placed[:, :2] += size / 2
+    return placed.astype(np.float32)
 
 
 def interpolate(raster: Raster, triangles: np.ndarray, attributes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,11 +178,11 @@ def interpolate(raster: Raster, triangles: np.ndarray, attributes: np.ndarray) -
 
 
 def vertex_light(normals: np.ndarray, yaw_deg: float = 0.0) -> np.ndarray:
-    """(V,) float32 Lambert term of ``normals`` (V, 3, image frame) seen from a view turned by ``yaw_deg``.
+    """(V,) float32 Lambert term in [0, 1] of outward ``normals`` (V, 3) seen from a view turned by ``yaw_deg``.
 
-    Absolute: the back of a thin surface is lit like its front.
+    One-sided: a surface turned away from the light is unlit, never lit like its front.
     """
-    return np.abs(normals @ (yaw_rotation(yaw_deg).T @ LIGHT))
+    return np.clip(normals @ (yaw_rotation(yaw_deg).T @ LIGHT), 0.0, 1.0)
 
 
 def shade(raster: Raster, triangles: np.ndarray, light: np.ndarray, colors: np.ndarray | None) -> np.ndarray:
@@ -179,6 +203,34 @@ def shade(raster: Raster, triangles: np.ndarray, light: np.ndarray, colors: np.n
     return out.reshape(*raster.face.shape, 3)
 
 
+def soften_edges(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 ``image`` with the silhouette of ``covered`` (H, W) bool anti-aliased.
+
+    Each pixel on either side of the silhouette takes the covered share s of its 3 x 3
+    neighbourhood as opacity (a covered pixel 0.5 + s / 2, an empty one s / 2) over the
+    background; an empty pixel borrows the mean colour of its covered neighbours. A straight edge
+    gets a two-pixel ramp and a staircase a smooth one; the inside is untouched.
+    """
+    share = ndimage.uniform_filter(covered.astype(np.float32), 3, mode="constant")
+    band = np.flatnonzero(((share > 0) & (share < 1)).ravel())
+    if band.size == 0:
+        return image
+    width = covered.shape[1]
+    rows, cols = np.divmod(band, width)
+    padded_mask = np.pad(covered, 1)
+    padded_image = np.pad(image, ((1, 1), (1, 1), (0, 0))).astype(np.float32)
+    dr, dc = (axis.ravel() for axis in np.mgrid[0:3, 0:3])  # the 3 x 3 neighbourhood, (9,) each
+    near_mask = padded_mask[rows[:, None] + dr, cols[:, None] + dc]  # (B, 9)
+    near = np.einsum("bk,bkc->bc", near_mask, padded_image[rows[:, None] + dr, cols[:, None] + dc])
+    near /= near_mask.sum(axis=1, keepdims=True)
+    inside = covered.ravel()[band]
+    own = np.where(inside[:, None], image.reshape(-1, 3)[band], near)
+    opacity = np.where(inside, 0.5, 0.0) + 0.5 * share.ravel()[band]
+    out = image.reshape(-1, 3).copy()
+    out[band] = np.round(BACKGROUND + opacity[:, None] * (own - BACKGROUND)).astype(np.uint8)
+    return out.reshape(image.shape)
+
+
 def fit_image(image: np.ndarray, size: int = PANEL) -> np.ndarray:
     """(size, size, 3) uint8: ``image`` scaled to fit, centred on the background colour."""
     picture = Image.fromarray(image)
@@ -188,26 +240,62 @@ def fit_image(image: np.ndarray, size: int = PANEL) -> np.ndarray:
     return np.asarray(panel)
 
 
+@dataclass(frozen=True)
+class ViewMesh:
+    """A light copy of a face, turned to face the camera, ready to draw from any yaw.
+
+    Attributes
+    ----------
+    vertices : (V, 3) float32 pose-normalised vertices (:func:`t2f.faces.frontal_points`), source-image pixel units.
+    triangles : (F, 3) int32 front faces counter-clockwise as in :class:`~t2f.faces.FaceMesh`.
+    normals : (V, 3) float32 outward unit normals of ``vertices``.
+    colors : (V, 3) uint8 RGB.
+    """
+
+    vertices: np.ndarray
+    triangles: np.ndarray
+    normals: np.ndarray
+    colors: np.ndarray
+
+
+def view_mesh(mesh: FaceMesh, step: int = PREVIEW_LOD) -> ViewMesh:
+    """``mesh`` decimated to every ``step``-th UV row and column, with its head pose undone."""
+    light = decimate(mesh, step)
+    vertices = frontal_points(light.vertices, light)
+    return ViewMesh(vertices, light.triangles, vertex_normals(vertices, light.triangles), light.colors)
+
+
+def draw_view(view: ViewMesh, yaw_deg: float, size: int = PANEL) -> tuple[Raster, np.ndarray]:
+    """Rasterise ``view`` turned by ``yaw_deg`` (front faces only) in a ``size`` panel.
+
+    Returns the raster and the per-vertex light (V,) float32 of that view.
+    """
+    raster = rasterize(fit_to_panel(view.vertices, yaw_deg, size), view.triangles, size, cull_back=True)
+    return raster, vertex_light(view.normals, yaw_deg)
+
+
 def coarse_mesh(mesh: FaceMesh, step: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices, triangles, colors) of the mesh decimated to every ``step``-th UV row and column."""
+    """(vertices, triangles, colors) of the mesh decimated to every ``step``-th UV row and column (pose kept)."""
     light = decimate(mesh, step)
     return light.vertices, light.triangles, light.colors
 
 
 def preview_strip(image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL) -> np.ndarray:
-    """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front."""
-    vertices, triangles, colors = coarse_mesh(mesh, PREVIEW_LOD)
-    # Normals in the image frame; each view turns the light instead (the panel fit only adds a uniform scale).
-    image_normals = vertex_normals(vertices, triangles)
+    """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front.
+
+    The views show the pose-normalised head (front faces only, anti-aliased silhouettes).
+    """
+    view = view_mesh(mesh)
     panels = [fit_image(image, size)]
-    front: tuple[Raster, np.ndarray] | None = None
+    textured = None
     for label, yaw in VIEWS:
-        placed = fit_to_panel(vertices, yaw, size)  # every view starts from the image frame
-        raster, light = rasterize(placed, triangles, size), vertex_light(image_normals, yaw)
-        front = front or (raster, light)
-        panels.append(_label(shade(raster, triangles, light, None), label))
-    assert front is not None
-    panels.append(_label(shade(front[0], triangles, front[1], colors), "textured"))
+        raster, light = draw_view(view, yaw, size)
+        covered = raster.face >= 0
+        panels.append(_label(soften_edges(shade(raster, view.triangles, light, None), covered), label))
+        if textured is None:  # the front view's raster serves the textured panel too
+            textured = soften_edges(shade(raster, view.triangles, light, view.colors), covered)
+    assert textured is not None
+    panels.append(_label(textured, "textured"))
     return np.concatenate(panels, axis=1)
 
 

@@ -10,10 +10,11 @@ import io
 import zipfile
 from collections.abc import Callable
 
-from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE
+from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, TURNTABLE_FILE
 from t2f.serve.jobs import UploadBudget
 
-ALWAYS_SHOWN = (PREVIEW_FILE, IMAGE_FILE)  # attached as they are; mesh files may be zipped or simplified
+# Attached as they are (the pictures); mesh files may be zipped or simplified.
+ALWAYS_SHOWN = (TURNTABLE_FILE, PREVIEW_FILE, IMAGE_FILE)
 ZIPPED = "The mesh files were zipped to fit the upload limit."
 SIMPLIFIED = "The mesh was simplified to about a quarter of its vertices to fit the upload limit."
 DROPPED = "The mesh was too large to upload here even simplified; only the pictures are attached."
