@@ -20,7 +20,7 @@ main { max-width: 1100px; margin: 0 auto; padding: 24px; }
 h1 { font-size: 1.4rem; margin: 0 0 16px; overflow-wrap: anywhere; }
 .views { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 16px; }
 .views img, model-viewer { width: 100%; aspect-ratio: 1; background: var(--panel); border-radius: 8px; }
-model-viewer { --poster-color: transparent; }
+model-viewer { display: block; height: auto; --poster-color: transparent; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 16px 0; }
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 .downloads a, button { display: inline-block; margin: 0 8px 8px 0; padding: 8px 14px; border-radius: 6px;

@@ -1,0 +1,114 @@
+"""The face page and the ``t2f serve`` page in real headless Chromium (Debian's, driven by playwright).
+
+``<model-viewer>`` must fire ``load`` for the GLB with no console error and no request leaving this
+machine, and a screenshot's centre must show the face, not the background. The serve page must take a
+prompt, show progress, then the result. Screenshots go to the test's tmp folder (and, when it exists, to
+/tmp/t2f-screens/ for a person to look at).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_web import DAY, JOB, model_viewer_tarball, sample_files, sample_report, viewer_cache  # noqa: F401
+from test_web import loopback_registry  # noqa: F401
+
+from t2f.web.links import LinkSigner
+from t2f.web.pages import FacePages
+from t2f.web.server import WebServer, web_app
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed (pip install)")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# WebGL without a GPU: Chromium's software rasteriser (SwiftShader) through ANGLE.
+CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
+SCREENS = Path("/tmp/t2f-screens")
+BACKGROUND_RGB = (0x2B, 0x2D, 0x31)  # --panel in t2f.web.html.STYLE, the viewer's background
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    async with playwright_api.async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        await launched.close()
+
+
+async def open_page(browser: Any, base: str) -> tuple[Any, list[str], list[str]]:
+    """A page whose console errors and off-machine requests are recorded (the latter also refused)."""
+    page = await browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    async def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if url.startswith((base, "data:", "blob:")):
+            await request_route.continue_()
+        else:
+            outside.append(url)
+            await request_route.abort()
+
+    await page.route("**/*", route)
+    return page, errors, outside
+
+
+def keep(shot: Path) -> None:
+    if SCREENS.is_dir():
+        shutil.copyfile(shot, SCREENS / shot.name)
+
+
+def centre_differs_from_background(shot: Path) -> float:
+    """Share of the viewer's centre (the middle 30 %) whose colour is not the background's."""
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+    h, w = pixels.shape[:2]
+    centre = pixels[int(h * 0.35) : int(h * 0.65), int(w * 0.35) : int(w * 0.65)]
+    return float((np.abs(centre - np.array(BACKGROUND_RGB)).sum(axis=2) > 30).mean())
+
+
+VIEWER_LOADED = """(viewer) => new Promise((resolve, reject) => {
+  if (viewer.loaded) { resolve(true); return; }
+  viewer.addEventListener('load', () => resolve(true), {once: true});
+  viewer.addEventListener('error', (event) => reject(new Error('model-viewer error: ' + event.detail?.type)), {once: true});
+})"""
+
+
+async def test_the_face_page_shows_the_face_in_3d(browser: Any, viewer_cache: Path, shared_dir: Path,  # noqa: F811
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    pages = FacePages(tmp_path / "out", LinkSigner(b"secret"), keep_s=7 * DAY)
+    await asyncio.to_thread(pages.save, JOB, sample_files(shared_dir), sample_report())
+    app = web_app(pages=pages, viewer_script=viewer_cache / "web" / "model-viewer-4.4.0.min.js",
+                  health=lambda: (True, "ok"))  # fmt: skip
+    server = WebServer(app, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        page, errors, outside = await open_page(browser, server.url)
+        response = await page.goto(server.url + pages.path(JOB))
+        assert response.status == 200
+        viewer = await page.wait_for_selector("model-viewer#viewer")
+        await viewer.evaluate(VIEWER_LOADED)
+        await page.wait_for_timeout(500)  # a few frames after load
+        shot = tmp_path / "face-page.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        keep(shot)
+        viewer_shot = tmp_path / "face-page-viewer.png"
+        await viewer.screenshot(path=str(viewer_shot))
+        keep(viewer_shot)
+        assert centre_differs_from_background(viewer_shot) > 0.5
+        assert await page.text_content("h1") == "a <b>bold</b> test face"
+        links = await page.eval_on_selector_all(".downloads a", "links => links.map(a => a.getAttribute('href'))")
+        assert links == ["face.obj", "face_textured.zip", "face.glb"]
+        assert errors == [] and outside == []
+        gone = await page.goto(server.url + pages.path(JOB).replace(JOB, "ba9876543210"))
+        assert gone.status == 404
+    finally:
+        await server.stop()
