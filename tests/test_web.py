@@ -120,7 +120,7 @@ def test_a_tampered_or_unreachable_download_is_refused(loopback_registry: str, t
     served.write_bytes(b"not the package")
     with pytest.raises(ModelUnavailable, match="failed its integrity check"):
         install_model_viewer(tmp_path / "cache", registry=served.resolve().parents[3].as_uri())
-    with pytest.raises(ModelUnavailable, match="Could not download @google/model-viewer 4.4.0"):
+    with pytest.raises(ModelUnavailable, match=r"Could not download @google/model-viewer 4\.4\.0"):
         install_model_viewer(tmp_path / "cache", registry="http://127.0.0.1:9", timeout=2)
     assert not (tmp_path / "cache" / "web").exists() or list((tmp_path / "cache" / "web").iterdir()) == []
 
@@ -144,7 +144,9 @@ def test_links_are_signed_and_expire(tmp_path: Path) -> None:
 
 def test_pages_save_remove_and_prune(tmp_path: Path) -> None:
     clock = Clock()
-    pages = FacePages(tmp_path / "out", LinkSigner(b"k"), keep_s=7 * DAY, public_url="https://faces.example", clock=clock)
+    pages = FacePages(
+        tmp_path / "out", LinkSigner(b"k"), keep_s=7 * DAY, public_url="https://faces.example", clock=clock
+    )
     pages.save(JOB, {IMAGE_FILE: b"png", "face.glb": b"glb", "notes.txt": b"x"}, sample_report())
     assert sorted(p.name for p in (tmp_path / "out" / JOB).iterdir()) == ["face.glb", "image.png", "metadata.json"]
     assert pages.report(JOB)["seed"] == 42 and pages.expires(JOB) == int(clock.now + 7 * DAY)

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from test_web import DAY, JOB, model_viewer_tarball, sample_files, sample_report, viewer_cache  # noqa: F401
-from test_web import loopback_registry  # noqa: F401
+from test_web import DAY, JOB, loopback_registry, model_viewer_tarball, sample_files, sample_report, viewer_cache  # noqa: F401  (fixtures)
 
 from t2f.web.links import LinkSigner
 from t2f.web.pages import FacePages
@@ -78,7 +77,8 @@ def centre_differs_from_background(shot: Path) -> float:
 VIEWER_LOADED = """(viewer) => new Promise((resolve, reject) => {
   if (viewer.loaded) { resolve(true); return; }
   viewer.addEventListener('load', () => resolve(true), {once: true});
-  viewer.addEventListener('error', (event) => reject(new Error('model-viewer error: ' + event.detail?.type)), {once: true});
+  viewer.addEventListener('error', (event) => reject(new Error('model-viewer: ' + event.detail?.type)),
+                          {once: true});
 })"""
 
 
@@ -112,3 +112,49 @@ async def test_the_face_page_shows_the_face_in_3d(browser: Any, viewer_cache: Pa
         assert gone.status == 404
     finally:
         await server.stop()
+
+
+async def test_the_serve_page_makes_a_face_with_progress(browser: Any, viewer_cache: Path, stages: Any,  # noqa: F811
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    from discord_fixtures import PhotoTextToImage, bot_settings
+
+    from t2f.commands import open_studio
+    from t2f.serve.backend import LocalFaceBackend
+    from t2f.stages.pipeline import FacePipeline
+
+    settings = bot_settings(tmp_path, cache_dir=viewer_cache, output_dir=tmp_path / "out", web_secret="s3cret")
+    painter = PhotoTextToImage(step_seconds=0.25)  # slow enough for the page to show each step
+    pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=painter)
+    backend = LocalFaceBackend(pipeline, crop="detect", preview_every=0)
+    async with open_studio(settings, backend, host="127.0.0.1", port=0) as (server, _):
+        page, errors, outside = await open_page(browser, server.url)
+        await page.goto(server.url + "/")
+        await page.fill("#prompt", "a portrait photo of an astronaut")
+        await page.fill("#steps", "6")
+        await page.click("#go")
+        await page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+        viewer = await page.wait_for_selector("model-viewer#viewer")
+        await viewer.evaluate(VIEWER_LOADED)
+        await page.wait_for_timeout(500)
+        seen = await page.evaluate("window.t2fSeen")
+        viewer_shot = tmp_path / "serve-page-viewer.png"
+        await viewer.screenshot(path=str(viewer_shot), timeout=120_000)  # software WebGL on a busy 2-core machine
+        keep(viewer_shot)
+        shot = tmp_path / "serve-page.png"
+        await page.screenshot(path=str(shot), full_page=True, timeout=120_000)
+        keep(shot)
+        painting = [line for line in seen if line.startswith("Painting · step ")]
+        assert painting and seen.index(painting[0]) < seen.index("Done.") == len(seen) - 1
+        assert painter.prompts == ["a portrait photo of an astronaut"]
+        assert centre_differs_from_background(viewer_shot) > 0.5
+        page_link = await page.get_attribute("#page", "href")
+        job_id = page_link.split("/")[2]
+        assert sorted(p.name for p in (tmp_path / "out" / job_id).iterdir()) == [
+            "face.glb", "face.obj", "face_textured.zip", "image.png", "metadata.json", "preview.jpg"]  # fmt: skip
+        assert errors == [] and outside == []
+        # The same moderation as the bot: a refused prompt is answered in one line, nothing is painted.
+        await page.fill("#prompt", "a portrait photo of a naked woman")
+        await page.click("#go")
+        await page.wait_for_selector("#error:not([hidden])")
+        assert "prompt" in (await page.text_content("#error")).lower()
+        assert len(painter.prompts) == 1

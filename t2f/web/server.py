@@ -27,7 +27,8 @@ PRUNE_EVERY_S = 3600.0
 # model-viewer instantiates WebAssembly and uses blob: workers and URLs; its shadow DOM brings inline styles.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data: blob:; "
         "connect-src 'self' data: blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
         "frame-ancestors 'none'"
     ),
