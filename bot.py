@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -30,6 +31,10 @@ from t2f.errors import ConfigError, T2FError
 from t2f.serve.policy import Policy
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
+
+if TYPE_CHECKING:
+    from t2f.web.pages import FacePages
+    from t2f.web.server import Metrics, WebServer
 
 log = logging.getLogger("t2f.bot")
 EXTENSIONS = ("cogs.face", "cogs.admin")
@@ -87,6 +92,7 @@ class T2FBot(commands.Bot):
         service: JobService,
         policy: Policy,
         warm_up: Callable[[], object] | None = None,
+        pages: FacePages | None = None,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -99,6 +105,7 @@ class T2FBot(commands.Bot):
         self.service = service
         self.policy = policy
         self.warm_up = warm_up
+        self.pages = pages  # the 3D pages (T2F_WEB_PORT), or None
 
     async def setup_hook(self) -> None:
         from cogs.buttons import BUTTONS
@@ -136,6 +143,31 @@ class T2FBot(commands.Bot):
         await super().close()
 
 
+async def start_web(
+    settings: Settings, service: JobService, *, metrics: Metrics | None = None
+) -> tuple[FacePages, WebServer]:
+    """The bot's web server (README "3D pages and t2f serve"): a page per face, ``/healthz`` and ``/metrics``.
+
+    The service's backend is wrapped so each finished face's page files are saved on its CPU thread.
+    """
+    from t2f.web.assets import installed_script
+    from t2f.web.pages import PageKeepingBackend, open_pages
+    from t2f.web.server import WebServer, exposure_warning, web_app
+
+    script = installed_script(settings.cache_dir)
+    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.cache_dir,
+                                    secret=settings.web_secret, keep_days=settings.keep_days,
+                                    public_url=settings.public_url)  # fmt: skip
+    service.backend = PageKeepingBackend(service.backend, pages)
+    health = functools.partial(service.health, require_warm=settings.warmup)
+    app = web_app(pages=pages, viewer_script=script, health=health, metrics=metrics)
+    server = WebServer(app, host=settings.web_host, port=settings.web_port)
+    await server.start()
+    if (warning := exposure_warning(settings.web_host, server.port)) is not None:
+        log.warning(warning)
+    return pages, server
+
+
 async def run_bot(settings: Settings, token: str) -> None:
     """Load the models (off the event loop), open the store, and run until closed or signalled."""
     from t2f.build import load_backend
@@ -164,13 +196,19 @@ async def run_bot(settings: Settings, token: str) -> None:
         if settings.warmup
         else None
     )
+    # The web server, off unless T2F_WEB_PORT is set: 3D pages, /healthz (README "3D pages and t2f serve").
+    pages, web_server = await start_web(settings, service) if settings.web_port else (None, None)
     try:
-        async with T2FBot(settings=settings, store=store, service=service, policy=policy, warm_up=warm_up) as bot:
+        async with T2FBot(
+            settings=settings, store=store, service=service, policy=policy, warm_up=warm_up, pages=pages
+        ) as bot:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
             await bot.start(token)
     finally:
+        if web_server is not None:
+            await web_server.stop()
         await store.close()
 
 

@@ -6,6 +6,7 @@ answered, refusals included (ephemerally).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -140,6 +141,9 @@ class DeleteButton(JobButton, template=rf"t2f:delete:{JOB_ID}"):
             await interaction.response.send_message(GONE, ephemeral=True)
             return
         await interaction.response.send_message("Deleted.", ephemeral=True)
+        pages = _bot(interaction).pages
+        if pages is not None:  # the face's 3D page and files go at once too
+            await pages.remove(self.job_id)
         if interaction.message is not None:
             await interaction.message.delete()
 
@@ -164,9 +168,19 @@ class CancelButton(JobButton, template=rf"t2f:cancel:{JOB_ID}"):
 BUTTONS: tuple[type[JobButton], ...] = (RerollButton, InfoButton, DeleteButton, CancelButton)
 
 
-def job_view(job_id: str) -> discord.ui.View:
-    """Reroll, Info and Delete for a delivered face."""
+VIEW_IN_3D = "View in 3D"
+
+
+def job_view(job_id: str, url: str | None = None) -> discord.ui.View:
+    """Reroll, Info and Delete for a delivered face, and a "View in 3D" link to its page when ``url`` is given."""
     view = discord.ui.View(timeout=None)
     for button in (RerollButton, InfoButton, DeleteButton):
         view.add_item(button(job_id))
+    if url is not None:  # a link button: Discord opens it, no interaction reaches the bot
+        view.add_item(discord.ui.Button(label=VIEW_IN_3D, emoji="🧊", url=url))
     return view
+
+
+async def page_url(bot: T2FBot, job_id: str) -> str | None:
+    """The public address of a face's 3D page, or None (no web server, no public URL, or no page)."""
+    return None if bot.pages is None else await asyncio.to_thread(bot.pages.public_link, job_id)

@@ -20,7 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.buttons import CancelButton, job_view
+from cogs.buttons import CancelButton, job_view, page_url
 from cogs.replies import (
     MAX_CONTENT_CHARS,
     MAX_EMBED_TITLE,
@@ -316,7 +316,11 @@ class FaceCog(commands.Cog):
         """Post the result into the job's message while its token lives, else as a channel message."""
         reply: dict[str, Any] = {"allowed_mentions": NO_PINGS}
         if result.status == JobStatus.DONE:
-            reply.update(content=None, embed=result_embed(job, result), view=job_view(job.job_id))
+            reply.update(
+                content=None,
+                embed=result_embed(job, result),
+                view=job_view(job.job_id, await page_url(self.bot, job.job_id)),
+            )
         else:
             note = f"{result.user_message or 'This face could not be made.'} · job `{job.job_id}`"
             reply.update(content=note[:MAX_CONTENT_CHARS], view=None)

@@ -100,3 +100,8 @@ def check_face_request(request: FaceRequest) -> FaceRequest:
     GUIDANCE.check(request.guidance, "Guidance")
     SEED.check(request.seed, "Seed")
     return request
+
+
+# The web server (t2f.web): its port (0: off) and how long a face's page and files live.
+WEB_PORT = Bound(0, 65535)
+KEEP_DAYS = Bound(1, 3650)

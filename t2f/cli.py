@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--negative", default="", help="the negative prompt")
     check.set_defaults(handler=commands.cmd_check_prompt)
 
+    # t2f web-assets, t2f serve (t2f.web): the 3D viewer download and the web app on one machine.
+    assets = sub.add_parser("web-assets", parents=[common], help="fetch the 3D viewer for web pages (once)")
+    assets.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry to fetch it from")
+    assets.set_defaults(handler=commands.cmd_web_assets)
+    serve = sub.add_parser("serve", parents=[common], help="the web app: prompt, progress and the 3D face in a browser")
+    serve.add_argument("--host", help="address to listen on (default: T2F_WEB_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: T2F_WEB_PORT, or 8080 when that is 0)")
+    serve.set_defaults(handler=commands.cmd_serve)
+
     doc = sub.add_parser("doctor", parents=[common], help="show versions, device and weights, and do a smoke run")
     doc.add_argument("--no-smoke", action="store_true", help="skip the smoke generation")
     doc.set_defaults(handler=commands.cmd_doctor)

@@ -31,8 +31,8 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _setting(env: str, default: Any, doc: str, *, allowed: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc, "allowed": allowed})
+def _setting(env: str, default: Any, doc: str, *, allowed: str = "", secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc, "allowed": allowed, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,19 @@ class Settings:
                             allowed="on, off")  # fmt: skip
     cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
+    # -- the web server: 3D pages, /healthz, t2f serve (t2f.web) --
+    web_port: int = _setting("T2F_WEB_PORT", 0, "Port of the web server (3D face pages, `/healthz`) in the bot; "
+                             "0 keeps it off. `t2f serve` uses it too (8080 when 0).",
+                             allowed=f"{bounds.WEB_PORT.text}, 0 = off")  # fmt: skip
+    web_host: str = _setting("T2F_WEB_HOST", "127.0.0.1", "Address the web server listens on; loopback unless a "
+                             "reverse proxy on another machine must reach it (e.g. `0.0.0.0`).")  # fmt: skip
+    public_url: str = _setting("T2F_PUBLIC_URL", "", "Address members reach the web server at (e.g. "
+                               "`https://faces.example.org` behind a reverse proxy); empty: no \"View in 3D\" button.",
+                               allowed="empty, or an http(s):// URL")  # fmt: skip
+    web_secret: str = _setting("T2F_WEB_SECRET", "", "Key that signs face links; empty: generated once and kept in "
+                               "`<T2F_CACHE_DIR>/web/secret`. Secret.", secret=True)  # fmt: skip
+    keep_days: int = _setting("T2F_KEEP_DAYS", 7, "Days a face's page, link and files live; older ones are deleted.",
+                              allowed=bounds.KEEP_DAYS.text)  # fmt: skip
 
     def resolved_device(self) -> str:
         """The concrete torch device string (``auto`` resolved)."""
@@ -211,9 +224,9 @@ class Settings:
         return Path(self.prnet_dir).expanduser() if self.prnet_dir else self.cache_dir / "prnet"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly view for metadata files."""
+        """JSON-friendly view for metadata files; secrets show only whether they are set."""
         return {
-            f.name: str(v) if isinstance(v, Path) else v
+            f.name: ("(set)" if v else "") if f.metadata["secret"] else str(v) if isinstance(v, Path) else v
             for f, v in zip(dataclasses.fields(self), dataclasses.astuple(self), strict=True)
         }
 
@@ -288,6 +301,13 @@ def _parse_required_text(var: str, raw: str) -> str:
     return value
 
 
+def _parse_public_url(var: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not (value.startswith(("http://", "https://")) and len(value.split("//", 1)[1]) > 0):
+        raise ConfigError(f"{var}={raw!r} is not a web address; allowed: empty, or an http(s):// URL.")
+    return value
+
+
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "model": _parse_required_text,
     "model_revision": _parse_required_text,
@@ -325,6 +345,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "warmup": _parse_bool,
     "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+    "web_port": lambda var, raw: _parse_number(var, raw, bounds.WEB_PORT),
+    "web_host": _parse_required_text,
+    "public_url": lambda var, raw: _parse_public_url(var, raw),
+    "web_secret": _parse_text,
+    "keep_days": lambda var, raw: _parse_number(var, raw, bounds.KEEP_DAYS),
 }
 
 

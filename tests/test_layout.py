@@ -2,8 +2,8 @@
 the model libraries. Read from the source with ``ast``; nothing is imported or executed.
 
 Layers, bottom to top (each may import itself and the ones named in ``ALLOWED``):
-base (errors, bounds, faces, report, timing) -> files -> stages | export -> serve -> app (config,
-build, cli, commands) -> cogs -> bot. The cogs sit on serve, not on stages or app.
+base (errors, bounds, faces, report, timing) -> files -> stages | export -> serve -> web -> app (config,
+build, cli, commands) -> cogs -> bot. The cogs sit on serve, not on stages, web or app.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ LAYERS = {
     "stages": ("t2f.stages",),
     "export": ("t2f.export",),
     "serve": ("t2f.serve",),
+    "web": ("t2f.web",),
     "app": ("t2f.config", "t2f.build", "t2f.cli", "t2f.commands", "t2f.__main__"),
     "cogs": ("cogs",),
     "bot": ("bot",),
@@ -31,9 +32,10 @@ ALLOWED = {
     "stages": {"base", "files", "stages"},
     "export": {"base", "files", "export"},
     "serve": {"base", "files", "stages", "export", "serve"},
-    "app": {"base", "files", "stages", "export", "serve", "app"},
+    "web": {"base", "files", "export", "serve", "web"},
+    "app": {"base", "files", "stages", "export", "serve", "web", "app"},
     "cogs": {"base", "files", "serve", "cogs"},
-    "bot": {"base", "files", "serve", "app", "cogs", "bot"},
+    "bot": {"base", "files", "serve", "web", "app", "cogs", "bot"},
 }
 # The first modules of the base import nothing of t2f at all.
 LEAVES = ("t2f.errors", "t2f.faces", "t2f.timing")

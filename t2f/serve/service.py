@@ -77,6 +77,8 @@ class JobService:
         self._cancel: set[str] = set()
         self._drain: asyncio.Task[None] | None = None
         self._closing = False
+        self.warmed = False  # the models ran once (warm-up or a first batch): see health()
+        self._batch_started = 0.0  # monotonic time the running batch started
 
     # -- queries -----------------------------------------------------------------------------------
     @property
@@ -114,6 +116,26 @@ class JobService:
             return 0
         order = self.queued() if self.is_paused(handle.job.guild_id) else self.runnable()
         return next((index for index, queued in enumerate(order, start=1) if queued is handle), 0)
+
+    def health(self, *, require_warm: bool = True) -> tuple[bool, str]:
+        """Whether the worker can take a face now, and why not: ``(True, "ok")`` or ``(False, reason)``.
+
+        Unhealthy while shutting down, after the drain task died of an unexpected error, and (with
+        ``require_warm``) until :meth:`warm_up` or a first batch has run the models once. A batch that
+        outlives the job timeout by a minute means the worker thread is stuck (the timeout stops a
+        batch at its next denoising step, so a live worker never gets there).
+        """
+        if self._closing:
+            return False, "shutting down"
+        drain = self._drain
+        if drain is not None and drain.done() and not drain.cancelled() and drain.exception() is not None:
+            return False, "the worker stopped after an unexpected error"
+        busy_s = time.monotonic() - self._batch_started if self._running and self._batch_started else 0.0
+        if busy_s > self.job_timeout_s + 60:
+            return False, f"the worker has been on one batch for {busy_s:.0f} s"
+        if require_warm and not self.warmed:
+            return False, "warming up"
+        return True, "ok"
 
     def eta_seconds(self, position: int) -> float:
         """Rough wait for the job at ``position``: batches ahead (its own included) x the measured batch time."""
@@ -172,6 +194,7 @@ class JobService:
         started = time.perf_counter()
         await asyncio.get_running_loop().run_in_executor(self.executor, run)
         self.seconds_per_batch = time.perf_counter() - started
+        self.warmed = True
         return self.seconds_per_batch
 
     async def shutdown(self, *, timeout_s: float = 30.0) -> list[JobRequest]:
@@ -216,6 +239,7 @@ class JobService:
                     loop.call_soon_threadsafe(handle.update, progress)
 
             started = time.perf_counter()
+            self._batch_started = time.monotonic()
             jobs = [h.job for h in batch]
             future = loop.run_in_executor(self.executor, self._run_batch, jobs, report)
             timed_out = False
@@ -227,6 +251,7 @@ class JobService:
                 results = await future
             elapsed = time.perf_counter() - started
             self.seconds_per_batch = 0.7 * self.seconds_per_batch + 0.3 * elapsed
+            self.warmed = True
             for handle, result in zip(batch, results, strict=True):
                 if timed_out and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):
                     minutes = self.job_timeout_s / 60

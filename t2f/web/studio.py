@@ -1,0 +1,229 @@
+"""The ``t2f serve`` page: one machine, no Discord. A prompt box, live progress, then the face.
+
+The browser posts a request to ``/api/faces``; the same admission as the bot judges it (the prompt
+filter on prompt and negative prompt, then :class:`~t2f.serve.policy.Policy` with the client's address
+as the member and no server); the job goes to the same :class:`~t2f.serve.service.JobService`. Progress
+(queue place, denoising steps, TAESD previews) streams back as Server-Sent Events from
+``/api/faces/<job_id>/events``; the last event names the face's signed page, whose files the page shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS, SEED, check_face_request
+from t2f.errors import InvalidRequest, T2FError
+from t2f.faces import FaceRequest
+from t2f.files.outputs import png_bytes
+from t2f.serve.jobs import JobProgress, JobRequest, JobResult, JobStatus, QueueFull
+from t2f.serve.moderation import PromptFilter, PromptRejected
+from t2f.serve.policy import Policy
+from t2f.serve.queue import JobHandle
+from t2f.serve.records import job_record
+from t2f.serve.service import JobService
+from t2f.serve.store import Store
+from t2f.web.html import studio_page
+from t2f.web.pages import FacePages
+
+log = logging.getLogger(__name__)
+POLL_S = 0.2  # how often an event stream looks at its job (cheap: no I/O unless something changed)
+KEEP_FINISHED = 1000  # final states remembered for reconnecting pages (a few hundred bytes each)
+
+
+@dataclass(frozen=True)
+class FaceDefaults:
+    """What a page's request gets unless it says otherwise (``T2F_STEPS``, ``T2F_GUIDANCE``, ``T2F_IMAGE_SIZE``)."""
+
+    steps: int = 25
+    guidance: float = 7.5
+    size: int = 512
+
+
+def client_member_id(address: str) -> int:
+    """A stable member id for a client address: 56 bits of its sha256 (fits SQLite's signed 64-bit integers)."""
+    return int.from_bytes(hashlib.sha256(address.encode("utf-8")).digest()[:7], "big")
+
+
+def _text(body: dict[str, Any], name: str, limit: int) -> str:
+    value = body.get(name) or ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"The {name.replace('_', ' ')} must be text.")
+    if len(value) > limit:
+        raise InvalidRequest(f"The {name.replace('_', ' ')} is longer than {limit} characters.")
+    return value
+
+
+def _whole(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"The {name} must be a whole number.")
+    return value
+
+
+class Studio:
+    """The routes of the ``t2f serve`` page, around a running service, store, policy and pages."""
+
+    def __init__(
+        self,
+        *,
+        service: JobService,
+        store: Store,
+        policy: Policy,
+        prompt_filter: PromptFilter,
+        pages: FacePages,
+        defaults: FaceDefaults,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.policy = policy
+        self.prompt_filter = prompt_filter
+        self.pages = pages
+        self.defaults = defaults
+        self._handles: dict[str, JobHandle] = {}
+        self._final: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()  # job -> (member, state)
+        self._followers: set[asyncio.Task[None]] = set()
+        self._previews: dict[str, tuple[JobProgress, str]] = {}  # job -> (progress, its preview as a data URL)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/", self.page),
+            web.post("/api/faces", self.submit),
+            web.get("/api/faces/{job_id:[0-9a-f]{12}}/events", self.events),
+        ]
+
+    async def page(self, request: web.Request) -> web.Response:
+        body = studio_page(
+            steps=self.defaults.steps, max_steps=MEMBER_STEPS.high, prompt_chars=MEMBER_PROMPT_CHARS.high
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    # -- submitting ----------------------------------------------------------------------------------
+    def _face_request(self, body: dict[str, Any]) -> FaceRequest:
+        """The request the page's form describes, or :class:`InvalidRequest` with what is wrong."""
+        prompt = _text(body, "prompt", MEMBER_PROMPT_CHARS.high).strip()
+        if len(prompt) < MEMBER_PROMPT_CHARS.low:
+            raise InvalidRequest(f"The prompt needs at least {MEMBER_PROMPT_CHARS.low} characters.")
+        negative = _text(body, "negative_prompt", MEMBER_NEGATIVE_CHARS.high).strip()
+        seed = _whole(body, "seed")
+        steps = _whole(body, "steps") or self.defaults.steps
+        MEMBER_STEPS.check(steps, "Steps")
+        face = FaceRequest(prompt=prompt, negative_prompt=negative,
+                           seed=secrets.randbelow(2**32) if seed is None else SEED.check(seed, "Seed"),
+                           steps=steps, guidance=self.defaults.guidance, size=self.defaults.size)  # fmt: skip
+        return check_face_request(face)
+
+    async def _admit(self, face: FaceRequest, member_id: int) -> None:
+        """The bot's admission for a page request: the one place that calls the policy.
+
+        Raises :class:`~t2f.serve.policy.Refused` or :class:`~t2f.serve.moderation.PromptRejected`.
+        """
+        self.prompt_filter.check(face.prompt, face.negative_prompt)
+        await self.policy.admit(guild_id=None, channel_id=None, user_id=member_id, prompt=face.prompt)
+
+    async def submit(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "The request is not JSON."}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "The request is not a JSON object."}, status=400)
+        member_id = client_member_id(request.remote or "unknown")
+        try:
+            face = self._face_request(body)
+            await self._admit(face, member_id)
+            job = JobRequest(job_id=secrets.token_hex(6), user_id=member_id, face=face, output="glb")
+            handle = self.service.submit(job)
+        except QueueFull as refusal:
+            return web.json_response({"error": refusal.user_message}, status=503)
+        except InvalidRequest as refusal:
+            return web.json_response({"error": refusal.user_message}, status=400)
+        except PromptRejected as refusal:
+            return web.json_response({"error": refusal.user_message}, status=403)
+        except T2FError as refusal:  # the policy's refusals: cooldown, pending faces, daily quota, full queue
+            return web.json_response({"error": refusal.user_message}, status=429)
+        self._handles[job.job_id] = handle
+        await self.store.add_job(job_record(job, created_at=time.time()))
+        task = asyncio.get_running_loop().create_task(self._record(handle))
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+        return web.json_response({"job_id": job.job_id})
+
+    async def _record(self, handle: JobHandle) -> None:
+        """When the job ends: remember its final state for the page, drop its bytes, record it in the store."""
+        job_id = handle.job.job_id
+        result = await handle.result
+        path = await asyncio.to_thread(self.pages.path, job_id) if result.status == JobStatus.DONE else None
+        self._final[job_id] = (handle.job.user_id, self._final_state(result, path))
+        while len(self._final) > KEEP_FINISHED:
+            self._final.popitem(last=False)
+        self._handles.pop(job_id, None)
+        self._previews.pop(job_id, None)
+        await self.store.finish_job(job_id, status=result.status, outcome=result.user_message or "ok",
+                                    report=result.report)  # fmt: skip
+
+    @staticmethod
+    def _final_state(result: JobResult, path: str | None) -> dict[str, Any]:
+        if result.status == JobStatus.DONE and path is not None:
+            return {"state": "done", "page": path}
+        message = result.user_message or "This face could not be made."
+        return {"state": "failed", "message": f"{message} (job {result.job_id})"}
+
+    # -- following -----------------------------------------------------------------------------------
+    async def _state(self, job_id: str) -> dict[str, Any] | None:
+        if job_id in self._final:
+            return self._final[job_id][1]
+        handle = self._handles.get(job_id)
+        if handle is None:
+            return None
+        latest = handle.latest
+        if not handle.started or latest is None:
+            position = self.service.position(job_id)
+            return {"state": "queued", "position": position, "eta_s": round(self.service.eta_seconds(position), 1)}
+        state: dict[str, Any] = {"state": "running", "phase": str(latest.phase), "step": latest.step,
+                                 "total": latest.total, "preview": None}  # fmt: skip
+        if latest.preview is not None:
+            cached = self._previews.get(job_id)
+            if cached is None or cached[0] is not latest:
+                data = await asyncio.to_thread(png_bytes, latest.preview)
+                cached = (latest, "data:image/png;base64," + base64.b64encode(data).decode("ascii"))
+                self._previews[job_id] = cached
+            state["preview"] = cached[1]
+        return state
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: one JSON object each time the job's state changes, until it ends."""
+        job_id = request.match_info["job_id"]
+        handle = self._handles.get(job_id)
+        owner = handle.job.user_id if handle is not None else self._final.get(job_id, (None, {}))[0]
+        if owner is None or owner != client_member_id(request.remote or "unknown"):  # only its client may follow it
+            raise web.HTTPNotFound()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        shown = None
+        while (state := await self._state(job_id)) is not None:
+            text = json.dumps(state)
+            if text != shown:
+                await response.write(f"data: {text}\n\n".encode())
+                shown = text
+            if state["state"] in ("done", "failed"):
+                break
+            await asyncio.sleep(POLL_S)
+        return response
+
+    async def close(self) -> None:
+        """Let the store record the jobs that already ended."""
+        if self._followers:
+            await asyncio.wait(self._followers, timeout=5)
