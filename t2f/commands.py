@@ -315,8 +315,9 @@ async def open_studio(
     limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
                     user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
     policy = Policy(store=store, service=service, prompt_filter=prompt_filter, limits=limits)
-    studio = Studio(service=service, store=store, policy=policy, prompt_filter=prompt_filter, pages=pages,
-                    defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size))  # fmt: skip
+    studio = Studio(service=service, store=store, policy=policy, pages=pages,
+                    defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size,
+                                          settings.max_repaints))  # fmt: skip
     health = functools.partial(service.health, require_warm=settings.warmup)
     app = web_app(pages=pages, viewer_script=installed_script(settings.cache_dir), health=health,
                   extra_routes=studio.routes())  # fmt: skip

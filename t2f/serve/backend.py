@@ -16,7 +16,7 @@ import numpy as np
 
 from t2f.bounds import SEED
 from t2f.errors import T2FError
-from t2f.export.package import result_files
+from t2f.export.package import mesh_files, result_files
 from t2f.faces import FaceImage, FaceRequest, FaceResult, StepProgress, decimate
 from t2f.files.outputs import IMAGE_FILE, png_bytes
 from t2f.report import FaceReport
@@ -226,8 +226,8 @@ class LocalFaceBackend:
         upload_note = None
         if job.upload is not None:
 
-            def lighter() -> dict[str, bytes]:
-                return result_files(dataclasses.replace(face, mesh=decimate(face.mesh)), outputs=(job.output,))
+            def lighter() -> dict[str, bytes]:  # only the mesh: the pictures stay as they are
+                return mesh_files(decimate(face.mesh), outputs=(job.output,))
 
             files, upload_note = fit_for_upload(files, budget=job.upload, lighter=lighter)
         face_report = dataclasses.replace(finished.report.with_timings(timings), upload_note=upload_note)

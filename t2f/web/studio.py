@@ -27,7 +27,7 @@ from t2f.errors import InvalidRequest, T2FError
 from t2f.faces import FaceRequest
 from t2f.files.outputs import png_bytes
 from t2f.serve.jobs import JobProgress, JobRequest, JobResult, JobStatus, QueueFull
-from t2f.serve.moderation import PromptFilter, PromptRejected
+from t2f.serve.moderation import PromptRejected
 from t2f.serve.policy import Policy
 from t2f.serve.queue import JobHandle
 from t2f.serve.records import job_record
@@ -48,6 +48,7 @@ class FaceDefaults:
     steps: int = 25
     guidance: float = 7.5
     size: int = 512
+    repaints: int = 0  # T2F_MAX_REPAINTS: seeds tried after an image without a usable face
 
 
 def client_member_id(address: str) -> int:
@@ -82,14 +83,12 @@ class Studio:
         service: JobService,
         store: Store,
         policy: Policy,
-        prompt_filter: PromptFilter,
         pages: FacePages,
         defaults: FaceDefaults,
     ) -> None:
         self.service = service
         self.store = store
         self.policy = policy
-        self.prompt_filter = prompt_filter
         self.pages = pages
         self.defaults = defaults
         self._handles: dict[str, JobHandle] = {}
@@ -125,13 +124,16 @@ class Studio:
                            steps=steps, guidance=self.defaults.guidance, size=self.defaults.size)  # fmt: skip
         return check_face_request(face)
 
-    async def _admit(self, face: FaceRequest, member_id: int) -> None:
-        """The bot's admission for a page request: the one place that calls the policy.
+    async def _queue(self, face: FaceRequest, member_id: int, *, chosen_seed: bool) -> JobHandle:
+        """The bot's admission for a page request (the one place that calls the policy), then the queue.
 
-        Raises :class:`~t2f.serve.policy.Refused` or :class:`~t2f.serve.moderation.PromptRejected`.
+        Raises :class:`~t2f.serve.policy.Refused`, :class:`~t2f.serve.moderation.PromptRejected`,
+        :class:`~t2f.serve.jobs.QueueFull` or :class:`~t2f.serve.store.StoreUnavailable`.
         """
-        self.prompt_filter.check(face.prompt, face.negative_prompt)
-        await self.policy.admit(guild_id=None, channel_id=None, user_id=member_id, prompt=face.prompt)
+        admission = await self.policy.admit(guild_id=None, channel_id=None, user_id=member_id, request=face)
+        job = JobRequest(job_id=secrets.token_hex(6), user_id=member_id, face=face, output="glb",
+                         repaints_left=0 if chosen_seed else self.defaults.repaints)  # fmt: skip
+        return await self.policy.enqueue(admission, job, job_record(job, created_at=time.time()))
 
     async def submit(self, request: web.Request) -> web.Response:
         try:
@@ -143,9 +145,7 @@ class Studio:
         member_id = client_member_id(request.remote or "unknown")
         try:
             face = self._face_request(body)
-            await self._admit(face, member_id)
-            job = JobRequest(job_id=secrets.token_hex(6), user_id=member_id, face=face, output="glb")
-            handle = self.service.submit(job)
+            handle = await self._queue(face, member_id, chosen_seed=_whole(body, "seed") is not None)
         except QueueFull as refusal:
             return web.json_response({"error": refusal.user_message}, status=503)
         except InvalidRequest as refusal:
@@ -154,12 +154,12 @@ class Studio:
             return web.json_response({"error": refusal.user_message}, status=403)
         except T2FError as refusal:  # the policy's refusals: cooldown, pending faces, daily quota, full queue
             return web.json_response({"error": refusal.user_message}, status=429)
-        self._handles[job.job_id] = handle
-        await self.store.add_job(job_record(job, created_at=time.time()))
+        job_id = handle.job.job_id
+        self._handles[job_id] = handle
         task = asyncio.get_running_loop().create_task(self._record(handle))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
-        return web.json_response({"job_id": job.job_id})
+        return web.json_response({"job_id": job_id})
 
     async def _record(self, handle: JobHandle) -> None:
         """When the job ends: remember its final state for the page, drop its bytes, record it in the store."""
