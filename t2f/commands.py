@@ -12,17 +12,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2f import __version__
+from t2f.bounds import check_face_request
 from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
-from t2f.errors import NoFaceFound, T2FError
+from t2f.errors import ConfigError, NoFaceFound, T2FError
 from t2f.faces import FaceRequest, StepProgress
 from t2f.files.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
-from t2f.report import FaceReport
+from t2f.preflight import check_device
+from t2f.report import RANDOM_WEIGHTS_NOTE, FaceReport
 
 if TYPE_CHECKING:
     from t2f.stages.pipeline import FacePipeline
 
 EXIT_REFUSED = 3  # check-prompt: at least one prompt is refused
+ECHO_CHARS = 200  # the most of a user's text a note quotes back (a 100k-character prompt is not echoed whole)
+
+
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def check_out(out: Path) -> Path:
+    """``--out`` must be a folder (or not exist yet): checked before any model loads, not after painting."""
+    if out.exists() and not out.is_dir():
+        raise T2FError(f"--out {clip(str(out), 100)} is a file; give a folder (it is created when missing).")
+    return out
 
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
@@ -67,11 +82,16 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         prompt=args.prompt,
         negative_prompt=args.negative,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed,
-        steps=args.steps or settings.steps,
+        # `is None`, not `or`: an explicit 0 is a value to refuse, not a request for the default.
+        steps=settings.steps if args.steps is None else args.steps,
         guidance=settings.guidance if args.guidance is None else args.guidance,
-        size=args.size or settings.image_size,
+        size=settings.image_size if args.size is None else args.size,
     )
-    out = Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}"
+    check_face_request(request)  # every value refused here, in milliseconds, before any model loads
+    out = check_out(
+        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}"
+    )
+    check_device(settings.device)
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
     # PRNet first: a missing mesh model should stop the run before minutes of diffusion.
@@ -97,7 +117,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     }
     if painted.prompt_truncated:
         print(f"note: the prompt was longer than {stage.max_prompt_tokens} tokens; "
-              f"this part was ignored: {painted.dropped_prompt!r}", file=sys.stderr)  # fmt: skip
+              f"this part was ignored: {clip(painted.dropped_prompt)!r}", file=sys.stderr)  # fmt: skip
     files: dict[str, bytes] = {}
     if painted.image is None:
         _finish(out, files, report, metadata)
@@ -121,7 +141,10 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
 
     source = Path(args.image)
     loaded = load_image(source)
-    out = Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}"
+    out = check_out(
+        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}"
+    )
+    check_device(settings.device)
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
     pipeline = load_face_pipeline(settings, crop=crop)
@@ -224,7 +247,13 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         if torch.cuda.is_available()
         else "no CUDA GPU visible"
     )
-    print(f"device: {settings.resolved_device()} ({gpu}); dtype: {settings.resolved_dtype()}")
+    try:
+        check_device(settings.device)
+        print(f"device: {settings.resolved_device()} ({gpu}); dtype: {settings.resolved_dtype()}")
+        device_ok = True
+    except ConfigError as exc:
+        print(f"device: UNAVAILABLE: {exc.user_message}")
+        healthy = device_ok = False
     try:
         resolved = resolve_snapshot(settings.model, revision=settings.model_revision, cache_dir=settings.cache_dir)
         check_pipeline_folder(resolved)
@@ -236,14 +265,18 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     prnet_dir = settings.resolved_prnet_dir()
     uv_ok = (prnet_dir / "uv-data" / "triangles.txt").is_file()
     if weights_present(prnet_dir) and uv_ok:
-        print(f"PRNet: present at {prnet_dir}")
+        official = prnet_is_official(prnet_dir)
+        print(
+            f"PRNet: present at {prnet_dir}"
+            + ("" if official else f" (NOT the official weights: {RANDOM_WEIGHTS_NOTE})")
+        )
     else:
         print(f"PRNet: MISSING in {prnet_dir} (weights {'ok' if weights_present(prnet_dir) else 'missing'}, "
               f"UV data {'ok' if uv_ok else 'missing'}); fetch with: t2f download")  # fmt: skip
         healthy = False
     print(f"TAESD previews: {settings.taesd or 'off (T2F_TAESD is empty)'}")
-    if args.no_smoke or not present:
-        print("smoke run: skipped" + ("" if present else " (no weights)"))
+    if args.no_smoke or not present or not device_ok:
+        print("smoke run: skipped" + ("" if present else " (no weights)") + ("" if device_ok else " (no device)"))
         return 0 if healthy else 1
     started = time.perf_counter()
     stage = load_text_to_image(settings)
@@ -254,3 +287,17 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     verdict = "image withheld by the safety checker" if result.image is None else f"{size}x{size} image"
     print(f"smoke run: ok, {verdict}; load {loaded - started:.1f} s, 2 steps {done - loaded:.1f} s")
     return 0 if healthy else 1
+
+
+def prnet_is_official(folder: Path) -> bool:
+    """Whether the PRNet weights in ``folder`` were converted from the official checkpoint (by config.json)."""
+    import json
+    from dataclasses import fields
+
+    from t2f.stages.prnet.checkpoint import CONFIG_FILE, PRNetConfig, is_official
+
+    try:
+        raw = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        return is_official(PRNetConfig(**{f.name: raw[f.name] for f in fields(PRNetConfig) if f.name in raw}))
+    except (OSError, ValueError, TypeError):
+        return False

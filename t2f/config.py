@@ -24,6 +24,8 @@ from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -101,7 +103,10 @@ class Settings:
         "Tiny autoencoder (hub id or folder, e.g. `madebyollin/taesd`) for step previews; empty disables previews.",
     )
     prnet_dir: str = _setting(
-        "T2F_PRNET_DIR", "", "Folder with PRNet's converted weights and UV data; empty means `<T2F_CACHE_DIR>/prnet`."
+        "T2F_PRNET_DIR",
+        "",
+        "Folder with PRNet's converted weights and UV data; empty is `<T2F_CACHE_DIR>/prnet`, "
+        "or `<HF_HOME>/t2f/prnet` without a T2F_CACHE_DIR.",
     )
     prnet_checkpoint_url: str = _setting(
         "T2F_PRNET_CHECKPOINT_URL",
@@ -151,8 +156,18 @@ class Settings:
     )
     warmup: bool = _setting("T2F_WARMUP", True, "Run one short generation at start-up, before commands are accepted.",
                             allowed="on, off")  # fmt: skip
-    cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
+    cache_dir: Path | None = _setting(
+        "T2F_CACHE_DIR", None, "Hugging Face cache for the models; empty is the hub's standard one (`HF_HOME`)."
+    )
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
+    log_level: str = _setting(
+        "T2F_LOG_LEVEL", "", "Least level logged; empty is `info` for the bot and `warning` for `t2f`.",
+        allowed=", ".join(LOG_LEVELS),
+    )  # fmt: skip
+    log_format: str = _setting(
+        "T2F_LOG_FORMAT", "text", "Log lines as plain text, or one JSON object per line for a log collector.",
+        allowed=", ".join(LOG_FORMATS),
+    )  # fmt: skip
 
     def resolved_device(self) -> str:
         """The concrete torch device string (``auto`` resolved)."""
@@ -174,8 +189,13 @@ class Settings:
         return self.resolved_device().startswith("cuda") if value == "auto" else value == "on"
 
     def resolved_prnet_dir(self) -> Path:
-        """PRNet's folder: ``T2F_PRNET_DIR`` or ``<cache_dir>/prnet``."""
-        return Path(self.prnet_dir).expanduser() if self.prnet_dir else self.cache_dir / "prnet"
+        """PRNet's folder: ``T2F_PRNET_DIR``, else ``<cache_dir>/prnet``, else ``<HF_HOME>/t2f/prnet``.
+
+        Beside the hub's own cache (``<HF_HOME>/hub``), so clearing one cache folder clears both.
+        """
+        if self.prnet_dir:
+            return Path(self.prnet_dir).expanduser()
+        return (self.cache_dir or hf_home() / "t2f") / "prnet"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view for metadata files."""
@@ -232,7 +252,8 @@ def _parse_image_size(var: str, raw: str) -> int:
 
 def _parse_ids(var: str, raw: str) -> tuple[int, ...]:
     parts = [p.strip() for p in raw.split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
+    # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses or reads differently.
+    if not all(p.isascii() and p.isdigit() and int(p) < 2**64 for p in parts):
         raise ConfigError(f"{var}={raw!r} is not a list of ids; allowed: ids, comma-separated.")
     return tuple(int(p) for p in parts)
 
@@ -279,6 +300,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "warmup": _parse_bool,
     "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+    "log_level": lambda var, raw: _parse_choice(var, raw, LOG_LEVELS),
+    "log_format": lambda var, raw: _parse_choice(var, raw, LOG_FORMATS),
 }
 
 
@@ -304,7 +327,13 @@ def read_environment(env_file: str | os.PathLike[str] | None = ".env") -> dict[s
     """Merge ``env_file`` (if it exists) under the process environment; the real environment wins."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{Path(env_file).name} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
+                f"{exc.start}); save it as UTF-8."
+            ) from None
     merged.update(os.environ)
     return merged
 
@@ -314,8 +343,17 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     return settings_from_mapping(read_environment(env_file))
 
 
+def hf_home() -> Path:
+    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, as the hub library finds it (without importing it)."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "huggingface"
+
+
 def _default_text(default: object) -> str:
     """A default as it is written in ``.env``: on/off, comma-separated ids, or the plain value."""
+    if default is None:
+        return ""
     if isinstance(default, bool):
         return "on" if default else "off"
     if isinstance(default, tuple):
@@ -333,26 +371,29 @@ def settings_table() -> str:
 
 
 def env_example() -> str:
-    """The text of ``.env.example``: every variable with its default and meaning, the token blank."""
+    """The text of ``.env.example``: the token blank, every setting commented out at its default.
+
+    Nothing but the token is set, so a copy changes nothing until a line is uncommented; in particular
+    it never moves the paths a Docker image points at its volume.
+    """
     lines = [
         "# t2f settings. Copy to .env (git-ignored) and fill in. The real environment overrides this file.",
         "",
         "# Discord bot token from the Developer Portal (Bot tab). Secret: never commit it.",
         "DISCORD_TOKEN=",
         "",
-        '# Models, inference, the bot\'s limits and storage (see README, "Configuration").',
+        '# Models, inference, the bot\'s limits, storage and logs (see README, "Configuration").',
+        "# Every line below shows the default; uncomment a line to change it.",
     ]
     for f in dataclasses.fields(Settings):
         shown = _default_text(f.default)
         allowed = f" Allowed: {f.metadata['allowed']}." if f.metadata["allowed"] else ""
-        lines += [f"# {f.metadata['doc']}{allowed}", f"{f.metadata['env']}={shown}"]
+        lines += [f"# {f.metadata['doc']}{allowed}", f"# {f.metadata['env']}={shown}"]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     import sys
 
-    print(
-        env_example() if "--env-example" in sys.argv else settings_table(),
-        end="" if "--env-example" in sys.argv else "\n",
-    )
+    example = "--env-example" in sys.argv
+    print(env_example() if example else settings_table(), end="" if example else "\n")
