@@ -330,10 +330,9 @@ def read_environment(env_file: str | os.PathLike[str] | None = ".env") -> dict[s
         try:
             merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{Path(env_file).name} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
-                f"{exc.start}); save it as UTF-8."
-            ) from None
+            line = exc.object[: exc.start].count(b"\n") + 1
+            bad = f"byte {exc.object[exc.start]:#04x} on line {line}"
+            raise ConfigError(f"{Path(env_file).name} is not UTF-8 text ({bad}); save it as UTF-8.") from None
     merged.update(os.environ)
     return merged
 

@@ -107,14 +107,15 @@ def test_guild_ids_take_ascii_digits_only() -> None:
     for raw in ("²", "12³", "٣٤", str(2**64)):  # str.isdigit() says yes to the first three; int() disagrees
         with pytest.raises(ConfigError) as caught:
             settings_from_mapping({"T2F_GUILD_IDS": raw})
-        assert caught.value.user_message == f"T2F_GUILD_IDS={raw!r} is not a list of ids; allowed: ids, comma-separated."
+        expected = f"T2F_GUILD_IDS={raw!r} is not a list of ids; allowed: ids, comma-separated."
+        assert caught.value.user_message == expected
 
 
 def test_env_file_that_is_not_utf8_is_one_line(clean_env: Path) -> None:
     (clean_env / ".env").write_bytes(b"DISCORD_TOKEN=abc\nT2F_MODEL=caf\xe9\n")
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert caught.value.user_message == ".env is not UTF-8 text (byte 0xe9 at position 31); save it as UTF-8."
+    assert caught.value.user_message == ".env is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8."
 
 
 def test_cache_defaults_to_the_hugging_face_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

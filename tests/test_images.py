@@ -91,4 +91,4 @@ def test_limit_and_message_agree_at_100_megapixels() -> None:
     assert caught.value.user_message == (
         "The image is too large (10050x10000 pixels is over 100 megapixels); send a smaller one."
     )
-    assert warnings.filters == filters and Image.MAX_IMAGE_PIXELS == limit  # nothing of PIL's state leaked
+    assert warnings.filters == filters and limit == Image.MAX_IMAGE_PIXELS  # nothing of PIL's state leaked

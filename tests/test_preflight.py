@@ -23,7 +23,9 @@ def test_blocklist_must_exist_be_a_file_and_utf8(tmp_path: Path) -> None:
     assert message(check_blocklist, str(missing)) == (
         f"T2F_BLOCKLIST_FILE={missing} does not exist; point it at your word list or leave it empty."
     )
-    assert message(check_blocklist, str(tmp_path)).endswith("is not a file; point it at your word list or leave it empty.")
+    assert message(check_blocklist, str(tmp_path)).endswith(
+        "is not a file; point it at your word list or leave it empty."
+    )
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9\n")
     assert message(check_blocklist, str(tmp_path / "latin1.txt")).endswith("is not UTF-8 text; save it as UTF-8.")
     (tmp_path / "ok.txt").write_text("clown\n", encoding="utf-8")
