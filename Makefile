@@ -9,9 +9,10 @@ PROMPT ?= a portrait photo of a smiling woman with curly hair
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: an unpinned torch pulls the newest CUDA build (several GB).
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e .
+	# torch first and pinned: an unpinned torch pulls the newest CUDA build (several GB). No -q on the
+	# big installs: pip's progress bars show the downloads (torch alone is over 500 MB) instead of minutes of silence.
+	$(PY) -m pip install --progress-bar on torch==2.13.0
+	$(PY) -m pip install --progress-bar on -e .
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime

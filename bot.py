@@ -1,13 +1,16 @@
 """Entry point of the t2f Discord bot: ``python bot.py``.
 
-``main`` reads ``.env`` and the environment, checks the token, loads the models once, and builds
-the store, job service and policy that :class:`T2FBot` receives. ``setup_hook`` warms the models
+``main`` parses the command line, reads ``.env`` and the environment, and checks everything that
+needs no model (settings, files, database path, device, and the token with one REST call to
+Discord), each failure one line on stderr. Only then does it load the models once and build the
+store, job service and policy that :class:`T2FBot` receives. ``setup_hook`` warms the models
 up, loads the cogs (the face cog resumes the jobs a previous run left unfinished), registers the
 persistent buttons and syncs commands only when they changed.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import hashlib
@@ -20,7 +23,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -28,6 +33,8 @@ from discord.ext import commands
 from cogs.replies import NO_PINGS, answer_privately, refusal_text
 from t2f.config import Settings, read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
+from t2f.logs import configure_logging
+from t2f.preflight import check_settings
 from t2f.serve.policy import Policy
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
@@ -39,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("t2f.bot")
 EXTENSIONS = ("cogs.face", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
+DISCORD_API = "https://discord.com/api/v10"  # module constant so tests point it at a loopback server
+TOKEN_REJECTED = "Discord rejected DISCORD_TOKEN; reset it in the Developer Portal (Bot tab) and update .env."
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
 
 
@@ -154,8 +163,8 @@ async def start_web(
     from t2f.web.pages import PageKeepingBackend, open_pages
     from t2f.web.server import WebServer, exposure_warning, web_app
 
-    script = installed_script(settings.cache_dir)
-    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.cache_dir,
+    script = installed_script(settings.data_dir())
+    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.data_dir(),
                                     secret=settings.web_secret, keep_days=settings.keep_days,
                                     public_url=settings.public_url)  # fmt: skip
     service.backend = PageKeepingBackend(service.backend, pages)
@@ -212,28 +221,98 @@ async def run_bot(settings: Settings, token: str) -> None:
         await store.close()
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bot.py",
+        description="Run the t2f Discord bot. Settings come from .env and the environment (README, Configuration).",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the settings, files, database path, device and the token (asking Discord), then exit; "
+        "loads no model",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="do not ask Discord whether the token is valid before loading models"
+    )
+    parser.add_argument("--env-file", default=".env", help="settings file to read (default: .env)")
+    parser.add_argument("--debug", action="store_true", help="log everything, third-party notices included")
+    return parser
+
+
+def network_message(host: str, exc: BaseException) -> str:
+    """One actionable sentence for a connection that failed, naming the host (never a traceback)."""
+    os_error = getattr(exc, "os_error", None)
+    reason = (getattr(os_error, "strerror", None) or str(os_error or "")) if os_error else ""
+    if isinstance(exc, TimeoutError):
+        reason = "no answer in time"
+    reason = (reason or type(exc).__name__).strip().rstrip(".")[:120]
+    return f"Could not reach {host} ({reason}); check this machine's network, DNS and firewall, then start again."
+
+
+async def verify_token(token: str, *, api_base: str = DISCORD_API, timeout_s: float = 15.0) -> str:
+    """Ask Discord who the token belongs to (``GET /users/@me``, one cheap REST call) and return the bot's name.
+
+    Run before any model loads, so a wrong token or no network costs seconds, not a model load.
+
+    Raises
+    ------
+    ConfigError
+        When Discord rejects the token (HTTP 401).
+    T2FError
+        When Discord cannot be reached or answers anything else; the message names the host.
+    """
+    import aiohttp
+
+    url = f"{api_base.rstrip('/')}/users/@me"
+    host = urlsplit(url).netloc
+    headers = {"Authorization": f"Bot {token}", "User-Agent": "DiscordBot (https://github.com/t2f, 0.1)"}
     try:
-        env = read_environment(".env")
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(url, headers=headers) as response,
+        ):
+            if response.status == 401:
+                raise ConfigError(TOKEN_REJECTED)
+            if response.status != 200:
+                raise T2FError(f"Discord ({host}) answered HTTP {response.status} to the token check; try again later.")
+            data = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise T2FError(network_message(host, exc)) from None
+    return str(data.get("username", "?")) if isinstance(data, dict) else "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check all that needs no model (settings, files, device, the token with Discord), then run the bot."""
+    args = build_parser().parse_args(argv)
+    try:
+        env = read_environment(args.env_file)
         settings = settings_from_mapping(env)
+        configure_logging(settings.log_level or "info", settings.log_format, debug=args.debug)
         token = check_token(env.get("DISCORD_TOKEN"))
+        check_settings(settings)
+        if not args.offline:
+            name = asyncio.run(verify_token(token, api_base=DISCORD_API))
+            log.info("Discord accepted the token of %s", name)
     except ConfigError as exc:
         print(f"t2f bot: configuration error: {exc.user_message}", file=sys.stderr)
         return 2
-    if "--check-config" in sys.argv[1:]:  # `make bot` checks this before downloading weights
+    except T2FError as exc:
+        print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
+        return 1
+    if args.check_config:  # `make bot` and the Docker image check this before downloading weights
         print("t2f bot: configuration ok")
         return 0
     try:
         asyncio.run(run_bot(settings, token))
     except discord.LoginFailure:
-        print(
-            "t2f bot: Discord rejected DISCORD_TOKEN; reset it in the Developer Portal and update .env.",
-            file=sys.stderr,
-        )
+        print(f"t2f bot: configuration error: {TOKEN_REJECTED}", file=sys.stderr)
         return 2
     except T2FError as exc:
         print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, discord.GatewayNotFound, TimeoutError) as exc:  # the network went away later
+        print(f"t2f bot: error: {network_message('discord.com', exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -7,7 +7,6 @@ shows tracebacks and library logs. The commands themselves are in :mod:`t2f.comm
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import warnings
@@ -16,9 +15,10 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from t2f import __version__, commands
+from t2f import __version__, commands, web_commands
 from t2f.config import read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
+from t2f.logs import configure_logging, quiet_third_party
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -26,19 +26,17 @@ EXIT_INTERRUPTED = 130
 OVERRIDES = {"model": "T2F_MODEL", "device": "T2F_DEVICE"}
 
 
-def configure_logging(debug: bool, *, show_downloads: bool = False) -> None:
+def quiet_libraries(debug: bool, *, show_downloads: bool = False) -> None:
     """Quiet the model libraries unless debugging; their warnings are for developers, not users.
 
     Done through the variables diffusers, transformers and the hub read when they load, so nothing
     heavy is imported before a command needs it (``t2f --help`` answers at once). ``show_downloads``
-    keeps the hub's progress bars for commands that fetch gigabytes.
+    keeps the hub's progress bars (size, speed, time left) for commands that fetch gigabytes.
     """
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if debug:
         return
     warnings.filterwarnings("ignore")
-    for variable in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
-        os.environ.setdefault(variable, "error")
+    quiet_third_party()
     if not show_downloads:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -96,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     # t2f web-assets, t2f serve (t2f.web): the 3D viewer download and the web app on one machine.
     assets = sub.add_parser("web-assets", parents=[common], help="fetch the 3D viewer for web pages (once)")
     assets.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry to fetch it from")
-    assets.set_defaults(handler=commands.cmd_web_assets)
+    assets.set_defaults(handler=web_commands.cmd_web_assets)
     serve = sub.add_parser("serve", parents=[common], help="the web app: prompt, progress and the 3D face in a browser")
     serve.add_argument("--host", help="address to listen on (default: T2F_WEB_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: T2F_WEB_PORT, or 8080 when that is 0)")
-    serve.set_defaults(handler=commands.cmd_serve)
+    serve.set_defaults(handler=web_commands.cmd_serve)
 
     doc = sub.add_parser("doctor", parents=[common], help="show versions, device and weights, and do a smoke run")
     doc.add_argument("--no-smoke", action="store_true", help="skip the smoke generation")
@@ -111,12 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
-    configure_logging(debug, show_downloads=args.command == "download")
+    quiet_libraries(debug, show_downloads=args.command == "download")
     try:
         env = read_environment(getattr(args, "env_file", ".env"))
         # Command-line overrides go through the same validation as the environment.
         env.update({var: getattr(args, name) for name, var in OVERRIDES.items() if hasattr(args, name)})
-        return int(args.handler(args, settings_from_mapping(env)))
+        settings = settings_from_mapping(env)
+        configure_logging(settings.log_level or "warning", settings.log_format, debug=debug)
+        return int(args.handler(args, settings))
     except ConfigError as exc:
         print(f"t2f: configuration error: {exc.user_message}", file=sys.stderr)
         return EXIT_CONFIG

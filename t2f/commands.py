@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import platform
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2f import __version__
+from t2f.bounds import check_face_request
 from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
-from t2f.errors import NoFaceFound, T2FError
+from t2f.errors import ConfigError, NoFaceFound, T2FError
 from t2f.faces import FaceRequest, StepProgress
 from t2f.files.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
-from t2f.report import FaceReport
+from t2f.preflight import check_device
+from t2f.report import RANDOM_WEIGHTS_NOTE, FaceReport
 
 if TYPE_CHECKING:
-    from t2f.serve.backend import LocalFaceBackend
-    from t2f.serve.service import FaceBackend, JobService
     from t2f.stages.pipeline import FacePipeline
-    from t2f.web.server import WebServer
 
 EXIT_REFUSED = 3  # check-prompt: at least one prompt is refused
+ECHO_CHARS = 200  # the most of a user's text a note quotes back (a 100k-character prompt is not echoed whole)
+
+
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def check_out(out: Path) -> Path:
+    """``--out`` must be a folder (or not exist yet): checked before any model loads, not after painting."""
+    if out.exists() and not out.is_dir():
+        raise T2FError(f"--out {clip(str(out), 100)} is a file; give a folder (it is created when missing).")
+    return out
 
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
@@ -72,11 +82,16 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         prompt=args.prompt,
         negative_prompt=args.negative,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed,
-        steps=args.steps or settings.steps,
+        # `is None`, not `or`: an explicit 0 is a value to refuse, not a request for the default.
+        steps=settings.steps if args.steps is None else args.steps,
         guidance=settings.guidance if args.guidance is None else args.guidance,
-        size=args.size or settings.image_size,
+        size=settings.image_size if args.size is None else args.size,
     )
-    out = Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}"
+    check_face_request(request)  # every value refused here, in milliseconds, before any model loads
+    out = check_out(
+        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}"
+    )
+    check_device(settings.device)
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
     # PRNet first: a missing mesh model should stop the run before minutes of diffusion.
@@ -102,7 +117,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     }
     if painted.prompt_truncated:
         print(f"note: the prompt was longer than {stage.max_prompt_tokens} tokens; "
-              f"this part was ignored: {painted.dropped_prompt!r}", file=sys.stderr)  # fmt: skip
+              f"this part was ignored: {clip(painted.dropped_prompt)!r}", file=sys.stderr)  # fmt: skip
     files: dict[str, bytes] = {}
     if painted.image is None:
         _finish(out, files, report, metadata)
@@ -126,7 +141,10 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
 
     source = Path(args.image)
     loaded = load_image(source)
-    out = Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}"
+    out = check_out(
+        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}"
+    )
+    check_device(settings.device)
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
     pipeline = load_face_pipeline(settings, crop=crop)
@@ -229,7 +247,13 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         if torch.cuda.is_available()
         else "no CUDA GPU visible"
     )
-    print(f"device: {settings.resolved_device()} ({gpu}); dtype: {settings.resolved_dtype()}")
+    try:
+        check_device(settings.device)
+        print(f"device: {settings.resolved_device()} ({gpu}); dtype: {settings.resolved_dtype()}")
+        device_ok = True
+    except ConfigError as exc:
+        print(f"device: UNAVAILABLE: {exc.user_message}")
+        healthy = device_ok = False
     try:
         resolved = resolve_snapshot(settings.model, revision=settings.model_revision, cache_dir=settings.cache_dir)
         check_pipeline_folder(resolved)
@@ -241,14 +265,18 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     prnet_dir = settings.resolved_prnet_dir()
     uv_ok = (prnet_dir / "uv-data" / "triangles.txt").is_file()
     if weights_present(prnet_dir) and uv_ok:
-        print(f"PRNet: present at {prnet_dir}")
+        official = prnet_is_official(prnet_dir)
+        print(
+            f"PRNet: present at {prnet_dir}"
+            + ("" if official else f" (NOT the official weights: {RANDOM_WEIGHTS_NOTE})")
+        )
     else:
         print(f"PRNet: MISSING in {prnet_dir} (weights {'ok' if weights_present(prnet_dir) else 'missing'}, "
               f"UV data {'ok' if uv_ok else 'missing'}); fetch with: t2f download")  # fmt: skip
         healthy = False
     print(f"TAESD previews: {settings.taesd or 'off (T2F_TAESD is empty)'}")
-    if args.no_smoke or not present:
-        print("smoke run: skipped" + ("" if present else " (no weights)"))
+    if args.no_smoke or not present or not device_ok:
+        print("smoke run: skipped" + ("" if present else " (no weights)") + ("" if device_ok else " (no device)"))
         return 0 if healthy else 1
     started = time.perf_counter()
     stage = load_text_to_image(settings)
@@ -261,94 +289,15 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if healthy else 1
 
 
-# -- t2f web-assets, t2f serve: the web app on one machine (t2f.web) ---------------------------------
+def prnet_is_official(folder: Path) -> bool:
+    """Whether the PRNet weights in ``folder`` were converted from the official checkpoint (by config.json)."""
+    import json
+    from dataclasses import fields
 
+    from t2f.stages.prnet.checkpoint import CONFIG_FILE, PRNetConfig, is_official
 
-def cmd_web_assets(args: argparse.Namespace, settings: Settings) -> int:
-    """Fetch the 3D viewer (``<model-viewer>``, integrity-checked) into the cache, once."""
-    from t2f.web.assets import PACKAGE, VERSION, install_model_viewer
-
-    path = install_model_viewer(settings.cache_dir, registry=args.registry)
-    print(f"{PACKAGE} {VERSION}: {path}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """``t2f serve``: the prompt page, live progress and the 3D face, on this machine, until Ctrl-C."""
-    import asyncio
-
-    from t2f.build import load_backend
-    from t2f.web.assets import installed_script
-
-    host = args.host or settings.web_host
-    port = args.port if args.port is not None else settings.web_port or 8080
-    installed_script(settings.cache_dir)  # before minutes of model loading: the page needs the viewer
-    backend = load_backend(settings)
-    asyncio.run(_serve(settings, backend, host=host, port=port))
-    return 0
-
-
-@contextlib.asynccontextmanager
-async def open_studio(
-    settings: Settings, backend: FaceBackend, *, host: str, port: int
-) -> AsyncIterator[tuple[WebServer, JobService]]:
-    """The ``t2f serve`` server around ``backend``: store, service, the bot's admission, pages, routes."""
-    import asyncio
-    import functools
-
-    from t2f.serve.moderation import PromptFilter
-    from t2f.serve.policy import Limits, Policy
-    from t2f.serve.service import JobService
-    from t2f.serve.store import Store
-    from t2f.web.assets import installed_script
-    from t2f.web.pages import PageKeepingBackend, open_pages
-    from t2f.web.server import WebServer, web_app
-    from t2f.web.studio import FaceDefaults, Studio
-
-    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.cache_dir,
-                                    secret=settings.web_secret, keep_days=settings.keep_days,
-                                    public_url=settings.public_url)  # fmt: skip
-    store = await Store.open(settings.db_path)
-    service = JobService(PageKeepingBackend(backend, pages), max_batch=settings.max_batch,
-                         capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s)  # fmt: skip
-    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
-    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
-                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
-    policy = Policy(store=store, service=service, prompt_filter=prompt_filter, limits=limits)
-    studio = Studio(service=service, store=store, policy=policy, pages=pages,
-                    defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size,
-                                          settings.max_repaints))  # fmt: skip
-    health = functools.partial(service.health, require_warm=settings.warmup)
-    app = web_app(pages=pages, viewer_script=installed_script(settings.cache_dir), health=health,
-                  extra_routes=studio.routes())  # fmt: skip
-    server = WebServer(app, host=host, port=port)
-    await server.start()
     try:
-        yield server, service
-    finally:
-        await server.stop()
-        await service.shutdown(timeout_s=30)
-        await studio.close()
-        await store.close()
-
-
-async def _serve(settings: Settings, backend: LocalFaceBackend, *, host: str, port: int) -> None:
-    import asyncio
-    import functools
-    import signal
-
-    from t2f.web.server import exposure_warning
-
-    async with open_studio(settings, backend, host=host, port=port) as (server, service):
-        if (warning := exposure_warning(host, server.port)) is not None:
-            print(f"t2f serve: {warning}", file=sys.stderr)
-        print(f"t2f serve: open {server.url}/ (Ctrl-C stops)", file=sys.stderr)
-        if settings.warmup:  # /healthz answers 503 "warming up" meanwhile
-            warm_up = functools.partial(
-                backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile
-            )
-            await service.warm_up(warm_up)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
+        raw = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        return is_official(PRNetConfig(**{f.name: raw[f.name] for f in fields(PRNetConfig) if f.name in raw}))
+    except (OSError, ValueError, TypeError):
+        return False

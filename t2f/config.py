@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,18 +17,13 @@ from typing import Any
 from dotenv import dotenv_values
 
 from t2f import bounds
-from t2f.bounds import Bound
+from t2f.config_values import DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
 from t2f.errors import ConfigError
 from t2f.stages.gate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
 from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 
-SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
-DTYPES = ("auto", "float16", "bfloat16", "float32")
-FACE_CROPS = ("detect", "whole")
 # Settings whose empty value means something (off, none, the built-in list) rather than "the default".
 EMPTY_ALLOWED = ("taesd", "prnet_dir", "blocklist_file", "guild_ids", "prompt_template", "negative_default")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 def _setting(env: str, default: Any, doc: str, *, allowed: str = "", secret: bool = False) -> Any:
@@ -104,7 +99,10 @@ class Settings:
         "Tiny autoencoder (hub id or folder, e.g. `madebyollin/taesd`) for step previews; empty disables previews.",
     )
     prnet_dir: str = _setting(
-        "T2F_PRNET_DIR", "", "Folder with PRNet's converted weights and UV data; empty means `<T2F_CACHE_DIR>/prnet`."
+        "T2F_PRNET_DIR",
+        "",
+        "Folder with PRNet's converted weights and UV data; empty is `<T2F_CACHE_DIR>/prnet`, "
+        "or `<HF_HOME>/t2f/prnet` without a T2F_CACHE_DIR.",
     )
     prnet_checkpoint_url: str = _setting(
         "T2F_PRNET_CHECKPOINT_URL",
@@ -184,7 +182,9 @@ class Settings:
     )
     warmup: bool = _setting("T2F_WARMUP", True, "Run one short generation at start-up, before commands are accepted.",
                             allowed="on, off")  # fmt: skip
-    cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
+    cache_dir: Path | None = _setting(
+        "T2F_CACHE_DIR", None, "Hugging Face cache for the models; empty is the hub's standard one (`HF_HOME`)."
+    )
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
     # -- the web server: 3D pages, /healthz, t2f serve (t2f.web) --
     web_port: int = _setting("T2F_WEB_PORT", 0, "Port of the web server (3D face pages, `/healthz`) in the bot; "
@@ -199,6 +199,14 @@ class Settings:
                                "`<T2F_CACHE_DIR>/web/secret`. Secret.", secret=True)  # fmt: skip
     keep_days: int = _setting("T2F_KEEP_DAYS", 7, "Days a face's page, link and files live; older ones are deleted.",
                               allowed=bounds.KEEP_DAYS.text)  # fmt: skip
+    log_level: str = _setting(
+        "T2F_LOG_LEVEL", "", "Least level logged; empty is `info` for the bot and `warning` for `t2f`.",
+        allowed=", ".join(LOG_LEVELS),
+    )  # fmt: skip
+    log_format: str = _setting(
+        "T2F_LOG_FORMAT", "text", "Log lines as plain text, or one JSON object per line for a log collector.",
+        allowed=", ".join(LOG_FORMATS),
+    )  # fmt: skip
 
     def resolved_device(self) -> str:
         """The concrete torch device string (``auto`` resolved)."""
@@ -220,8 +228,17 @@ class Settings:
         return self.resolved_device().startswith("cuda") if value == "auto" else value == "on"
 
     def resolved_prnet_dir(self) -> Path:
-        """PRNet's folder: ``T2F_PRNET_DIR`` or ``<cache_dir>/prnet``."""
-        return Path(self.prnet_dir).expanduser() if self.prnet_dir else self.cache_dir / "prnet"
+        """PRNet's folder: ``T2F_PRNET_DIR``, else ``<cache_dir>/prnet``, else ``<HF_HOME>/t2f/prnet``.
+
+        Beside the hub's own cache (``<HF_HOME>/hub``), so clearing one cache folder clears both.
+        """
+        if self.prnet_dir:
+            return Path(self.prnet_dir).expanduser()
+        return self.data_dir() / "prnet"
+
+    def data_dir(self) -> Path:
+        """t2f's own downloads (PRNet, the 3D viewer, the link secret): ``T2F_CACHE_DIR``, else ``<HF_HOME>/t2f``."""
+        return self.cache_dir or hf_home() / "t2f"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view for metadata files; secrets show only whether they are set."""
@@ -229,128 +246,6 @@ class Settings:
             f.name: ("(set)" if v else "") if f.metadata["secret"] else str(v) if isinstance(v, Path) else v
             for f, v in zip(dataclasses.fields(self), dataclasses.astuple(self), strict=True)
         }
-
-
-def _parse_number(var: str, raw: str, bound: Bound[Any]) -> Any:
-    kind = type(bound.low)
-    what = "a whole number" if kind is int else "a number"
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not {what}; allowed: {bound.text}.") from None
-    if value not in bound:
-        raise ConfigError(f"{var}={value:g} is out of range; allowed: {bound.text}.")
-    return value
-
-
-def _parse_choice(var: str, raw: str, choices: tuple[str, ...]) -> str:
-    value = raw.strip().lower()
-    if value not in choices:
-        raise ConfigError(f"{var}={raw!r} is not allowed; allowed: {', '.join(choices)}.")
-    return value
-
-
-def _parse_bool(var: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{var}={raw!r} is not a switch; allowed: on, off (or true/false, 1/0, yes/no).")
-
-
-def _parse_device(var: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
-        return value
-    raise ConfigError(f"{var}={raw!r} is not a device; allowed: auto, cpu, cuda, cuda:N.")
-
-
-def _parse_image_size(var: str, raw: str) -> int:
-    value = int(_parse_number(var, raw, bounds.IMAGE_SIZE))
-    if value % bounds.IMAGE_SIZE_MULTIPLE:
-        raise ConfigError(
-            f"{var}={value} is not a multiple of {bounds.IMAGE_SIZE_MULTIPLE}; "
-            f"allowed: {bounds.IMAGE_SIZE.text}, a multiple of {bounds.IMAGE_SIZE_MULTIPLE}."
-        )
-    return value
-
-
-def _parse_ids(var: str, raw: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
-        raise ConfigError(f"{var}={raw!r} is not a list of ids; allowed: ids, comma-separated.")
-    return tuple(int(p) for p in parts)
-
-
-def _parse_text(var: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _parse_template(var: str, raw: str) -> str:
-    value = raw.strip()
-    if value and "{prompt}" not in value:
-        raise ConfigError(f"{var} must contain {{prompt}} where the member's words go, or be empty.")
-    return value
-
-
-def _parse_required_text(var: str, raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise ConfigError(f"{var} is empty; set it to a hub id or a local folder.")
-    return value
-
-
-def _parse_public_url(var: str, raw: str) -> str:
-    value = raw.strip().rstrip("/")
-    if value and not (value.startswith(("http://", "https://")) and len(value.split("//", 1)[1]) > 0):
-        raise ConfigError(f"{var}={raw!r} is not a web address; allowed: empty, or an http(s):// URL.")
-    return value
-
-
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "model": _parse_required_text,
-    "model_revision": _parse_required_text,
-    "device": _parse_device,
-    "dtype": lambda var, raw: _parse_choice(var, raw, DTYPES),
-    "steps": lambda var, raw: _parse_number(var, raw, bounds.STEPS),
-    "guidance": lambda var, raw: _parse_number(var, raw, bounds.GUIDANCE),
-    "image_size": _parse_image_size,
-    "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
-    "safety_checker": _parse_bool,
-    "channels_last": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
-    "fuse_qkv": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
-    "compile": _parse_bool,
-    "taesd": _parse_text,
-    "prnet_dir": _parse_text,
-    "prnet_checkpoint_url": _parse_required_text,
-    "prnet_data_url": _parse_required_text,
-    "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
-    "prompt_template": _parse_template,
-    "negative_default": _parse_text,
-    "max_repaints": lambda var, raw: _parse_number(var, raw, bounds.MAX_REPAINTS),
-    "gate_max_yaw_deg": lambda var, raw: _parse_number(var, raw, bounds.GATE_ANGLE_DEG),
-    "gate_max_pitch_deg": lambda var, raw: _parse_number(var, raw, bounds.GATE_ANGLE_DEG),
-    "gate_min_face": lambda var, raw: _parse_number(var, raw, bounds.GATE_MIN_FACE),
-    "guild_ids": _parse_ids,
-    "db_path": lambda var, raw: Path(raw.strip()).expanduser(),
-    "max_batch": lambda var, raw: _parse_number(var, raw, bounds.MAX_BATCH),
-    "queue_capacity": lambda var, raw: _parse_number(var, raw, bounds.QUEUE_CAPACITY),
-    "user_pending": lambda var, raw: _parse_number(var, raw, bounds.USER_PENDING),
-    "cooldown_s": lambda var, raw: _parse_number(var, raw, bounds.COOLDOWN_S),
-    "daily_quota": lambda var, raw: _parse_number(var, raw, bounds.DAILY_QUOTA),
-    "job_timeout_s": lambda var, raw: _parse_number(var, raw, bounds.JOB_TIMEOUT_S),
-    "progress_interval_s": lambda var, raw: _parse_number(var, raw, bounds.PROGRESS_INTERVAL_S),
-    "blocklist_file": _parse_text,
-    "warmup": _parse_bool,
-    "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
-    "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
-    "web_port": lambda var, raw: _parse_number(var, raw, bounds.WEB_PORT),
-    "web_host": _parse_required_text,
-    "public_url": lambda var, raw: _parse_public_url(var, raw),
-    "web_secret": _parse_text,
-    "keep_days": lambda var, raw: _parse_number(var, raw, bounds.KEEP_DAYS),
-}
 
 
 def settings_from_mapping(values: Mapping[str, str]) -> Settings:
@@ -367,7 +262,7 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
         raw = values.get(var)
         if raw is None or (raw.strip() == "" and f.name not in EMPTY_ALLOWED):
             continue
-        kwargs[f.name] = _PARSERS[f.name](var, raw)
+        kwargs[f.name] = PARSERS[f.name](var, raw)
     return Settings(**kwargs)
 
 
@@ -375,7 +270,12 @@ def read_environment(env_file: str | os.PathLike[str] | None = ".env") -> dict[s
     """Merge ``env_file`` (if it exists) under the process environment; the real environment wins."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            bad = f"byte {exc.object[exc.start]:#04x} on line {line}"
+            raise ConfigError(f"{Path(env_file).name} is not UTF-8 text ({bad}); save it as UTF-8.") from None
     merged.update(os.environ)
     return merged
 
@@ -385,8 +285,17 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     return settings_from_mapping(read_environment(env_file))
 
 
+def hf_home() -> Path:
+    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, as the hub library finds it (without importing it)."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "huggingface"
+
+
 def _default_text(default: object) -> str:
     """A default as it is written in ``.env``: on/off, comma-separated ids, or the plain value."""
+    if default is None:
+        return ""
     if isinstance(default, bool):
         return "on" if default else "off"
     if isinstance(default, tuple):
@@ -404,26 +313,29 @@ def settings_table() -> str:
 
 
 def env_example() -> str:
-    """The text of ``.env.example``: every variable with its default and meaning, the token blank."""
+    """The text of ``.env.example``: the token blank, every setting commented out at its default.
+
+    Nothing but the token is set, so a copy changes nothing until a line is uncommented; in particular
+    it never moves the paths a Docker image points at its volume.
+    """
     lines = [
         "# t2f settings. Copy to .env (git-ignored) and fill in. The real environment overrides this file.",
         "",
         "# Discord bot token from the Developer Portal (Bot tab). Secret: never commit it.",
         "DISCORD_TOKEN=",
         "",
-        '# Models, inference, the bot\'s limits and storage (see README, "Configuration").',
+        '# Models, inference, the bot\'s limits, storage and logs (see README, "Configuration").',
+        "# Every line below shows the default; uncomment a line to change it.",
     ]
     for f in dataclasses.fields(Settings):
         shown = _default_text(f.default)
         allowed = f" Allowed: {f.metadata['allowed']}." if f.metadata["allowed"] else ""
-        lines += [f"# {f.metadata['doc']}{allowed}", f"{f.metadata['env']}={shown}"]
+        lines += [f"# {f.metadata['doc']}{allowed}", f"# {f.metadata['env']}={shown}"]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     import sys
 
-    print(
-        env_example() if "--env-example" in sys.argv else settings_table(),
-        end="" if "--env-example" in sys.argv else "\n",
-    )
+    example = "--env-example" in sys.argv
+    print(env_example() if example else settings_table(), end="" if example else "\n")

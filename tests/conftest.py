@@ -65,10 +65,12 @@ def prnet_dir(prnet_checkpoint: Path, shared_dir: Path, tmp_path_factory: pytest
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """No T2F_* variables from the developer's shell, and a working directory with no .env."""
+    """No T2F_* variables from the developer's shell, a working directory with no .env, and a Hugging Face
+    home of its own (the default cache, and PRNet's default folder in it, must not be the developer's)."""
     for name in list(os.environ):
         if name.startswith("T2F_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.chdir(tmp_path)
     yield tmp_path
 

@@ -85,12 +85,18 @@ def test_default_hub_model_offline_fails_in_one_line(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HF_HUB_OFFLINE": "1",
+            "HOME": str(tmp_path),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        },  # this tree's code, not an installed copy
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [
-        "t2f: error: Model 'CompVis/stable-diffusion-v1-4' (revision main) is not downloaded in 'models'. "
+        "t2f: error: Model 'CompVis/stable-diffusion-v1-4' (revision main) is not downloaded in the Hugging Face "
+        "cache. "
         "Fetch it with: t2f download"
     ]
     assert "Traceback" not in proc.stderr
@@ -140,6 +146,7 @@ def test_doctor_smoke_runs_a_present_model(
     assert run_cli("doctor", "--model", str(tiny_sd)) == 0
     out = capsys.readouterr().out
     assert f"diffusion model: {tiny_sd} present" in out
+    assert f"PRNet: present at {prnet_dir} (NOT the official weights: PRNet weights were not converted" in out
     assert "smoke run: ok" in out
 
 
@@ -187,3 +194,85 @@ def test_check_prompt_uses_the_configured_blocklist(
     monkeypatch.setenv("T2F_BLOCKLIST_FILE", str(clean_env / "mine.txt"))
     assert run_cli("check-prompt", "a sad clown") == 3
     assert run_cli("check-prompt", "a nude mime") == 0  # the file replaces the built-in list
+
+
+@pytest.fixture
+def no_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any model load fails the test: these refusals must come before loading."""
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the request was checked")
+
+    monkeypatch.setattr(commands, "load_text_to_image", explode)
+    monkeypatch.setattr(commands, "load_face_pipeline", explode)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--steps", "0"), "t2f: error: Steps 0 is not allowed; use 1 to 150."),
+        (("--size", "0"), "t2f: error: Image size 0 is not allowed; use 64 to 1024 pixels, a multiple of 8."),
+        (("--guidance", "-1"), "t2f: error: Guidance -1 is not allowed; use 0 to 30."),
+    ],
+)
+def test_generate_refuses_bad_values_before_loading(
+    args: tuple[str, ...], message: str, clean_env: Path, no_models: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--steps 0` used to run 25 steps (`args.steps or default`); now it is refused in one line, at once."""
+    assert run_cli("generate", "a face", *args) == 1
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_out_that_is_a_file_fails_before_painting(
+    clean_env: Path, no_models: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / "taken").write_text("x", encoding="utf-8")
+    assert run_cli("generate", "a face", "--out", "taken") == 1
+    assert capsys.readouterr().err.strip() == (
+        "t2f: error: --out taken is a file; give a folder (it is created when missing)."
+    )
+
+
+def test_cuda_without_cuda_is_one_line_and_doctor_fails(
+    clean_env: Path, no_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert run_cli("generate", "a face", "--device", "cuda") == 2  # was "unexpected AssertionError" after loading
+    err = capsys.readouterr().err
+    assert err.startswith("t2f: configuration error: T2F_DEVICE=cuda, but ") and len(err.splitlines()) == 1
+    monkeypatch.setenv("T2F_DEVICE", "cuda")
+    assert run_cli("doctor") == 1  # was exit 0
+    out = capsys.readouterr().out
+    assert "device: UNAVAILABLE: T2F_DEVICE=cuda, but " in out
+    assert "smoke run: skipped (no weights) (no device)" in out
+
+
+def test_a_huge_prompt_is_not_echoed_whole(
+    tiny_sd: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
+    prompt = "a portrait of a woman " + "with curly hair " * 6250  # 100k characters
+    code = run_cli("generate", prompt, "--model", str(tiny_sd), "--out", "big", "--steps", "1", "--size", "64",
+                   "--image-only")  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    note = next(line for line in err.splitlines() if line.startswith("note: the prompt was longer"))
+    assert len(note) < 400 and note.endswith(" more characters)'")
+    assert len(err) < 2000  # was ~100 KB
+
+
+def test_download_keeps_the_hub_progress_bars(tmp_path: Path) -> None:
+    """`t2f download` shows the hub's bars (size, speed); the other commands turn them off."""
+    code = (
+        "import sys; from t2f import cli; cli.quiet_libraries(False, show_downloads=sys.argv[1] == 'download'); "
+        "from huggingface_hub.utils import are_progress_bars_disabled; print(are_progress_bars_disabled())"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    shown = [
+        subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, env=env, timeout=60)
+        for command in ("download", "generate")
+    ]
+    assert [proc.stdout.strip() for proc in shown] == ["False", "True"]

@@ -100,3 +100,47 @@ def test_speedups_are_on_with_cuda_by_default() -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping({"T2F_FUSE_QKV": "maybe"})
     assert caught.value.user_message == "T2F_FUSE_QKV='maybe' is not allowed; allowed: auto, on, off."
+
+
+def test_guild_ids_take_ascii_digits_only() -> None:
+    assert settings_from_mapping({"T2F_GUILD_IDS": " 123, 456 "}).guild_ids == (123, 456)
+    for raw in ("²", "12³", "٣٤", str(2**64)):  # str.isdigit() says yes to the first three; int() disagrees
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping({"T2F_GUILD_IDS": raw})
+        expected = f"T2F_GUILD_IDS={raw!r} is not a list of ids; allowed: ids, comma-separated."
+        assert caught.value.user_message == expected
+
+
+def test_env_file_that_is_not_utf8_is_one_line(clean_env: Path) -> None:
+    (clean_env / ".env").write_bytes(b"DISCORD_TOKEN=abc\nT2F_MODEL=caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.user_message == ".env is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8."
+
+
+def test_cache_defaults_to_the_hugging_face_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    settings = settings_from_mapping({})
+    assert settings.cache_dir is None  # the hub's own cache: an SD v1-4 already there is used, not fetched again
+    assert settings.resolved_prnet_dir() == tmp_path / "hf" / "t2f" / "prnet"
+    chosen = settings_from_mapping({"T2F_CACHE_DIR": str(tmp_path / "models")})
+    assert chosen.resolved_prnet_dir() == tmp_path / "models" / "prnet"
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert settings.resolved_prnet_dir() == tmp_path / "xdg" / "huggingface" / "t2f" / "prnet"
+
+
+def test_log_settings() -> None:
+    assert (Settings().log_level, Settings().log_format) == ("", "text")
+    settings = settings_from_mapping({"T2F_LOG_LEVEL": "DEBUG", "T2F_LOG_FORMAT": "json"})
+    assert (settings.log_level, settings.log_format) == ("debug", "json")
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"T2F_LOG_FORMAT": "xml"})
+    assert caught.value.user_message == "T2F_LOG_FORMAT='xml' is not allowed; allowed: text, json."
+
+
+def test_env_example_sets_nothing_but_the_token() -> None:
+    from dotenv import dotenv_values
+
+    root = Path(__file__).resolve().parents[1]
+    assert dotenv_values(root / ".env.example") == {"DISCORD_TOKEN": ""}  # every setting is a comment

@@ -74,3 +74,21 @@ def test_decompression_bombs_are_refused_before_decoding() -> None:
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidImage, match="Could not read the image file"):
         load_image(tmp_path / "nope.png")
+
+
+def test_limit_and_message_agree_at_100_megapixels() -> None:
+    """PIL warns from 89.5 MP; a 99-MP image must pass t2f's own 100-MP gate (and fail only as truncated here)."""
+    import warnings
+
+    filters, limit = list(warnings.filters), Image.MAX_IMAGE_PIXELS
+    under = encode(Image.new("1", (9950, 9950)))  # 99.0 MP; cut short so nothing large is decoded
+    with pytest.raises(InvalidImage) as caught:
+        load_image(under[: len(under) // 2])
+    assert caught.value.user_message == "The image file is damaged or truncated; send it again."
+    over = encode(Image.new("1", (10050, 10000)))  # 100.5 MP: under PIL's hard limit, over t2f's
+    with pytest.raises(InvalidImage) as caught:
+        load_image(over)
+    assert caught.value.user_message == (
+        "The image is too large (10050x10000 pixels is over 100 megapixels); send a smaller one."
+    )
+    assert warnings.filters == filters and limit == Image.MAX_IMAGE_PIXELS  # nothing of PIL's state leaked

@@ -3,7 +3,7 @@ the model libraries. Read from the source with ``ast``; nothing is imported or e
 
 Layers, bottom to top (each may import itself and the ones named in ``ALLOWED``):
 base (errors, bounds, faces, report, timing) -> files -> stages | export -> serve -> web -> app (config,
-build, cli, commands) -> cogs -> bot. The cogs sit on serve, not on stages, web or app.
+build, cli, commands, preflight, logs) -> cogs -> bot. The cogs sit on serve, not on stages, web or app.
 """
 
 from __future__ import annotations
@@ -22,7 +22,17 @@ LAYERS = {
     "export": ("t2f.export",),
     "serve": ("t2f.serve",),
     "web": ("t2f.web",),
-    "app": ("t2f.config", "t2f.build", "t2f.cli", "t2f.commands", "t2f.__main__"),
+    "app": (
+        "t2f.config",
+        "t2f.config_values",
+        "t2f.preflight",
+        "t2f.logs",
+        "t2f.build",
+        "t2f.cli",
+        "t2f.commands",
+        "t2f.web_commands",
+        "t2f.__main__",
+    ),
     "cogs": ("cogs",),
     "bot": ("bot",),
 }

@@ -90,8 +90,8 @@ def test_prnet_import_then_reconstruct_with_defaults(
 ) -> None:
     uv = shared_dir / "prnet" / "uv-data"
     assert cli.main(["prnet", "import", str(prnet_checkpoint), "--uv-data", str(uv)]) == 0
-    assert (clean_env / "models" / "prnet" / "model.safetensors").is_file()
-    assert (clean_env / "models" / "prnet" / "uv-data" / "triangles.txt").is_file()
+    assert (clean_env / "hf" / "t2f" / "prnet" / "model.safetensors").is_file()  # beside the hub cache
+    assert (clean_env / "hf" / "t2f" / "prnet" / "uv-data" / "triangles.txt").is_file()
     photo = shared_dir / "prnet" / "aflw2000-samples" / "image00050.jpg"
     assert cli.main(["reconstruct", str(photo), "--out", "result"]) == 0
     check_outputs(clean_env / "result")
@@ -125,7 +125,8 @@ def test_missing_prnet_stops_generate_before_painting(
 ) -> None:
     assert cli.main(["generate", "a face", "--model", str(tiny_sd), "--size", "64", "--out", "o"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "t2f: error: PRNet weights are not in 'models/prnet'. Fetch and convert the official weights with: t2f download"
+        f"t2f: error: PRNet weights are not in '{clean_env / 'hf' / 't2f' / 'prnet'}'. "
+        "Fetch and convert the official weights with: t2f download"
     )
     assert not (clean_env / "o").exists()
 

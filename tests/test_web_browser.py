@@ -118,9 +118,9 @@ async def test_the_serve_page_makes_a_face_with_progress(browser: Any, viewer_ca
                                                          tmp_path: Path) -> None:  # fmt: skip
     from discord_fixtures import PhotoTextToImage, bot_settings
 
-    from t2f.commands import open_studio
     from t2f.serve.backend import LocalFaceBackend
     from t2f.stages.pipeline import FacePipeline
+    from t2f.web_commands import open_studio
 
     settings = bot_settings(tmp_path, cache_dir=viewer_cache, output_dir=tmp_path / "out", web_secret="s3cret")
     painter = PhotoTextToImage(step_seconds=0.25)  # slow enough for the page to show each step

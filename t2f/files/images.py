@@ -14,6 +14,7 @@ from t2f.errors import InvalidImage
 
 MAX_SIDE = 2048  # larger images are downscaled: PRNet sees 256 px and detection gains nothing
 MAX_PIXELS = 100_000_000  # refuse before decoding anything larger (decompression bombs)
+TOO_LARGE = "The image is too large ({size} is over 100 megapixels); send a smaller one."
 MIN_SIDE = 32
 
 
@@ -52,17 +53,20 @@ def load_image(source: bytes | Path) -> LoadedImage:
     if not data:
         raise InvalidImage("The image file is empty.")
     try:
+        # PIL warns from 89.5 MP (its MAX_IMAGE_PIXELS) and refuses from twice that; t2f's own limit is
+        # MAX_PIXELS, checked below on the header alone. So the warning is silenced for this call only
+        # (PIL's global limit is left as it is) and the limit and the message agree.
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise InvalidImage(f"The image is too large ({width}x{height} pixels); send one under 100 megapixels.")
-            image.load()
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise InvalidImage(TOO_LARGE.format(size=f"{width}x{height} pixels"))
+        image.load()
     except InvalidImage:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImage("The image is too large to open safely; send one under 100 megapixels.") from None
+    except Image.DecompressionBombError:  # over twice PIL's limit: refused by PIL before the header check
+        raise InvalidImage(TOO_LARGE.format(size="its size")) from None
     except UnidentifiedImageError:
         raise InvalidImage("That file is not an image t2f can read; send a PNG, JPEG or WebP picture.") from None
     except (OSError, ValueError, SyntaxError):

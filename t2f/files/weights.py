@@ -64,7 +64,8 @@ def resolve_snapshot(model: str, *, revision: str, cache_dir: Path | None) -> Re
         folder = Path(snapshot_download(model, revision=revision, cache_dir=cache_dir, local_files_only=True))
     except Exception:  # huggingface_hub raises several types for "not cached"; all mean the same here.
         raise ModelUnavailable(
-            f"Model '{model}' (revision {revision}) is not downloaded in '{cache_dir}'. Fetch it with: t2f download"
+            f"Model '{model}' (revision {revision}) is not downloaded in "
+            f"{f'{str(cache_dir)!r}' if cache_dir else 'the Hugging Face cache'}. Fetch it with: t2f download"
         ) from None
     return ResolvedModel(model=model, folder=folder, revision=folder.name)
 

@@ -8,6 +8,7 @@ Event-loop only: nothing here blocks or touches a thread.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -23,6 +24,8 @@ class JobHandle:
         self.latest: JobProgress | None = None
         self.repaint_note: str | None = None  # why the job is being painted again (shown with its progress)
         self.started = False
+        self.queued_at = time.monotonic()  # for the job log's seconds (t2f.serve.joblog)
+        self.started_at: float | None = None
         self.changed = asyncio.Event()
         self._on_start: list[Callable[[], None]] = []
 
@@ -44,6 +47,7 @@ class JobHandle:
 
     def start(self) -> None:
         self.started = True
+        self.started_at = time.monotonic()
         self._activate()
 
     def update(self, progress: JobProgress) -> None:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from t2f.errors import T2FError
+from t2f.serve.joblog import JobEvent, log_job
 from t2f.serve.jobs import (
     MESH_FORMATS,
     FinishedFace,
@@ -162,6 +163,7 @@ class JobService:
         handle = JobHandle(job, asyncio.get_running_loop())
         self._handles[job.job_id] = handle
         self._queue.add(handle)
+        log_job(job, JobEvent.QUEUED, seconds=0.0, resumed=resumed)
         self._kick()
         return handle
 
@@ -228,6 +230,8 @@ class JobService:
             self._running = batch
             for handle in batch:
                 handle.start()
+                waited = time.monotonic() - handle.queued_at
+                log_job(handle.job, JobEvent.STARTED, seconds=waited, batch_size=len(batch))
                 handle.update(JobProgress(handle.job.job_id, JobPhase.STARTING, note=handle.repaint_note))
             by_id = {h.job.job_id: h for h in batch}
 
@@ -275,6 +279,7 @@ class JobService:
     def _export_later(self, handle: JobHandle, finished: FinishedFace) -> None:
         """Write a job's files on the CPU thread; the GPU worker goes on with the next batch meanwhile."""
         handle.update(JobProgress(handle.job.job_id, JobPhase.EXPORTING))
+        log_job(handle.job, JobEvent.EXPORTING, seconds=time.monotonic() - (handle.started_at or handle.queued_at))
         job_id = handle.job.job_id
 
         def run() -> JobResult:
@@ -306,4 +311,6 @@ class JobService:
     def _finish(self, handle: JobHandle, result: JobResult) -> None:
         self._cancel.discard(handle.job.job_id)
         self._handles.pop(handle.job.job_id, None)
+        if not handle.result.done():
+            log_job(handle.job, JobEvent.FINISHED, seconds=time.monotonic() - handle.queued_at, status=result.status)
         handle.finish(result)

@@ -1,0 +1,149 @@
+"""Reading setting values: one parser per setting, each naming the variable and what it allows.
+
+Every parser takes the variable's name and its raw text and returns the typed value, or raises
+:class:`~t2f.errors.ConfigError` with one sentence for the operator. :data:`PARSERS` maps each field
+of :class:`t2f.config.Settings` to its parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from t2f import bounds
+from t2f.bounds import Bound
+from t2f.errors import ConfigError
+
+SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+FACE_CROPS = ("detect", "whole")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _parse_number(var: str, raw: str, bound: Bound[Any]) -> Any:
+    kind = type(bound.low)
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not {what}; allowed: {bound.text}.") from None
+    if value not in bound:
+        raise ConfigError(f"{var}={value:g} is out of range; allowed: {bound.text}.")
+    return value
+
+
+def _parse_choice(var: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{var}={raw!r} is not allowed; allowed: {', '.join(choices)}.")
+    return value
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{var}={raw!r} is not a switch; allowed: on, off (or true/false, 1/0, yes/no).")
+
+
+def _parse_device(var: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise ConfigError(f"{var}={raw!r} is not a device; allowed: auto, cpu, cuda, cuda:N.")
+
+
+def _parse_image_size(var: str, raw: str) -> int:
+    value = int(_parse_number(var, raw, bounds.IMAGE_SIZE))
+    if value % bounds.IMAGE_SIZE_MULTIPLE:
+        raise ConfigError(
+            f"{var}={value} is not a multiple of {bounds.IMAGE_SIZE_MULTIPLE}; "
+            f"allowed: {bounds.IMAGE_SIZE.text}, a multiple of {bounds.IMAGE_SIZE_MULTIPLE}."
+        )
+    return value
+
+
+def _parse_ids(var: str, raw: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses or reads differently.
+    if not all(p.isascii() and p.isdigit() and int(p) < 2**64 for p in parts):
+        raise ConfigError(f"{var}={raw!r} is not a list of ids; allowed: ids, comma-separated.")
+    return tuple(int(p) for p in parts)
+
+
+def _parse_text(var: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_template(var: str, raw: str) -> str:
+    value = raw.strip()
+    if value and "{prompt}" not in value:
+        raise ConfigError(f"{var} must contain {{prompt}} where the member's words go, or be empty.")
+    return value
+
+
+def _parse_required_text(var: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{var} is empty; set it to a hub id or a local folder.")
+    return value
+
+
+def _parse_public_url(var: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not (value.startswith(("http://", "https://")) and len(value.split("//", 1)[1]) > 0):
+        raise ConfigError(f"{var}={raw!r} is not a web address; allowed: empty, or an http(s):// URL.")
+    return value
+
+
+PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "model": _parse_required_text,
+    "model_revision": _parse_required_text,
+    "device": _parse_device,
+    "dtype": lambda var, raw: _parse_choice(var, raw, DTYPES),
+    "steps": lambda var, raw: _parse_number(var, raw, bounds.STEPS),
+    "guidance": lambda var, raw: _parse_number(var, raw, bounds.GUIDANCE),
+    "image_size": _parse_image_size,
+    "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
+    "safety_checker": _parse_bool,
+    "channels_last": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
+    "fuse_qkv": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
+    "compile": _parse_bool,
+    "taesd": _parse_text,
+    "prnet_dir": _parse_text,
+    "prnet_checkpoint_url": _parse_required_text,
+    "prnet_data_url": _parse_required_text,
+    "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
+    "prompt_template": _parse_template,
+    "negative_default": _parse_text,
+    "max_repaints": lambda var, raw: _parse_number(var, raw, bounds.MAX_REPAINTS),
+    "gate_max_yaw_deg": lambda var, raw: _parse_number(var, raw, bounds.GATE_ANGLE_DEG),
+    "gate_max_pitch_deg": lambda var, raw: _parse_number(var, raw, bounds.GATE_ANGLE_DEG),
+    "gate_min_face": lambda var, raw: _parse_number(var, raw, bounds.GATE_MIN_FACE),
+    "guild_ids": _parse_ids,
+    "db_path": lambda var, raw: Path(raw.strip()).expanduser(),
+    "max_batch": lambda var, raw: _parse_number(var, raw, bounds.MAX_BATCH),
+    "queue_capacity": lambda var, raw: _parse_number(var, raw, bounds.QUEUE_CAPACITY),
+    "user_pending": lambda var, raw: _parse_number(var, raw, bounds.USER_PENDING),
+    "cooldown_s": lambda var, raw: _parse_number(var, raw, bounds.COOLDOWN_S),
+    "daily_quota": lambda var, raw: _parse_number(var, raw, bounds.DAILY_QUOTA),
+    "job_timeout_s": lambda var, raw: _parse_number(var, raw, bounds.JOB_TIMEOUT_S),
+    "progress_interval_s": lambda var, raw: _parse_number(var, raw, bounds.PROGRESS_INTERVAL_S),
+    "blocklist_file": _parse_text,
+    "warmup": _parse_bool,
+    "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+    "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+    "log_level": lambda var, raw: _parse_choice(var, raw, LOG_LEVELS),
+    "log_format": lambda var, raw: _parse_choice(var, raw, LOG_FORMATS),
+    "web_port": lambda var, raw: _parse_number(var, raw, bounds.WEB_PORT),
+    "web_host": _parse_required_text,
+    "public_url": lambda var, raw: _parse_public_url(var, raw),
+    "web_secret": _parse_text,
+    "keep_days": lambda var, raw: _parse_number(var, raw, bounds.KEEP_DAYS),
+}

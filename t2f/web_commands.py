@@ -1,0 +1,107 @@
+"""``t2f web-assets`` and ``t2f serve``: the web app on one machine, without Discord (:mod:`t2f.web`)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from t2f.config import Settings
+
+if TYPE_CHECKING:
+    from t2f.serve.backend import LocalFaceBackend
+    from t2f.serve.service import FaceBackend, JobService
+    from t2f.web.server import WebServer
+
+
+def cmd_web_assets(args: argparse.Namespace, settings: Settings) -> int:
+    """Fetch the 3D viewer (``<model-viewer>``, integrity-checked) into the cache, once."""
+    from t2f.web.assets import PACKAGE, VERSION, install_model_viewer
+
+    path = install_model_viewer(settings.data_dir(), registry=args.registry)
+    print(f"{PACKAGE} {VERSION}: {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """``t2f serve``: the prompt page, live progress and the 3D face, on this machine, until Ctrl-C."""
+    import asyncio
+
+    from t2f.build import load_backend
+    from t2f.web.assets import installed_script
+
+    host = args.host or settings.web_host
+    port = args.port if args.port is not None else settings.web_port or 8080
+    installed_script(settings.data_dir())  # before minutes of model loading: the page needs the viewer
+    backend = load_backend(settings)
+    asyncio.run(_serve(settings, backend, host=host, port=port))
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def open_studio(
+    settings: Settings, backend: FaceBackend, *, host: str, port: int
+) -> AsyncIterator[tuple[WebServer, JobService]]:
+    """The ``t2f serve`` server around ``backend``: store, service, the bot's admission, pages, routes."""
+    import asyncio
+    import functools
+
+    from t2f.serve.moderation import PromptFilter
+    from t2f.serve.policy import Limits, Policy
+    from t2f.serve.service import JobService
+    from t2f.serve.store import Store
+    from t2f.web.assets import installed_script
+    from t2f.web.pages import PageKeepingBackend, open_pages
+    from t2f.web.server import WebServer, web_app
+    from t2f.web.studio import FaceDefaults, Studio
+
+    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.data_dir(),
+                                    secret=settings.web_secret, keep_days=settings.keep_days,
+                                    public_url=settings.public_url)  # fmt: skip
+    store = await Store.open(settings.db_path)
+    service = JobService(PageKeepingBackend(backend, pages), max_batch=settings.max_batch,
+                         capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s)  # fmt: skip
+    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
+    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
+                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
+    policy = Policy(store=store, service=service, prompt_filter=prompt_filter, limits=limits)
+    studio = Studio(service=service, store=store, policy=policy, pages=pages,
+                    defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size,
+                                          settings.max_repaints))  # fmt: skip
+    health = functools.partial(service.health, require_warm=settings.warmup)
+    app = web_app(pages=pages, viewer_script=installed_script(settings.data_dir()), health=health,
+                  extra_routes=studio.routes())  # fmt: skip
+    server = WebServer(app, host=host, port=port)
+    await server.start()
+    try:
+        yield server, service
+    finally:
+        await server.stop()
+        await service.shutdown(timeout_s=30)
+        await studio.close()
+        await store.close()
+
+
+async def _serve(settings: Settings, backend: LocalFaceBackend, *, host: str, port: int) -> None:
+    import asyncio
+    import functools
+    import signal
+
+    from t2f.web.server import exposure_warning
+
+    async with open_studio(settings, backend, host=host, port=port) as (server, service):
+        if (warning := exposure_warning(host, server.port)) is not None:
+            print(f"t2f serve: {warning}", file=sys.stderr)
+        print(f"t2f serve: open {server.url}/ (Ctrl-C stops)", file=sys.stderr)
+        if settings.warmup:  # /healthz answers 503 "warming up" meanwhile
+            warm_up = functools.partial(
+                backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile
+            )
+            await service.warm_up(warm_up)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
