@@ -180,14 +180,17 @@ async def start_web(
 async def run_bot(settings: Settings, token: str) -> None:
     """Load the models (off the event loop), open the store, and run until closed or signalled."""
     from t2f.build import load_backend
+    from t2f.serve.metrics import ServiceMetrics
     from t2f.serve.moderation import PromptFilter
     from t2f.serve.policy import Limits
 
     backend = await asyncio.to_thread(load_backend, settings)
     store = await Store.open(settings.db_path)
+    metrics = ServiceMetrics()
     service = JobService(
-        backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s
-    )
+        backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s,
+        metrics=metrics,
+    )  # fmt: skip
     prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
     policy = Policy(
         store=store,
@@ -206,7 +209,9 @@ async def run_bot(settings: Settings, token: str) -> None:
         else None
     )
     # The web server, off unless T2F_WEB_PORT is set: 3D pages, /healthz (README "3D pages and t2f serve").
-    pages, web_server = await start_web(settings, service) if settings.web_port else (None, None)
+    pages, web_server = (
+        await start_web(settings, service, metrics=metrics.render) if settings.web_port else (None, None)
+    )
     try:
         async with T2FBot(
             settings=settings, store=store, service=service, policy=policy, warm_up=warm_up, pages=pages

@@ -52,6 +52,7 @@ PHASES = {
     JobPhase.REPAINTING: "🔁 Repainting",
 }
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
+ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost
 
 
 class MeshFormat(enum.Enum):
@@ -194,6 +195,7 @@ class FaceCog(commands.Cog):
         (written before the job can be painted) come before the deferral, so every refusal is private.
         """
         bot, settings = self.bot, self.bot.settings
+        received = time.monotonic()
         face = FaceRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -209,6 +211,7 @@ class FaceCog(commands.Cog):
             )  # fmt: skip
         except T2FError as refusal:
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
+            self._count_late(received)
             return
         job = JobRequest(
             job_id=secrets.token_hex(6), user_id=interaction.user.id, face=face, output=output,
@@ -222,12 +225,14 @@ class FaceCog(commands.Cog):
             handle = await bot.policy.enqueue(admission, job, record)
         except T2FError as refusal:  # the database was busy, or the queue filled up meanwhile
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
+            self._count_late(received)
             return
         try:
             await interaction.response.defer(thinking=True)
         except discord.HTTPException:
             bot.service.cancel(job.job_id)  # the interaction is gone: nobody would see this face
             raise
+        self._count_late(received)
         position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
         text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
         if bot.service.is_paused(job.guild_id):
@@ -239,6 +244,11 @@ class FaceCog(commands.Cog):
         )
         await self._record(bot.store.set_message(job.job_id, queued.id), job.job_id)  # a restart edits this message
         self.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic())
+
+    def _count_late(self, received: float) -> None:
+        """Discord drops an interaction not answered within 3 s: count the ones this bot came close to."""
+        if time.monotonic() - received > ACK_WARNING_S:
+            self.bot.service.metrics.acknowledged_late()
 
     async def _record(self, write: Awaitable[None], job_id: str) -> None:
         """A store write that must not stop the job: the face is made and delivered even if it fails."""
@@ -295,8 +305,10 @@ class FaceCog(commands.Cog):
         result = await handle.result
         job_id = handle.job.job_id
         await self._record(self.bot.store.set_status(job_id, JobStatus.DELIVERING), job_id)
+        delivering = time.monotonic()
         try:
             message_id = await self.deliver(handle.job, result, edit, started_at)
+            self.bot.service.metrics.delivered(time.monotonic() - delivering)
         except discord.HTTPException:  # e.g. the bot lost a permission: record it, never retry forever
             log.exception("delivering job %s failed", handle.job.job_id)
             undelivered = self.bot.store.finish_job(

@@ -73,7 +73,7 @@ async def open_studio(
                                           settings.max_repaints))  # fmt: skip
     health = functools.partial(service.health, require_warm=settings.warmup)
     app = web_app(pages=pages, viewer_script=installed_script(settings.data_dir()), health=health,
-                  extra_routes=studio.routes())  # fmt: skip
+                  metrics=service.metrics.render, extra_routes=studio.routes())  # fmt: skip
     server = WebServer(app, host=host, port=port)
     await server.start()
     try:

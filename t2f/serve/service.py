@@ -33,6 +33,7 @@ from t2f.serve.jobs import (
     Repaint,
     failed,
 )
+from t2f.serve.metrics import ServiceMetrics
 from t2f.serve.queue import JobHandle, JobQueue
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,10 @@ class JobService:
         capacity: int = 50,
         job_timeout_s: float = 600.0,
         executor: ThreadPoolExecutor | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or ServiceMetrics()  # a private registry nobody scrapes, when none is given
+        self.metrics.watch_queue(self.queued)
         self.backend = backend
         self.max_batch = max_batch
         self.capacity = capacity
@@ -197,6 +201,7 @@ class JobService:
         await asyncio.get_running_loop().run_in_executor(self.executor, run)
         self.seconds_per_batch = time.perf_counter() - started
         self.warmed = True
+        self.metrics.warmup_seconds.set(self.seconds_per_batch)
         return self.seconds_per_batch
 
     async def shutdown(self, *, timeout_s: float = 30.0) -> list[JobRequest]:
@@ -232,6 +237,8 @@ class JobService:
                 handle.start()
                 waited = time.monotonic() - handle.queued_at
                 log_job(handle.job, JobEvent.STARTED, seconds=waited, batch_size=len(batch))
+            self.metrics.batch_started(batch)
+            for handle in batch:
                 handle.update(JobProgress(handle.job.job_id, JobPhase.STARTING, note=handle.repaint_note))
             by_id = {h.job.job_id: h for h in batch}
 
@@ -273,6 +280,7 @@ class JobService:
         """Queue the job again with its next seed; it joins the next batch, beside other members' jobs."""
         handle.job = repaint.job
         handle.repaint_note = repaint.note
+        self.metrics.repainted(repaint.note)
         handle.update(JobProgress(handle.job.job_id, JobPhase.REPAINTING, note=repaint.note))
         self._queue.add_front(handle)
 
@@ -313,4 +321,5 @@ class JobService:
         self._handles.pop(handle.job.job_id, None)
         if not handle.result.done():
             log_job(handle.job, JobEvent.FINISHED, seconds=time.monotonic() - handle.queued_at, status=result.status)
+            self.metrics.job_finished(result)
         handle.finish(result)
