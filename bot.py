@@ -120,6 +120,7 @@ class T2FBot(commands.Bot):
         from cogs.buttons import BUTTONS
 
         if self.warm_up is not None:  # before the cogs: a resumed job must not pay for the first compile
+            log.info("warming the models up (a short generation%s)…", " and compiling" if self.settings.compile else "")
             seconds = await self.service.warm_up(self.warm_up)
             log.info("models warmed up in %.1f s", seconds)
         for extension in EXTENSIONS:

@@ -166,8 +166,34 @@ def test_download_local_folder_and_unreachable_hub(
     assert run_cli("download") == 1
     assert network_attempts  # the hub was tried, refused, and that is one line
     err = capsys.readouterr().err
-    assert err.startswith("t2f: error: Could not download 'CompVis/stable-diffusion-v1-4' (revision main)")
+    assert err.startswith("t2f: error: Could not download 'CompVis/stable-diffusion-v1-4' (revision main): "
+                          "huggingface.co could not be reached (")  # fmt: skip
+    assert err.strip().endswith("Check the network and try again.") and "offline" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_download_failures_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from t2f.files.weights import download_failure
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert download_failure("a/b", "main", OSError("x")).endswith("HF_HUB_OFFLINE is set, so nothing can be "
+                                                                  "downloaded. Unset it and try again.")  # fmt: skip
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    class GatedRepoError(Exception):
+        pass
+
+    class RepositoryNotFoundError(Exception):
+        pass
+
+    assert download_failure("a/b", "main", GatedRepoError("401 Client Error")).endswith(
+        "huggingface.co wants a login for it. Accept its licence on huggingface.co, set HF_TOKEN, try again."
+    )
+    assert download_failure("a/b", "main", RepositoryNotFoundError()).endswith("has no such model. Check T2F_MODEL.")
+    long = download_failure("a/b", "main", ValueError("word " * 200))
+    assert len(long) < 300 and long.endswith("…. Check the network and the model id.")  # cut between words
 
 
 def test_check_prompt_prints_a_verdict_and_exits_3_when_refused(

@@ -113,8 +113,37 @@ def download_pipeline(model: str, *, revision: str, cache_dir: Path | None) -> R
     try:
         folder = Path(DiffusionPipeline.download(model, revision=revision, cache_dir=cache_dir))
     except Exception as exc:  # network, auth and not-found errors all end the download the same way
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailable(
-            f"Could not download '{model}' (revision {revision}): {reason[:300]}. Check the network and the model id."
-        ) from exc
+        raise ModelUnavailable(download_failure(model, revision, exc)) from exc
     return ResolvedModel(model=model, folder=folder, revision=folder.name)
+
+
+HUB_HOST = "huggingface.co"
+NETWORK_ERRORS = ("ConnectionError", "ConnectError", "ConnectTimeout", "ReadTimeout", "Timeout", "gaierror",
+                  "LocalEntryNotFoundError", "OfflineModeIsEnabled")  # fmt: skip
+
+
+def download_failure(model: str, revision: str, exc: BaseException) -> str:
+    """One actionable line for a failed hub download: what went wrong, with which host, and what to do.
+
+    The hub's own messages are long and, for a network failure, suggest offline mode; the kind of
+    error (by class name, so no hub import is needed here) says more.
+    """
+    import textwrap
+
+    from huggingface_hub import constants
+
+    name, text = type(exc).__name__, str(exc)
+    start = f"Could not download '{model}' (revision {revision})"
+    if name == "GatedRepoError" or " 401 " in f" {text} " or "401 Client Error" in text:
+        return f"{start}: {HUB_HOST} wants a login for it. Accept its licence on {HUB_HOST}, set HF_TOKEN, try again."
+    if name == "RepositoryNotFoundError":
+        return f"{start}: {HUB_HOST} has no such model. Check T2F_MODEL."
+    if name == "RevisionNotFoundError":
+        return f"{start}: the model has no such revision. Check T2F_MODEL_REVISION."
+    if constants.HF_HUB_OFFLINE:
+        return f"{start}: HF_HUB_OFFLINE is set, so nothing can be downloaded. Unset it and try again."
+    causes = [type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None]
+    if any(cause in NETWORK_ERRORS for cause in causes) or isinstance(exc, OSError):
+        return f"{start}: {HUB_HOST} could not be reached ({name}). Check the network and try again."
+    reason = textwrap.shorten(text.strip().splitlines()[0] if text.strip() else name, 200, placeholder="…")
+    return f"{start}: {reason}. Check the network and the model id."
