@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--negative", default="", help="the negative prompt")
     check.set_defaults(handler=commands.cmd_check_prompt)
 
+    evals = sub.add_parser("eval-faces", parents=[common],
+                           help="paint prompts several times and report how often the face gate passes")  # fmt: skip
+    evals.add_argument("prompts", help="a text file, one prompt per line (e.g. bench/face_prompts.txt)")
+    evals.add_argument("--runs", type=int, default=3, help="seeds per prompt (default 3)")
+    evals.add_argument("--steps", type=int, help="denoising steps (default: T2F_STEPS)")
+    evals.add_argument("--size", type=int, help="image side in pixels (default: T2F_IMAGE_SIZE)")
+    evals.add_argument("--out", help="also write the Markdown report here")
+    evals.set_defaults(handler=commands.cmd_eval_faces)
+
     # t2f web-assets, t2f serve (t2f.web): the 3D viewer download and the web app on one machine.
     assets = sub.add_parser("web-assets", parents=[common], help="fetch the 3D viewer for web pages (once)")
     assets.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry to fetch it from")

@@ -213,6 +213,37 @@ def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
+    """Paint every prompt ``--runs`` times, gate each image, repaint as the bot would, print the yield."""
+    from t2f.build import framing, gate_limits
+    from t2f.evaluate import evaluate, painter, read_prompts, yield_report
+    from t2f.stages.detect import FaceDetector
+
+    source = Path(args.prompts)
+    try:
+        prompts = read_prompts(source.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise T2FError(f"Could not read the prompt list {source.name} ({type(exc).__name__}).") from None
+    if not prompts or args.runs < 1:
+        raise T2FError("Give at least one prompt and --runs 1 or more.")
+    request = check_face_request(FaceRequest("eval", steps=settings.steps if args.steps is None else args.steps,
+                                             guidance=settings.guidance,
+                                             size=settings.image_size if args.size is None else args.size))  # fmt: skip
+    stage, detector = load_text_to_image(settings), FaceDetector()
+    trials = evaluate(prompts, paint=painter(stage), detect=detector.detect, framing=framing(settings),
+                      limits=gate_limits(settings), runs=args.runs, max_repaints=settings.max_repaints,
+                      request=request)  # fmt: skip
+    context = (f"Model {settings.model}, {request.size} px, {request.steps} steps, guidance {request.guidance:g}; "
+               f"{len(prompts)} prompts x {args.runs} seeds from {source.name}; up to {settings.max_repaints} "
+               f"repaints; gate: yaw <= {settings.gate_max_yaw_deg:g} deg, pitch <= {settings.gate_max_pitch_deg:g} "
+               f"deg, face >= {settings.gate_min_face:g} of the side.")  # fmt: skip
+    report = yield_report(trials, context=context)
+    print(report)
+    if args.out:
+        write_files(Path(args.out).parent, {Path(args.out).name: (report + "\n").encode("utf-8")})
+    return 0
+
+
 def cmd_check_prompt(args: argparse.Namespace, settings: Settings) -> int:
     """Judge one prompt, or ``prompt<TAB>negative`` lines from stdin, with the configured filter lists."""
     from t2f.serve.moderation import PromptFilter, judge_lines, safe_echo

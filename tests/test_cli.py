@@ -302,3 +302,32 @@ def test_download_keeps_the_hub_progress_bars(tmp_path: Path) -> None:
         for command in ("download", "generate")
     ]
     assert [proc.stdout.strip() for proc in shown] == ["False", "True"]
+
+
+def test_eval_faces_reports_the_yield(
+    tiny_sd: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiny random model paints noise: every image fails the gate, and the report says so and why."""
+    prompts = clean_env / "prompts.txt"
+    prompts.write_text("# two faces\na smiling woman\n\nan old man\n", encoding="utf-8")
+    monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
+    monkeypatch.setenv("T2F_MAX_REPAINTS", "1")
+    out_file = clean_env / "yield.md"
+    code = run_cli("eval-faces", str(prompts), "--runs", "2", "--steps", "2", "--size", "64",
+                   "--model", str(tiny_sd), "--out", str(out_file))  # fmt: skip
+    assert code == 0
+    report = capsys.readouterr().out
+    assert "| trials (prompts x runs) | 4 |" in report
+    assert "| usable first time | 0/4 (0 %) |" in report and "| images painted | 8 |" in report
+    assert "| no face was found | 8 |" in report
+    assert out_file.read_text(encoding="utf-8") == report
+    assert run_cli("eval-faces", str(clean_env / "missing.txt")) == 1
+    assert "Could not read the prompt list missing.txt" in capsys.readouterr().err
+
+
+def test_the_shipped_prompt_list_has_100_prompts() -> None:
+    from t2f.evaluate import read_prompts
+
+    root = Path(__file__).resolve().parents[1]
+    prompts = read_prompts((root / "bench" / "face_prompts.txt").read_text(encoding="utf-8").splitlines())
+    assert len(prompts) == 100 and len(set(prompts)) == 100

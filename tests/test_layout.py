@@ -31,6 +31,7 @@ LAYERS = {
         "t2f.cli",
         "t2f.commands",
         "t2f.web_commands",
+        "t2f.evaluate",
         "t2f.__main__",
     ),
     "cogs": ("cogs",),
