@@ -49,6 +49,7 @@ PHASES = {
     JobPhase.PAINTING: "🎨 Painting",
     JobPhase.RECONSTRUCTING: "🧊 Building the 3D mesh…",
     JobPhase.EXPORTING: "📦 Writing the mesh files…",
+    JobPhase.WAITING_FOR_WORKER: "⏳ Waiting for a free GPU worker…",
 }
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 

@@ -24,6 +24,8 @@ from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
+BACKENDS = ("local", "ray")
+RAY_REPLICAS = Bound(1, 64)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -153,6 +155,27 @@ class Settings:
                             allowed="on, off")  # fmt: skip
     cache_dir: Path = _setting("T2F_CACHE_DIR", Path("models"), "Where downloaded weights are cached.")
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
+    # -- scale-out: the Ray Serve backend (README, "Scaling out with Ray") --
+    backend: str = _setting(
+        "T2F_BACKEND",
+        "local",
+        "Where faces are made: this machine's GPU, or a Ray Serve cluster of GPU workers (`pip install .[ray]`).",
+        allowed=", ".join(BACKENDS),
+    )
+    ray_address: str = _setting(
+        "T2F_RAY_ADDRESS",
+        "",
+        "Ray head node (`host:6379`) the bot joins; empty starts a local cluster on this machine.",
+    )
+    ray_min_replicas: int = _setting(
+        "T2F_RAY_MIN_REPLICAS", 1, "Fewest GPU workers (one GPU each) kept running.", allowed=RAY_REPLICAS.text
+    )
+    ray_max_replicas: int = _setting(
+        "T2F_RAY_MAX_REPLICAS",
+        1,
+        "Most GPU workers; above the minimum, Ray Serve adds them while batches wait.",
+        allowed=RAY_REPLICAS.text,
+    )
 
     def resolved_device(self) -> str:
         """The concrete torch device string (``auto`` resolved)."""
@@ -279,6 +302,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "warmup": _parse_bool,
     "cache_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
+    "backend": lambda var, raw: _parse_choice(var, raw, BACKENDS),
+    "ray_address": _parse_text,
+    "ray_min_replicas": lambda var, raw: _parse_number(var, raw, RAY_REPLICAS),
+    "ray_max_replicas": lambda var, raw: _parse_number(var, raw, RAY_REPLICAS),
 }
 
 

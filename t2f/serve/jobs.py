@@ -44,6 +44,7 @@ class JobPhase(StrEnum):
     PAINTING = "painting"
     RECONSTRUCTING = "reconstructing"
     EXPORTING = "exporting"
+    WAITING_FOR_WORKER = "waiting"  # no GPU worker reachable (Ray backend): retried with backoff
 
 
 class QueueFull(T2FError):
