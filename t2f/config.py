@@ -165,7 +165,8 @@ class Settings:
     ray_address: str = _setting(
         "T2F_RAY_ADDRESS",
         "",
-        "Ray head node (`host:6379`) the bot joins; empty starts a local cluster on this machine.",
+        "Ray cluster the bot joins: `auto` (this machine ran `ray start`) or the head's `host:6379`; empty starts "
+        "a local cluster on this machine.",
     )
     ray_min_replicas: int = _setting(
         "T2F_RAY_MIN_REPLICAS", 1, "Fewest GPU workers (one GPU each) kept running.", allowed=RAY_REPLICAS.text

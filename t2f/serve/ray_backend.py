@@ -105,7 +105,10 @@ class RayFaceBackend:
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to Ray's usage server
         if not ray.is_initialized():
-            ray.init(address=address or None, log_to_driver=False)
+            try:
+                ray.init(address=address or None, log_to_driver=False)
+            except ConnectionError:  # `auto` with no node started on this machine
+                raise ConfigError(UNREACHABLE.format(address=address)) from None
         serve.start(proxy_location="Disabled")  # the bot calls through handles; no HTTP ingress
         app = face_deployment(make_backend, min_replicas=min_replicas, max_replicas=max_replicas, num_gpus=num_gpus)
         handle = serve.run(app, name=APP, route_prefix=None)
