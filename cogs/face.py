@@ -50,6 +50,7 @@ PHASES = {
     JobPhase.RECONSTRUCTING: "🧊 Building the 3D mesh…",
     JobPhase.EXPORTING: "📦 Writing the mesh files…",
     JobPhase.REPAINTING: "🔁 Repainting",
+    JobPhase.WAITING_FOR_WORKER: "⏳ Waiting for a free GPU worker…",
 }
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost

@@ -74,6 +74,7 @@ BLOCKED_TERM_CHARS = Bound(2, 100)
 MAX_REPAINTS = Bound(0, 5)
 GATE_ANGLE_DEG = Bound(5.0, 90.0)
 GATE_MIN_FACE = Bound(0.0, 0.9)  # face size over the image's shorter side
+RAY_REPLICAS = Bound(1, 64)  # GPU workers of the Ray Serve backend
 
 
 def check_image_size(size: int) -> int:

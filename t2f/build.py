@@ -6,12 +6,15 @@ these functions, so importing this module costs nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from t2f.config import Settings
+from t2f.errors import ConfigError
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
+    from t2f.serve.ray_backend import RayFaceBackend
     from t2f.stages.gate import GateLimits, PortraitFraming
     from t2f.stages.pipeline import FacePipeline
     from t2f.stages.text2img import TextToImage
@@ -61,8 +64,20 @@ def load_face_pipeline(
     return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
 
 
-def load_backend(settings: Settings) -> LocalFaceBackend:
-    """Every model the bot needs, behind the local backend (TAESD previews every 5 steps when configured)."""
+def load_backend(settings: Settings) -> LocalFaceBackend | RayFaceBackend:
+    """Every model the bot needs, behind the local backend (TAESD previews every 5 steps when configured).
+
+    With ``T2F_BACKEND=ray`` the models load on the cluster's GPU workers instead, from these settings.
+
+    Raises
+    ------
+    ConfigError
+        When the Ray cluster at ``T2F_RAY_ADDRESS`` does not answer, or the replica bounds are reversed.
+    """
+    return _load_ray_backend(settings) if settings.backend == "ray" else _load_local_backend(settings)
+
+
+def _load_local_backend(settings: Settings) -> LocalFaceBackend:
     from t2f.serve.backend import LocalFaceBackend
 
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
@@ -70,6 +85,30 @@ def load_backend(settings: Settings) -> LocalFaceBackend:
         pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0, framing=framing(settings),
         gate=gate_limits(settings),
     )  # fmt: skip
+
+
+def load_replica_backend(settings: Settings) -> LocalFaceBackend:
+    """What each Ray replica runs once at start: the local backend from ``settings``, warmed up when configured."""
+    backend = _load_local_backend(settings)
+    if settings.warmup:
+        backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile)
+    return backend
+
+
+def _load_ray_backend(settings: Settings) -> RayFaceBackend:
+    from t2f.serve.ray_backend import RayFaceBackend
+
+    if settings.ray_max_replicas < settings.ray_min_replicas:
+        raise ConfigError(
+            f"T2F_RAY_MAX_REPLICAS={settings.ray_max_replicas} is below "
+            f"T2F_RAY_MIN_REPLICAS={settings.ray_min_replicas}; raise the maximum or lower the minimum."
+        )
+    return RayFaceBackend.connect(
+        functools.partial(load_replica_backend, settings),  # pickled to every replica, which loads the models
+        address=settings.ray_address,
+        min_replicas=settings.ray_min_replicas,
+        max_replicas=settings.ray_max_replicas,
+    )
 
 
 def gate_limits(settings: Settings) -> GateLimits:

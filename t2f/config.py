@@ -17,7 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from t2f import bounds
-from t2f.config_values import DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
+from t2f.config_values import BACKENDS, DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
 from t2f.errors import ConfigError
 from t2f.stages.gate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
 from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
@@ -207,6 +207,28 @@ class Settings:
         "T2F_LOG_FORMAT", "text", "Log lines as plain text, or one JSON object per line for a log collector.",
         allowed=", ".join(LOG_FORMATS),
     )  # fmt: skip
+    # -- scale-out: the Ray Serve backend (README, "Scaling out with Ray") --
+    backend: str = _setting(
+        "T2F_BACKEND",
+        "local",
+        "Where faces are made: this machine's GPU, or a Ray Serve cluster of GPU workers (`pip install .[ray]`).",
+        allowed=", ".join(BACKENDS),
+    )
+    ray_address: str = _setting(
+        "T2F_RAY_ADDRESS",
+        "",
+        "Ray cluster the bot joins: `auto` (this machine ran `ray start`) or the head's `host:6379`; empty starts "
+        "a local cluster on this machine.",
+    )
+    ray_min_replicas: int = _setting(
+        "T2F_RAY_MIN_REPLICAS", 1, "Fewest GPU workers (one GPU each) kept running.", allowed=bounds.RAY_REPLICAS.text
+    )
+    ray_max_replicas: int = _setting(
+        "T2F_RAY_MAX_REPLICAS",
+        1,
+        "Most GPU workers; above the minimum, Ray Serve adds them while batches wait.",
+        allowed=bounds.RAY_REPLICAS.text,
+    )
 
     def resolved_device(self) -> str:
         """The concrete torch device string (``auto`` resolved)."""

@@ -18,6 +18,7 @@ from t2f.errors import ConfigError
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
+BACKENDS = ("local", "ray")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 _TRUE = ("1", "true", "yes", "on")
@@ -146,4 +147,8 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "public_url": lambda var, raw: _parse_public_url(var, raw),
     "web_secret": _parse_text,
     "keep_days": lambda var, raw: _parse_number(var, raw, bounds.KEEP_DAYS),
+    "backend": lambda var, raw: _parse_choice(var, raw, BACKENDS),
+    "ray_address": _parse_text,
+    "ray_min_replicas": lambda var, raw: _parse_number(var, raw, bounds.RAY_REPLICAS),
+    "ray_max_replicas": lambda var, raw: _parse_number(var, raw, bounds.RAY_REPLICAS),
 }

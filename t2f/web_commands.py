@@ -13,6 +13,7 @@ from t2f.config import Settings
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
+    from t2f.serve.ray_backend import RayFaceBackend
     from t2f.serve.service import FaceBackend, JobService
     from t2f.web.server import WebServer
 
@@ -85,7 +86,7 @@ async def open_studio(
         await store.close()
 
 
-async def _serve(settings: Settings, backend: LocalFaceBackend, *, host: str, port: int) -> None:
+async def _serve(settings: Settings, backend: LocalFaceBackend | RayFaceBackend, *, host: str, port: int) -> None:
     import asyncio
     import functools
     import signal

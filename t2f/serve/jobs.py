@@ -45,6 +45,7 @@ class JobPhase(StrEnum):
     REPAINTING = "repainting"  # the last image had no usable face; waiting to be painted with the next seed
     RECONSTRUCTING = "reconstructing"
     EXPORTING = "exporting"
+    WAITING_FOR_WORKER = "waiting"  # no GPU worker reachable (Ray backend): retried with backoff
 
 
 class QueueFull(T2FError):
@@ -123,6 +124,11 @@ class Repaint:
 
     job: JobRequest
     note: str  # why, for the member's progress line
+
+
+def job_id_of(outcome: JobResult | FinishedFace | Repaint) -> str:
+    """The job a batch's outcome belongs to."""
+    return outcome.job_id if isinstance(outcome, JobResult) else outcome.job.job_id
 
 
 def failed(job_id: str) -> JobResult:
