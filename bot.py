@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from t2f.web.server import Metrics, WebServer
 
 log = logging.getLogger("t2f.bot")
-EXTENSIONS = ("cogs.face", "cogs.admin")
+EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
 DISCORD_API = "https://discord.com/api/v10"  # module constant so tests point it at a loopback server
 TOKEN_REJECTED = "Discord rejected DISCORD_TOKEN; reset it in the Developer Portal (Bot tab) and update .env."

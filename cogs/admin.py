@@ -99,6 +99,17 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
             f"{'Blocked' if add else 'Unblocked'} {quoted(word, 100)}; {len(terms)} server words in the filter.",
         )
 
+    @app_commands.command(name="photos", description="Allow or deny faces made from members' photos and avatars.")
+    @app_commands.describe(allow="True: /face3d and 'Make a 3D face' work here; False: they do not")
+    async def photos(self, interaction: discord.Interaction, allow: bool) -> None:
+        await self._update(interaction, photo_input=allow)
+        await self._reply(
+            interaction,
+            "Photos on: members can make 3D faces from photos and avatars (/face3d, 'Make a 3D face')."
+            if allow
+            else "Photos off: /face3d and 'Make a 3D face' now refuse on this server; /face is unchanged.",
+        )
+
     @app_commands.command(name="ban", description="Stop a member from using /face here.")
     async def ban(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None

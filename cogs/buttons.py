@@ -120,6 +120,11 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
                 fields["Pose"] = report.face.pose.text()
             if report.prnet is not None and report.prnet.note:
                 fields["Note"] = report.prnet.note
+        if record.source == "photo":  # a member's photo: nothing was painted, so no prompt, seed or model
+            embed.description = "Made from a photo (not kept)."
+            faces = report.face.faces_found if report is not None and report.face is not None else None
+            fields = {"Faces seen": faces or "?", "Mesh": record.output, "Requested by": f"<@{record.user_id}>",
+                      "Status": str(record.status), "Job": record.id}  # fmt: skip
         for name, value in fields.items():
             embed.add_field(name=name, value=str(value)[:1024])
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -171,10 +176,10 @@ BUTTONS: tuple[type[JobButton], ...] = (RerollButton, InfoButton, DeleteButton, 
 VIEW_IN_3D = "View in 3D"
 
 
-def job_view(job_id: str, url: str | None = None) -> discord.ui.View:
-    """Reroll, Info and Delete for a delivered face, and a "View in 3D" link to its page when ``url`` is given."""
+def job_view(job_id: str, url: str | None = None, *, reroll: bool = True) -> discord.ui.View:
+    """Reroll (not for photos), Info and Delete for a delivered face, and a "View in 3D" link when ``url`` is given."""
     view = discord.ui.View(timeout=None)
-    for button in (RerollButton, InfoButton, DeleteButton):
+    for button in (RerollButton, InfoButton, DeleteButton) if reroll else (InfoButton, DeleteButton):
         view.add_item(button(job_id))
     if url is not None:  # a link button: Discord opens it, no interaction reaches the bot
         view.add_item(discord.ui.Button(label=VIEW_IN_3D, emoji="🧊", url=url))

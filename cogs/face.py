@@ -7,6 +7,7 @@ follows) the jobs a previous run left unfinished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import io
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EditMessage = Callable[..., Awaitable[discord.Message]]
+# How a finished job reaches the channel: FaceCog.deliver, or a cog's own (cogs.photo) around it.
+Deliver = Callable[[JobRequest, JobResult, "EditMessage | None", float], Awaitable[int | None]]
 PHASES = {
     JobPhase.STARTING: "🎨 Starting…",
     JobPhase.PAINTING: "🎨 Painting",
@@ -54,6 +57,7 @@ PHASES = {
 }
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost
+PHOTO_LOST = "The bot restarted before your photo became a face, and photos are not kept; please send it again."
 
 
 class MeshFormat(enum.Enum):
@@ -84,10 +88,14 @@ def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
     """The delivered face's card: what was asked, what made it, its pose and stage times (from its report)."""
     report = result.report
     embed = discord.Embed(title=job.face.prompt[:MAX_EMBED_TITLE], colour=discord.Colour.blurple())
-    embed.add_field(name="Seed", value=str(job.face.seed))
-    embed.add_field(name="Steps", value=str(job.face.steps))
-    embed.add_field(name="Guidance", value=f"{job.face.guidance:g}")
-    embed.add_field(name="Model", value=str(report.model if report and report.model else "unknown")[:100])
+    if job.is_photo:  # photo jobs (cogs.photo): nothing was painted; say how many faces the photo had
+        seen = report.face.faces_found if report is not None and report.face is not None else 1
+        embed.add_field(name="Faces seen", value=str(seen) + (" (the largest was used)" if seen > 1 else ""))
+    else:
+        embed.add_field(name="Seed", value=str(job.face.seed))
+        embed.add_field(name="Steps", value=str(job.face.steps))
+        embed.add_field(name="Guidance", value=f"{job.face.guidance:g}")
+        embed.add_field(name="Model", value=str(report.model if report and report.model else "unknown")[:100])
     if report is not None and report.face is not None and report.face.pose is not None:
         embed.add_field(name="Pose", value=report.face.pose.text())
     if report is not None and report.timings_s:
@@ -129,6 +137,13 @@ class FaceCog(commands.Cog):
             job = job_request(record, upload=upload_budget(guild.filesize_limit if guild else None))
             age = time.time() - record.created_at
             edit = self._token_edit(record, age)
+            if record.source == "photo":  # its photo was never stored (cogs.photo): say so instead of resuming
+                await self._record(self.bot.store.finish_job(record.id, status=JobStatus.FAILED, outcome=PHOTO_LOST),
+                                   record.id)  # fmt: skip
+                if edit is not None:
+                    with contextlib.suppress(discord.HTTPException):
+                        await edit(content=PHOTO_LOST, allowed_mentions=NO_PINGS)
+                continue
             await store.set_status(record.id, JobStatus.QUEUED)
             handle = self.bot.service.submit(job, resumed=True)
             self.follow(handle, edit=edit, started_at=time.monotonic() - age)
@@ -258,22 +273,25 @@ class FaceCog(commands.Cog):
         except T2FError as exc:
             log.warning("job %s: could not update its record (%s)", job_id, exc.user_message)
 
-    def follow(self, handle: JobHandle, *, edit: EditMessage | None, started_at: float) -> None:
+    def follow(
+        self, handle: JobHandle, *, edit: EditMessage | None, started_at: float, deliver: Deliver | None = None
+    ) -> None:
         """Edit progress into the job's message and deliver its result, in a task of its own.
 
         ``edit`` edits the job's original message through its interaction token; ``None`` (a job
         resumed after its token expired) means the result goes to the channel as a new message.
+        ``deliver`` replaces :meth:`deliver` (photo jobs: progress private, the face public).
         """
         loop = asyncio.get_running_loop()
 
         def spawn() -> None:
-            task = loop.create_task(self._follow(handle, edit, started_at))
+            task = loop.create_task(self._follow(handle, edit, started_at, deliver or self.deliver))
             self.followers.add(task)
             task.add_done_callback(self.followers.discard)
 
         handle.when_active(spawn)
 
-    async def _follow(self, handle: JobHandle, edit: EditMessage | None, started_at: float) -> None:
+    async def _follow(self, handle: JobHandle, edit: EditMessage | None, started_at: float, deliver: Deliver) -> None:
         # Throttle without timers: a progress event edits the message only when the interval has passed
         # since the last edit, and always shows the latest state; the final edit supersedes whatever was
         # skipped. perf_counter measures real elapsed time, which is what Discord's rate limits count.
@@ -308,7 +326,7 @@ class FaceCog(commands.Cog):
         await self._record(self.bot.store.set_status(job_id, JobStatus.DELIVERING), job_id)
         delivering = time.monotonic()
         try:
-            message_id = await self.deliver(handle.job, result, edit, started_at)
+            message_id = await deliver(handle.job, result, edit, started_at)
             self.bot.service.metrics.delivered(time.monotonic() - delivering)
         except discord.HTTPException:  # e.g. the bot lost a permission: record it, never retry forever
             log.exception("delivering job %s failed", handle.job.job_id)
@@ -332,7 +350,7 @@ class FaceCog(commands.Cog):
             reply.update(
                 content=None,
                 embed=result_embed(job, result),
-                view=job_view(job.job_id, await page_url(self.bot, job.job_id)),
+                view=job_view(job.job_id, await page_url(self.bot, job.job_id), reroll=not job.is_photo),
             )
         else:
             note = f"{result.user_message or 'This face could not be made.'} · job `{job.job_id}`"

@@ -186,6 +186,13 @@ class Settings:
         "T2F_CACHE_DIR", None, "Hugging Face cache for the models; empty is the hub's standard one (`HF_HOME`)."
     )
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
+    # -- members' photos: /face3d and "Make a 3D face" (README "Photos of real people") --
+    photo_input: bool = _setting("T2F_PHOTO_INPUT", True, "Let members make a 3D face from a photo, a message's "
+                                 "image or an avatar (`/face3d`); moderators can switch it per server.",
+                                 allowed="on, off")  # fmt: skip
+    keep_uploads: bool = _setting("T2F_KEEP_UPLOADS", False, "Keep each member's original photo in "
+                                  "`<T2F_OUTPUT_DIR>/uploads` after its job; off: it lives in memory for the job only.",
+                                  allowed="on, off")  # fmt: skip
     # -- the web server: 3D pages, /healthz, t2f serve (t2f.web) --
     web_port: int = _setting("T2F_WEB_PORT", 0, "Port of the web server (3D face pages, `/healthz`) in the bot; "
                              "0 keeps it off. `t2f serve` uses it too (8080 when 0).",

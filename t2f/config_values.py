@@ -142,6 +142,8 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "output_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "log_level": lambda var, raw: _parse_choice(var, raw, LOG_LEVELS),
     "log_format": lambda var, raw: _parse_choice(var, raw, LOG_FORMATS),
+    "photo_input": _parse_bool,
+    "keep_uploads": _parse_bool,
     "web_port": lambda var, raw: _parse_number(var, raw, bounds.WEB_PORT),
     "web_host": _parse_required_text,
     "public_url": lambda var, raw: _parse_public_url(var, raw),

@@ -40,6 +40,12 @@ class PhotoTextToImage:
         self.on_paint = on_paint
         self.prompts: list[str] = []  # in the order they were painted
         self.threads: set[str] = set()
+        self.checked: list[tuple[int, ...]] = []  # shapes of the photos the safety checker saw
+
+    def check_image(self, image: np.ndarray) -> bool:
+        """Nothing is flagged (the flagging checker is the tiny pipeline's: ``text_stage("tiny_flagging")``)."""
+        self.checked.append(image.shape)
+        return False
 
     def check_request(self, request: FaceRequest) -> None:
         TextToImage.check_request(request)

@@ -38,7 +38,7 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     # WAL mode and the schema version persist in the file.
     reopened = await Store.open(tmp_path / "t2f.sqlite3")
     assert (await reopened._run("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 2
+    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 3
     assert (await reopened.get_job("b2")) is not None
     await reopened.close()
 
@@ -47,7 +47,7 @@ async def test_guild_settings_and_bans(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "db.sqlite3")
     assert await store.guild_settings(5) == GuildSettings(guild_id=5)
     custom = GuildSettings(guild_id=5, allowed_channels=(1, 2), cooldown_s=3.0, daily_quota=4, queue_cap=6,
-                           blocked_terms=("clown",))  # fmt: skip
+                           blocked_terms=("clown",), photo_input=True)  # fmt: skip
     await store.save_guild_settings(custom)
     assert await store.guild_settings(5) == custom
     await store.ban(5, 42, by=1)
@@ -61,7 +61,8 @@ async def test_guild_settings_and_bans(tmp_path: Path) -> None:
 async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
-    old.executescript(SCHEMA.replace(",\n    report TEXT", ""))  # version 1: no report column
+    version_1 = SCHEMA.replace(",\n    report TEXT", "").replace(",\n    source TEXT NOT NULL DEFAULT 'text'", "")
+    old.executescript(version_1.replace(",\n    photo_input INTEGER", ""))  # no report, source or photo switch
     old.execute("INSERT INTO jobs (id, user_id, prompt, seed, steps, guidance, size, output, status, created_at)"
                 " VALUES ('old1', 1, 'a face', 1, 25, 7.5, 512, 'obj', 'done', 1.0)")  # fmt: skip
     old.commit()
@@ -72,6 +73,10 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
     pose = FaceReport(request=FaceRequest("x"))
     await store.finish_job("old1", status=JobStatus.DONE, outcome="ok", report=pose)
     assert (await store.get_job("old1")).face_report == pose  # type: ignore[union-attr]
+    assert kept.source == "text"  # every job before photos was painted from words
+    assert (await store.guild_settings(9)).photo_input is None
+    await store.save_guild_settings(GuildSettings(guild_id=9, photo_input=False))
+    assert (await store.guild_settings(9)).photo_input is False
     await store.close()
 
 

@@ -35,9 +35,15 @@ from t2f.serve.uploads import fit_for_upload
 from t2f.stages.gate import GateLimits, GateReason, GateVerdict, PortraitFraming, final_message, judge, repaint_note
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import provenance
+from t2f.timing import timed
 
 log = logging.getLogger(__name__)
 Outcome = JobResult | FinishedFace | Repaint  # what a batch gives for each job
+NO_FACE_IN_PHOTO = (
+    "No face found in that picture. A clear, frontal-ish photo of one person works best: the whole face "
+    "visible, in good light, not too small or far away."
+)
+PHOTO_FLAGGED = "The safety filter flagged that image, so it cannot be used."
 OUT_OF_MEMORY = "The GPU ran out of memory for this face (job {job_id}); please try again in a moment."
 
 
@@ -114,12 +120,55 @@ class LocalFaceBackend:
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
     ) -> list[Outcome]:
-        """Paint the batch, gate each image, run PRNet on all usable faces at once; files come from :meth:`export`.
+        """Paint the text jobs, gate each image, check the photo jobs, then run PRNet on every usable face at once.
 
         An image without a usable face gives a :class:`Repaint` (the job with its next seed) while the job
-        has repaints left, else the job's result with the reason and the last image.
+        has repaints left, else the job's result with the reason and the last image. A photo job skips the
+        painter: the safety checker and the detector decide whether it joins the PRNet batch.
         """
         started = time.perf_counter()
+        texts = [job for job in jobs if not job.is_photo]
+        results: dict[str, Outcome] = {}
+        todo: list[tuple[JobRequest, np.ndarray, FaceReport, GateVerdict | None]] = []
+        paint_s = 0.0
+        if texts:
+            painted = self._paint(texts, report, cancelled)
+            if isinstance(painted, dict):  # the painter stopped or failed: those jobs have their outcomes
+                results.update(painted)
+            paint_s = (time.perf_counter() - started) / len(texts)
+            for job, painting in [] if isinstance(painted, dict) else zip(texts, painted, strict=True):
+                face_report = self._painting_report(job, painting, paint_s)
+                if cancelled(job.job_id):
+                    results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
+                elif painting.image is None:
+                    results[job.job_id] = self._unusable(job, GateReason.FLAGGED, None, face_report,
+                                                         painting.withheld_reason)  # fmt: skip
+                elif (verdict := self._judge(painting.image)) is not None and not verdict.passed:
+                    assert verdict.reason is not None
+                    results[job.job_id] = self._unusable(job, verdict.reason, painting.image, face_report)
+                else:
+                    report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
+                    todo.append((job, painting.image, face_report, verdict))
+        for job in jobs:
+            if job.is_photo:
+                checked = self._check_photo(job, report, cancelled)
+                if isinstance(checked, JobResult):
+                    results[job.job_id] = checked
+                else:
+                    todo.append(checked)
+        if todo:
+            faces = self._reconstruct([(image, verdict) for _, image, _, verdict in todo], [j.job_id for j, *_ in todo])
+            for (job, image, face_report, _), face in zip(todo, faces, strict=True):
+                results[job.job_id] = self._reconstructed(
+                    job, image, face_report, face, 0.0 if job.is_photo else paint_s
+                )
+        return [results[job.job_id] for job in jobs]
+
+    def _paint(
+        self, jobs: list[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
+    ) -> list[FaceImage] | dict[str, Outcome]:
+        """The painted images of ``jobs``, or each job's outcome when painting stopped (cancelled, out of
+        memory, broken; a batch out of memory is halved and each half run whole)."""
 
         def on_step(progress: StepProgress) -> None:
             if all(cancelled(job.job_id) for job in jobs):
@@ -129,42 +178,53 @@ class LocalFaceBackend:
                 report(JobProgress(job.job_id, JobPhase.PAINTING, progress.step, progress.total, preview))
 
         try:
-            painted = self.pipeline.text_to_image.generate_batch(
+            return self.pipeline.text_to_image.generate_batch(
                 [self.framing.frame(job.face) for job in jobs], on_step=on_step, preview_every=self.preview_every
             )
         except JobAborted:
-            return [JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in jobs]
+            return {job.job_id: JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in jobs}
         except Exception as exc:
             if not is_out_of_memory(exc):
-                return self._one_by_one(jobs, report, cancelled, exc)
-            release_cached_memory()
-            if len(jobs) == 1:
+                outcomes = self._one_by_one(jobs, report, cancelled, exc)
+            elif len(jobs) == 1:
+                release_cached_memory()
                 log.warning("out of GPU memory with a single job %s", jobs[0].job_id)
                 message = OUT_OF_MEMORY.format(job_id=jobs[0].job_id)
-                return [JobResult(jobs[0].job_id, JobStatus.FAILED, user_message=message)]
-            half = len(jobs) // 2  # the largest batch that fits is found in log2(batch) retries
-            log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half, len(jobs) - half)
-            return self.run_batch(jobs[:half], report, cancelled) + self.run_batch(jobs[half:], report, cancelled)
-        paint_s = (time.perf_counter() - started) / len(jobs)
-        results: dict[str, Outcome] = {}
-        todo: list[tuple[JobRequest, np.ndarray, FaceReport, GateVerdict | None]] = []
-        for job, image in zip(jobs, painted, strict=True):
-            face_report = self._painting_report(job, image, paint_s)
-            if cancelled(job.job_id):
-                results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
-            elif image.image is None:
-                results[job.job_id] = self._unusable(job, GateReason.FLAGGED, None, face_report, image.withheld_reason)
-            elif (verdict := self._judge(image.image)) is not None and not verdict.passed:
-                assert verdict.reason is not None
-                results[job.job_id] = self._unusable(job, verdict.reason, image.image, face_report)
+                outcomes = [JobResult(jobs[0].job_id, JobStatus.FAILED, user_message=message)]
             else:
-                report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
-                todo.append((job, image.image, face_report, verdict))
-        if todo:
-            faces = self._reconstruct([(image, verdict) for _, image, _, verdict in todo], [j.job_id for j, *_ in todo])
-            for (job, image, face_report, _), face in zip(todo, faces, strict=True):
-                results[job.job_id] = self._reconstructed(job, image, face_report, face, paint_s)
-        return [results[job.job_id] for job in jobs]
+                release_cached_memory()
+                half = len(jobs) // 2  # the largest batch that fits is found in log2(batch) retries
+                log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half,
+                            len(jobs) - half)  # fmt: skip
+                outcomes = self.run_batch(jobs[:half], report, cancelled) + self.run_batch(
+                    jobs[half:], report, cancelled
+                )
+            return {job.job_id: outcome for job, outcome in zip(jobs, outcomes, strict=True)}
+
+    def _check_photo(
+        self, job: JobRequest, report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
+    ) -> JobResult | tuple[JobRequest, np.ndarray, FaceReport, GateVerdict | None]:
+        """A photo's way into the PRNet batch: the safety checker first, then a detected face (the largest).
+
+        No whole-image fallback: a photo without a detected face is refused with what works instead.
+        """
+        assert job.photo is not None
+        photo = job.photo
+        face_report = FaceReport()
+        if cancelled(job.job_id):
+            return JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
+        report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
+        stage = self.pipeline.text_to_image
+        timings: dict[str, float] = {}
+        with timed(timings, "safety_check"):
+            flagged = stage is not None and stage.check_image(photo)
+        if flagged:
+            return JobResult(job.job_id, JobStatus.WITHHELD, report=face_report, user_message=PHOTO_FLAGGED)
+        boxes = self.pipeline.detect(photo)
+        if not boxes:
+            return JobResult(job.job_id, JobStatus.FAILED, report=face_report, user_message=NO_FACE_IN_PHOTO)
+        verdict = GateVerdict(None, boxes[0], len(boxes))  # the largest face, and how many were seen
+        return job, photo, face_report.with_timings(timings), verdict
 
     def _judge(self, image: np.ndarray) -> GateVerdict | None:
         """The gate's verdict on a painted image (``None`` when there is no gate: PRNet's crop rules decide)."""
@@ -223,6 +283,8 @@ class LocalFaceBackend:
         job, face = finished.job, finished.face
         timings: dict[str, float] = {}
         files = result_files(face, timings, outputs=(job.output,))
+        if job.is_photo:  # the member's own photo is not sent back (nor kept with the face's page)
+            files.pop(IMAGE_FILE, None)
         upload_note = None
         if job.upload is not None:
 
@@ -273,6 +335,8 @@ class LocalFaceBackend:
     ) -> Outcome:
         if face is None:
             return dataclasses.replace(failed(job.job_id), report=face_report)
+        if isinstance(face, T2FError) and job.is_photo:  # a member's photo is never sent back
+            return JobResult(job.job_id, JobStatus.FAILED, report=face_report, user_message=face.user_message)
         if isinstance(face, T2FError):  # no face, and other problems the member can act on: still show the image
             return JobResult(job.job_id, JobStatus.FAILED, files={IMAGE_FILE: png_bytes(image)}, report=face_report,
                              user_message=face.user_message, seconds=paint_s)  # fmt: skip

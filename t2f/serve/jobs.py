@@ -67,6 +67,8 @@ class JobRequest:
     ``upload`` is the delivery's byte budget; ``None`` (the CLI, a web page) keeps the files whole.
     ``repaints_left`` is how many more seeds may be painted when an image has no usable face;
     ``seeds_tried`` the seeds already painted (the current one, ``face.seed``, is not among them).
+    ``photo`` is a member's photo, (H, W, 3) uint8 RGB: the job skips painting and only reconstructs
+    (``face`` then only titles it and sizes nothing); it lives in memory for the job's life alone.
     """
 
     job_id: str
@@ -78,6 +80,12 @@ class JobRequest:
     upload: UploadBudget | None = None
     repaints_left: int = 0
     seeds_tried: tuple[int, ...] = ()
+    photo: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_photo(self) -> bool:
+        """A reconstruction of a member's photo (no painting, no seed, no reroll)."""
+        return self.photo is not None
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,10 @@ class JobHandle:
         self._activate()
 
 
-def batch_shape(job: JobRequest) -> tuple[int, float, int]:
-    """Jobs share a denoising loop only when steps, guidance and size match."""
-    return (job.face.steps, job.face.guidance, job.face.size)
+def batch_shape(job: JobRequest) -> tuple[int, float, int] | None:
+    """Jobs share a denoising loop only when steps, guidance and size match; ``None`` for a photo job,
+    which is not painted and so joins any batch (only its PRNet pass is shared)."""
+    return None if job.is_photo else (job.face.steps, job.face.guidance, job.face.size)
 
 
 class JobQueue:
@@ -138,12 +139,15 @@ class JobQueue:
             self._paused_guilds.discard(guild_id)
 
     def take_batch(self, max_batch: int) -> list[JobHandle]:
-        """The next runnable job plus up to ``max_batch - 1`` more of the same shape, fairly."""
+        """The next runnable job plus up to ``max_batch - 1`` more of the same shape (or photo jobs), fairly.
+
+        The batch's shape is the first painted job's in the order; photo jobs fit every shape.
+        """
         order = self.runnable()
         if not order:
             return []
-        shape = batch_shape(order[0].job)
-        batch = [h for h in order if batch_shape(h.job) == shape][:max_batch]
+        shape = next((s for h in order if (s := batch_shape(h.job)) is not None), None)
+        batch = [h for h in order if batch_shape(h.job) in (None, shape)][:max_batch]
         for handle in batch:
             self._lines[handle.job.user_id].remove(handle)
         # The members served go to the back of the line.

@@ -18,6 +18,8 @@ class JobRecord:
     """One job: what was asked, by whom, where, and how it ended (the audit row).
 
     ``report`` is the face's :class:`~t2f.report.FaceReport` as JSON text once the job finished.
+    ``source`` is "text" (painted from the prompt) or "photo" (a member's photo, which is not stored:
+    ``prompt`` is then only the face's title).
     """
 
     id: str
@@ -40,6 +42,7 @@ class JobRecord:
     interaction_token: str | None = None
     application_id: int | None = None
     report: str | None = None
+    source: str = "text"
 
     @property
     def face_report(self) -> FaceReport | None:
@@ -57,6 +60,7 @@ class GuildSettings:
     daily_quota: int | None = None
     queue_cap: int | None = None
     blocked_terms: tuple[str, ...] = field(default_factory=tuple)
+    photo_input: bool | None = None  # members' photos (/face3d) allowed here; None: T2F_PHOTO_INPUT decides
 
 
 def job_record(
@@ -69,11 +73,12 @@ def job_record(
         negative_prompt=face.negative_prompt, seed=face.seed, steps=face.steps, guidance=face.guidance,
         size=face.size, output=job.output, status=JobStatus.QUEUED, created_at=created_at,
         interaction_token=interaction_token, application_id=application_id,
+        source="photo" if job.is_photo else "text",
     )  # fmt: skip
 
 
 def job_request(record: JobRecord, *, upload: UploadBudget | None = None) -> JobRequest:
-    """The job a stored row describes (to run it again after a restart)."""
+    """The job a stored row describes (to run it again after a restart; a photo job cannot be: no photo is kept)."""
     face = FaceRequest(
         prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed, steps=record.steps,
         guidance=record.guidance, size=record.size,

@@ -26,7 +26,7 @@ from t2f.serve.jobs import JobStatus
 from t2f.serve.records import GuildSettings, JobRecord
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     message_id INTEGER,
     interaction_token TEXT,
     application_id INTEGER,
-    report TEXT
+    report TEXT,
+    source TEXT NOT NULL DEFAULT 'text'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (guild_id, user_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS guild_settings (
     cooldown_s REAL,
     daily_quota INTEGER,
     queue_cap INTEGER,
-    blocked_terms TEXT NOT NULL DEFAULT '[]'
+    blocked_terms TEXT NOT NULL DEFAULT '[]',
+    photo_input INTEGER
 );
 CREATE TABLE IF NOT EXISTS bans (
     guild_id INTEGER NOT NULL,
@@ -71,9 +73,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 INSERT_JOB = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, prompt, negative_prompt, seed, steps, guidance, size, output,
-                  status, created_at, interaction_token, application_id)
+                  status, created_at, interaction_token, application_id, source)
 VALUES (:id, :user_id, :guild_id, :channel_id, :prompt, :negative_prompt, :seed, :steps, :guidance, :size, :output,
-        :status, :created_at, :interaction_token, :application_id)
+        :status, :created_at, :interaction_token, :application_id, :source)
 """
 FINISH_JOB = """
 UPDATE jobs SET status = :status, outcome = :outcome, timings = :timings, finished_at = :finished_at,
@@ -92,10 +94,11 @@ COUNT_SINCE = (
 BUSY = "The bot's database is busy right now; please try again in a minute."
 GET_GUILD = "SELECT * FROM guild_settings WHERE guild_id = ?"
 UPSERT_GUILD = """
-INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms)
-VALUES (:guild_id, :allowed_channels, :cooldown_s, :daily_quota, :queue_cap, :blocked_terms)
+INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms, photo_input)
+VALUES (:guild_id, :allowed_channels, :cooldown_s, :daily_quota, :queue_cap, :blocked_terms, :photo_input)
 ON CONFLICT (guild_id) DO UPDATE SET allowed_channels = excluded.allowed_channels, cooldown_s = excluded.cooldown_s,
-    daily_quota = excluded.daily_quota, queue_cap = excluded.queue_cap, blocked_terms = excluded.blocked_terms
+    daily_quota = excluded.daily_quota, queue_cap = excluded.queue_cap, blocked_terms = excluded.blocked_terms,
+    photo_input = excluded.photo_input
 """
 BAN = "INSERT OR REPLACE INTO bans (guild_id, user_id, banned_by, created_at) VALUES (?, ?, ?, ?)"
 UNBAN = "DELETE FROM bans WHERE guild_id = ? AND user_id = ?"
@@ -116,10 +119,15 @@ def _job(row: sqlite3.Row | None) -> JobRecord | None:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database up to :data:`SCHEMA_VERSION` (version 1 had no report column)."""
+    """Bring an older database up to :data:`SCHEMA_VERSION` (version 1 had no report column, version 2 no
+    job source nor a server's photo switch)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     if "report" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN report TEXT")
+    if "source" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'text'")
+    if "photo_input" not in {row[1] for row in db.execute("PRAGMA table_info(guild_settings)")}:
+        db.execute("ALTER TABLE guild_settings ADD COLUMN photo_input INTEGER")
 
 
 class Store:
@@ -239,6 +247,7 @@ class Store:
             daily_quota=row["daily_quota"],
             queue_cap=row["queue_cap"],
             blocked_terms=tuple(json.loads(row["blocked_terms"])),
+            photo_input=None if row["photo_input"] is None else bool(row["photo_input"]),
         )
 
     async def save_guild_settings(self, settings: GuildSettings) -> None:
@@ -251,6 +260,7 @@ class Store:
                 "daily_quota": settings.daily_quota,
                 "queue_cap": settings.queue_cap,
                 "blocked_terms": json.dumps(list(settings.blocked_terms)),
+                "photo_input": None if settings.photo_input is None else int(settings.photo_input),
             },
         )
 

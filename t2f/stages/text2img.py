@@ -169,6 +169,21 @@ class TextToImage:
             return ""
         return tokenizer.decode(ids[self.max_prompt_tokens :]).strip()
 
+    @torch.no_grad()
+    def check_image(self, image: np.ndarray) -> bool:
+        """Whether the pipeline's safety checker flags ``image`` (H, W, 3) uint8 RGB (a member's photo).
+
+        The same ``StableDiffusionSafetyChecker`` and CLIP feature extractor that judge painted images;
+        ``False`` when the pipeline was loaded without them (``T2F_SAFETY_CHECKER=off``).
+        """
+        checker, extractor = self.pipeline.safety_checker, self.pipeline.feature_extractor
+        if checker is None or extractor is None:
+            return False
+        features = extractor(images=[image], return_tensors="pt").pixel_values.to(self.device, checker.dtype)
+        # The checker also blanks flagged images; it takes them as (N, H, W, 3) floats in [0, 1].
+        _, flags = checker(images=image[None].astype(np.float32) / 255.0, clip_input=features)
+        return bool(flags[0])
+
     @staticmethod
     def check_request(request: FaceRequest) -> None:
         """Raise :class:`InvalidRequest` quoting the first value the stage cannot use."""
