@@ -30,7 +30,7 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
     assert report.startswith("# GPU fast path benchmark (CPU smoke test, NOT a GPU result)")
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     assert rows[0] == "| measurement | eager | fast path (eager + buckets (no CUDA)) | eager / fast |"
-    names = [row.split(" | ")[0][2:] for row in rows[1:]]
+    names = [row.split(" | ")[0][2:] for row in rows[2:]]  # after the header and its --- line
     assert names == [
         "text-to-image, batch 1: ms per batch", "text-to-image, batch 1: faces per minute",
         "text-to-image, batch 2: ms per batch", "text-to-image, batch 2: faces per minute",
