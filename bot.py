@@ -120,7 +120,10 @@ class T2FBot(commands.Bot):
         from cogs.buttons import BUTTONS
 
         if self.warm_up is not None:  # before the cogs: a resumed job must not pay for the first compile
-            log.info("warming the models up (a short generation%s)…", " and compiling" if self.settings.compile else "")
+            log.info(
+                "warming the models up (a short generation%s)…",
+                " and compiling" if self.settings.compile != "off" else "",
+            )
             seconds = await self.service.warm_up(self.warm_up)
             log.info("models warmed up in %.1f s", seconds)
         for extension in EXTENSIONS:
@@ -205,7 +208,9 @@ async def run_bot(settings: Settings, token: str) -> None:
         ),
     )
     warm_up = (
-        functools.partial(backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile)
+        functools.partial(
+            backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off"
+        )
         if settings.warmup
         else None
     )

@@ -21,10 +21,17 @@ if TYPE_CHECKING:
 
 
 def load_text_to_image(settings: Settings) -> TextToImage:
-    """The text-to-image stage, on the configured device and dtype, with the configured speed-ups."""
+    """The text-to-image stage, on the configured device and dtype, with the configured speed-ups.
+
+    With ``T2F_COMPILE`` on, compiled code is cached under :meth:`Settings.compile_dir` first
+    (the stage records what the cache held in ``compile_cache``, for the start-up log).
+    """
+    from t2f.stages.compiling import use_compile_cache
     from t2f.stages.text2img import TextToImage
 
-    return TextToImage.from_pretrained(
+    cache = use_compile_cache(settings.compile_dir()) if settings.compile != "off" else None
+
+    stage = TextToImage.from_pretrained(
         settings.model,
         revision=settings.model_revision,
         device=settings.resolved_device(),
@@ -36,7 +43,10 @@ def load_text_to_image(settings: Settings) -> TextToImage:
         channels_last=settings.speedup("channels_last"),
         fuse_qkv=settings.speedup("fuse_qkv"),
         compile_unet=settings.compile,
+        max_batch=settings.max_batch,
     )
+    stage.compile_cache = cache
+    return stage
 
 
 def load_face_pipeline(
@@ -46,7 +56,7 @@ def load_face_pipeline(
 
     With ``crop="detect"`` the face detector is built here too, so its start-up is not a face's time.
     """
-    from t2f.stages.detect import FaceDetector
+    from t2f.stages.compiling import buckets_for
     from t2f.stages.pipeline import FacePipeline
     from t2f.stages.prnet.model import PRNet
     from t2f.stages.prnet.uv import UVData
@@ -59,8 +69,13 @@ def load_face_pipeline(
         dtype=TORCH_DTYPES[settings.resolved_dtype()],
         channels_last=settings.speedup("channels_last"),
         compile_network=settings.compile,
+        buckets=buckets_for(settings.max_batch),
     )
-    detector = FaceDetector() if crop == "detect" else None
+    detector = None
+    if crop == "detect":  # imported only here: TensorFlow is heavy, and the GPU bench runs without it
+        from t2f.stages.detect import FaceDetector
+
+        detector = FaceDetector()
     return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
 
 

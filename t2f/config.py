@@ -75,20 +75,21 @@ class Settings:
     channels_last: str = _setting(
         "T2F_CHANNELS_LAST",
         "auto",
-        "Channels-last memory format for the UNet, VAE and PRNet; `auto` is on with CUDA.",
+        "Channels-last memory format for the UNet, VAE and PRNet; `auto` is off (slower at batch 1 on an H200).",
         allowed="auto, on, off",
     )
     fuse_qkv: str = _setting(
         "T2F_FUSE_QKV",
         "auto",
-        "Fuse attention's query/key/value projections (one matmul); `auto` is on with CUDA.",
+        "Fuse attention's query/key/value projections (one matmul); `auto` is off (slower at batch 1 on an H200).",
         allowed="auto, on, off",
     )
-    compile: bool = _setting(
+    compile: str = _setting(
         "T2F_COMPILE",
-        False,
-        "torch.compile the UNet and PRNet; compiling happens in the start-up warm-up.",
-        allowed="on, off",
+        "off",
+        "torch.compile the UNet and PRNet in the start-up warm-up, per batch bucket; `graphs` also replays "
+        "them from CUDA graphs (CUDA only). Compiled code is cached under `<cache>/compile`.",
+        allowed="off, default, graphs (on = default)",
     )
     safety_checker: bool = _setting(
         "T2F_SAFETY_CHECKER", True, "Run the pipeline's safety checker; flagged images are withheld.", allowed="on, off"
@@ -157,7 +158,7 @@ class Settings:
         allowed="ids, comma-separated",
     )
     db_path: Path = _setting("T2F_DB_PATH", Path("t2f.sqlite3"), "SQLite database for jobs, server settings and bans.")
-    max_batch: int = _setting("T2F_MAX_BATCH", 4, "Most jobs painted together in one denoising loop.",
+    max_batch: int = _setting("T2F_MAX_BATCH", 8, "Most jobs painted together in one denoising loop.",
                               allowed=bounds.MAX_BATCH.text)  # fmt: skip
     queue_capacity: int = _setting("T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).",
                                    allowed=bounds.QUEUE_CAPACITY.text)  # fmt: skip
@@ -252,9 +253,16 @@ class Settings:
         return "float16" if self.resolved_device().startswith("cuda") else "float32"
 
     def speedup(self, name: str) -> bool:
-        """Whether an ``auto/on/off`` speed-up setting is on; ``auto`` means "on with CUDA"."""
-        value = getattr(self, name)
-        return self.resolved_device().startswith("cuda") if value == "auto" else value == "on"
+        """Whether an ``auto/on/off`` speed-up setting is on; ``auto`` means off.
+
+        Channels-last and fused QKV were slower than plain fp16 at batch 1 on an H200
+        (../shared/docs/gpu-measurements.md), so they are opt-in.
+        """
+        return bool(getattr(self, name) == "on")
+
+    def compile_dir(self) -> Path:
+        """Where torch.compile keeps compiled code between starts: ``<data_dir>/compile`` (the Docker volume)."""
+        return self.data_dir() / "compile"
 
     def resolved_prnet_dir(self) -> Path:
         """PRNet's folder: ``T2F_PRNET_DIR``, else ``<cache_dir>/prnet``, else ``<HF_HOME>/t2f/prnet``.

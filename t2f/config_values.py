@@ -21,6 +21,7 @@ FACE_CROPS = ("detect", "whole")
 BACKENDS = ("local", "ray")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+COMPILE_MODES = ("off", "default", "graphs")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -51,6 +52,16 @@ def _parse_bool(var: str, raw: str) -> bool:
     if value in _FALSE:
         return False
     raise ConfigError(f"{var}={raw!r} is not a switch; allowed: on, off (or true/false, 1/0, yes/no).")
+
+
+def _parse_compile(var: str, raw: str) -> str:
+    """``off``/``default``/``graphs``; the old switch values still work (on = default)."""
+    value = raw.strip().lower()
+    if value in COMPILE_MODES:
+        return value
+    if value in _TRUE or value in _FALSE:
+        return "default" if value in _TRUE else "off"
+    raise ConfigError(f"{var}={raw!r} is not allowed; allowed: off, default, graphs (on = default).")
 
 
 def _parse_device(var: str, raw: str) -> str:
@@ -115,7 +126,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "safety_checker": _parse_bool,
     "channels_last": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
     "fuse_qkv": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
-    "compile": _parse_bool,
+    "compile": _parse_compile,
     "taesd": _parse_text,
     "prnet_dir": _parse_text,
     "prnet_checkpoint_url": _parse_required_text,

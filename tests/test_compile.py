@@ -1,11 +1,13 @@
-"""``T2F_COMPILE``: the UNet and PRNet compile in the start-up warm-up, never in a user's job.
+"""``T2F_COMPILE``: the UNet and PRNet compile in the start-up warm-up, per batch bucket, never in a user's job.
 
 Runs PyTorch's inductor on the CPU (it needs a C++ compiler; .ci/run installs g++), so this file
-takes about two minutes: each graph of the tiny UNet and of PRNet is compiled for real.
+takes a few minutes: each bucket's graph of the tiny UNet and of PRNet is compiled for real, into a
+fresh compile cache. Mode ``graphs`` (CUDA graphs) is tested in tests/test_gpu.py, on CUDA only.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -21,23 +23,35 @@ from t2f.serve.jobs import JobRequest
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs g++")
 
 
-def test_compiled_models_never_recompile_after_the_warm_up(tiny_sd: Path, prnet_dir: Path) -> None:
+def test_compiled_models_never_recompile_after_the_warm_up(
+    tiny_sd: Path, prnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))  # restored after the test
     settings = Settings(
-        model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile=True, channels_last="on",
-        fuse_qkv="on", max_batch=3,
+        model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="default", channels_last="on",
+        fuse_qkv="on", max_batch=4, cache_dir=tmp_path,
     )  # fmt: skip
-    pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings))
-    # The settings reach both models: compiled wrappers, PRNet channels-last.
-    assert isinstance(pipeline.text_to_image.pipeline.unet, torch._dynamo.eval_frame.OptimizedModule)
+    stage = load_text_to_image(settings)
+    pipeline = load_face_pipeline(settings, text_to_image=stage)
+    # The settings reach both models: compiled wrappers, buckets, PRNet channels-last, a cold cache.
+    assert isinstance(stage.pipeline.unet, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(pipeline.prnet.forward, torch._dynamo.eval_frame.OptimizedModule)
+    assert stage.buckets == pipeline.prnet.buckets == (1, 2, 4)
     assert pipeline.prnet.memory_format == torch.channels_last
+    assert stage.compile_cache is not None and not stage.compile_cache.warm
     backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
-    backend.warm_up(64, max_batch=settings.max_batch, compiled=True)
+    with caplog.at_level(logging.INFO, logger="t2f.serve.backend"):
+        seconds = backend.warm_up(64, max_batch=settings.max_batch, compiled=True)
+    assert set(seconds) == {1, 2, 4} and all(s > 0 for s in seconds.values())
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up took")]
+    assert "compiled batches 1, 1 no-CFG, 2, 2 no-CFG, 4, 4 no-CFG" in line
+    assert f"compile cache {settings.compile_dir()} cold (0 files before)" in line
+    assert any(path.is_file() for path in settings.compile_dir().rglob("*"))  # compiled code kept for a restart
 
-    # Every batch the service can form after start-up: any size up to max_batch, other steps,
-    # guidance with and without classifier-free guidance. A recompile here would raise.
+    # Every batch the service can form after start-up: any size up to max_batch (3 is padded to 4), other
+    # steps, guidance with and without classifier-free guidance. A recompile here would raise.
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for count, guidance, steps in [(2, 7.5, 3), (3, 4.0, 2), (1, 1.0, 3), (1, 7.5, 4), (2, 1.0, 2)]:
+        for count, guidance, steps in [(3, 7.5, 3), (2, 4.0, 2), (1, 1.0, 3), (4, 7.5, 2), (3, 1.0, 2)]:
             jobs = [
                 JobRequest(f"{count}{seed:011d}", seed, FaceRequest("a face", seed=seed, steps=steps,
                                                                    guidance=guidance, size=64))

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -75,6 +75,7 @@ class JobService:
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
         self.cpu_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-cpu")
         self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
+        self.batch_seconds: dict[int, float] = {}  # batch size -> moving average of its batches' seconds
         self._queue = JobQueue()
         self._exporting: dict[str, tuple[JobHandle, asyncio.Future[JobResult]]] = {}
         self._handles: dict[str, JobHandle] = {}
@@ -84,6 +85,7 @@ class JobService:
         self._closing = False
         self.warmed = False  # the models ran once (warm-up or a first batch): see health()
         self._batch_started = 0.0  # monotonic time the running batch started
+        self._seeded: set[int] = set()  # batch sizes whose estimate is still the warm-up's (2-step) seed
 
     # -- queries -----------------------------------------------------------------------------------
     @property
@@ -143,9 +145,29 @@ class JobService:
         return True, "ok"
 
     def eta_seconds(self, position: int) -> float:
-        """Rough wait for the job at ``position``: batches ahead (its own included) x the measured batch time."""
-        batches = -(-position // self.max_batch) + (1 if self._running else 0)
-        return batches * self.seconds_per_batch
+        """Rough wait for the job at ``position``: the running batch, full batches ahead, then its own.
+
+        Each batch counts what batches of its size took (see :meth:`batch_estimate`).
+        """
+        full, rest = divmod(position, self.max_batch)
+        total = full * self.batch_estimate(self.max_batch) + (self.batch_estimate(rest) if rest else 0.0)
+        return total + (self.batch_estimate(len(self._running)) if self._running else 0.0)
+
+    def batch_estimate(self, size: int) -> float:
+        """Seconds a batch of ``size`` jobs takes: its own moving average, else that of the next larger size
+        measured (a compiled backend pads a batch up to its bucket, so it costs the same), else the average
+        over all batches."""
+        if size in self.batch_seconds:
+            return self.batch_seconds[size]
+        larger = [known for known in self.batch_seconds if known > size]
+        return self.batch_seconds[min(larger)] if larger else self.seconds_per_batch
+
+    def _record_batch(self, size: int, seconds: float) -> None:
+        """Fold a finished batch's time into the averages (the first batch of a size replaces a warm-up seed)."""
+        self.seconds_per_batch = 0.7 * self.seconds_per_batch + 0.3 * seconds
+        known = self.batch_seconds.get(size)
+        self.batch_seconds[size] = seconds if known is None or size in self._seeded else 0.7 * known + 0.3 * seconds
+        self._seeded.discard(size)
 
     # -- commands ----------------------------------------------------------------------------------
     def submit(self, job: JobRequest, *, resumed: bool = False) -> JobHandle:
@@ -196,13 +218,24 @@ class JobService:
         self._kick()
 
     async def warm_up(self, run: Callable[[], object]) -> float:
-        """Run ``run`` once on the worker thread (model warm-up); its time seeds the ETA estimate."""
+        """Run ``run`` once on the worker thread (model warm-up); returns its seconds.
+
+        When ``run`` returns batch size -> seconds (``LocalFaceBackend.warm_up`` does), those seed the
+        per-size ETA estimates until real batches of each size replace them; otherwise the warm-up's
+        whole time seeds the overall estimate.
+        """
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self.executor, run)
-        self.seconds_per_batch = time.perf_counter() - started
+        timings = await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        seconds = time.perf_counter() - started
+        if isinstance(timings, Mapping) and timings:
+            self.batch_seconds.update({int(size): float(took) for size, took in timings.items()})
+            self._seeded.update(self.batch_seconds)
+            self.seconds_per_batch = self.batch_seconds[max(self.batch_seconds)]
+        else:
+            self.seconds_per_batch = seconds
         self.warmed = True
-        self.metrics.warmup_seconds.set(self.seconds_per_batch)
-        return self.seconds_per_batch
+        self.metrics.warmup_seconds.set(seconds)
+        return seconds
 
     async def shutdown(self, *, timeout_s: float = 30.0) -> list[JobRequest]:
         """Stop taking jobs, let the running batch finish (or cancel it after ``timeout_s``).
@@ -260,8 +293,7 @@ class JobService:
                 timed_out = True
                 self._cancel.update(by_id)  # the backend stops at its next step
                 results = await future
-            elapsed = time.perf_counter() - started
-            self.seconds_per_batch = 0.7 * self.seconds_per_batch + 0.3 * elapsed
+            self._record_batch(len(batch), time.perf_counter() - started)
             self.warmed = True
             for handle, result in zip(batch, results, strict=True):
                 if timed_out and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):

@@ -1,0 +1,149 @@
+"""The GPU fast path (``T2F_COMPILE``): batch buckets, padding, the compile cache and the eager fallback.
+
+Everything here runs on the CPU except the CUDA-graph tests, which skip without CUDA. The real
+compile (inductor on the CPU) is exercised in tests/test_compile.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import randomised_resfcn256
+
+from t2f.build import load_face_pipeline, load_text_to_image
+from t2f.config import Settings
+from t2f.faces import FaceRequest
+from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.jobs import JobRequest
+from t2f.stages.compiling import bucket_for, buckets_for, compile_mode, use_compile_cache
+from t2f.stages.prnet.checkpoint import PRNetConfig
+from t2f.stages.prnet.model import GraphedNetwork, PRNet
+from t2f.stages.text2img import TextToImage
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; this machine has none")
+
+
+def test_buckets_are_powers_of_two_up_to_max_batch() -> None:
+    assert buckets_for(1) == (1,) and buckets_for(8) == (1, 2, 4, 8) and buckets_for(6) == (1, 2, 4, 6)
+    assert buckets_for(32) == (1, 2, 4, 8, 16, 32)
+    assert [bucket_for(n, (1, 2, 4, 8)) for n in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 8]
+    assert (compile_mode(True), compile_mode(False), compile_mode("graphs")) == ("default", "off", "graphs")
+    # With and without guidance the UNet meets 2b and b for every bucket b: never over dynamo's limit of 8.
+    assert all(len({n * k for n in buckets_for(m) for k in (1, 2)}) <= 8 for m in range(1, 33))
+
+
+def test_the_compile_cache_folder_reports_cold_then_warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))  # restored after the test
+    cold = use_compile_cache(tmp_path / "compile")
+    assert not cold.warm and cold.files_before == 0
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    assert cache_dir() == str(tmp_path / "compile")  # inductor (and Triton, under it) write there now
+    (tmp_path / "compile" / "fxgraph").mkdir()
+    (tmp_path / "compile" / "fxgraph" / "entry").write_bytes(b"compiled")
+    assert use_compile_cache(tmp_path / "compile").files_before == 1
+
+
+def test_a_batch_is_padded_to_its_bucket_and_the_copies_dropped(tiny_sd: Path) -> None:
+    stage = TextToImage.from_pretrained(str(tiny_sd), safety_checker=False)
+    requests = [FaceRequest(f"face {i}", seed=i, steps=2, size=64) for i in range(3)]
+    alone = [stage.generate(r).image for r in requests]
+    seen: list[int] = []
+    stage.pipeline.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(len(args[0])),
+                                                  with_kwargs=True)  # fmt: skip
+    stage.buckets = (1, 2, 4)
+    painted = stage.generate_batch(requests)
+    assert [p.request for p in painted] == requests  # three answers for three requests, in order
+    assert set(seen) == {8}  # 3 padded to 4, doubled for classifier-free guidance
+    for image, single in zip((p.image for p in painted), alone, strict=True):
+        assert image is not None and single is not None
+        assert np.abs(image.astype(int) - single.astype(int)).max() <= 2  # the same faces as painted alone
+    seen.clear()
+    assert len(stage.generate_batch([FaceRequest("f", seed=s, steps=2, size=64, guidance=1.0) for s in range(5)])) == 5
+    assert seen == [4, 4, 1, 1]  # larger than every bucket: parts of 4 and 1, no guidance, 2 steps each
+
+
+def test_prnet_pads_crops_to_its_bucket() -> None:
+    prnet = PRNet(randomised_resfcn256(0), PRNetConfig())
+    crops = np.random.default_rng(0).random((3, 256, 256, 3), dtype=np.float32)
+    plain = prnet.predict(crops)
+    seen: list[int] = []
+    prnet.network.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    prnet.buckets = (1, 2, 4)
+    padded = prnet.predict(crops)
+    assert seen == [4] and padded.shape == (3, 256, 256, 3)
+    np.testing.assert_allclose(padded, plain, atol=1e-5)
+
+
+class Broken(torch.nn.Module):
+    """What the test's torch.compile returns: the model's attributes, but every call fails like a bad capture."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = module
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._orig_mod, name)
+
+    def forward(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("forced capture error\nwith a long second line")
+
+
+def test_a_compile_error_falls_back_to_eager_with_one_log_line(
+    tiny_sd: Path, prnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(torch, "compile", lambda module, **options: Broken(module))
+    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="graphs",
+                        max_batch=2, cache_dir=tmp_path)  # fmt: skip
+    pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
+    stage = pipeline.text_to_image
+    assert stage.compiled and pipeline.prnet.compiled and stage.buckets == pipeline.prnet.buckets == (1, 2)
+    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    with caplog.at_level(logging.INFO):
+        seconds = backend.warm_up(64, max_batch=2, compiled=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["compiling or capturing failed (RuntimeError: forced capture error); both models run eagerly"]
+    assert any(r.getMessage().startswith("warm-up took ") for r in caplog.records)
+    assert set(seconds) == {1} and seconds[1] > 0
+    assert not stage.compiled and not pipeline.prnet.compiled and stage.buckets == pipeline.prnet.buckets == ()
+    jobs = [JobRequest(f"{seed:012d}", seed, FaceRequest("a face", seed=seed, steps=2, size=64)) for seed in range(3)]
+    results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
+    assert [r.status for r in results] == ["done"] * 3  # the bot goes on, eagerly
+
+
+@cuda
+def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers() -> None:
+    eager = PRNet(randomised_resfcn256(0), PRNetConfig(), device="cuda")
+    graphed = PRNet(randomised_resfcn256(0), PRNetConfig(), device="cuda", compile_network="graphs",
+                    buckets=(1, 2, 4))  # fmt: skip
+    assert isinstance(graphed.forward, GraphedNetwork)
+    crops = np.random.default_rng(0).random((3, 256, 256, 3), dtype=np.float32)
+    np.testing.assert_allclose(graphed.predict(crops), eager.predict(crops), atol=1e-4)
+    np.testing.assert_allclose(graphed.predict(crops[:1]), eager.predict(crops[:1]), atol=1e-4)
+    assert sorted(graphed.forward.graphs) == [1, 4]  # one capture per bucket met, replayed afterwards
+
+
+@cuda
+def test_graphs_mode_never_recompiles_after_the_warm_up(tiny_sd: Path, prnet_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="graphs",
+                        device="cuda", max_batch=4, cache_dir=tmp_path)  # fmt: skip
+    pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
+    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    assert set(backend.warm_up(64, max_batch=4, compiled=True)) == {1, 2, 4}
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for count, guidance in [(3, 7.5), (1, 1.0), (4, 7.5), (2, 1.0)]:
+            jobs = [JobRequest(f"{count}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=guidance,
+                                                                   size=64)) for s in range(count)]  # fmt: skip
+            assert [r.status for r in backend.run_batch(jobs, lambda p: None, lambda j: False)] == ["done"] * count
+    assert sorted(pipeline.prnet.forward.graphs) == [1, 2, 4]  # type: ignore[union-attr]
