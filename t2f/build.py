@@ -106,7 +106,7 @@ def load_replica_backend(settings: Settings) -> LocalFaceBackend:
     """What each Ray replica runs once at start: the local backend from ``settings``, warmed up when configured."""
     backend = _load_local_backend(settings)
     if settings.warmup:
-        backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile)
+        backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off")
     return backend
 
 
