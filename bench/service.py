@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ import t2f.export.package
 from t2f.faces import FaceMesh, FaceRequest
 from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
-from t2f.serve.service import JobService
+from t2f.serve.service import FaceBackend, JobService
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.uv import UVData
 
@@ -46,7 +47,7 @@ def naive_obj_bytes(mesh: FaceMesh) -> bytes:
 JOBS_PER_USER = 2
 
 
-async def serve(backend: LocalFaceBackend, *, max_batch: int, users: int, steps: int, size: int) -> dict[str, float]:
+async def serve(backend: FaceBackend, *, max_batch: int, users: int, steps: int, size: int) -> dict[str, float]:
     """Submit ``users`` x 2 faces at once; per-face latency (submit to files) and throughput."""
     service = JobService(backend, max_batch=max_batch, capacity=1000, job_timeout_s=3600)
     done: list[float] = []
@@ -55,7 +56,8 @@ async def serve(backend: LocalFaceBackend, *, max_batch: int, users: int, steps:
     for user in range(users):
         for index in range(JOBS_PER_USER):
             face = FaceRequest(f"portrait {user} {index}", seed=user * 10 + index, steps=steps, size=size)
-            job = JobRequest(job_id=f"{user:04d}{index:08d}", user_id=user, output="obj", face=face)
+            # Fresh ids every call: a backend may remember finished job ids (the Ray one does).
+            job = JobRequest(job_id=secrets.token_hex(6), user_id=user, output="obj", face=face)
             handle = service.submit(job)
             handle.result.add_done_callback(lambda _: done.append(time.perf_counter()))
             handles.append(handle)

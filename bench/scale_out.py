@@ -1,6 +1,6 @@
 """Benchmark: the same 32-job burst through the job service with the local backend and the Ray backend.
 
-    .venv/bin/python bench/ray.py [--size 256] [--rounds 2] [--out bench/results/ray-cpu.md]
+    .venv/bin/python bench/scale_out.py [--size 256] [--rounds 2] [--out bench/results/ray-cpu.md]
 
 16 users submit two faces each at once (max batch 4). The Ray backend runs one replica on a local
 cluster (loopback only, one logical GPU, so on this CPU machine it competes for the same cores as
@@ -23,21 +23,19 @@ from pathlib import Path
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
-# This file is named ray.py: drop its folder from the path until the real ray package is imported.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+# Loopback only, no telemetry, no token file (../shared/docs/scale-out.md), set before ray is imported.
 os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
 import ray  # noqa: E402
 
 sys.path.insert(0, str(BENCH))
 from common import machine, publish, shared_dir, table  # noqa: E402
+from service import JOBS_PER_USER, serve  # noqa: E402
 
-from t2f.faces import FaceRequest  # noqa: E402
 from t2f.serve.backend import LocalFaceBackend  # noqa: E402
-from t2f.serve.jobs import JobRequest  # noqa: E402
 from t2f.serve.ray_backend import RayFaceBackend  # noqa: E402
-from t2f.serve.service import FaceBackend, JobService  # noqa: E402
+from t2f.serve.service import FaceBackend  # noqa: E402
 
-USERS, JOBS_PER_USER, MAX_BATCH = 16, 2, 4
+USERS, MAX_BATCH = 16, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +50,7 @@ class BenchReplica:
 
         import torch
 
-        sys.path.insert(0, self.bench_dir)  # after ray is imported: bench/ray.py cannot shadow it here
+        sys.path.insert(0, self.bench_dir)  # bench/models.py, bench/reconstruction.py on the replica
         from models import RealFacePRNet, text_to_image
         from reconstruction import reference_face
 
@@ -66,22 +64,8 @@ class BenchReplica:
 
 
 async def burst(backend: FaceBackend, *, size: int, steps: int, users: int = USERS) -> dict[str, float]:
-    """``users`` x 2 faces submitted at once; latency (submit to files) and throughput."""
-    service = JobService(backend, max_batch=MAX_BATCH, capacity=1000, job_timeout_s=3600)
-    start, done = time.perf_counter(), []
-    handles = []
-    for user in range(users):
-        for index in range(JOBS_PER_USER):
-            face = FaceRequest(f"portrait {user} {index}", seed=user * 10 + index, steps=steps, size=size)
-            handle = service.submit(JobRequest(f"{time.time_ns()}-{user}-{index}", user, face))
-            handle.result.add_done_callback(lambda _: done.append(time.perf_counter()))
-            handles.append(handle)
-    results = await asyncio.gather(*(h.result for h in handles))
-    assert all(r.status == "done" and "face.obj" in r.files for r in results), [r.user_message for r in results]
-    await service.shutdown()
-    latencies = np.array(done) - start
-    return {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
-            "per_min": len(done) / (max(done) - start) * 60}  # fmt: skip
+    """``users`` x 2 faces submitted at once, as bench/service.py does, at this benchmark's batch size."""
+    return await serve(backend, max_batch=MAX_BATCH, users=users, steps=steps, size=size)
 
 
 def main() -> None:
@@ -96,7 +80,6 @@ def main() -> None:
     asyncio.run(burst(local, size=args.size, steps=2, users=2))
     before = asyncio.run(burst(local, size=args.size, steps=args.steps))  # no Ray threads in this process yet
     started = time.perf_counter()
-    sys.path.remove(str(BENCH))  # Ray gives workers the driver's path: there, ray.py must not shadow ray
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     remote = RayFaceBackend.connect(factory, address="", min_replicas=1, max_replicas=1)
     ready_s = time.perf_counter() - started
