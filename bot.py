@@ -21,7 +21,6 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -183,10 +182,8 @@ async def start_web(
 
 async def run_bot(settings: Settings, token: str) -> None:
     """Load the models (off the event loop), open the store, and run until closed or signalled."""
-    from t2f.build import load_backend
+    from t2f.build import admission_policy, load_backend
     from t2f.serve.metrics import ServiceMetrics
-    from t2f.serve.moderation import PromptFilter
-    from t2f.serve.policy import Limits
 
     backend = await asyncio.to_thread(load_backend, settings)
     store = await Store.open(settings.db_path)
@@ -195,18 +192,7 @@ async def run_bot(settings: Settings, token: str) -> None:
         backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s,
         metrics=metrics,
     )  # fmt: skip
-    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
-    policy = Policy(
-        store=store,
-        service=service,
-        prompt_filter=prompt_filter,
-        limits=Limits(
-            cooldown_s=settings.cooldown_s,
-            daily_quota=settings.daily_quota,
-            user_pending=settings.user_pending,
-            queue_capacity=settings.queue_capacity,
-        ),
-    )
+    policy = admission_policy(settings, store=store, service=service)
     warm_up = (
         functools.partial(
             backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off"

@@ -7,6 +7,7 @@ these functions, so importing this module costs nothing.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from t2f.config import Settings
@@ -14,7 +15,11 @@ from t2f.errors import ConfigError
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
+    from t2f.serve.moderation import PromptFilter
+    from t2f.serve.policy import Policy
     from t2f.serve.ray_backend import RayFaceBackend
+    from t2f.serve.service import JobService
+    from t2f.serve.store import Store
     from t2f.stages.gate import GateLimits, PortraitFraming
     from t2f.stages.pipeline import FacePipeline
     from t2f.stages.text2img import TextToImage
@@ -139,3 +144,19 @@ def framing(settings: Settings) -> PortraitFraming:
     from t2f.stages.gate import PortraitFraming
 
     return PortraitFraming(template=settings.prompt_template, negative=settings.negative_default)
+
+
+def load_prompt_filter(settings: Settings) -> PromptFilter:
+    """The prompt filter: ``T2F_BLOCKLIST_FILE`` (or the shipped list) with the shipped allow and negative lists."""
+    from t2f.serve.moderation import PromptFilter
+
+    return PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
+
+
+def admission_policy(settings: Settings, *, store: Store, service: JobService) -> Policy:
+    """The admission rules of the bot and of ``t2f serve``: the settings' filter and bot-wide limits."""
+    from t2f.serve.policy import Limits, Policy
+
+    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
+                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
+    return Policy(store=store, service=service, prompt_filter=load_prompt_filter(settings), limits=limits)

@@ -246,9 +246,10 @@ def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_check_prompt(args: argparse.Namespace, settings: Settings) -> int:
     """Judge one prompt, or ``prompt<TAB>negative`` lines from stdin, with the configured filter lists."""
-    from t2f.serve.moderation import PromptFilter, judge_lines, safe_echo
+    from t2f.build import load_prompt_filter
+    from t2f.serve.moderation import judge_lines, safe_echo
 
-    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
+    prompt_filter = load_prompt_filter(settings)
     if args.prompt == "-":
         verdicts = judge_lines(prompt_filter, sys.stdin)
     else:

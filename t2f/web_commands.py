@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from t2f.config import Settings
@@ -50,8 +49,7 @@ async def open_studio(
     import asyncio
     import functools
 
-    from t2f.serve.moderation import PromptFilter
-    from t2f.serve.policy import Limits, Policy
+    from t2f.build import admission_policy
     from t2f.serve.service import JobService
     from t2f.serve.store import Store
     from t2f.web.assets import installed_script
@@ -65,10 +63,7 @@ async def open_studio(
     store = await Store.open(settings.db_path)
     service = JobService(PageKeepingBackend(backend, pages), max_batch=settings.max_batch,
                          capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s)  # fmt: skip
-    prompt_filter = PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
-    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
-                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
-    policy = Policy(store=store, service=service, prompt_filter=prompt_filter, limits=limits)
+    policy = admission_policy(settings, store=store, service=service)
     studio = Studio(service=service, store=store, policy=policy, pages=pages,
                     defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size,
                                           settings.max_repaints))  # fmt: skip

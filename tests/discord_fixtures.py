@@ -17,12 +17,10 @@ from PIL import Image
 from skimage.data import astronaut
 
 from bot import T2FBot
-from t2f.build import framing, gate_limits
+from t2f.build import admission_policy, framing, gate_limits
 from t2f.config import Settings
 from t2f.faces import FaceImage, FaceRequest, StepProgress
 from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.moderation import PromptFilter
-from t2f.serve.policy import Limits, Policy
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
 from t2f.stages.pipeline import FacePipeline
@@ -88,9 +86,7 @@ def make_bot(settings: Settings, store: Store, stages: FacePipeline, text_to_ima
                                gate=gate_limits(settings))  # fmt: skip
     service = JobService(backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
                          job_timeout_s=settings.job_timeout_s)  # fmt: skip
-    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
-                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
-    policy = Policy(store=store, service=service, prompt_filter=PromptFilter.from_file(), limits=limits)
+    policy = admission_policy(settings, store=store, service=service)
     return T2FBot(settings=settings, store=store, service=service, policy=policy)
 
 

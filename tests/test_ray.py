@@ -91,15 +91,12 @@ def job(job_id: str, *, user_id: int = 1, steps: int = 3) -> JobRequest:
 def simcord_bot(settings: Settings, store, ray_backend: RayFaceBackend):  # type: ignore[no-untyped-def]
     """The real bot (cogs, policy, service) with the Ray backend behind its job service."""
     from bot import T2FBot
-    from t2f.serve.moderation import PromptFilter
-    from t2f.serve.policy import Limits, Policy
+    from t2f.build import admission_policy
     from t2f.serve.service import JobService
 
     service = JobService(ray_backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
                          job_timeout_s=settings.job_timeout_s)  # fmt: skip
-    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
-                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
-    policy = Policy(store=store, service=service, prompt_filter=PromptFilter.from_file(), limits=limits)
+    policy = admission_policy(settings, store=store, service=service)
     return T2FBot(settings=settings, store=store, service=service, policy=policy)
 
 
