@@ -97,19 +97,21 @@ def load_backend(settings: Settings) -> LocalFaceBackend | RayFaceBackend:
     return _load_ray_backend(settings) if settings.backend == "ray" else _load_local_backend(settings)
 
 
-def _load_local_backend(settings: Settings) -> LocalFaceBackend:
+def _load_local_backend(settings: Settings, *, overlap: bool = True) -> LocalFaceBackend:
+    """The local backend; with ``overlap`` faces are found off the GPU thread where painting runs on a GPU
+    (on a CPU both halves would want the same cores)."""
     from t2f.serve.backend import LocalFaceBackend
 
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
     return LocalFaceBackend(
         pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0, framing=framing(settings),
-        gate=gate_limits(settings),
+        gate=gate_limits(settings), overlap=overlap and settings.resolved_device().startswith("cuda"),
     )  # fmt: skip
 
 
 def load_replica_backend(settings: Settings) -> LocalFaceBackend:
     """What each Ray replica runs once at start: the local backend from ``settings``, warmed up when configured."""
-    backend = _load_local_backend(settings)
+    backend = _load_local_backend(settings, overlap=False)  # a replica streams each face as it is done
     if settings.warmup:
         backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off")
     return backend

@@ -11,13 +11,14 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from t2f.bounds import SEED
 from t2f.errors import T2FError
 from t2f.export.package import mesh_files, result_files
-from t2f.faces import FaceImage, FaceRequest, FaceResult, StepProgress, decimate
+from t2f.faces import FaceImage, FaceResult, StepProgress, decimate
 from t2f.files.outputs import IMAGE_FILE, png_bytes
 from t2f.report import FaceReport
 from t2f.serve.jobs import (
@@ -28,17 +29,19 @@ from t2f.serve.jobs import (
     JobRequest,
     JobResult,
     JobStatus,
+    Outcome,
+    Pending,
     Repaint,
     failed,
 )
 from t2f.serve.uploads import fit_for_upload
+from t2f.serve.warmup import warm_up
 from t2f.stages.gate import GateLimits, GateReason, GateVerdict, PortraitFraming, final_message, judge, repaint_note
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import provenance
 from t2f.timing import timed
 
 log = logging.getLogger(__name__)
-Outcome = JobResult | FinishedFace | Repaint  # what a batch gives for each job
 NO_FACE_IN_PHOTO = (
     "No face found in that picture. A clear, frontal-ish photo of one person works best: the whole face "
     "visible, in good light, not too small or far away."
@@ -60,13 +63,6 @@ def release_cached_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _cache_counters() -> tuple[int, int]:
-    """Compile-cache (hits, misses) so far, imported late: this module loads without torch."""
-    from t2f.stages.compiling import cache_counters
-
-    return cache_counters()
-
-
 class JobAborted(Exception):
     """Every job of the running batch was cancelled or timed out: stop denoising."""
 
@@ -83,6 +79,9 @@ class LocalFaceBackend:
     framing : the portrait template and default negative prompt around each member's words.
     gate : what a usable face is (one, big enough, frontal enough); images that fail are repainted with the
         next seed while the job has repaints left. Needs ``crop="detect"``.
+    overlap : find and rebuild faces on a thread of their own (``faces_thread``), so the GPU paints the next
+        batch meanwhile; worth it where painting runs on a GPU (on a CPU both halves want the same cores).
+        ``run_batch`` then returns :class:`Pending` for the jobs still there.
     """
 
     def __init__(
@@ -94,8 +93,10 @@ class LocalFaceBackend:
         defer_exports: bool = True,
         framing: PortraitFraming | None = None,
         gate: GateLimits | None = None,
+        overlap: bool = False,
     ) -> None:
         self.pipeline = pipeline
+        self.faces_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-faces") if overlap else None
         self.crop = crop
         self.preview_every = preview_every
         self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
@@ -103,105 +104,53 @@ class LocalFaceBackend:
         self.gate = gate  # None: any detected face is used (the largest), no repaints for pose or size
 
     def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False) -> dict[int, float]:
-        """Short generations and reconstructions, so no member's job pays start-up costs.
-
-        With a compiled stage (``T2F_COMPILE``) every batch bucket runs with and without classifier-free
-        guidance (guidance 1 halves the UNet's batch), so each shape the UNet and PRNet can meet is
-        compiled, or captured into CUDA graphs, here and never in a job; then each bucket runs once more,
-        timed. ``compiled`` asks for the same on a stage without buckets (one face with and without
-        guidance, then ``max_batch`` faces). A compile or capture error turns both models eager with one
-        warning line and the warm-up goes on eagerly: it never stops the bot.
-
-        Returns
-        -------
-        seconds : batch size -> seconds of one 2-step batch after compiling, to seed the service's ETA.
-        """
-        stage, prnet = self.pipeline.text_to_image, self.pipeline.prnet
-        buckets = tuple(getattr(stage, "buckets", ()))
-        fast = bool(buckets) or compiled or getattr(stage, "compiled", False) or prnet.compiled
-        sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
-        runs = [(count, guidance) for count in sizes for guidance in ((7.5, 1.0) if fast else (7.5,))]
-        started = time.perf_counter()
-        hits_misses = _cache_counters() if fast else (0, 0)
-        try:
-            seconds: dict[int, float] = {}
-            for count, guidance in runs:
-                took = self._warm_run(count, guidance, size)
-                seconds.setdefault(count, took)
-            if fast:  # the runs above compiled: time each size again
-                seconds = {count: self._warm_run(count, 7.5, size) for count in sizes}
-        except Exception as exc:
-            if not fast:
-                raise
-            from t2f.stages.compiling import first_line
-
-            log.warning("compiling or capturing failed (%s); both models run eagerly", first_line(exc))
-            if hasattr(stage, "use_eager"):
-                stage.use_eager()
-            prnet.use_eager()
-            seconds = {1: self._warm_run(1, 7.5, size)}
-        log.info("warm-up took %.1f s%s", time.perf_counter() - started, self._warm_note(stage, runs, hits_misses))
-        return seconds
-
-    def _warm_run(self, count: int, guidance: float, size: int) -> float:
-        """Paint and reconstruct ``count`` 2-step faces; seconds taken."""
-        started = time.perf_counter()
-        requests = [
-            FaceRequest("a portrait photo of a face", seed=seed, steps=2, guidance=guidance, size=size)
-            for seed in range(count)
-        ]
-        painted = self.pipeline.text_to_image.generate_batch(requests)
-        images = [p.image if p.image is not None else np.zeros((size, size, 3), np.uint8) for p in painted]
-        if self.crop != "whole":  # the detector's first call builds its graphs; its verdict does not matter
-            self.pipeline.reconstruct_many(images, crop=self.crop)
-        self.pipeline.reconstruct_many(images, crop="whole")  # PRNet at this batch size, face or not
-        return time.perf_counter() - started
-
-    @staticmethod
-    def _warm_note(stage: object, runs: list[tuple[int, float]], before: tuple[int, int]) -> str:
-        """What the warm-up covered and whether the compile cache served it, for the start-up log."""
-        if not getattr(stage, "compiled", False):
-            return " (eager)"
-        hits, misses = (now - then for now, then in zip(_cache_counters(), before, strict=True))
-        shapes = ", ".join(f"{count}{'' if guidance > 1 else ' no-CFG'}" for count, guidance in runs)
-        cache = getattr(stage, "compile_cache", None)
-        where = "no compile cache" if cache is None else (
-            f"compile cache {cache.folder} {'warm' if cache.warm else 'cold'} ({cache.files_before} files before)"
-        )  # fmt: skip
-        return f" (compiled batches {shapes}; {where}; {hits} graphs loaded from it, {misses} compiled)"
+        """Run every shape the models will meet once (see :func:`t2f.serve.warmup.warm_up`); call it on the
+        thread that runs batches. Returns batch size -> seconds of one 2-step batch, for the ETA."""
+        return warm_up(self, size, max_batch=max_batch, compiled=compiled)
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[Outcome]:
+    ) -> list[Outcome | Pending]:
         """Paint the text jobs, gate each image, check the photo jobs, then run PRNet on every usable face at once.
 
         An image without a usable face gives a :class:`Repaint` (the job with its next seed) while the job
         has repaints left, else the job's result with the reason and the last image. A photo job skips the
-        painter: the safety checker and the detector decide whether it joins the PRNet batch.
+        painter: the safety checker and the detector decide whether it joins the PRNet batch. With
+        ``overlap`` only the painting happens here: the rest goes to the faces thread, and each job still
+        in it is returned :class:`Pending`, so the GPU paints the next batch while faces are detected.
         """
         started = time.perf_counter()
         texts = [job for job in jobs if not job.is_photo]
-        results: dict[str, Outcome] = {}
-        todo: list[tuple[JobRequest, np.ndarray, FaceReport, GateVerdict | None]] = []
-        paint_s = 0.0
+        decided: dict[str, Outcome | Pending] = {}
+        paintings: dict[str, FaceImage] = {}
         if texts:
             painted = self._paint(texts, report, cancelled)
             if isinstance(painted, dict):  # the painter stopped or failed: those jobs have their outcomes
-                results.update(painted)
-            paint_s = (time.perf_counter() - started) / len(texts)
-            for job, painting in [] if isinstance(painted, dict) else zip(texts, painted, strict=True):
-                face_report = self._painting_report(job, painting, paint_s)
-                if cancelled(job.job_id):
-                    results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
-                elif painting.image is None:
-                    results[job.job_id] = self._unusable(job, GateReason.FLAGGED, None, face_report,
-                                                         painting.withheld_reason)  # fmt: skip
-                elif (verdict := self._judge(painting.image)) is not None and not verdict.passed:
-                    assert verdict.reason is not None
-                    results[job.job_id] = self._unusable(job, verdict.reason, painting.image, face_report)
-                else:
-                    report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
-                    todo.append((job, painting.image, face_report, verdict))
+                decided.update(painted)
+            else:
+                paintings = {job.job_id: painting for job, painting in zip(texts, painted, strict=True)}
+        paint_s = (time.perf_counter() - started) / max(len(texts), 1)
+        rest = [job for job in jobs if job.job_id not in decided]
+        if self.faces_thread is None or not rest:
+            decided.update(self._find_faces(rest, paintings, paint_s, report, cancelled))
+            return [decided[job.job_id] for job in jobs]
+        future = self.faces_thread.submit(self._find_faces, rest, paintings, paint_s, report, cancelled)
+        return [decided.get(job.job_id) or Pending(job.job_id, future) for job in jobs]
+
+    def _find_faces(
+        self,
+        jobs: list[JobRequest],
+        paintings: dict[str, FaceImage],
+        paint_s: float,
+        report: Callable[[JobProgress], None],
+        cancelled: Callable[[str], bool],
+    ) -> dict[str, Outcome]:
+        """The half of a batch after painting: gate or check each image, then PRNet on the usable faces.
+
+        CPU-bound (MTCNN costs ~80 ms of CPU per image) apart from PRNet's few milliseconds of GPU work.
+        """
+        results: dict[str, Outcome] = {}
+        todo: list[tuple[JobRequest, np.ndarray, FaceReport, GateVerdict | None]] = []
         for job in jobs:
             if job.is_photo:
                 checked = self._check_photo(job, report, cancelled)
@@ -209,17 +158,31 @@ class LocalFaceBackend:
                     results[job.job_id] = checked
                 else:
                     todo.append(checked)
+                continue
+            painting = paintings[job.job_id]
+            face_report = self._painting_report(job, painting, paint_s)
+            if cancelled(job.job_id):
+                results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
+            elif painting.image is None:
+                results[job.job_id] = self._unusable(job, GateReason.FLAGGED, None, face_report,
+                                                     painting.withheld_reason)  # fmt: skip
+            elif (verdict := self._judge(painting.image)) is not None and not verdict.passed:
+                assert verdict.reason is not None
+                results[job.job_id] = self._unusable(job, verdict.reason, painting.image, face_report)
+            else:
+                report(JobProgress(job.job_id, JobPhase.RECONSTRUCTING))
+                todo.append((job, painting.image, face_report, verdict))
         if todo:
             faces = self._reconstruct([(image, verdict) for _, image, _, verdict in todo], [j.job_id for j, *_ in todo])
             for (job, image, face_report, _), face in zip(todo, faces, strict=True):
                 results[job.job_id] = self._reconstructed(
                     job, image, face_report, face, 0.0 if job.is_photo else paint_s
                 )
-        return [results[job.job_id] for job in jobs]
+        return results
 
     def _paint(
         self, jobs: list[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[FaceImage] | dict[str, Outcome]:
+    ) -> list[FaceImage] | dict[str, Outcome | Pending]:
         """The painted images of ``jobs``, or each job's outcome when painting stopped (cancelled, out of
         memory, broken; a batch out of memory is halved and each half run whole)."""
 
@@ -314,11 +277,11 @@ class LocalFaceBackend:
         report: Callable[[JobProgress], None],
         cancelled: Callable[[str], bool],
         error: Exception,
-    ) -> list[Outcome]:
+    ) -> list[Outcome | Pending]:
         """A batch broke: run its jobs alone, so one bad job fails by itself and the others finish."""
         if len(jobs) > 1:
             log.warning("a batch of %d failed (%s); running its jobs one by one", len(jobs), type(error).__name__)
-            results: list[Outcome] = []
+            results: list[Outcome | Pending] = []
             for job in jobs:
                 try:
                     results += self.run_batch([job], report, cancelled)

@@ -5,6 +5,7 @@ Numpy-only and free of I/O, so the Discord cogs can import it without pulling in
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -134,9 +135,25 @@ class Repaint:
     note: str  # why, for the member's progress line
 
 
-def job_id_of(outcome: JobResult | FinishedFace | Repaint) -> str:
+Outcome = JobResult | FinishedFace | Repaint  # what became of a job once its face was looked for
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A painted job whose face is still being found and rebuilt on the backend's faces thread.
+
+    The GPU thread hands the second half of a batch (detection, PRNet, the mesh) to another thread and
+    takes the next batch at once; ``outcomes`` is that half's future, shared by the batch's jobs (job id
+    -> :data:`Outcome`).
+    """
+
+    job_id: str
+    outcomes: Future[dict[str, Outcome]]
+
+
+def job_id_of(outcome: JobResult | FinishedFace | Repaint | Pending) -> str:
     """The job a batch's outcome belongs to."""
-    return outcome.job_id if isinstance(outcome, JobResult) else outcome.job.job_id
+    return outcome.job_id if isinstance(outcome, JobResult | Pending) else outcome.job.job_id
 
 
 def failed(job_id: str) -> JobResult:

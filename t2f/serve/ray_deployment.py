@@ -21,7 +21,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.jobs import FinishedFace, JobPhase, JobProgress, JobRequest, JobResult, Repaint, failed, job_id_of
+from t2f.serve.jobs import (
+    FinishedFace,
+    JobPhase,
+    JobProgress,
+    JobRequest,
+    JobResult,
+    Pending,
+    Repaint,
+    failed,
+    job_id_of,
+)
 
 log = logging.getLogger(__name__)
 DEPLOYMENT = "FaceWorker"
@@ -102,7 +112,9 @@ class FaceWorker:
         try:
             with self.gpu:
                 results = self.backend.run_batch(jobs, put, lambda _job_id: stop.is_set())
-            for result in results:
+            for outcome in results:
+                # a face found on the backend's own thread (overlap): wait for it here, outside the GPU lock
+                result = outcome.outcomes.result()[outcome.job_id] if isinstance(outcome, Pending) else outcome
                 if isinstance(result, FinishedFace):
                     put(JobProgress(result.job.job_id, JobPhase.EXPORTING))
                     result = self._export(result)

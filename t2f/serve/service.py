@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from t2f.errors import T2FError
 from t2f.serve.joblog import JobEvent, log_job
@@ -29,6 +29,8 @@ from t2f.serve.jobs import (
     JobRequest,
     JobResult,
     JobStatus,
+    Outcome,
+    Pending,
     QueueFull,
     Repaint,
     failed,
@@ -43,12 +45,13 @@ class FaceBackend(Protocol):
     """Runs a batch on the worker thread. Must call ``report`` for progress and honour ``cancelled``.
 
     A job's entry is its final :class:`JobResult`, a :class:`FinishedFace` whose files the service then
-    asks :meth:`export` for on its CPU thread, or a :class:`Repaint` that the service queues again.
+    asks :meth:`export` for on its CPU thread, a :class:`Repaint` that the service queues again, or a
+    :class:`Pending` face still being found on the backend's own thread (the worker goes on meanwhile).
     """
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult | FinishedFace | Repaint]: ...
+    ) -> Sequence[Outcome | Pending]: ...
 
     def export(self, finished: FinishedFace) -> JobResult: ...
 
@@ -77,7 +80,8 @@ class JobService:
         self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
         self.batch_seconds: dict[int, float] = {}  # batch size -> moving average of its batches' seconds
         self._queue = JobQueue()
-        self._exporting: dict[str, tuple[JobHandle, asyncio.Future[JobResult]]] = {}
+        # jobs past the GPU: their face being found (Pending) or their files being written
+        self._exporting: dict[str, tuple[JobHandle, asyncio.Future[Any]]] = {}
         self._handles: dict[str, JobHandle] = {}
         self._running: list[JobHandle] = []
         self._cancel: set[str] = set()
@@ -250,8 +254,9 @@ class JobService:
             except TimeoutError:
                 self._cancel.update(h.job.job_id for h in self._running)
                 await self._drain
-        if self._exporting:
-            await asyncio.wait([future for _, future in self._exporting.values()], timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self._exporting and (left := deadline - time.monotonic()) > 0:  # a found face then writes files
+            await asyncio.wait([future for _, future in self._exporting.values()], timeout=left)
         waiting = [h.job for h in self.queued()]
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.cpu_executor.shutdown(wait=False, cancel_futures=True)
@@ -300,13 +305,37 @@ class JobService:
                     minutes = self.job_timeout_s / 60
                     message = f"Your face took longer than {minutes:g} minutes and was stopped. Try again."
                     self._finish(handle, JobResult(handle.job.job_id, JobStatus.TIMEOUT, user_message=message))
-                elif isinstance(result, FinishedFace):
-                    self._export_later(handle, result)
-                elif isinstance(result, Repaint):
-                    self._repaint(handle, result)
                 else:
-                    self._finish(handle, result)
+                    self._dispatch(handle, result)
             self._running = []
+
+    def _dispatch(self, handle: JobHandle, outcome: Outcome | Pending) -> None:
+        """Send a job on from what its batch gave: files to write, a repaint, a face still being found, or its end."""
+        if isinstance(outcome, FinishedFace):
+            self._export_later(handle, outcome)
+        elif isinstance(outcome, Repaint):
+            self._repaint(handle, outcome)
+        elif isinstance(outcome, Pending):
+            self._await_face(handle, outcome)
+        else:
+            self._finish(handle, outcome)
+
+    def _await_face(self, handle: JobHandle, pending: Pending) -> None:
+        """Wait, off the worker, for a face the backend is still finding; meanwhile the GPU paints on."""
+        job_id = handle.job.job_id
+        future = asyncio.wrap_future(pending.outcomes)
+        self._exporting[job_id] = (handle, future)
+
+        def done(finished_future: asyncio.Future[dict[str, Outcome]]) -> None:
+            self._exporting.pop(job_id, None)
+            try:
+                outcome: Outcome = finished_future.result()[job_id]
+            except Exception:
+                log.exception("finding the face of job %s failed", job_id)
+                outcome = failed(job_id)
+            self._dispatch(handle, outcome)
+
+        future.add_done_callback(done)
 
     def _repaint(self, handle: JobHandle, repaint: Repaint) -> None:
         """Queue the job again with its next seed; it joins the next batch, beside other members' jobs."""
@@ -338,12 +367,10 @@ class JobService:
 
         future.add_done_callback(done)
 
-    def _run_batch(
-        self, jobs: list[JobRequest], report: Callable[[JobProgress], None]
-    ) -> list[JobResult | FinishedFace | Repaint]:
+    def _run_batch(self, jobs: list[JobRequest], report: Callable[[JobProgress], None]) -> list[Outcome | Pending]:
         """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""
         try:
-            return self.backend.run_batch(jobs, report, self._cancel.__contains__)
+            return list(self.backend.run_batch(jobs, report, self._cancel.__contains__))
         except Exception:
             log.exception("batch %s failed", [j.job_id for j in jobs])
             return [failed(j.job_id) for j in jobs]

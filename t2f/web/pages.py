@@ -24,7 +24,7 @@ from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.faces import FaceResult
 from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, json_bytes, write_files
 from t2f.report import FaceReport
-from t2f.serve.jobs import FinishedFace, JobProgress, JobRequest, JobResult, JobStatus, Repaint
+from t2f.serve.jobs import FinishedFace, JobProgress, JobRequest, JobResult, JobStatus, Outcome, Pending
 from t2f.serve.service import FaceBackend
 from t2f.serve.uploads import zip_bytes
 from t2f.web.links import JOB_ID, LinkSigner
@@ -166,7 +166,7 @@ class PageKeepingBackend:
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult | FinishedFace | Repaint]:
+    ) -> Sequence[Outcome | Pending]:
         return self.inner.run_batch(jobs, report, cancelled)
 
     def export(self, finished: FinishedFace) -> JobResult:

@@ -1,0 +1,99 @@
+"""The start-up warm-up of the local backend: every shape the models will meet runs once before any job.
+
+Runs on the service's GPU thread (``JobService.warm_up``): CUDA graphs recorded by ``torch.compile``'s
+"reduce-overhead" mode belong to the thread that recorded them, so warming up anywhere else would leave
+the first member of each batch size to record them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from t2f.faces import FaceRequest
+
+if TYPE_CHECKING:
+    from t2f.serve.backend import LocalFaceBackend
+
+log = logging.getLogger(__name__)
+
+
+def _cache_counters() -> tuple[int, int]:
+    """Compile-cache (hits, misses) so far, imported late: this module loads without torch."""
+    from t2f.stages.compiling import cache_counters
+
+    return cache_counters()
+
+
+def warm_up(backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: bool) -> dict[int, float]:
+    """Short generations and reconstructions, so no member's job pays start-up costs.
+
+    With a compiled stage (``T2F_COMPILE``) every batch bucket runs with and without classifier-free
+    guidance (guidance 1 halves the UNet's batch), so each shape the UNet and PRNet can meet is
+    compiled, or captured into CUDA graphs, here and never in a job; then each bucket runs once more,
+    timed. ``compiled`` asks for the same on a stage without buckets (one face with and without
+    guidance, then ``max_batch`` faces). A compile or capture error turns both models eager with one
+    warning line and the warm-up goes on eagerly: it never stops the bot.
+
+    Returns
+    -------
+    seconds : batch size -> seconds of one 2-step batch after compiling, to seed the service's ETA.
+    """
+    stage, prnet = backend.pipeline.text_to_image, backend.pipeline.prnet
+    buckets = tuple(getattr(stage, "buckets", ()))
+    fast = bool(buckets) or compiled or getattr(stage, "compiled", False) or prnet.compiled
+    sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
+    runs = [(count, guidance) for count in sizes for guidance in ((7.5, 1.0) if fast else (7.5,))]
+    started = time.perf_counter()
+    hits_misses = _cache_counters() if fast else (0, 0)
+    try:
+        seconds: dict[int, float] = {}
+        for count, guidance in runs:
+            took = _warm_run(backend, count, guidance, size)
+            seconds.setdefault(count, took)
+        if fast:  # the runs above compiled: time each size again
+            seconds = {count: _warm_run(backend, count, 7.5, size) for count in sizes}
+    except Exception as exc:
+        if not fast:
+            raise
+        from t2f.stages.compiling import first_line
+
+        log.warning("compiling or capturing failed (%s); both models run eagerly", first_line(exc))
+        if hasattr(stage, "use_eager"):
+            stage.use_eager()
+        prnet.use_eager()
+        seconds = {1: _warm_run(backend, 1, 7.5, size)}
+    log.info("warm-up took %.1f s%s", time.perf_counter() - started, _warm_note(stage, runs, hits_misses))
+    return seconds
+
+
+def _warm_run(backend: LocalFaceBackend, count: int, guidance: float, size: int) -> float:
+    """Paint and reconstruct ``count`` 2-step faces; seconds taken."""
+    started = time.perf_counter()
+    requests = [
+        FaceRequest("a portrait photo of a face", seed=seed, steps=2, guidance=guidance, size=size)
+        for seed in range(count)
+    ]
+    pipeline = backend.pipeline
+    painted = pipeline.text_to_image.generate_batch(requests)
+    images = [p.image if p.image is not None else np.zeros((size, size, 3), np.uint8) for p in painted]
+    if backend.crop != "whole":  # the detector's first call builds its graphs; its verdict does not matter
+        pipeline.reconstruct_many(images, crop=backend.crop)
+    pipeline.reconstruct_many(images, crop="whole")  # PRNet at this batch size, face or not
+    return time.perf_counter() - started
+
+
+def _warm_note(stage: object, runs: list[tuple[int, float]], before: tuple[int, int]) -> str:
+    """What the warm-up covered and whether the compile cache served it, for the start-up log."""
+    if not getattr(stage, "compiled", False):
+        return " (eager)"
+    hits, misses = (now - then for now, then in zip(_cache_counters(), before, strict=True))
+    shapes = ", ".join(f"{count}{'' if guidance > 1 else ' no-CFG'}" for count, guidance in runs)
+    cache = getattr(stage, "compile_cache", None)
+    where = "no compile cache" if cache is None else (
+        f"compile cache {cache.folder} {'warm' if cache.warm else 'cold'} ({cache.files_before} files before)"
+    )  # fmt: skip
+    return f" (compiled batches {shapes}; {where}; {hits} graphs loaded from it, {misses} compiled)"

@@ -1,0 +1,110 @@
+"""Detection off the GPU thread: the GPU paints the next batch while the last batch's faces are found."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from discord_fixtures import PhotoTextToImage
+
+from t2f.faces import FaceBox, FaceRequest
+from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.jobs import FAILED, JobRequest, JobStatus, Pending
+from t2f.serve.service import JobService
+from t2f.stages.detect import FaceDetector
+from t2f.stages.pipeline import FacePipeline
+
+
+class WatchedDetector(FaceDetector):
+    """The session's MTCNN, recording the thread of each call and first running ``before_first`` (once)."""
+
+    def __init__(self, inner: FaceDetector, before_first: Callable[[], None] = lambda: None) -> None:
+        self.inner = inner
+        self.before_first = before_first
+        self.threads: list[str] = []
+        self.min_confidence = inner.min_confidence
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        if not self.threads:
+            self.before_first()
+        self.threads.append(threading.current_thread().name)
+        return self.inner.detect(image)
+
+
+def face_job(job_id: str, steps: int) -> JobRequest:
+    return JobRequest(job_id, user_id=int(job_id[-1]), face=FaceRequest("a face", steps=steps, size=256))
+
+
+def overlapping(stages: FacePipeline, detector: FaceDetector, painter: PhotoTextToImage) -> LocalFaceBackend:
+    pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=detector, text_to_image=painter)
+    return LocalFaceBackend(pipeline, crop="detect", preview_every=0, overlap=True)
+
+
+async def test_the_next_batch_paints_while_the_last_one_is_detected(stages: FacePipeline) -> None:
+    second_paint = threading.Event()
+    painter = PhotoTextToImage(on_paint=lambda: second_paint.set() if len(painter.prompts) == 2 else None)
+    overlapped: list[bool] = []
+    # The first detection waits for the second batch's painting: it can only start while detection runs.
+    detector = WatchedDetector(stages.detector, lambda: overlapped.append(second_paint.wait(10)))
+    service = JobService(overlapping(stages, detector, painter), max_batch=4)
+    first = service.submit(face_job("job1", steps=2))
+    await asyncio.sleep(0)  # the drain task takes job1 alone; job2 (other steps) cannot join its batch
+    second = service.submit(face_job("job2", steps=3))
+    results = await asyncio.wait_for(asyncio.gather(first.result, second.result), 60)
+    await service.shutdown()
+    assert [r.status for r in results] == [JobStatus.DONE, JobStatus.DONE]
+    assert all({"face.obj", "preview.jpg", "image.png"} <= set(r.files) for r in results)
+    assert overlapped == [True]
+    assert painter.threads == {"t2f-gpu_0"}
+    assert set(detector.threads) == {"t2f-faces_0"}
+    assert all(r.report is not None and r.report.face is not None and r.report.face.faces_found == 1 for r in results)
+
+
+def test_run_batch_returns_pending_jobs_that_resolve_to_their_faces(stages: FacePipeline) -> None:
+    backend = overlapping(stages, stages.detector, PhotoTextToImage())
+    jobs = [face_job("job1", 2), face_job("job2", 2)]
+    outcomes = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
+    assert all(isinstance(o, Pending) for o in outcomes)
+    assert outcomes[0].outcomes is outcomes[1].outcomes  # type: ignore[union-attr]  # one half-batch for both
+    faces = outcomes[0].outcomes.result(60)  # type: ignore[union-attr]
+    assert sorted(faces) == ["job1", "job2"]
+    assert [faces[j.job_id].face.mesh.vertices.shape for j in jobs] == [(43867, 3)] * 2  # type: ignore[union-attr]
+
+
+async def test_a_broken_face_half_fails_its_jobs_alone_and_the_service_goes_on(
+    stages: FacePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = overlapping(stages, stages.detector, PhotoTextToImage())
+    find_faces = backend._find_faces
+    calls: list[int] = []
+
+    def breaks_once(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the faces half")
+        return find_faces(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend, "_find_faces", breaks_once)
+    service = JobService(backend, max_batch=4)
+    broken = await asyncio.wait_for(service.submit(face_job("job1", 2)).result, 60)
+    fine = await asyncio.wait_for(service.submit(face_job("job2", 2)).result, 60)
+    await service.shutdown()
+    assert broken.status == JobStatus.FAILED and broken.user_message == FAILED.format(job_id="job1")
+    assert "Traceback" not in broken.user_message and "bug" not in broken.user_message
+    assert fine.status == JobStatus.DONE and "face.obj" in fine.files
+
+
+async def test_shutdown_waits_for_faces_still_being_found(stages: FacePipeline) -> None:
+    detecting = threading.Event()
+    release = threading.Event()
+    detector = WatchedDetector(stages.detector, lambda: (detecting.set(), release.wait(10)))
+    service = JobService(overlapping(stages, detector, PhotoTextToImage()), max_batch=4)
+    handle = service.submit(face_job("job1", 2))
+    await asyncio.to_thread(detecting.wait, 10)
+    assert service.pending_for(1) == 1  # still the member's: admission counts it
+    threading.Timer(0.2, release.set).start()
+    assert await service.shutdown(timeout_s=30) == []
+    assert handle.result.done() and handle.result.result().status == JobStatus.DONE
