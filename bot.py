@@ -182,16 +182,13 @@ async def start_web(
 
 async def run_bot(settings: Settings, token: str) -> None:
     """Load the models (off the event loop), open the store, and run until closed or signalled."""
-    from t2f.build import admission_policy, load_backend
+    from t2f.build import admission_policy, job_service, load_backend
     from t2f.serve.metrics import ServiceMetrics
 
     backend = await asyncio.to_thread(load_backend, settings)
     store = await Store.open(settings.db_path)
     metrics = ServiceMetrics()
-    service = JobService(
-        backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s,
-        metrics=metrics,
-    )  # fmt: skip
+    service = job_service(settings, backend, metrics=metrics)
     policy = admission_policy(settings, store=store, service=service)
     warm_up = (
         functools.partial(

@@ -62,6 +62,7 @@ MEMBER_GUIDANCE = Bound(1.0, 15.0)
 
 # The service and admission limits (bot-wide settings, and a server's own through /faceadmin).
 MAX_BATCH = Bound(1, 32)
+EXPORT_THREADS = Bound(0, 32)  # 0: automatic (see Settings.resolved_export_threads)
 QUEUE_CAPACITY = Bound(1, 1000)
 USER_PENDING = Bound(1, 20)
 COOLDOWN_S = Bound(0.0, 3600.0)  # the policy forgets requests older than the longest cooldown

@@ -15,10 +15,11 @@ from t2f.errors import ConfigError
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
+    from t2f.serve.metrics import ServiceMetrics
     from t2f.serve.moderation import PromptFilter
     from t2f.serve.policy import Policy
     from t2f.serve.ray_backend import RayFaceBackend
-    from t2f.serve.service import JobService
+    from t2f.serve.service import FaceBackend, JobService
     from t2f.serve.store import Store
     from t2f.stages.gate import GateLimits, PortraitFraming
     from t2f.stages.pipeline import FacePipeline
@@ -153,6 +154,15 @@ def load_prompt_filter(settings: Settings) -> PromptFilter:
     from t2f.serve.moderation import PromptFilter
 
     return PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
+
+
+def job_service(settings: Settings, backend: FaceBackend, *, metrics: ServiceMetrics | None = None) -> JobService:
+    """The job service of the bot and of ``t2f serve``: batch size, queue, timeout and export threads."""
+    from t2f.serve.service import JobService
+
+    return JobService(backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
+                      job_timeout_s=settings.job_timeout_s, metrics=metrics,
+                      export_threads=settings.resolved_export_threads())  # fmt: skip
 
 
 def admission_policy(settings: Settings, *, store: Store, service: JobService) -> Policy:

@@ -141,6 +141,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "guild_ids": _parse_ids,
     "db_path": lambda var, raw: Path(raw.strip()).expanduser(),
     "max_batch": lambda var, raw: _parse_number(var, raw, bounds.MAX_BATCH),
+    "export_threads": lambda var, raw: _parse_number(var, raw, bounds.EXPORT_THREADS),
     "queue_capacity": lambda var, raw: _parse_number(var, raw, bounds.QUEUE_CAPACITY),
     "user_pending": lambda var, raw: _parse_number(var, raw, bounds.USER_PENDING),
     "cooldown_s": lambda var, raw: _parse_number(var, raw, bounds.COOLDOWN_S),

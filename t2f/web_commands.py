@@ -49,8 +49,7 @@ async def open_studio(
     import asyncio
     import functools
 
-    from t2f.build import admission_policy
-    from t2f.serve.service import JobService
+    from t2f.build import admission_policy, job_service
     from t2f.serve.store import Store
     from t2f.web.assets import installed_script
     from t2f.web.pages import PageKeepingBackend, open_pages
@@ -61,8 +60,7 @@ async def open_studio(
                                     secret=settings.web_secret, keep_days=settings.keep_days,
                                     public_url=settings.public_url)  # fmt: skip
     store = await Store.open(settings.db_path)
-    service = JobService(PageKeepingBackend(backend, pages), max_batch=settings.max_batch,
-                         capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s)  # fmt: skip
+    service = job_service(settings, PageKeepingBackend(backend, pages))
     policy = admission_policy(settings, store=store, service=service)
     studio = Studio(service=service, store=store, policy=policy, pages=pages,
                     defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size,

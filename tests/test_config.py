@@ -103,6 +103,18 @@ def test_speedups_are_opt_in_because_they_lose_at_batch_1() -> None:
     assert caught.value.user_message == "T2F_FUSE_QKV='maybe' is not allowed; allowed: auto, on, off."
 
 
+def test_export_threads_one_beside_cpu_painting_else_half_the_cores_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(device="cpu").resolved_export_threads() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert Settings(device="cuda").resolved_export_threads() == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert Settings(device="cuda").resolved_export_threads() == 1
+    assert settings_from_mapping({"T2F_EXPORT_THREADS": "3", "T2F_DEVICE": "cpu"}).resolved_export_threads() == 3
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"T2F_EXPORT_THREADS": "-1"})
+    assert "T2F_EXPORT_THREADS" in caught.value.user_message and "0..32" in caught.value.user_message
+
+
 @pytest.mark.parametrize(
     ("raw", "mode"),
     [("off", "off"), ("default", "default"), ("graphs", "graphs"), ("GRAPHS ", "graphs"), ("on", "default"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 from discord_fixtures import PhotoTextToImage
 
 from t2f.faces import FaceBox, FaceRequest
+from t2f.report import FaceReport
 from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.jobs import FAILED, JobRequest, JobStatus, Pending
+from t2f.serve.jobs import FAILED, FinishedFace, JobRequest, JobResult, JobStatus, Pending
 from t2f.serve.service import JobService
 from t2f.stages.detect import FaceDetector
 from t2f.stages.pipeline import FacePipeline
@@ -108,3 +110,35 @@ async def test_shutdown_waits_for_faces_still_being_found(stages: FacePipeline) 
     threading.Timer(0.2, release.set).start()
     assert await service.shutdown(timeout_s=30) == []
     assert handle.result.done() and handle.result.result().status == JobStatus.DONE
+
+
+class SlowExport:
+    """A backend whose faces need no GPU and whose files take a while, recording how many are written at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.writing = 0
+        self.most = 0
+
+    def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
+        return [FinishedFace(job=job, face=None, report=FaceReport(), seconds=0.0) for job in jobs]  # type: ignore[arg-type]
+
+    def export(self, finished: FinishedFace) -> JobResult:
+        with self.lock:
+            self.writing += 1
+            self.most = max(self.most, self.writing)
+        time.sleep(0.2)
+        with self.lock:
+            self.writing -= 1
+        return JobResult(finished.job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+async def test_export_threads_write_that_many_faces_at_once(threads: int) -> None:
+    backend = SlowExport()
+    service = JobService(backend, max_batch=4, export_threads=threads)
+    handles = [service.submit(face_job(f"job{i}", 2)) for i in range(4)]
+    results = await asyncio.wait_for(asyncio.gather(*(h.result for h in handles)), 30)
+    await service.shutdown()
+    assert [r.status for r in results] == [JobStatus.DONE] * 4
+    assert backend.most == threads

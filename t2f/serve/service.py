@@ -68,6 +68,7 @@ class JobService:
         job_timeout_s: float = 600.0,
         executor: ThreadPoolExecutor | None = None,
         metrics: ServiceMetrics | None = None,
+        export_threads: int = 1,
     ) -> None:
         self.metrics = metrics or ServiceMetrics()  # a private registry nobody scrapes, when none is given
         self.metrics.watch_queue(self.queued)
@@ -76,7 +77,8 @@ class JobService:
         self.capacity = capacity
         self.job_timeout_s = job_timeout_s
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
-        self.cpu_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-cpu")
+        # files are written here while the GPU paints: several threads keep up with a fast GPU's bursts
+        self.cpu_executor = ThreadPoolExecutor(max_workers=export_threads, thread_name_prefix="t2f-cpu")
         self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
         self.batch_seconds: dict[int, float] = {}  # batch size -> moving average of its batches' seconds
         self._queue = JobQueue()
