@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,15 +53,38 @@ def prnet_checkpoint(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
-def prnet_dir(prnet_checkpoint: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A PRNet folder as `t2f prnet import --uv-data` makes it: random weights, the real UV data."""
+def prnet_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A PRNet folder as `t2f prnet import --uv-data` makes it: random weights, the real UV data.
+
+    Imported from a random TF checkpoint where TensorFlow is installed (CI has it). A GPU host's Python
+    has no TensorFlow: there the same random network is saved straight from PyTorch.
+    """
     from t2f.stages.prnet.assets import PRNetAssets, install_uv_data
     from t2f.stages.prnet.checkpoint import import_tf_checkpoint
 
     folder = tmp_path_factory.mktemp("prnet")
-    import_tf_checkpoint(prnet_checkpoint, folder)
+    if importlib.util.find_spec("tensorflow") is not None:
+        import_tf_checkpoint(request.getfixturevalue("prnet_checkpoint"), folder)
+    else:
+        save_random_prnet(folder)
     install_uv_data(folder, assets=PRNetAssets(), source=shared_dir / "prnet" / "uv-data")
     return folder
+
+
+def save_random_prnet(folder: Path) -> None:
+    """``model.safetensors`` + ``config.json`` of a randomised ResFCN256, without TensorFlow."""
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+    from tiny_models import randomised_resfcn256
+
+    from t2f.files.outputs import json_bytes
+    from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
+
+    state = {k: v for k, v in randomised_resfcn256(0).state_dict().items() if not k.endswith("num_batches_tracked")}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    config = PRNetConfig(sha256=file_sha256(folder / WEIGHTS_FILE), source="random (no TensorFlow)")
+    (folder / CONFIG_FILE).write_bytes(json_bytes(asdict(config)))
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def test_compiled_models_never_recompile_after_the_warm_up(
     assert pipeline.prnet.memory_format == torch.channels_last
     assert stage.compile_cache is not None and not stage.compile_cache.warm
     backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
-    with caplog.at_level(logging.INFO, logger="t2f.serve.backend"):
+    with caplog.at_level(logging.INFO, logger="t2f.serve.warmup"):
         seconds = backend.warm_up(64, max_batch=settings.max_batch, compiled=True)
     assert set(seconds) == {1, 2, 4} and all(s > 0 for s in seconds.values())
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up took")]

@@ -93,12 +93,15 @@ def compile_pipeline(pipeline: Any, mode: str) -> Any:
     launches per step are what CUDA graphs remove. The VAE decode runs once per image and is bound by
     its convolutions' arithmetic (28.5 ms of 218 ms on an H200 with the UNet replayed), and
     DPM-Solver++ keeps its sigma table on the CPU: both stay eager (their gain on a GPU is unmeasured).
-    ``dynamic=False``: one specialised graph per batch bucket, which CUDA graphs need anyway. Compiled
-    lazily: the start-up warm-up's first call of each bucket pays for it.
+    ``dynamic=True``: one graph for every batch of two or more (dynamo specialises a batch of 1, the
+    bucket-1 job without guidance, into a second), so a cold start compiles twice, not once per bucket
+    and guidance (8 shapes at ``T2F_MAX_BATCH`` 8, ~50 s each on an H200), and a restart loads two graphs
+    from the cache. CUDA graphs are still recorded per shape, in the warm-up. Compiled lazily: the
+    warm-up's first calls pay for it.
     """
     torch_mode = TORCH_MODES[mode]
     if torch_mode is not None and not hasattr(pipeline.unet, "_orig_mod"):
-        pipeline.unet = torch.compile(pipeline.unet, mode=torch_mode, dynamic=False, fullgraph=False)
+        pipeline.unet = torch.compile(pipeline.unet, mode=torch_mode, dynamic=True, fullgraph=False)
     return pipeline
 
 
