@@ -287,7 +287,9 @@ def main(argv: list[str] | None = None) -> None:
         child = [sys.executable, str(Path(__file__).resolve()), "--child-warm-up", "--cache", str(args.cache),
                  "--max-batch", str(args.max_batch), *(["--smoke"] if args.smoke else [])]  # fmt: skip
         began = time.perf_counter()
-        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        with (report.out.parent / "restart.log").open("w") as log:  # the child's own log, for a failed restart
+            out = subprocess.run(child, check=True, stdout=subprocess.PIPE, stderr=log, text=True).stdout
+        out = out.strip().splitlines()[-1]
         m["warm"] = {**json.loads(out), "process_s": time.perf_counter() - began}
 
     section("warm restart", restart)
