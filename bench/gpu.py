@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import subprocess
@@ -213,6 +214,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("t2f").setLevel(logging.INFO)  # the warm-up's line: what compiled, what the cache served
     _, raw, _, _ = reference_face()
     uv = UVData.load(shared_dir() / "prnet" / "uv-data")
     if args.child_warm_up:
