@@ -31,12 +31,12 @@ def _cache_counters() -> tuple[int, int]:
 def warm_up(backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: bool) -> dict[int, float]:
     """Short generations and reconstructions, so no member's job pays start-up costs.
 
-    With a compiled stage (``T2F_COMPILE``) every batch bucket runs with and without classifier-free
-    guidance (guidance 1 halves the UNet's batch), so each shape the UNet and PRNet can meet is
-    compiled, or captured into CUDA graphs, here and never in a job; then each bucket runs once more,
-    timed. ``compiled`` asks for the same on a stage without buckets (one face with and without
-    guidance, then ``max_batch`` faces). A compile or capture error turns both models eager with one
-    warning line and the warm-up goes on eagerly: it never stops the bot.
+    With a compiled stage (``T2F_COMPILE``) every batch bucket runs once with classifier-free guidance,
+    so each shape the UNet and PRNet can meet is compiled, or captured into CUDA graphs, here and never
+    in a job (unguided batches run the eager UNet); then each bucket runs once more, timed.
+    ``compiled`` asks for the same on a stage without buckets (one face, then ``max_batch`` faces). A
+    compile or capture error turns both models eager with one warning line and the warm-up goes on
+    eagerly: it never stops the bot.
 
     Returns
     -------
@@ -46,7 +46,7 @@ def warm_up(backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: b
     buckets = tuple(getattr(stage, "buckets", ()))
     fast = bool(buckets) or compiled or getattr(stage, "compiled", False) or prnet.compiled
     sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
-    runs = [(count, guidance) for count in sizes for guidance in ((7.5, 1.0) if fast else (7.5,))]
+    runs = [(count, 7.5) for count in sizes]  # unguided batches run the eager UNet (TextToImage._paint)
     started = time.perf_counter()
     hits_misses = _cache_counters() if fast else (0, 0)
     try:
@@ -91,7 +91,7 @@ def _warm_note(stage: object, runs: list[tuple[int, float]], before: tuple[int, 
     if not getattr(stage, "compiled", False):
         return " (eager)"
     hits, misses = (now - then for now, then in zip(_cache_counters(), before, strict=True))
-    shapes = ", ".join(f"{count}{'' if guidance > 1 else ' no-CFG'}" for count, guidance in runs)
+    shapes = ", ".join(str(count) for count, _ in runs)
     cache = getattr(stage, "compile_cache", None)
     where = "no compile cache" if cache is None else (
         f"compile cache {cache.folder} {'warm' if cache.warm else 'cold'} ({cache.files_before} files before)"

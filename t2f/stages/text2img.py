@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -93,16 +93,28 @@ def compile_pipeline(pipeline: Any, mode: str) -> Any:
     launches per step are what CUDA graphs remove. The VAE decode runs once per image and is bound by
     its convolutions' arithmetic (28.5 ms of 218 ms on an H200 with the UNet replayed), and
     DPM-Solver++ keeps its sigma table on the CPU: both stay eager (their gain on a GPU is unmeasured).
-    ``dynamic=True``: one graph for every batch of two or more (dynamo specialises a batch of 1, the
-    bucket-1 job without guidance, into a second), so a cold start compiles twice, not once per bucket
-    and guidance (8 shapes at ``T2F_MAX_BATCH`` 8, ~50 s each on an H200), and a restart loads two graphs
-    from the cache. CUDA graphs are still recorded per shape, in the warm-up. Compiled lazily: the
-    warm-up's first calls pay for it.
+
+    Shapes: static but for the batch, which is marked dynamic on every call (:func:`_dynamic_batch`).
+    Fully static, each bucket with and without guidance compiled alone (~53 s each, and ~10.7 s each
+    again from the cache at every restart, on an H100); ``dynamic=True`` made the image sides symbolic
+    too and one compile ran past 7 minutes. With the batch alone dynamic the UNet compiles into a
+    graph per range of batch sizes that dynamo tells apart (2-15 and 16+ on a CPU; a batch of one is
+    always its own), and CUDA graphs are still recorded per bucket, in the warm-up. Compiled lazily:
+    the warm-up's first calls pay for it.
     """
     torch_mode = TORCH_MODES[mode]
     if torch_mode is not None and not hasattr(pipeline.unet, "_orig_mod"):
-        pipeline.unet = torch.compile(pipeline.unet, mode=torch_mode, dynamic=True, fullgraph=False)
+        unet = cast(torch.nn.Module, torch.compile(pipeline.unet, mode=torch_mode, dynamic=False, fullgraph=False))
+        unet.register_forward_pre_hook(_dynamic_batch, with_kwargs=True)  # runs eagerly, before dynamo's frame
+        pipeline.unet = unet
     return pipeline
+
+
+def _dynamic_batch(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Mark the batch dimension of the UNet's latents and text embeddings dynamic (where dynamo can keep it so)."""
+    for tensor in (args[0] if args else kwargs.get("sample"), kwargs.get("encoder_hidden_states")):
+        if isinstance(tensor, torch.Tensor) and tensor.dim() > 0:
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
 
 
 class TextToImage:
@@ -315,8 +327,6 @@ class TextToImage:
     ) -> tuple[Any, dict[str, float]]:
         """Steps 2-3 of :meth:`generate_batch` for a (padded) batch; previews cover the first ``count``."""
         first = requests[0]
-        # 2. One generator per request makes its noise independent of the batch around it.
-        generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
         marks: dict[str, float] = {"start": time.perf_counter()}
 
         # 3. Denoise, reporting each step.
@@ -331,7 +341,26 @@ class TextToImage:
                 on_step(StepProgress(step=step, total=total, previews=previews))
             return kwargs
 
-        output = self.pipeline(
+        compiled_unet = self.pipeline.unet
+        # Unguided (guidance <= 1, a rare request): the eager UNet. Its batch of one would be one more
+        # compiled graph to load at every start (~10.7 s each from the cache on an H100).
+        unguided = self.compiled and first.guidance <= 1
+        if unguided:
+            self.pipeline.unet = compiled_unet._orig_mod
+        try:
+            output = self._run_pipeline(requests, step_end)
+        finally:
+            if unguided:
+                self.pipeline.unet = compiled_unet
+        end = time.perf_counter()
+        last_step = marks.get("last_step", end)
+        return output, {"encode_and_denoise": last_step - marks["start"], "decode_and_safety": end - last_step}
+
+    def _run_pipeline(self, requests: Sequence[FaceRequest], step_end: Callable[..., dict[str, Any]]) -> Any:
+        first = requests[0]
+        # 2. One generator per request makes its noise independent of the batch around it.
+        generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
+        return self.pipeline(
             prompt=[r.prompt for r in requests],
             negative_prompt=[r.negative_prompt for r in requests],
             height=first.size,
@@ -343,6 +372,3 @@ class TextToImage:
             callback_on_step_end=step_end,
             callback_on_step_end_tensor_inputs=["latents"],
         )
-        end = time.perf_counter()
-        last_step = marks.get("last_step", end)
-        return output, {"encode_and_denoise": last_step - marks["start"], "decode_and_safety": end - last_step}
