@@ -29,15 +29,26 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
     assert report.strip() in done.stdout  # the printed table is the written one
     assert report.startswith("# GPU fast path benchmark (CPU smoke test, NOT a GPU result)")
     rows = [line for line in report.splitlines() if line.startswith("| ")]
-    assert rows[0] == "| measurement | eager | fast path (eager + buckets (no CUDA)) | eager / fast |"
+    assert rows[0] == "| measurement | eager | fast path (eager + buckets (no CUDA)) | speed-up |"
     names = [row.split(" | ")[0][2:] for row in rows[2:]]  # after the header and its --- line
+    whole, detect = (
+        "service, whole-image crop: ",
+        "service, detection (10 ms stand-in) on the GPU thread -> own thread: ",
+    )
+    service = ["one member at a time: submit -> files p50", "one member at a time: p95",
+               "4-job burst, faces per minute", "4-job burst, latency p50"]  # fmt: skip
     assert names == [
         "text-to-image, batch 1: ms per batch", "text-to-image, batch 1: faces per minute",
         "text-to-image, batch 2: ms per batch", "text-to-image, batch 2: faces per minute",
         "PRNet network, batch 1: ms per call", "PRNet network, batch 2: ms per call",
-        "service, one member at a time: submit -> files p50", "service, one member at a time: p95",
-        "service, 4-job burst: faces per minute", "service, 4-job burst: latency p50",
+        *(whole + row for row in service), *(detect + row for row in service),
         "start-up warm-up, cold (empty compile cache)", "start-up warm-up, restart with the cache",
+        "graphs compiled after the warm-up (painting and serving; should be 0)",
+        "same seed, eager vs fast image: mean absolute difference (0-255)",
     ]  # fmt: skip
     assert all(len(row.split(" | ")) == 4 for row in rows)
+    measured = [row.split(" | ")[1:3] for row in rows[2:14]]  # every section ran: no cell left empty
+    assert all(cell not in ("", "—") for pair in measured for cell in pair), measured
+    assert "Not measured" not in report
+    assert rows[-1].split(" | ")[2] == "0.00"  # eager on both sides here: the same seed paints the same pixels
     assert "the issue's targets apply to a GPU run only" in report
