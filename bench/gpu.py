@@ -1,4 +1,4 @@
-"""Benchmark: the GPU fast path (T2F_COMPILE=graphs) against eager, in one run, in about 7 minutes.
+"""Benchmark: the GPU fast path (T2F_COMPILE=graphs) against eager, in one run, in about 5 minutes.
 
     python bench/gpu.py                    # a CUDA host: SD v1-4 architecture with random weights, 512 px, 25 steps
     python bench/gpu.py --smoke            # the tiny test model on the CPU, 2 steps (CI runs this; ~1.5 min)
