@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import FAILED, FinishedFace, JobRequest, JobResult, JobStatus, Pending
 from t2f.serve.service import JobService
 from t2f.stages.detect import FaceDetector
+from t2f.stages.gate import GateLimits
 from t2f.stages.pipeline import FacePipeline
 
 
@@ -142,3 +144,26 @@ async def test_export_threads_write_that_many_faces_at_once(threads: int) -> Non
     await service.shutdown()
     assert [r.status for r in results] == [JobStatus.DONE] * 4
     assert backend.most == threads
+
+
+class NoFaceFirst(WatchedDetector):
+    """The session's MTCNN, except that the first image has no face (the gate sends it back to be repainted)."""
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        found = super().detect(image)
+        return [] if len(self.threads) == 1 else found
+
+
+async def test_a_repaint_decided_on_the_faces_thread_is_painted_again(stages: FacePipeline) -> None:
+    painter = PhotoTextToImage()
+    detector = NoFaceFirst(stages.detector)
+    pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=detector, text_to_image=painter)
+    backend = LocalFaceBackend(pipeline, crop="detect", preview_every=0, overlap=True, gate=GateLimits())
+    service = JobService(backend, max_batch=4)
+    job = dataclasses.replace(face_job("job1", 2), repaints_left=1)
+    handle = service.submit(job)
+    result = await asyncio.wait_for(handle.result, 60)  # the worker had nothing left to do when the repaint came
+    await service.shutdown()
+    assert result.status == JobStatus.DONE
+    assert painter.prompts == ["a face", "a face"] and len(detector.threads) == 2
+    assert result.report is not None and result.report.seeds_tried == (0,)

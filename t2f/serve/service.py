@@ -346,6 +346,7 @@ class JobService:
         self.metrics.repainted(repaint.note)
         handle.update(JobProgress(handle.job.job_id, JobPhase.REPAINTING, note=repaint.note))
         self._queue.add_front(handle)
+        self._kick()  # a repaint from the faces thread may come after the worker found the queue empty
 
     def _export_later(self, handle: JobHandle, finished: FinishedFace) -> None:
         """Write a job's files on the CPU thread; the GPU worker goes on with the next batch meanwhile."""
