@@ -98,9 +98,9 @@ def compile_pipeline(pipeline: Any, mode: str) -> Any:
     Fully static, each bucket with and without guidance compiled alone (~53 s each, and ~10.7 s each
     again from the cache at every restart, on an H100); ``dynamic=True`` made the image sides symbolic
     too and one compile ran past 7 minutes. With the batch alone dynamic the UNet compiles into a
-    graph per range of batch sizes that dynamo tells apart (2-15 and 16+ on a CPU; a batch of one is
-    always its own), and CUDA graphs are still recorded per bucket, in the warm-up. Compiled lazily:
-    the warm-up's first calls pay for it.
+    graph per range of batch sizes that dynamo tells apart (UNet batches 2-15 and 16+ on a CPU, where the
+    convolution backend depends on it; guided batches are never 1), and CUDA graphs are still recorded
+    per bucket, in the warm-up. Compiled lazily: the warm-up's first calls pay for it.
     """
     torch_mode = TORCH_MODES[mode]
     if torch_mode is not None and not hasattr(pipeline.unet, "_orig_mod"):
