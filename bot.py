@@ -192,7 +192,11 @@ async def run_bot(settings: Settings, token: str) -> None:
     policy = admission_policy(settings, store=store, service=service)
     warm_up = (
         functools.partial(
-            backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off"
+            backend.warm_up,
+            settings.image_size,
+            max_batch=settings.max_batch,
+            compiled=settings.compile != "off",
+            steps=settings.steps,
         )
         if settings.warmup
         else None

@@ -114,7 +114,8 @@ def load_replica_backend(settings: Settings) -> LocalFaceBackend:
     """What each Ray replica runs once at start: the local backend from ``settings``, warmed up when configured."""
     backend = _load_local_backend(settings, overlap=False)  # a replica streams each face as it is done
     if settings.warmup:
-        backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off")
+        backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off",
+                        steps=settings.steps)  # fmt: skip
     return backend
 
 

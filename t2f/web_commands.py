@@ -92,7 +92,11 @@ async def _serve(settings: Settings, backend: LocalFaceBackend | RayFaceBackend,
         print(f"t2f serve: open {server.url}/ (Ctrl-C stops)", file=sys.stderr)
         if settings.warmup:  # /healthz answers 503 "warming up" meanwhile
             warm_up = functools.partial(
-                backend.warm_up, settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off"
+                backend.warm_up,
+                settings.image_size,
+                max_batch=settings.max_batch,
+                compiled=settings.compile != "off",
+                steps=settings.steps,
             )
             await service.warm_up(warm_up)
         stop = asyncio.Event()

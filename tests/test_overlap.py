@@ -167,3 +167,15 @@ async def test_a_repaint_decided_on_the_faces_thread_is_painted_again(stages: Fa
     assert result.status == JobStatus.DONE
     assert painter.prompts == ["a face", "a face"] and len(detector.threads) == 2
     assert result.report is not None and result.report.seeds_tried == (0,)
+
+
+def test_the_warm_up_estimates_each_buckets_time_at_the_members_step_count(stages: FacePipeline) -> None:
+    painter = PhotoTextToImage(step_seconds=0.02)
+    painter.buckets = (1, 2)  # type: ignore[attr-defined]  # as a compiled stage has: the warm-up times each bucket
+    pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, text_to_image=painter)
+    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0)
+    few = backend.warm_up(64, max_batch=2, steps=2)
+    many = backend.warm_up(64, max_batch=2, steps=30)
+    assert set(few) == set(many) == {1, 2}
+    for count in (1, 2):  # 28 more steps of 20 ms painting; PRNet and the mesh cost the same either way
+        assert 0.56 * 0.7 < many[count] - few[count] < 0.56 * 1.4, (few, many)

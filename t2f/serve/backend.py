@@ -103,10 +103,12 @@ class LocalFaceBackend:
         self.framing = framing or PortraitFraming(template="", negative="")  # default: paint the words as given
         self.gate = gate  # None: any detected face is used (the largest), no repaints for pose or size
 
-    def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False) -> dict[int, float]:
+    def warm_up(
+        self, size: int = 512, *, max_batch: int = 1, compiled: bool = False, steps: int = 2
+    ) -> dict[int, float]:
         """Run every shape the models will meet once (see :func:`t2f.serve.warmup.warm_up`); call it on the
-        thread that runs batches. Returns batch size -> seconds of one 2-step batch, for the ETA."""
-        return warm_up(self, size, max_batch=max_batch, compiled=compiled)
+        thread that runs batches. Returns batch size -> estimated seconds of a ``steps``-step batch, for the ETA."""
+        return warm_up(self, size, max_batch=max_batch, compiled=compiled, steps=steps)
 
     def run_batch(
         self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]

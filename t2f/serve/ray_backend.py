@@ -126,7 +126,7 @@ class RayFaceBackend:
         log.info("Ray Serve app %r: %d to %d %s replicas", APP, min_replicas, max_replicas, DEPLOYMENT)
         return cls(handle, chunks=max_replicas)
 
-    def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False) -> None:
+    def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False, steps: int = 2) -> None:
         """Wait until a replica answers (replicas load and warm their models up when they start)."""
         log.info("first face worker ready: %s", self.handle.ready.remote().result())
 

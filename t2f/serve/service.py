@@ -91,7 +91,7 @@ class JobService:
         self._closing = False
         self.warmed = False  # the models ran once (warm-up or a first batch): see health()
         self._batch_started = 0.0  # monotonic time the running batch started
-        self._seeded: set[int] = set()  # batch sizes whose estimate is still the warm-up's (2-step) seed
+        self._seeded: set[int] = set()  # batch sizes whose estimate is still the warm-up's seed
 
     # -- queries -----------------------------------------------------------------------------------
     @property

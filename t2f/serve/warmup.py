@@ -28,19 +28,24 @@ def _cache_counters() -> tuple[int, int]:
     return cache_counters()
 
 
-def warm_up(backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: bool) -> dict[int, float]:
+def warm_up(
+    backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: bool, steps: int = 2
+) -> dict[int, float]:
     """Short generations and reconstructions, so no member's job pays start-up costs.
 
     With a compiled stage (``T2F_COMPILE``) every batch bucket runs once with classifier-free guidance,
     so each shape the UNet and PRNet can meet is compiled, or captured into CUDA graphs, here and never
-    in a job (unguided batches run the eager UNet); then each bucket runs once more, timed.
+    in a job (unguided batches run the eager UNet); then each bucket is timed painting 2 and 4 steps, and
+    its time for ``steps`` (the members' default) extrapolated: painting grows by the step, PRNet and
+    the mesh do not.
     ``compiled`` asks for the same on a stage without buckets (one face, then ``max_batch`` faces). A
     compile or capture error turns both models eager with one warning line and the warm-up goes on
     eagerly: it never stops the bot.
 
     Returns
     -------
-    seconds : batch size -> seconds of one 2-step batch after compiling, to seed the service's ETA.
+    seconds : batch size -> estimated seconds of a ``steps``-step batch (a 2-step batch's seconds when
+        nothing compiled: the eager CPU path pays for no extra timing runs), to seed the service's ETA.
     """
     stage, prnet = backend.pipeline.text_to_image, backend.pipeline.prnet
     buckets = tuple(getattr(stage, "buckets", ()))
@@ -52,10 +57,9 @@ def warm_up(backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: b
     try:
         seconds: dict[int, float] = {}
         for count, guidance in runs:
-            took = _warm_run(backend, count, guidance, size)
-            seconds.setdefault(count, took)
-        if fast:  # the runs above compiled: time each size again
-            seconds = {count: _warm_run(backend, count, 7.5, size) for count in sizes}
+            seconds.setdefault(count, sum(_warm_run(backend, count, guidance, size)))
+        if fast:  # the runs above compiled: time each size again, at two step counts
+            seconds = {count: _estimate(backend, count, size, steps) for count in sizes}
     except Exception as exc:
         if not fast:
             raise
@@ -65,25 +69,34 @@ def warm_up(backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: b
         if hasattr(stage, "use_eager"):
             stage.use_eager()
         prnet.use_eager()
-        seconds = {1: _warm_run(backend, 1, 7.5, size)}
+        seconds = {1: sum(_warm_run(backend, 1, 7.5, size))}
     log.info("warm-up took %.1f s%s", time.perf_counter() - started, _warm_note(stage, runs, hits_misses))
     return seconds
 
 
-def _warm_run(backend: LocalFaceBackend, count: int, guidance: float, size: int) -> float:
-    """Paint and reconstruct ``count`` 2-step faces; seconds taken."""
+def _estimate(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:
+    """Seconds of a ``steps``-step batch of ``count``, from timed 2- and 4-step batches."""
+    paint_2, rest_2 = _warm_run(backend, count, 7.5, size, steps=2)
+    paint_4, rest_4 = _warm_run(backend, count, 7.5, size, steps=4)
+    per_step = max(0.0, (paint_4 - paint_2) / 2)
+    return paint_2 + per_step * max(0, steps - 2) + min(rest_2, rest_4)
+
+
+def _warm_run(backend: LocalFaceBackend, count: int, guidance: float, size: int, steps: int = 2) -> tuple[float, float]:
+    """Paint and reconstruct ``count`` faces of ``steps`` steps; (seconds painting, seconds after)."""
     started = time.perf_counter()
     requests = [
-        FaceRequest("a portrait photo of a face", seed=seed, steps=2, guidance=guidance, size=size)
+        FaceRequest("a portrait photo of a face", seed=seed, steps=steps, guidance=guidance, size=size)
         for seed in range(count)
     ]
     pipeline = backend.pipeline
     painted = pipeline.text_to_image.generate_batch(requests)
+    painting = time.perf_counter() - started
     images = [p.image if p.image is not None else np.zeros((size, size, 3), np.uint8) for p in painted]
     if backend.crop != "whole":  # the detector's first call builds its graphs; its verdict does not matter
         pipeline.reconstruct_many(images, crop=backend.crop)
     pipeline.reconstruct_many(images, crop="whole")  # PRNet at this batch size, face or not
-    return time.perf_counter() - started
+    return painting, time.perf_counter() - started - painting
 
 
 def _warm_note(stage: object, runs: list[tuple[int, float]], before: tuple[int, int]) -> str:
