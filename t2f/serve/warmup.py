@@ -37,10 +37,9 @@ def warm_up(
     so each shape the UNet and PRNet can meet is compiled, or captured into CUDA graphs, here and never
     in a job (unguided batches run the eager UNet); then each bucket is timed painting 2 and 4 steps, and
     its time for ``steps`` (the members' default) extrapolated: painting grows by the step, PRNet and
-    the mesh do not.
-    ``compiled`` asks for the same on a stage without buckets (one face, then ``max_batch`` faces). A
-    compile or capture error turns both models eager with one warning line and the warm-up goes on
-    eagerly: it never stops the bot.
+    the mesh do not. ``compiled`` asks for the same on a stage without buckets (one face, then
+    ``max_batch`` faces). A compile or capture error turns both models eager with one warning line and
+    the warm-up goes on eagerly: it never stops the bot.
 
     Returns
     -------
