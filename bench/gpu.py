@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from common import measure, shared_dir
 from models import sd14_pipeline, tiny_pipeline
 from reconstruction import reference_face
 
+from t2f.bounds import default_export_threads
 from t2f.faces import FaceBox, FaceRequest
 from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
@@ -206,7 +206,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.singles, args.burst = (10, 32) if not args.smoke else (2, 4)
     args.max_batch = min(args.max_batch, 2) if args.smoke else args.max_batch
     args.buckets = buckets_for(args.max_batch)
-    args.export_threads = min(4, max(1, (os.cpu_count() or 2) // 2)) if cuda else 1
+    args.export_threads = default_export_threads(on_gpu=cuda)  # what T2F_EXPORT_THREADS=0 gives this host
     args.detect_s = MTCNN_S if cuda else 0.01
     args.cache = args.cache or Path(tempfile.mkdtemp(prefix="t2f-compile-"))
     return args
@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
                 report.skipped.append(f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
         report.write(time.perf_counter() - started)
 
-    backend = build(args, raw, uv)
+    backend = build(args, raw, uv, overlap=True)
+    faces_thread, backend.faces_thread = backend.faces_thread, None  # eager: detection on the GPU thread
     stage = backend.pipeline.text_to_image
     eager_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600)
     m = report.numbers
@@ -254,20 +255,19 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(eager_service.shutdown())
 
     # 2. The fast path as the bot starts it: cache, compile, warm-up over every bucket x guidance (cold).
-    fast_backend = backend
-    fast_backend.faces_thread = build_faces_thread()
-    fast_service = JobService(fast_backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600,
+    backend.faces_thread = faces_thread
+    fast_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600,
                               export_threads=args.export_threads)  # fmt: skip
 
     def cold() -> None:
         use_compile_cache(args.cache)
-        make_fast(fast_backend, raw, args)
-        m["cold"] = warm_up_s(fast_service, fast_backend, args)
+        make_fast(backend, raw, args)
+        m["cold"] = warm_up_s(fast_service, backend, args)
 
     def fast() -> None:
         compiled_before = sum(cache_counters())
         m["fast_paint"] = {b: paint_ms(fast_service, stage, b, args) for b in args.buckets}
-        m["fast_prnet"] = {b: prnet_ms(fast_service, fast_backend.pipeline.prnet, b, args) for b in args.buckets}
+        m["fast_prnet"] = {b: prnet_ms(fast_service, backend.pipeline.prnet, b, args) for b in args.buckets}
         image = on_gpu_thread(fast_service, lambda: stage.generate_batch(requests(1, args))[0].image)
         if "eager_image" in m:
             m["image_diff"] = float(np.abs(image.astype(np.float32) - m["eager_image"].astype(np.float32)).mean())
@@ -275,10 +275,10 @@ def main(argv: list[str] | None = None) -> None:
         m["recompiles"] = sum(cache_counters()) - compiled_before  # the warm-up covered every shape: 0
 
     def detection() -> None:  # the stand-in detector: on the GPU thread, then on its own
-        fast_backend.crop, fast_backend.pipeline.detector = "detect", StandInDetector(args.detect_s)
-        faces_thread, fast_backend.faces_thread = fast_backend.faces_thread, None
+        backend.crop, backend.pipeline.detector = "detect", StandInDetector(args.detect_s)
+        backend.faces_thread = None
         m["detect_serial"] = service_numbers(fast_service, args, "s")
-        fast_backend.faces_thread = faces_thread
+        backend.faces_thread = faces_thread
         m["detect_overlap"] = service_numbers(fast_service, args, "o")
 
     section("cold warm-up", cold)
@@ -296,12 +296,6 @@ def main(argv: list[str] | None = None) -> None:
         m["warm"] = {**json.loads(out), "process_s": time.perf_counter() - began}
 
     section("warm restart", restart)
-
-
-def build_faces_thread() -> Any:
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-faces")
 
 
 if __name__ == "__main__":

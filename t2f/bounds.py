@@ -9,6 +9,7 @@ Settings (``t2f.config``), the stages' request checks, the Discord commands' ``R
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -62,7 +63,16 @@ MEMBER_GUIDANCE = Bound(1.0, 15.0)
 
 # The service and admission limits (bot-wide settings, and a server's own through /faceadmin).
 MAX_BATCH = Bound(1, 32)
-EXPORT_THREADS = Bound(0, 32)  # 0: automatic (see Settings.resolved_export_threads)
+EXPORT_THREADS = Bound(0, 32)  # 0: automatic (default_export_threads)
+
+
+def default_export_threads(*, on_gpu: bool) -> int:
+    """Threads writing result files when ``T2F_EXPORT_THREADS`` is 0: one where painting runs on the CPU (it
+    already uses every core), else half the cores up to 4 (a face's files cost ~0.32 s of CPU, mostly in
+    numpy and zlib, which release the GIL: one thread would cap a GPU's burst)."""
+    return min(4, max(1, (os.cpu_count() or 2) // 2)) if on_gpu else 1
+
+
 QUEUE_CAPACITY = Bound(1, 1000)
 USER_PENDING = Bound(1, 20)
 COOLDOWN_S = Bound(0.0, 3600.0)  # the policy forgets requests older than the longest cooldown

@@ -251,13 +251,8 @@ class Settings:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def resolved_export_threads(self) -> int:
-        """Threads for writing files: on a CPU painting already uses every core; beside a GPU a face's files
-        (~320 ms of CPU each, mostly in numpy and zlib, which release the GIL) would otherwise cap a burst."""
-        if self.export_threads:
-            return self.export_threads
-        if not self.resolved_device().startswith("cuda"):
-            return 1
-        return min(4, max(1, (os.cpu_count() or 2) // 2))
+        """``T2F_EXPORT_THREADS``, or :func:`~t2f.bounds.default_export_threads` for the device when it is 0."""
+        return self.export_threads or bounds.default_export_threads(on_gpu=self.resolved_device().startswith("cuda"))
 
     def resolved_dtype(self) -> str:
         """The concrete dtype name: float16 on CUDA and float32 on CPU unless set explicitly."""

@@ -50,13 +50,12 @@ def warm_up(
     buckets = tuple(getattr(stage, "buckets", ()))
     fast = bool(buckets) or compiled or getattr(stage, "compiled", False) or prnet.compiled
     sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
-    runs = [(count, 7.5) for count in sizes]  # unguided batches run the eager UNet (TextToImage._paint)
     started = time.perf_counter()
     hits_misses = _cache_counters() if fast else (0, 0)
     try:
         seconds: dict[int, float] = {}
-        for count, guidance in runs:
-            seconds.setdefault(count, sum(_warm_run(backend, count, guidance, size)))
+        for count in sizes:  # guided: unguided batches run the eager UNet (TextToImage._paint)
+            seconds.setdefault(count, sum(_warm_run(backend, count, size)))
         if fast:  # the runs above compiled: time each size again, at two step counts
             seconds = {count: _estimate(backend, count, size, steps) for count in sizes}
     except Exception as exc:
@@ -68,24 +67,24 @@ def warm_up(
         if hasattr(stage, "use_eager"):
             stage.use_eager()
         prnet.use_eager()
-        seconds = {1: sum(_warm_run(backend, 1, 7.5, size))}
-    log.info("warm-up took %.1f s%s", time.perf_counter() - started, _warm_note(stage, runs, hits_misses))
+        seconds = {1: sum(_warm_run(backend, 1, size))}
+    log.info("warm-up took %.1f s%s", time.perf_counter() - started, _warm_note(stage, sizes, hits_misses))
     return seconds
 
 
 def _estimate(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:
     """Seconds of a ``steps``-step batch of ``count``, from timed 2- and 4-step batches."""
-    paint_2, rest_2 = _warm_run(backend, count, 7.5, size, steps=2)
-    paint_4, rest_4 = _warm_run(backend, count, 7.5, size, steps=4)
+    paint_2, rest_2 = _warm_run(backend, count, size, steps=2)
+    paint_4, rest_4 = _warm_run(backend, count, size, steps=4)
     per_step = max(0.0, (paint_4 - paint_2) / 2)
     return paint_2 + per_step * max(0, steps - 2) + min(rest_2, rest_4)
 
 
-def _warm_run(backend: LocalFaceBackend, count: int, guidance: float, size: int, steps: int = 2) -> tuple[float, float]:
-    """Paint and reconstruct ``count`` faces of ``steps`` steps; (seconds painting, seconds after)."""
+def _warm_run(backend: LocalFaceBackend, count: int, size: int, steps: int = 2) -> tuple[float, float]:
+    """Paint and reconstruct ``count`` guided faces of ``steps`` steps; (seconds painting, seconds after)."""
     started = time.perf_counter()
     requests = [
-        FaceRequest("a portrait photo of a face", seed=seed, steps=steps, guidance=guidance, size=size)
+        FaceRequest("a portrait photo of a face", seed=seed, steps=steps, guidance=7.5, size=size)
         for seed in range(count)
     ]
     pipeline = backend.pipeline
@@ -98,12 +97,12 @@ def _warm_run(backend: LocalFaceBackend, count: int, guidance: float, size: int,
     return painting, time.perf_counter() - started - painting
 
 
-def _warm_note(stage: object, runs: list[tuple[int, float]], before: tuple[int, int]) -> str:
+def _warm_note(stage: object, sizes: tuple[int, ...], before: tuple[int, int]) -> str:
     """What the warm-up covered and whether the compile cache served it, for the start-up log."""
     if not getattr(stage, "compiled", False):
         return " (eager)"
     hits, misses = (now - then for now, then in zip(_cache_counters(), before, strict=True))
-    shapes = ", ".join(str(count) for count, _ in runs)
+    shapes = ", ".join(map(str, sizes))
     cache = getattr(stage, "compile_cache", None)
     where = "no compile cache" if cache is None else (
         f"compile cache {cache.folder} {'warm' if cache.warm else 'cold'} ({cache.files_before} files before)"
