@@ -112,7 +112,10 @@ def test_export_threads_one_beside_cpu_painting_else_half_the_cores_up_to_four(m
     assert settings_from_mapping({"T2F_EXPORT_THREADS": "3", "T2F_DEVICE": "cpu"}).resolved_export_threads() == 3
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping({"T2F_EXPORT_THREADS": "-1"})
-    assert "T2F_EXPORT_THREADS" in caught.value.user_message and "0..32" in caught.value.user_message
+    assert caught.value.user_message == "T2F_EXPORT_THREADS=-1 is out of range; allowed: 0..32."
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"T2F_EXPORT_THREADS": "many"})
+    assert caught.value.user_message == "T2F_EXPORT_THREADS='many' is not a whole number; allowed: 0..32."
 
 
 @pytest.mark.parametrize(
