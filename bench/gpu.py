@@ -37,6 +37,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,7 @@ def prnet_ms(service: JobService, prnet: PRNet, count: int, args: argparse.Names
 async def serve(service: JobService, args: argparse.Namespace, *, burst: int, tag: str) -> dict[str, float]:
     """Submit -> files: one job at a time (``burst`` 0, ``args.singles`` jobs) or ``burst`` jobs at once."""
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {}  # seconds per stage of each face's report (one at a time only)
     start = time.perf_counter()
     for wave in [[i] for i in range(args.singles)] if burst == 0 else [list(range(burst))]:
         submitted = time.perf_counter()
@@ -153,9 +155,13 @@ async def serve(service: JobService, args: argparse.Namespace, *, burst: int, ta
             handles.append(handle)
         results = await asyncio.gather(*(h.result for h in handles))
         assert all(r.status == "done" for r in results), [r.user_message for r in results]
+        for result in results if burst == 0 else []:
+            for name, seconds in (result.report.timings_s if result.report else {}).items():
+                stages.setdefault(name, []).append(seconds)
     total = time.perf_counter() - start
     return {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
-            "per_min": len(latencies) / total * 60}  # fmt: skip
+            "per_min": len(latencies) / total * 60,
+            "stages": {name: float(np.median(values)) for name, values in stages.items()}}  # fmt: skip
 
 
 def service_numbers(service: JobService, args: argparse.Namespace, tag: str) -> dict[str, dict[str, float]]:
@@ -256,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. The fast path as the bot starts it: cache, compile, warm-up over every bucket x guidance (cold).
     backend.faces_thread = faces_thread
+    if args.export_threads > 1:  # what T2F_EXPORT_THREADS gives t2f.build's backend: helpers for each face's parts
+        backend.export_pool = ThreadPoolExecutor(args.export_threads, thread_name_prefix="t2f-files")
     fast_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600,
                               export_threads=args.export_threads)  # fmt: skip
 

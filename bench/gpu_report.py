@@ -119,6 +119,13 @@ class Report:
         else:
             lines.append("No CUDA: the fast path ran eagerly (padding to buckets, the warm-up over every bucket); "
                          "the issue's targets apply to a GPU run only.")  # fmt: skip
+        for label, key in [("eager", "eager_service"), ("fast, whole-image crop", "fast_service"),
+                           ("fast, detection on its own thread", "detect_overlap")]:  # fmt: skip
+            stages = self.numbers.get(key, {}).get("one", {}).get("stages")
+            if stages:
+                said = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in stages.items())
+                lines.append(f"Where one member's time went ({label}; median ms per stage, from the job reports; "
+                             f"parts made on several threads add up their own times): {said}.")  # fmt: skip
         if self.skipped:
             lines.append("Not measured: " + "; ".join(self.skipped) + ".")
         return "\n\n".join(lines)

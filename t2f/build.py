@@ -107,6 +107,7 @@ def _load_local_backend(settings: Settings, *, overlap: bool = True) -> LocalFac
     return LocalFaceBackend(
         pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0, framing=framing(settings),
         gate=gate_limits(settings), overlap=overlap and settings.resolved_device().startswith("cuda"),
+        export_threads=settings.resolved_export_threads(),
     )  # fmt: skip
 
 

@@ -161,8 +161,8 @@ class Settings:
     max_batch: int = _setting("T2F_MAX_BATCH", 8, "Most jobs painted together in one denoising loop.",
                               allowed=bounds.MAX_BATCH.text)  # fmt: skip
     export_threads: int = _setting(
-        "T2F_EXPORT_THREADS", 0, "Threads writing finished faces' files; 0: one painting on a CPU, else half "
-        "the CPU cores up to 4.", allowed=bounds.EXPORT_THREADS.text,
+        "T2F_EXPORT_THREADS", 0, "Threads writing finished faces' files, and as many more sharing out each "
+        "face's parts; 0: one painting on a CPU, else half the CPU cores up to 4.", allowed=bounds.EXPORT_THREADS.text,
     )  # fmt: skip
     queue_capacity: int = _setting("T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).",
                                    allowed=bounds.QUEUE_CAPACITY.text)  # fmt: skip

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
+
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
+from t2f.export.parallel import run_parts
 from t2f.export.preview import preview_strip
 from t2f.export.turntable import turntable_gif
 from t2f.faces import FaceMesh, FaceResult
@@ -12,39 +16,81 @@ from t2f.timing import timed
 
 MESH_FORMATS = ("obj", "textured", "glb")
 
+FilePart = Callable[[dict[str, float]], dict[str, bytes]]  # adds its seconds to the dict it is given
+
 
 def result_files(
     result: FaceResult,
     timings: dict[str, float] | None = None,
     *,
     outputs: tuple[str, ...] = MESH_FORMATS,
+    pool: Executor | None = None,
 ) -> dict[str, bytes]:
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
     Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
-    ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb".
+    ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb". With a ``pool`` the files
+    (and the turntable's frames) are made on its threads as well as this one; the bytes are the same.
     """
-    stage_times = timings if timings is not None else {}
-    files = {IMAGE_FILE: png_bytes(result.image), **mesh_files(result.mesh, stage_times, outputs=outputs)}
-    with timed(stage_times, "preview"):
-        files[PREVIEW_FILE] = jpeg_bytes(preview_strip(result.image, result.mesh))
-    with timed(stage_times, "turntable"):
-        files[TURNTABLE_FILE] = turntable_gif(result.mesh)
-    return files
+
+    def image(times: dict[str, float]) -> dict[str, bytes]:
+        return {IMAGE_FILE: png_bytes(result.image)}
+
+    def preview(times: dict[str, float]) -> dict[str, bytes]:
+        with timed(times, "preview"):
+            return {PREVIEW_FILE: jpeg_bytes(preview_strip(result.image, result.mesh))}
+
+    def turntable(times: dict[str, float]) -> dict[str, bytes]:
+        with timed(times, "turntable"):
+            return {TURNTABLE_FILE: turntable_gif(result.mesh, pool=pool)}
+
+    # the turntable starts first (the longest part: the calling thread runs it), the files keep their order
+    drawn, *others = _run_file_parts([turntable, image, *_mesh_parts(result.mesh, outputs), preview], timings, pool)
+    return _merged([*others, drawn])
 
 
 def mesh_files(
-    mesh: FaceMesh, timings: dict[str, float] | None = None, *, outputs: tuple[str, ...] = MESH_FORMATS
+    mesh: FaceMesh,
+    timings: dict[str, float] | None = None,
+    *,
+    outputs: tuple[str, ...] = MESH_FORMATS,
+    pool: Executor | None = None,
 ) -> dict[str, bytes]:
     """The mesh files alone (no pictures): what a lighter mesh replaces when the files do not fit."""
-    stage_times = timings if timings is not None else {}
-    files: dict[str, bytes] = {}
-    with timed(stage_times, "export_obj"):
-        if "obj" in outputs:
-            files["face.obj"] = obj_bytes(mesh)
-        if "textured" in outputs:
-            files.update(textured_obj_files(mesh, stem="face_textured"))
-    with timed(stage_times, "export_glb"):
-        if "glb" in outputs:
-            files["face.glb"] = glb_bytes(mesh)
-    return files
+    return _merged(_run_file_parts(_mesh_parts(mesh, outputs), timings, pool))
+
+
+def _mesh_parts(mesh: FaceMesh, outputs: tuple[str, ...]) -> list[FilePart]:
+    def obj(times: dict[str, float]) -> dict[str, bytes]:
+        with timed(times, "export_obj"):
+            return {"face.obj": obj_bytes(mesh)}
+
+    def textured(times: dict[str, float]) -> dict[str, bytes]:
+        with timed(times, "export_obj"):
+            return textured_obj_files(mesh, stem="face_textured")
+
+    def glb(times: dict[str, float]) -> dict[str, bytes]:
+        with timed(times, "export_glb"):
+            return {"face.glb": glb_bytes(mesh)}
+
+    wanted = {"obj": obj, "textured": textured, "glb": glb}
+    return [part for name, part in wanted.items() if name in outputs]
+
+
+def _run_file_parts(
+    parts: list[FilePart], timings: dict[str, float] | None, pool: Executor | None
+) -> list[dict[str, bytes]]:
+    """Each part's files; each part times itself into a dict of its own (parts may run at once), and
+    the seconds are then summed into ``timings`` (seconds spent per stage, not the wall time)."""
+    own_times: list[dict[str, float]] = [{} for _ in parts]
+    bound = [lambda part=part, times=times: part(times) for part, times in zip(parts, own_times, strict=True)]
+    made = run_parts(bound, pool)
+    if timings is not None:
+        for times in own_times:
+            for stage, seconds in times.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+    return made
+
+
+def _merged(made: list[dict[str, bytes]]) -> dict[str, bytes]:
+    return {name: data for files in made for name, data in files.items()}

@@ -82,6 +82,8 @@ class LocalFaceBackend:
     overlap : find and rebuild faces on a thread of their own (``faces_thread``), so the GPU paints the next
         batch meanwhile; worth it where painting runs on a GPU (on a CPU both halves want the same cores).
         ``run_batch`` then returns :class:`Pending` for the jobs still there.
+    export_threads : threads that make one face's files together with the thread exporting it (the
+        turntable's frames, the OBJs, GLB, PNG and preview at once); 1 makes them in turn on that thread.
     """
 
     def __init__(
@@ -94,9 +96,13 @@ class LocalFaceBackend:
         framing: PortraitFraming | None = None,
         gate: GateLimits | None = None,
         overlap: bool = False,
+        export_threads: int = 1,
     ) -> None:
         self.pipeline = pipeline
         self.faces_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-faces") if overlap else None
+        # a member alone with a fast GPU waits mostly on their files: a face's parts are made in parallel
+        parallel = export_threads > 1
+        self.export_pool = ThreadPoolExecutor(export_threads, thread_name_prefix="t2f-files") if parallel else None
         self.crop = crop
         self.preview_every = preview_every
         self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
@@ -300,14 +306,14 @@ class LocalFaceBackend:
         started = time.perf_counter()
         job, face = finished.job, finished.face
         timings: dict[str, float] = {}
-        files = result_files(face, timings, outputs=(job.output,))
+        files = result_files(face, timings, outputs=(job.output,), pool=self.export_pool)
         if job.is_photo:  # the member's own photo is not sent back (nor kept with the face's page)
             files.pop(IMAGE_FILE, None)
         upload_note = None
         if job.upload is not None:
 
             def lighter() -> dict[str, bytes]:  # only the mesh: the pictures stay as they are
-                return mesh_files(decimate(face.mesh), outputs=(job.output,))
+                return mesh_files(decimate(face.mesh), outputs=(job.output,), pool=self.export_pool)
 
             files, upload_note = fit_for_upload(files, budget=job.upload, lighter=lighter)
         face_report = dataclasses.replace(finished.report.with_timings(timings), upload_note=upload_note)
