@@ -19,6 +19,7 @@ Choices (the file must play inline in Discord, which animates GIFs in embeds, an
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -54,8 +55,10 @@ def turntable_frames(
     on ``pool``'s threads too when given (:func:`~t2f.export.parallel.run_parts`)."""
     view = view_mesh(mesh, TURNTABLE_LOD)
     yaws, which = np.unique(np.round(swing_yaws(frames), 6), return_inverse=True)
-    # a few views, not pixels: one part per distinct yaw
-    drawn = run_parts([lambda yaw=float(yaw): render_frame(view, yaw, size) for yaw in yaws], pool)
+    def frame(yaw: float) -> Callable[[], np.ndarray]:
+        return lambda: render_frame(view, yaw, size)
+
+    drawn = run_parts([frame(float(yaw)) for yaw in yaws], pool)  # a few views, not pixels: a part per yaw
     return np.stack(drawn)[which]
 
 
