@@ -55,6 +55,7 @@ def turntable_frames(
     on ``pool``'s threads too when given (:func:`~t2f.export.parallel.run_parts`)."""
     view = view_mesh(mesh, TURNTABLE_LOD)
     yaws, which = np.unique(np.round(swing_yaws(frames), 6), return_inverse=True)
+
     def frame(yaw: float) -> Callable[[], np.ndarray]:
         return lambda: render_frame(view, yaw, size)
 
