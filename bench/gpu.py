@@ -50,7 +50,8 @@ from models import sd14_pipeline, tiny_pipeline
 from reconstruction import reference_face
 
 from t2f.bounds import default_export_threads
-from t2f.faces import FaceBox, FaceRequest
+from t2f.export.package import result_files
+from t2f.faces import FaceBox, FaceRequest, FaceResult
 from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
 from t2f.serve.service import JobService
@@ -60,6 +61,7 @@ from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
+from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map
 from t2f.stages.prnet.uv import UVData
 from t2f.stages.text2img import TextToImage, compile_pipeline, prepare_pipeline
 
@@ -70,9 +72,10 @@ MTCNN_S = 0.080  # MTCNN's CPU time per image on the H200 host (../shared/docs/g
 class FacePRNet(PRNet):
     """PRNet's network at full cost (random weights), answering with a real face's map (see bench/models.py)."""
 
-    def __init__(self, raw: np.ndarray, *, device: str, dtype: torch.dtype, mode: str, buckets: tuple[int, ...]):
+    def __init__(self, raw: np.ndarray, *, device: str, dtype: torch.dtype, mode: str, buckets: tuple[int, ...],
+                 channels_last: bool = False):  # fmt: skip
         super().__init__(ResFCN256().eval(), PRNetConfig(), device=device, dtype=dtype, compile_network=mode,
-                         buckets=buckets)  # fmt: skip
+                         buckets=buckets, channels_last=channels_last)  # fmt: skip
         self.raw = raw
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
@@ -114,7 +117,12 @@ def make_fast(backend: LocalFaceBackend, raw: np.ndarray, args: argparse.Namespa
     stage = backend.pipeline.text_to_image
     compile_pipeline(stage.pipeline, args.mode)
     stage.buckets = args.buckets
-    backend.pipeline.prnet = FacePRNet(raw, device=args.device, dtype=args.dtype, mode=args.mode, buckets=args.buckets)
+    backend.pipeline.prnet = fast_prnet(raw, args, channels_last=args.cuda)  # T2F_CHANNELS_LAST=auto on CUDA
+
+
+def fast_prnet(raw: np.ndarray, args: argparse.Namespace, *, channels_last: bool) -> FacePRNet:
+    return FacePRNet(raw, device=args.device, dtype=args.dtype, mode=args.mode, buckets=args.buckets,
+                     channels_last=channels_last)  # fmt: skip
 
 
 def requests(count: int, args: argparse.Namespace) -> list[FaceRequest]:
@@ -189,6 +197,7 @@ def child_warm_up(args: argparse.Namespace, raw: np.ndarray, uv: UVData) -> None
     cache = use_compile_cache(args.cache)
     backend = build(args, raw, uv)
     make_fast(backend, raw, args)
+    backend.pipeline.text_to_image.compile_cache = cache  # the warm-up's log line names it, as in the bot
     service = JobService(backend, max_batch=args.max_batch)
     seconds, hits, misses = warm_up_s(service, backend, args)
     print(json.dumps({"seconds": seconds, "files_before": cache.files_before, "hits": hits, "misses": misses}))
@@ -202,6 +211,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="default: bench/results/gpu-<card>.md")
     parser.add_argument("--cache", type=Path, help="compile cache folder (default: a fresh temporary one)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the sections that would start later")
+    parser.add_argument("--singles", type=int, default=10, help="jobs sent one at a time per service row")
+    parser.add_argument("--skip", default="", help="comma-separated: eager-service, detect-serial (a short lease)")
     parser.add_argument("--child-warm-up", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.smoke
@@ -209,10 +220,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.device, args.dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
     args.mode = "graphs" if cuda else "off"  # CUDA graphs need CUDA; the smoke test runs the rest eagerly
     args.size, args.steps, args.runs, args.prnet_runs = (512, 25, 5, 20) if not args.smoke else (64, 2, 2, 2)
-    args.singles, args.burst = (10, 32) if not args.smoke else (2, 4)
+    args.singles, args.burst = (args.singles, 32) if not args.smoke else (2, 4)
+    args.skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     args.max_batch = min(args.max_batch, 2) if args.smoke else args.max_batch
     args.buckets = buckets_for(args.max_batch)
     args.export_threads = default_export_threads(on_gpu=cuda)  # what T2F_EXPORT_THREADS=0 gives this host
+    args.file_threads = max(2, args.export_threads)  # the files row: helpers even on a 2-core smoke run
     args.detect_s = MTCNN_S if cuda else 0.01
     args.cache = args.cache or Path(tempfile.mkdtemp(prefix="t2f-compile-"))
     return args
@@ -222,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("t2f").setLevel(logging.INFO)  # the warm-up's line: what compiled, what the cache served
-    _, raw, _, _ = reference_face()
+    image, raw, tform, _ = reference_face()
     uv = UVData.load(shared_dir() / "prnet" / "uv-data")
     if args.child_warm_up:
         return child_warm_up(args, raw, uv)
@@ -245,17 +258,28 @@ def main(argv: list[str] | None = None) -> None:
                 report.skipped.append(f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
         report.write(time.perf_counter() - started)
 
+    def files() -> None:  # CPU only: one face's files on one thread, then with the export helpers
+        mesh = build_face_mesh(image, restore_position_map(raw, tform), uv)
+        face = FaceResult(image=image, mesh=mesh, crop=None, box=None, faces_found=1)  # type: ignore[arg-type]
+        with ThreadPoolExecutor(args.file_threads) as pool:
+            m["files"] = {
+                1: measure(lambda: result_files(face), runs=args.runs)["p50"],
+                args.file_threads: measure(lambda: result_files(face, pool=pool), runs=args.runs)["p50"],
+            }
+
+    m = report.numbers
+    section("files", files)
     backend = build(args, raw, uv, overlap=True)
     faces_thread, backend.faces_thread = backend.faces_thread, None  # eager: detection on the GPU thread
     stage = backend.pipeline.text_to_image
     eager_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600)
-    m = report.numbers
 
     def eager() -> None:  # 1. before the fast path: eager, detection on the GPU thread, one export thread
         m["eager_paint"] = {b: paint_ms(eager_service, stage, b, args) for b in args.buckets}
         m["eager_prnet"] = {b: prnet_ms(eager_service, backend.pipeline.prnet, b, args) for b in args.buckets}
         m["eager_image"] = on_gpu_thread(eager_service, lambda: stage.generate_batch(requests(1, args))[0].image)
-        m["eager_service"] = service_numbers(eager_service, args, "e")
+        if "eager-service" not in args.skip:
+            m["eager_service"] = service_numbers(eager_service, args, "e")
 
     section("eager", eager)
     asyncio.run(eager_service.shutdown())
@@ -276,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         compiled_before = sum(cache_counters())
         m["fast_paint"] = {b: paint_ms(fast_service, stage, b, args) for b in args.buckets}
         m["fast_prnet"] = {b: prnet_ms(fast_service, backend.pipeline.prnet, b, args) for b in args.buckets}
+        other = fast_prnet(raw, args, channels_last=not args.cuda)  # the other memory format, for the choice
+        m["fast_prnet_other"] = {b: prnet_ms(fast_service, other, b, args) for b in args.buckets}
         image = on_gpu_thread(fast_service, lambda: stage.generate_batch(requests(1, args))[0].image)
         if "eager_image" in m:
             m["image_diff"] = float(np.abs(image.astype(np.float32) - m["eager_image"].astype(np.float32)).mean())
@@ -284,9 +310,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def detection() -> None:  # the stand-in detector: on the GPU thread, then on its own
         backend.crop, backend.pipeline.detector = "detect", StandInDetector(args.detect_s)
-        backend.faces_thread = None
-        m["detect_serial"] = service_numbers(fast_service, args, "s")
-        backend.faces_thread = faces_thread
+        if "detect-serial" not in args.skip:
+            backend.faces_thread = None
+            m["detect_serial"] = service_numbers(fast_service, args, "s")
+            backend.faces_thread = faces_thread
         m["detect_overlap"] = service_numbers(fast_service, args, "o")
 
     section("cold warm-up", cold)

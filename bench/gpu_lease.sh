@@ -1,32 +1,37 @@
 #!/bin/bash
-# One device call on a lent GPU host: install the carried wheels, run bench/gpu.py, then tests/test_gpu.py
-# with the time left. Prepare here first (the host reaches no registry, and ../shared does not travel):
+# One device call on a lent GPU host: install the carried wheels, run tests/test_gpu.py (the CUDA tests),
+# then bench/gpu.py with the time left. Prepare here first (the host reaches no registry, and ../shared
+# does not travel):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 -d .whl diffusers==0.42.1 transformers==5.24.0 importlib_metadata
+#       --platform manylinux_2_28_x86_64 -d .whl diffusers==0.42.1 transformers==5.24.0 importlib_metadata \
+#       python-dotenv==1.2.4
 #   mkdir -p .gpu/shared/docs && cp -r ../shared/prnet .gpu/shared/ \
 #       && cp ../shared/docs/prnet-checkpoint-variables.tsv .gpu/shared/docs/
 #
-# then run `bash bench/gpu_lease.sh` on the host, carrying .whl and .gpu (both git-ignored). $OUT gets
-# gpu.md (rewritten after each section), bench.log, restart.log, pytest.log and nvidia-smi.txt.
+# then run `bash bench/gpu_lease.sh` on the host, carrying .whl and .gpu (both git-ignored). TOTAL_S is the
+# whole call's budget (default 580 s); the bench gets what the tests leave, less a margin, and skips the
+# sections that would start too late. BENCH_ARGS adds options (a short lease: --singles 6 --skip
+# eager-service,detect-serial). $OUT gets gpu.md (rewritten after each section), bench.log, restart.log,
+# pytest.log, versions.txt and nvidia-smi.txt.
 # BENCH_ARGS=--smoke PY=.venv/bin/python runs the same steps on a CPU as a dry run.
 set -o pipefail
 start=$SECONDS
+total=${TOTAL_S:-580}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PYTHONPATH:$PWD T2F_SHARED_DIR=$PWD/.gpu/shared PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1  # the host's own pytest plugins, if any, stay out
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 ${PY:-python3} -c "import torch, diffusers, transformers, os; print(torch.__version__, diffusers.__version__, transformers.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0), os.cpu_count())" 2>&1 | tee "$OUT/versions.txt"
 echo "setup took $((SECONDS-start)) s"
-timeout "${BENCH_S:-520}" ${PY:-python3} bench/gpu.py --budget-s "${BUDGET_S:-400}" --out "$OUT/gpu.md" $BENCH_ARGS > "$OUT/bench.log" 2>&1
+timeout "${PYTEST_S:-150}" ${PY:-python3} -m pytest -c /dev/null --rootdir . -q -p no:cacheprovider tests/test_gpu.py > "$OUT/pytest.log" 2>&1
+echo "pytest exit $? after $((SECONDS-start)) s"; tail -4 "$OUT/pytest.log"
+left=$(( total - (SECONDS-start) - 10 ))
+timeout $left ${PY:-python3} bench/gpu.py --budget-s $(( left - 80 )) --out "$OUT/gpu.md" $BENCH_ARGS > "$OUT/bench.log" 2>&1
 echo "bench exit $? after $((SECONDS-start)) s"
-left=$(( ${TOTAL_S:-580} - (SECONDS-start) ))
-if [ $left -gt 45 ]; then
-  timeout $left ${PY:-python3} -m pytest -c /dev/null --rootdir . -q -p no:cacheprovider tests/test_gpu.py > "$OUT/pytest.log" 2>&1
-  echo "pytest exit $? after $((SECONDS-start)) s"; tail -4 "$OUT/pytest.log"
-fi
 grep -hE "warm-up took|Traceback|Error|failed" "$OUT/bench.log" "$OUT/restart.log" 2>/dev/null | head -20
 cat "$OUT/gpu.md"

@@ -51,9 +51,15 @@ class Report:
             rows.append([f"text-to-image, batch {b}: ms per batch", ms(eager), ms(fast), ratio(eager, fast)])
             per_min = [MISSING if v is None else f"{b * 60000 / v:.0f}" for v in (eager, fast)]
             rows.append([f"text-to-image, batch {b}: faces per minute", *per_min, ratio(eager, fast)])
+        layout, other = ("channels-last", "NCHW") if args.cuda else ("NCHW", "channels-last")
         for b in args.buckets:
             eager, fast = get("eager_prnet", b), get("fast_prnet", b)
-            rows.append([f"PRNet network, batch {b}: ms per call", ms(eager, 2), ms(fast, 2), ratio(eager, fast)])
+            rows.append([f"PRNet.predict (numpy in and out), batch {b}: ms per call", ms(eager, 2),
+                         f"{ms(fast, 2)} ({layout})", ratio(eager, fast)])  # fmt: skip
+        for b in args.buckets:
+            eager, fast = get("eager_prnet", b), get("fast_prnet_other", b)
+            rows.append([f"PRNet.predict, batch {b}, fast path in {other} instead", ms(eager, 2), ms(fast, 2),
+                         ratio(eager, fast)])  # fmt: skip
         for label, key in [("whole-image crop", ("eager_service", "fast_service")),
                            (f"detection ({args.detect_s * 1000:.0f} ms stand-in) on the GPU thread -> own thread",
                             ("detect_serial", "detect_overlap"))]:  # fmt: skip
@@ -68,6 +74,9 @@ class Report:
             b, a = get(before, "burst", "p50"), get(after, "burst", "p50")
             rows.append([f"service, {label}: {args.burst}-job burst, latency p50", ms(b, 2, "s"), ms(a, 2, "s"),
                          ratio(b, a)])  # fmt: skip
+        one, many = get("files", 1), get("files", args.file_threads)
+        rows.append([f"one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> {args.file_threads} "
+                     "helpers", ms(one), ms(many), ratio(one, many)])  # fmt: skip
         cold = self.numbers.get("cold")
         rows.append(["start-up warm-up, cold (empty compile cache)", MISSING,
                      MISSING if cold is None else f"{cold[0]:.1f} s ({cold[2]} graphs compiled)", ""])  # fmt: skip

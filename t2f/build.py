@@ -73,7 +73,7 @@ def load_face_pipeline(
         folder,
         device=settings.resolved_device(),
         dtype=TORCH_DTYPES[settings.resolved_dtype()],
-        channels_last=settings.speedup("channels_last"),
+        channels_last=settings.prnet_channels_last(),
         compile_network=settings.compile,
         buckets=buckets_for(settings.max_batch),
     )

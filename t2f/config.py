@@ -75,7 +75,8 @@ class Settings:
     channels_last: str = _setting(
         "T2F_CHANNELS_LAST",
         "auto",
-        "Channels-last memory format for the UNet, VAE and PRNet; `auto` is off (slower at batch 1 on an H200).",
+        "Channels-last memory format for the UNet, VAE and PRNet; `auto`: PRNet alone, on CUDA (the UNet was slower "
+        "with it at batch 1 on an H200).",
         allowed="auto, on, off",
     )
     fuse_qkv: str = _setting(
@@ -261,12 +262,19 @@ class Settings:
         return "float16" if self.resolved_device().startswith("cuda") else "float32"
 
     def speedup(self, name: str) -> bool:
-        """Whether an ``auto/on/off`` speed-up setting is on; ``auto`` means off.
+        """Whether an ``auto/on/off`` speed-up setting is on for Stable Diffusion; ``auto`` means off.
 
         Channels-last and fused QKV were slower than plain fp16 at batch 1 on an H200
         (../shared/docs/gpu-measurements.md), so they are opt-in.
         """
         return bool(getattr(self, name) == "on")
+
+    def prnet_channels_last(self) -> bool:
+        """``T2F_CHANNELS_LAST`` for PRNet: ``auto`` is on where it runs on CUDA (cuDNN's fp16 convolutions
+        want NHWC; bench/results/gpu-nvidia-h200.md times PRNet both ways), off on a CPU."""
+        if self.channels_last == "auto":
+            return self.resolved_device().startswith("cuda")
+        return self.speedup("channels_last")
 
     def compile_dir(self) -> Path:
         """Where torch.compile keeps compiled code between starts: ``<data_dir>/compile`` (the Docker volume)."""

@@ -103,6 +103,12 @@ def test_speedups_are_opt_in_because_they_lose_at_batch_1() -> None:
     assert caught.value.user_message == "T2F_FUSE_QKV='maybe' is not allowed; allowed: auto, on, off."
 
 
+def test_prnet_goes_channels_last_on_cuda_unless_told_otherwise() -> None:
+    assert Settings(device="cuda").prnet_channels_last() and not Settings(device="cpu").prnet_channels_last()
+    assert not Settings(device="cuda", channels_last="off").prnet_channels_last()
+    assert Settings(device="cpu", channels_last="on").prnet_channels_last()
+
+
 def test_export_threads_one_beside_cpu_painting_else_half_the_cores_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(device="cpu").resolved_export_threads() == 1
     monkeypatch.setattr("os.cpu_count", lambda: 16)

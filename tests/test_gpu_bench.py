@@ -40,14 +40,18 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
     assert names == [
         "text-to-image, batch 1: ms per batch", "text-to-image, batch 1: faces per minute",
         "text-to-image, batch 2: ms per batch", "text-to-image, batch 2: faces per minute",
-        "PRNet network, batch 1: ms per call", "PRNet network, batch 2: ms per call",
+        "PRNet.predict (numpy in and out), batch 1: ms per call",
+        "PRNet.predict (numpy in and out), batch 2: ms per call",
+        "PRNet.predict, batch 1, fast path in channels-last instead",
+        "PRNet.predict, batch 2, fast path in channels-last instead",
         *(whole + row for row in service), *(detect + row for row in service),
+        "one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> 2 helpers",
         "start-up warm-up, cold (empty compile cache)", "start-up warm-up, restart with the cache",
         "graphs compiled after the warm-up (painting and serving; should be 0)",
         "same seed, eager vs fast image: mean absolute difference (0-255)",
     ]  # fmt: skip
     assert all(len(row.split(" | ")) == 4 for row in rows)
-    measured = [row.split(" | ")[1:3] for row in rows[2:14]]  # every section ran: no cell left empty
+    measured = [row.split(" | ")[1:3] for row in rows[2:17]]  # every section ran: no cell left empty
     assert all(cell not in ("", "—") for pair in measured for cell in pair), measured
     assert "Not measured" not in report
     assert rows[-1].split(" | ")[2] == "0.00"  # eager on both sides here: the same seed paints the same pixels
