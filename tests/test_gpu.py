@@ -121,14 +121,22 @@ def test_a_compile_error_falls_back_to_eager_with_one_log_line(
 
 
 @cuda
-def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers() -> None:
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers(
+    channels_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cuDNN's default TF32 convolutions let the eager and the captured network pick different algorithms: on
+    # the H200 they differed by up to 0.0072 (bench/results/gpu-nvidia-h200.md). In full fp32 they must agree.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     eager = PRNet(randomised_resfcn256(0), PRNetConfig(), device="cuda")
     graphed = PRNet(randomised_resfcn256(0), PRNetConfig(), device="cuda", compile_network="graphs",
-                    buckets=(1, 2, 4))  # fmt: skip
+                    buckets=(1, 2, 4), channels_last=channels_last)  # fmt: skip
     assert isinstance(graphed.forward, GraphedNetwork)
     crops = np.random.default_rng(0).random((3, 256, 256, 3), dtype=np.float32)
-    np.testing.assert_allclose(graphed.predict(crops), eager.predict(crops), atol=1e-4)
-    np.testing.assert_allclose(graphed.predict(crops[:1]), eager.predict(crops[:1]), atol=1e-4)
+    np.testing.assert_allclose(graphed.predict(crops), eager.predict(crops), atol=1e-3)
+    np.testing.assert_allclose(graphed.predict(crops[:1]), eager.predict(crops[:1]), atol=1e-3)
+    np.testing.assert_allclose(graphed.predict(crops[2:]), eager.predict(crops[2:]), atol=1e-3)  # new input, same graph
     assert sorted(graphed.forward.graphs) == [1, 4]  # one capture per bucket met, replayed afterwards
 
 
