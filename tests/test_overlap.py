@@ -179,3 +179,55 @@ def test_the_warm_up_estimates_each_buckets_time_at_the_members_step_count(stage
     assert set(few) == set(many) == {1, 2}
     for count in (1, 2):  # 28 more steps of 20 ms painting; PRNet and the mesh cost the same either way
         assert 0.56 * 0.7 < many[count] - few[count] < 0.56 * 1.4, (few, many)
+
+
+class StuckExport(SlowExport):
+    """Files that never come until ``release`` is set: a stuck export thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def export(self, finished: FinishedFace) -> JobResult:
+        self.release.wait(30)
+        return JobResult(finished.job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
+
+
+async def test_files_stuck_past_the_timeout_tell_the_member_and_health() -> None:
+    backend = StuckExport()
+    service = JobService(backend, max_batch=4, job_timeout_s=0.3)
+    service.stuck_margin_s = 0.3
+    handle = service.submit(face_job("job1", 2))
+    result = await asyncio.wait_for(handle.result, 10)
+    assert result.status == JobStatus.TIMEOUT
+    assert result.user_message == "Your face took longer than 0.005 minutes and was stopped. Try again."
+    assert service.pending_for(1) == 0  # the member may ask again
+    assert service.health(require_warm=False) == (True, "ok")  # not yet a minute (here 0.3 s) past it
+    await asyncio.sleep(0.5)
+    healthy, reason = service.health(require_warm=False)
+    assert not healthy and reason.startswith("a face has waited ") and reason.endswith(" s for its face or its files")
+    backend.release.set()  # the thread lets go: its late files are dropped, and the service is healthy again
+    await asyncio.wait_for(service.shutdown(), 10)
+    assert handle.result.result().status == JobStatus.TIMEOUT
+    assert service.health(require_warm=False) == (False, "shutting down")
+    assert not service._exporting
+
+
+async def test_a_face_found_after_its_timeout_writes_no_files(stages: FacePipeline) -> None:
+    detecting, release = threading.Event(), threading.Event()
+    detector = WatchedDetector(stages.detector, lambda: (detecting.set(), release.wait(10)))
+    backend = overlapping(stages, detector, PhotoTextToImage())
+    exported: list[str] = []
+    export = backend.export
+
+    def counted(finished: FinishedFace) -> JobResult:
+        exported.append(finished.job.job_id)
+        return export(finished)
+
+    backend.export = counted  # type: ignore[method-assign]
+    service = JobService(backend, max_batch=4, job_timeout_s=1.0)
+    result = await asyncio.wait_for(service.submit(face_job("job1", 2)).result, 20)
+    assert detecting.is_set() and result.status == JobStatus.TIMEOUT
+    release.set()
+    await asyncio.wait_for(service.shutdown(), 20)
+    assert exported == [] and len(detector.threads) == 1  # found late, then dropped: no files, no repaint

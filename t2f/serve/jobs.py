@@ -159,3 +159,9 @@ def job_id_of(outcome: JobResult | FinishedFace | Repaint | Pending) -> str:
 def failed(job_id: str) -> JobResult:
     """The result of a job that broke in a way the member cannot fix (the log has the details)."""
     return JobResult(job_id, JobStatus.FAILED, user_message=FAILED.format(job_id=job_id))
+
+
+def timed_out(job_id: str, timeout_s: float) -> JobResult:
+    """The result of a job stopped by the service's job timeout."""
+    message = f"Your face took longer than {timeout_s / 60:g} minutes and was stopped. Try again."
+    return JobResult(job_id, JobStatus.TIMEOUT, user_message=message)

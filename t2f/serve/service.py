@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from t2f.errors import T2FError
 from t2f.serve.joblog import JobEvent, log_job
@@ -34,11 +34,21 @@ from t2f.serve.jobs import (
     QueueFull,
     Repaint,
     failed,
+    timed_out,
 )
 from t2f.serve.metrics import ServiceMetrics
 from t2f.serve.queue import JobHandle, JobQueue
 
 log = logging.getLogger(__name__)
+
+
+class PastGpu(NamedTuple):
+    """A job the GPU is done with: its face being found (a :class:`Pending`) or its files written; ``since``
+    is when it left the GPU (``time.monotonic()``)."""
+
+    handle: JobHandle
+    future: asyncio.Future[Any]
+    since: float
 
 
 class FaceBackend(Protocol):
@@ -82,8 +92,9 @@ class JobService:
         self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
         self.batch_seconds: dict[int, float] = {}  # batch size -> moving average of its batches' seconds
         self._queue = JobQueue()
-        # jobs past the GPU: their face being found (Pending) or their files being written
-        self._exporting: dict[str, tuple[JobHandle, asyncio.Future[Any]]] = {}
+        # jobs past the GPU, until their future is done (also after the member was told it timed out)
+        self._exporting: dict[str, PastGpu] = {}
+        self.stuck_margin_s = 60.0  # past its timeout by this much, a batch or a face means a stuck thread
         self._handles: dict[str, JobHandle] = {}
         self._running: list[JobHandle] = []
         self._cancel: set[str] = set()
@@ -116,7 +127,7 @@ class JobService:
 
     def pending_for(self, user_id: int) -> int:
         """Jobs of this member waiting, running or writing their files."""
-        busy = [*self._running, *(h for h, _ in self._exporting.values())]
+        busy = [*self._running, *(p.handle for p in self._exporting.values() if not p.handle.result.done())]
         return self._queue.waiting_for(user_id) + sum(h.job.user_id == user_id for h in busy)
 
     def position(self, job_id: str) -> int:
@@ -136,7 +147,8 @@ class JobService:
         Unhealthy while shutting down, after the drain task died of an unexpected error, and (with
         ``require_warm``) until :meth:`warm_up` or a first batch has run the models once. A batch that
         outlives the job timeout by a minute means the worker thread is stuck (the timeout stops a
-        batch at its next denoising step, so a live worker never gets there).
+        batch at its next denoising step, so a live worker never gets there); so does a face still being
+        found, or its files written, a minute past the timeout (the faces or an export thread is stuck).
         """
         if self._closing:
             return False, "shutting down"
@@ -144,8 +156,11 @@ class JobService:
         if drain is not None and drain.done() and not drain.cancelled() and drain.exception() is not None:
             return False, "the worker stopped after an unexpected error"
         busy_s = time.monotonic() - self._batch_started if self._running and self._batch_started else 0.0
-        if busy_s > self.job_timeout_s + 60:
+        if busy_s > self.job_timeout_s + self.stuck_margin_s:
             return False, f"the worker has been on one batch for {busy_s:.0f} s"
+        past_s = time.monotonic() - min((p.since for p in self._exporting.values()), default=time.monotonic())
+        if past_s > self.job_timeout_s + self.stuck_margin_s:
+            return False, f"a face has waited {past_s:.0f} s for its face or its files"
         if require_warm and not self.warmed:
             return False, "warming up"
         return True, "ok"
@@ -258,7 +273,7 @@ class JobService:
                 await self._drain
         deadline = time.monotonic() + timeout_s
         while self._exporting and (left := deadline - time.monotonic()) > 0:  # a found face then writes files
-            await asyncio.wait([future for _, future in self._exporting.values()], timeout=left)
+            await asyncio.wait([past.future for past in self._exporting.values()], timeout=left)
         waiting = [h.job for h in self.queued()]
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.cpu_executor.shutdown(wait=False, cancel_futures=True)
@@ -293,20 +308,18 @@ class JobService:
             self._batch_started = time.monotonic()
             jobs = [h.job for h in batch]
             future = loop.run_in_executor(self.executor, self._run_batch, jobs, report)
-            timed_out = False
+            overran = False
             try:
                 results = await asyncio.wait_for(asyncio.shield(future), self.job_timeout_s)
             except TimeoutError:
-                timed_out = True
+                overran = True
                 self._cancel.update(by_id)  # the backend stops at its next step
                 results = await future
             self._record_batch(len(batch), time.perf_counter() - started)
             self.warmed = True
             for handle, result in zip(batch, results, strict=True):
-                if timed_out and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):
-                    minutes = self.job_timeout_s / 60
-                    message = f"Your face took longer than {minutes:g} minutes and was stopped. Try again."
-                    self._finish(handle, JobResult(handle.job.job_id, JobStatus.TIMEOUT, user_message=message))
+                if overran and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):
+                    self._finish(handle, timed_out(handle.job.job_id, self.job_timeout_s))
                 else:
                     self._dispatch(handle, result)
             self._running = []
@@ -326,10 +339,10 @@ class JobService:
         """Wait, off the worker, for a face the backend is still finding; meanwhile the GPU paints on."""
         job_id = handle.job.job_id
         future = asyncio.wrap_future(pending.outcomes)
-        self._exporting[job_id] = (handle, future)
 
         def done(finished_future: asyncio.Future[dict[str, Outcome]]) -> None:
-            self._exporting.pop(job_id, None)
+            if handle.result.done():  # the member was told it timed out: no files, no repaint now
+                return
             try:
                 outcome: Outcome = finished_future.result()[job_id]
             except Exception:
@@ -337,7 +350,30 @@ class JobService:
                 outcome = failed(job_id)
             self._dispatch(handle, outcome)
 
-        future.add_done_callback(done)
+        self._past_gpu(handle, future, done)
+
+    def _past_gpu(self, handle: JobHandle, future: asyncio.Future[Any], done: Callable[[Any], None]) -> None:
+        """Track a job the GPU is done with until ``future`` ends (then ``done``); after the job timeout the
+        member is told it timed out, and the entry stays, for :meth:`health`, until the thread lets go."""
+        job_id = handle.job.job_id
+        past = PastGpu(handle, future, time.monotonic())
+        self._exporting[job_id] = past
+
+        def overdue() -> None:
+            if not future.done() and not handle.result.done():
+                log.error("job %s still had no face or files %.0f s after painting; a faces or export thread "
+                          "may be stuck", job_id, self.job_timeout_s)  # fmt: skip
+                self._finish(handle, timed_out(job_id, self.job_timeout_s))
+
+        timer = asyncio.get_running_loop().call_later(self.job_timeout_s, overdue)
+
+        def finished(finished_future: asyncio.Future[Any]) -> None:
+            timer.cancel()
+            if self._exporting.get(job_id) is past:
+                del self._exporting[job_id]
+            done(finished_future)
+
+        future.add_done_callback(finished)
 
     def _repaint(self, handle: JobHandle, repaint: Repaint) -> None:
         """Queue the job again with its next seed; it joins the next batch, beside other members' jobs."""
@@ -362,13 +398,7 @@ class JobService:
                 return failed(job_id)
 
         future = asyncio.get_running_loop().run_in_executor(self.cpu_executor, run)
-        self._exporting[job_id] = (handle, future)
-
-        def done(finished_future: asyncio.Future[JobResult]) -> None:
-            self._exporting.pop(job_id, None)
-            self._finish(handle, finished_future.result())
-
-        future.add_done_callback(done)
+        self._past_gpu(handle, future, lambda finished_future: self._finish(handle, finished_future.result()))
 
     def _run_batch(self, jobs: list[JobRequest], report: Callable[[JobProgress], None]) -> list[Outcome | Pending]:
         """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""
