@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,25 @@ def test_a_failing_part_raises_after_the_others_ran() -> None:
         run_parts([lambda index=index: part(index) for index in range(4)], pool)
     assert sorted(ran) == [0, 1, 2, 3]
     assert run_parts([]) == []
+
+
+def test_after_a_failure_no_part_goes_on_using_the_pool() -> None:
+    ran: list[int] = []
+
+    def part(index: int) -> int:
+        time.sleep(0.05)
+        ran.append(index)
+        if index == 1:
+            raise ValueError("part 1 broke")
+        return index
+
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match="part 1 broke"):
+            run_parts([lambda index=index: part(index) for index in range(6)], pool)
+        done_when_raised = sorted(ran)
+        time.sleep(0.3)  # parts 3-5 (and maybe 2) were still queued on the pool: none may start now
+        assert sorted(ran) == done_when_raised  # what had started was waited for...
+        assert done_when_raised in ([0, 1], [0, 1, 2])  # ...and the rest dropped (part 2 may have begun)
 
 
 def test_files_made_in_parallel_are_the_same_bytes_in_the_same_order(shared_dir: Path) -> None:

@@ -9,7 +9,7 @@ member waiting alone on a fast GPU, where the files were the larger half of subm
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -21,18 +21,19 @@ def run_parts(parts: Sequence[Callable[[], T]], pool: Executor | None = None) ->
     The calling thread runs the first part itself and then every part the pool has not started
     (cancelling it there), so a call made from one of ``pool``'s own threads cannot deadlock
     waiting for a thread that is waiting too, and no thread idles while work is queued. A part's
-    exception is raised here once every part has finished or been abandoned unstarted.
+    exception is raised here once the parts still running have finished and the others are dropped
+    unstarted, so nothing of a failed face goes on using the pool.
     """
     if pool is None or len(parts) < 2:
         return [part() for part in parts]
     futures = [pool.submit(part) for part in parts[1:]]
-    results: list[T] = []
     try:
-        results.append(parts[0]())
-    except BaseException:
+        results = [parts[0]()]
+        for part, future in zip(parts[1:], futures, strict=True):
+            results.append(part() if future.cancel() else future.result())
+        return results
+    finally:  # after a failure: drop what has not started, wait for what has
         for future in futures:
             future.cancel()
-        raise
-    for part, future in zip(parts[1:], futures, strict=True):
-        results.append(part() if future.cancel() else future.result())
-    return results
+        # not the cancelled ones: they count as done only once a pool thread has dequeued them
+        wait([future for future in futures if not future.cancelled()])

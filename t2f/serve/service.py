@@ -341,7 +341,7 @@ class JobService:
         future = asyncio.wrap_future(pending.outcomes)
 
         def done(finished_future: asyncio.Future[dict[str, Outcome]]) -> None:
-            if handle.result.done():  # the member was told it timed out: no files, no repaint now
+            if handle.result.done() or finished_future.cancelled():  # timed out, or shut down: nothing more
                 return
             try:
                 outcome: Outcome = finished_future.result()[job_id]
@@ -391,6 +391,8 @@ class JobService:
         job_id = handle.job.job_id
 
         def run() -> JobResult:
+            if handle.result.done():  # told it timed out while it queued behind a stuck export: no files
+                return timed_out(job_id, self.job_timeout_s)
             try:
                 return self.backend.export(finished)
             except Exception:
@@ -398,7 +400,11 @@ class JobService:
                 return failed(job_id)
 
         future = asyncio.get_running_loop().run_in_executor(self.cpu_executor, run)
-        self._past_gpu(handle, future, lambda finished_future: self._finish(handle, finished_future.result()))
+
+        def done(finished_future: asyncio.Future[JobResult]) -> None:  # cancelled: shut down before it ran
+            self._finish(handle, failed(job_id) if finished_future.cancelled() else finished_future.result())
+
+        self._past_gpu(handle, future, done)
 
     def _run_batch(self, jobs: list[JobRequest], report: Callable[[JobProgress], None]) -> list[Outcome | Pending]:
         """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""

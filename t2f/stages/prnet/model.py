@@ -38,6 +38,10 @@ class GraphedNetwork:
 
     def capture(self, shape: tuple[int, ...]) -> _CapturedStep:
         """Record ``step`` for crops of ``shape`` (a few eager runs on a side stream first, as CUDA needs)."""
+        with torch.cuda.device(self.device):  # capture records the current device's streams: make it ours
+            return self._capture(shape)
+
+    def _capture(self, shape: tuple[int, ...]) -> _CapturedStep:
         device_in = torch.zeros(shape, dtype=torch.float32, device=self.device)
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
@@ -58,10 +62,11 @@ class GraphedNetwork:
             self.graphs[len(crops)] = self.capture(crops.shape)
         captured = self.graphs[len(crops)]
         captured.host_in.numpy()[...] = crops
-        captured.device_in.copy_(captured.host_in, non_blocking=True)
-        captured.graph.replay()
-        captured.host_out.copy_(captured.device_out, non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()  # the maps are in host_out now
+        with torch.cuda.device(self.device):  # T2F_DEVICE=cuda:N: copies and replay on that card's stream
+            captured.device_in.copy_(captured.host_in, non_blocking=True)
+            captured.graph.replay()
+            captured.host_out.copy_(captured.device_out, non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()  # the maps are in host_out now
         return captured.host_out.numpy().copy()  # the next call overwrites host_out
 
 
