@@ -75,11 +75,11 @@ async def test_progress_reaches_the_loop_and_eta_uses_measurements() -> None:
             seen.append((handle.latest.phase, handle.latest.step))
     assert (await handle.result).status == "done"
     assert seen[0] == ("starting", 0) and ("painting", 4) in seen
-    assert 0 < service.seconds_per_batch != 10.0  # a measurement has moved the initial guess of 10 s
+    assert 0 < service.batch_times.overall != 10.0  # a measurement has moved the initial guess of 10 s
     # Position 5 with batches of 4: one full batch (no size-4 measurement: the overall average), then its own
     # batch of 1, which a batch of 1 has been measured at.
-    assert service.max_batch == 4 and set(service.batch_seconds) == {1}
-    assert service.eta_seconds(5) == pytest.approx(service.seconds_per_batch + service.batch_seconds[1])
+    assert service.max_batch == 4 and set(service.batch_times.by_size) == {1}
+    assert service.eta_seconds(5) == pytest.approx(service.batch_times.overall + service.batch_times.by_size[1])
 
 
 async def test_eta_counts_each_batch_size_at_its_own_measured_time() -> None:
@@ -88,10 +88,10 @@ async def test_eta_counts_each_batch_size_at_its_own_measured_time() -> None:
     assert service.eta_seconds(1) == pytest.approx(0.25)
     assert service.eta_seconds(3) == pytest.approx(0.8)  # a batch of 3 is padded to the bucket of 4
     assert service.eta_seconds(19) == pytest.approx(2 * 1.1 + 0.8)  # two full batches of 8, then 3
-    service._record_batch(1, 0.45)  # the first real batch replaces the 2-step seed; later ones average
-    service._record_batch(1, 0.55)
-    assert service.batch_seconds[1] == pytest.approx(0.7 * 0.45 + 0.3 * 0.55)
-    assert service.batch_estimate(16) == service.seconds_per_batch  # never measured: the overall average
+    service.batch_times.record(1, 0.45)  # the first real batch replaces the 2-step seed; later ones average
+    service.batch_times.record(1, 0.55)
+    assert service.batch_times.by_size[1] == pytest.approx(0.7 * 0.45 + 0.3 * 0.55)
+    assert service.batch_times.estimate(16) == service.batch_times.overall  # never measured: the overall
 
 
 async def test_cancel_waiting_and_running_jobs() -> None:

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from t2f.serve.jobs import JobProgress, JobRequest, JobResult
 
@@ -59,6 +60,15 @@ class JobHandle:
             self.result.set_result(result)
         self.changed.set()
         self._activate()
+
+
+class PastGpu(NamedTuple):
+    """A job the GPU is done with: its face being found (a :class:`Pending`) or its files written; ``since``
+    is when it left the GPU (``time.monotonic()``)."""
+
+    handle: JobHandle
+    future: asyncio.Future[Any]
+    since: float
 
 
 def batch_shape(job: JobRequest) -> tuple[int, float, int] | None:

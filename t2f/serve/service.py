@@ -15,11 +15,12 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from t2f.errors import T2FError
+from t2f.serve.eta import BatchTimes
 from t2f.serve.joblog import JobEvent, log_job
 from t2f.serve.jobs import (
     MESH_FORMATS,
@@ -37,18 +38,9 @@ from t2f.serve.jobs import (
     timed_out,
 )
 from t2f.serve.metrics import ServiceMetrics
-from t2f.serve.queue import JobHandle, JobQueue
+from t2f.serve.queue import JobHandle, JobQueue, PastGpu
 
 log = logging.getLogger(__name__)
-
-
-class PastGpu(NamedTuple):
-    """A job the GPU is done with: its face being found (a :class:`Pending`) or its files written; ``since``
-    is when it left the GPU (``time.monotonic()``)."""
-
-    handle: JobHandle
-    future: asyncio.Future[Any]
-    since: float
 
 
 class FaceBackend(Protocol):
@@ -89,8 +81,7 @@ class JobService:
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
         # files are written here while the GPU paints: several threads keep up with a fast GPU's bursts
         self.cpu_executor = ThreadPoolExecutor(max_workers=export_threads, thread_name_prefix="t2f-cpu")
-        self.seconds_per_batch = 10.0  # replaced by measurements (moving average) as batches finish
-        self.batch_seconds: dict[int, float] = {}  # batch size -> moving average of its batches' seconds
+        self.batch_times = BatchTimes()  # seeded by the warm-up, then measured as batches finish
         self._queue = JobQueue()
         # jobs past the GPU, until their future is done (also after the member was told it timed out)
         self._exporting: dict[str, PastGpu] = {}
@@ -102,7 +93,6 @@ class JobService:
         self._closing = False
         self.warmed = False  # the models ran once (warm-up or a first batch): see health()
         self._batch_started = 0.0  # monotonic time the running batch started
-        self._seeded: set[int] = set()  # batch sizes whose estimate is still the warm-up's seed
 
     # -- queries -----------------------------------------------------------------------------------
     @property
@@ -168,27 +158,12 @@ class JobService:
     def eta_seconds(self, position: int) -> float:
         """Rough wait for the job at ``position``: the running batch, full batches ahead, then its own.
 
-        Each batch counts what batches of its size took (see :meth:`batch_estimate`).
+        Each batch counts what batches of its size took (:meth:`BatchTimes.estimate`).
         """
         full, rest = divmod(position, self.max_batch)
-        total = full * self.batch_estimate(self.max_batch) + (self.batch_estimate(rest) if rest else 0.0)
-        return total + (self.batch_estimate(len(self._running)) if self._running else 0.0)
-
-    def batch_estimate(self, size: int) -> float:
-        """Seconds a batch of ``size`` jobs takes: its own moving average, else that of the next larger size
-        measured (a compiled backend pads a batch up to its bucket, so it costs the same), else the average
-        over all batches."""
-        if size in self.batch_seconds:
-            return self.batch_seconds[size]
-        larger = [known for known in self.batch_seconds if known > size]
-        return self.batch_seconds[min(larger)] if larger else self.seconds_per_batch
-
-    def _record_batch(self, size: int, seconds: float) -> None:
-        """Fold a finished batch's time into the averages (the first batch of a size replaces a warm-up seed)."""
-        self.seconds_per_batch = 0.7 * self.seconds_per_batch + 0.3 * seconds
-        known = self.batch_seconds.get(size)
-        self.batch_seconds[size] = seconds if known is None or size in self._seeded else 0.7 * known + 0.3 * seconds
-        self._seeded.discard(size)
+        estimate = self.batch_times.estimate
+        total = full * estimate(self.max_batch) + (estimate(rest) if rest else 0.0)
+        return total + (estimate(len(self._running)) if self._running else 0.0)
 
     # -- commands ----------------------------------------------------------------------------------
     def submit(self, job: JobRequest, *, resumed: bool = False) -> JobHandle:
@@ -248,12 +223,7 @@ class JobService:
         started = time.perf_counter()
         timings = await asyncio.get_running_loop().run_in_executor(self.executor, run)
         seconds = time.perf_counter() - started
-        if isinstance(timings, Mapping) and timings:
-            self.batch_seconds.update({int(size): float(took) for size, took in timings.items()})
-            self._seeded.update(self.batch_seconds)
-            self.seconds_per_batch = self.batch_seconds[max(self.batch_seconds)]
-        else:
-            self.seconds_per_batch = seconds
+        self.batch_times.seed(timings, seconds)
         self.warmed = True
         self.metrics.warmup_seconds.set(seconds)
         return seconds
@@ -315,7 +285,7 @@ class JobService:
                 overran = True
                 self._cancel.update(by_id)  # the backend stops at its next step
                 results = await future
-            self._record_batch(len(batch), time.perf_counter() - started)
+            self.batch_times.record(len(batch), time.perf_counter() - started)
             self.warmed = True
             for handle, result in zip(batch, results, strict=True):
                 if overran and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):
