@@ -214,7 +214,7 @@ async def test_files_stuck_past_the_timeout_tell_the_member_and_health() -> None
     await asyncio.wait_for(service.shutdown(), 10)
     assert handle.result.result().status == JobStatus.TIMEOUT
     assert service.health(require_warm=False) == (False, "shutting down")
-    assert not service._exporting and backend.exported == ["job1"]  # job2's files were never made
+    assert not service._past_gpu_jobs and backend.exported == ["job1"]  # job2's files were never made
 
 
 async def test_a_face_found_after_its_timeout_writes_no_files(stages: FacePipeline) -> None:

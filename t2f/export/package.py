@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -83,8 +84,7 @@ def _run_file_parts(
     """Each part's files; each part times itself into a dict of its own (parts may run at once), and
     the seconds are then summed into ``timings`` (seconds spent per stage, not the wall time)."""
     own_times: list[dict[str, float]] = [{} for _ in parts]
-    bound = [lambda part=part, times=times: part(times) for part, times in zip(parts, own_times, strict=True)]
-    made = run_parts(bound, pool)
+    made = run_parts([functools.partial(part, times) for part, times in zip(parts, own_times, strict=True)], pool)
     if timings is not None:
         for times in own_times:
             for stage, seconds in times.items():

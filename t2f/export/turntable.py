@@ -18,8 +18,8 @@ Choices (the file must play inline in Discord, which animates GIFs in embeds, an
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -56,10 +56,7 @@ def turntable_frames(
     view = view_mesh(mesh, TURNTABLE_LOD)
     yaws, which = np.unique(np.round(swing_yaws(frames), 6), return_inverse=True)
 
-    def frame(yaw: float) -> Callable[[], np.ndarray]:
-        return lambda: render_frame(view, yaw, size)
-
-    drawn = run_parts([frame(float(yaw)) for yaw in yaws], pool)  # a few views, not pixels: a part per yaw
+    drawn = run_parts([functools.partial(render_frame, view, float(yaw), size) for yaw in yaws], pool)  # per yaw
     return np.stack(drawn)[which]
 
 

@@ -151,7 +151,7 @@ class Pending:
     outcomes: Future[dict[str, Outcome]]
 
 
-def job_id_of(outcome: JobResult | FinishedFace | Repaint | Pending) -> str:
+def job_id_of(outcome: Outcome | Pending) -> str:
     """The job a batch's outcome belongs to."""
     return outcome.job_id if isinstance(outcome, JobResult | Pending) else outcome.job.job_id
 

@@ -84,7 +84,7 @@ class JobService:
         self.batch_times = BatchTimes()  # seeded by the warm-up, then measured as batches finish
         self._queue = JobQueue()
         # jobs past the GPU, until their future is done (also after the member was told it timed out)
-        self._exporting: dict[str, PastGpu] = {}
+        self._past_gpu_jobs: dict[str, PastGpu] = {}
         self.stuck_margin_s = 60.0  # past its timeout by this much, a batch or a face means a stuck thread
         self._handles: dict[str, JobHandle] = {}
         self._running: list[JobHandle] = []
@@ -117,7 +117,7 @@ class JobService:
 
     def pending_for(self, user_id: int) -> int:
         """Jobs of this member waiting, running or writing their files."""
-        busy = [*self._running, *(p.handle for p in self._exporting.values() if not p.handle.result.done())]
+        busy = [*self._running, *(p.handle for p in self._past_gpu_jobs.values() if not p.handle.result.done())]
         return self._queue.waiting_for(user_id) + sum(h.job.user_id == user_id for h in busy)
 
     def position(self, job_id: str) -> int:
@@ -148,7 +148,7 @@ class JobService:
         busy_s = time.monotonic() - self._batch_started if self._running and self._batch_started else 0.0
         if busy_s > self.job_timeout_s + self.stuck_margin_s:
             return False, f"the worker has been on one batch for {busy_s:.0f} s"
-        past_s = time.monotonic() - min((p.since for p in self._exporting.values()), default=time.monotonic())
+        past_s = time.monotonic() - min((p.since for p in self._past_gpu_jobs.values()), default=time.monotonic())
         if past_s > self.job_timeout_s + self.stuck_margin_s:
             return False, f"a face has waited {past_s:.0f} s for its face or its files"
         if require_warm and not self.warmed:
@@ -242,8 +242,8 @@ class JobService:
                 self._cancel.update(h.job.job_id for h in self._running)
                 await self._drain
         deadline = time.monotonic() + timeout_s
-        while self._exporting and (left := deadline - time.monotonic()) > 0:  # a found face then writes files
-            await asyncio.wait([past.future for past in self._exporting.values()], timeout=left)
+        while self._past_gpu_jobs and (left := deadline - time.monotonic()) > 0:  # a found face then writes files
+            await asyncio.wait([past.future for past in self._past_gpu_jobs.values()], timeout=left)
         waiting = [h.job for h in self.queued()]
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.cpu_executor.shutdown(wait=False, cancel_futures=True)
@@ -320,14 +320,14 @@ class JobService:
                 outcome = failed(job_id)
             self._dispatch(handle, outcome)
 
-        self._past_gpu(handle, future, done)
+        self._track_past_gpu(handle, future, done)
 
-    def _past_gpu(self, handle: JobHandle, future: asyncio.Future[Any], done: Callable[[Any], None]) -> None:
+    def _track_past_gpu(self, handle: JobHandle, future: asyncio.Future[Any], done: Callable[[Any], None]) -> None:
         """Track a job the GPU is done with until ``future`` ends (then ``done``); after the job timeout the
         member is told it timed out, and the entry stays, for :meth:`health`, until the thread lets go."""
         job_id = handle.job.job_id
         past = PastGpu(handle, future, time.monotonic())
-        self._exporting[job_id] = past
+        self._past_gpu_jobs[job_id] = past
 
         def overdue() -> None:
             if not future.done() and not handle.result.done():
@@ -339,8 +339,8 @@ class JobService:
 
         def finished(finished_future: asyncio.Future[Any]) -> None:
             timer.cancel()
-            if self._exporting.get(job_id) is past:
-                del self._exporting[job_id]
+            if self._past_gpu_jobs.get(job_id) is past:
+                del self._past_gpu_jobs[job_id]
             done(finished_future)
 
         future.add_done_callback(finished)
@@ -374,7 +374,7 @@ class JobService:
         def done(finished_future: asyncio.Future[JobResult]) -> None:  # cancelled: shut down before it ran
             self._finish(handle, failed(job_id) if finished_future.cancelled() else finished_future.result())
 
-        self._past_gpu(handle, future, done)
+        self._track_past_gpu(handle, future, done)
 
     def _run_batch(self, jobs: list[JobRequest], report: Callable[[JobProgress], None]) -> list[Outcome | Pending]:
         """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""
