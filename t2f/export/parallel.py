@@ -1,9 +1,10 @@
 """Run one face's independent export parts on a thread pool, the calling thread helping.
 
 numpy, zlib and Pillow release the GIL in their inner loops, so a face's files (OBJ text, PNG, GLB,
-preview, turntable frames) drawn on several threads take about the longest part's time instead of
-the sum: 1.85x on 2 cores for the turntable alone (bench/reconstruction.py). That matters for one
-member waiting alone on a fast GPU, where the files were the larger half of submit -> files.
+preview, turntable frames) made on several threads take well under the sum of their times: one face
+740 -> 287 ms with 4 helpers on the H200 host, 1.48x with 2 on the 2-core dev VM (bench/gpu.py's files
+row; bench/results/gpu-nvidia-h200.md). That matters for one member waiting alone on a fast GPU, where
+the files were the larger half of submit -> files.
 """
 
 from __future__ import annotations
