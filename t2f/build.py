@@ -78,10 +78,10 @@ def load_face_pipeline(
         buckets=buckets_for(settings.max_batch),
     )
     detector = None
-    if crop == "detect":  # imported only here: TensorFlow is heavy, and the GPU bench runs without it
+    if crop == "detect":
         from t2f.stages.detect import FaceDetector
 
-        detector = FaceDetector()
+        detector = FaceDetector(engine=settings.detector, device=settings.resolved_device())
     return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
 
 

@@ -229,7 +229,8 @@ def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
     request = check_face_request(FaceRequest("eval", steps=settings.steps if args.steps is None else args.steps,
                                              guidance=settings.guidance,
                                              size=settings.image_size if args.size is None else args.size))  # fmt: skip
-    stage, detector = load_text_to_image(settings), FaceDetector()
+    stage = load_text_to_image(settings)
+    detector = FaceDetector(engine=settings.detector, device=settings.resolved_device())
     trials = evaluate(prompts, paint=painter(stage), detect=detector.detect, framing=framing(settings),
                       limits=gate_limits(settings), runs=args.runs, max_repaints=settings.max_repaints,
                       request=request)  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from t2f import bounds
-from t2f.config_values import BACKENDS, DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
+from t2f.config_values import BACKENDS, DETECTORS, DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
 from t2f.errors import ConfigError
 from t2f.stages.gate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
 from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
@@ -121,6 +121,12 @@ class Settings:
         "detect",
         "How the face is found: MTCNN detection, or the whole image as the face crop.",
         allowed="detect, whole",
+    )
+    detector: str = _setting(
+        "T2F_DETECTOR",
+        "torch",
+        "MTCNN's engine, same weights (the mtcnn wheel's): PyTorch on T2F_DEVICE, or TensorFlow on the CPU.",
+        allowed=", ".join(DETECTORS),
     )
     prompt_template: str = _setting(
         "T2F_PROMPT_TEMPLATE",
@@ -262,11 +268,8 @@ class Settings:
         return "float16" if self.resolved_device().startswith("cuda") else "float32"
 
     def speedup(self, name: str) -> bool:
-        """Whether an ``auto/on/off`` speed-up setting is on for Stable Diffusion; ``auto`` means off.
-
-        Channels-last and fused QKV were slower than plain fp16 at batch 1 on an H200
-        (../shared/docs/gpu-measurements.md), so they are opt-in.
-        """
+        """Whether an ``auto/on/off`` speed-up is on for Stable Diffusion; ``auto`` is off (channels-last and
+        fused QKV were slower than plain fp16 at batch 1 on an H200: ../shared/docs/gpu-measurements.md)."""
         return bool(getattr(self, name) == "on")
 
     def prnet_channels_last(self) -> bool:

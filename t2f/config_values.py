@@ -18,6 +18,7 @@ from t2f.errors import ConfigError
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
+DETECTORS = ("torch", "tensorflow")
 BACKENDS = ("local", "ray")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -132,6 +133,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "prnet_checkpoint_url": _parse_required_text,
     "prnet_data_url": _parse_required_text,
     "face_crop": lambda var, raw: _parse_choice(var, raw, FACE_CROPS),
+    "detector": lambda var, raw: _parse_choice(var, raw, DETECTORS),
     "prompt_template": _parse_template,
     "negative_default": _parse_text,
     "max_repaints": lambda var, raw: _parse_number(var, raw, bounds.MAX_REPAINTS),

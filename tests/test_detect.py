@@ -14,9 +14,12 @@ from t2f.stages.detect import FaceDetector, crop_from_dlib_box, crop_from_mtcnn_
 from t2f.stages.prnet.postprocess import crop_from_landmarks
 
 
-@pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector()
+@pytest.fixture(scope="module", params=["torch", "tensorflow"])
+def detector(request: pytest.FixtureRequest) -> FaceDetector:
+    """Both engines: the same weights must give the same verdicts and crops."""
+    if request.param == "tensorflow":
+        pytest.importorskip("tensorflow", reason="the TensorFlow engine needs tensorflow")
+    return FaceDetector(engine=request.param)
 
 
 def crop_iou(a: FaceCrop, b: FaceCrop) -> float:

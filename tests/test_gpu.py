@@ -155,3 +155,20 @@ def test_graphs_mode_never_recompiles_after_the_warm_up(tiny_sd: Path, prnet_dir
                                                                    size=64)) for s in range(count)]  # fmt: skip
             assert [r.status for r in backend.run_batch(jobs, lambda p: None, lambda j: False)] == ["done"] * count
     assert sorted(pipeline.prnet.forward.graphs) == [1, 2, 4]  # type: ignore[union-attr]
+
+
+@cuda
+def test_mtcnn_on_cuda_finds_the_cpu_boxes(shared_dir: Path) -> None:
+    pytest.importorskip("joblib", reason="MTCNN's weights come with the mtcnn wheel, read by joblib and lz4")
+    from skimage.data import astronaut
+    from skimage.io import imread
+
+    from t2f.stages.mtcnn.detector import TorchMTCNN
+
+    on_cpu, on_gpu = TorchMTCNN.from_pretrained(), TorchMTCNN.from_pretrained(device="cuda")
+    images = [astronaut(), *(imread(p) for p in sorted((shared_dir / "prnet" / "aflw2000-samples").glob("*.jpg")))]
+    for image in images:
+        expected, got = on_cpu.detect(image), on_gpu.detect(image)
+        assert got.boxes.shape[0] == expected.boxes.shape[0] >= 1
+        np.testing.assert_allclose(got.boxes, expected.boxes, atol=0.05)  # TF32 and cuDNN's own sums
+        np.testing.assert_allclose(got.landmarks, expected.landmarks, atol=0.05)

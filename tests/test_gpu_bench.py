@@ -33,7 +33,7 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
     names = [row.split(" | ")[0][2:] for row in rows[2:]]  # after the header and its --- line
     whole, detect = (
         "service, whole-image crop: ",
-        "service, detection (10 ms stand-in) on the GPU thread -> own thread: ",
+        "service, detection: 10 ms stand-in on the GPU thread -> PyTorch MTCNN on cpu, own thread: ",
     )
     service = ["one member at a time: submit -> files p50", "one member at a time: p95",
                "4-job burst, faces per minute", "4-job burst, latency p50"]  # fmt: skip
@@ -45,6 +45,8 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
         "PRNet.predict, batch 1, fast path in channels-last instead",
         "PRNet.predict, batch 2, fast path in channels-last instead",
         *(whole + row for row in service), *(detect + row for row in service),
+        "MTCNN, one 512 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
+        "MTCNN, one 1024 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
         "one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> 2 helpers",
         "start-up warm-up, cold (empty compile cache)", "start-up warm-up, restart with the cache",
         "graphs compiled after the warm-up (painting and serving; should be 0)",

@@ -1,21 +1,28 @@
-"""Face detection with MTCNN (the ``mtcnn`` package; its weights ship in the wheel).
+"""Face detection with MTCNN (the ``mtcnn`` package's weights, which ship in its wheel).
 
-MTCNN runs on TensorFlow, which is kept on the CPU so it never reserves GPU memory that the
-diffusion model and PRNet need. The largest face wins. Its box is turned into PRNet's crop with
-constants measured for MTCNN on AFLW2000-3D (../shared/docs/face-detection.md), not the ones
-PRNet tuned for dlib's detector.
+By default MTCNN runs on PyTorch (t2f.stages.mtcnn) on the models' device; the package's own
+TensorFlow code is kept as an engine to choose (T2F_DETECTOR), pinned to the CPU so it never
+reserves GPU memory that the diffusion model and PRNet need. The largest face wins. Its box is
+turned into PRNet's crop with constants measured for MTCNN on AFLW2000-3D
+(../shared/docs/face-detection.md), not the ones PRNet tuned for dlib's detector.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from t2f.errors import NoFaceFound
 from t2f.faces import FaceBox, FaceCrop
+from t2f.stages.mtcnn import Detections
 from t2f.stages.prnet.postprocess import crop_face
+
+if TYPE_CHECKING:
+    import torch
+
+    from t2f.stages.mtcnn.detector import TorchMTCNN
 
 # Landmark-box centre relative to an MTCNN box centre, and PRNet's crop side (1.6 x landmark-box
 # size), all in units of s = (w + h) / 2 of the MTCNN box.
@@ -44,20 +51,10 @@ def crop_from_dlib_box(image: np.ndarray, box: FaceBox) -> FaceCrop:
     return crop_face(image, box.center_xy + np.array([0.0, DLIB_SHIFT_Y * s]), float(int(DLIB_CROP_SCALE * s)))
 
 
-KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # MTCNN's names, image left/right
+class _TensorFlowMTCNN:
+    """The ``mtcnn`` package itself, on TensorFlow pinned to the CPU, answering as :class:`TorchMTCNN` does."""
 
-
-def _keypoints(points: dict[str, Any] | None, scale: float) -> tuple[tuple[float, float], ...] | None:
-    """MTCNN's five named points in full-image pixels, in :class:`FaceBox`'s order."""
-    if not points or any(name not in points for name in KEYPOINTS):
-        return None
-    return tuple((float(points[name][0]) / scale, float(points[name][1]) / scale) for name in KEYPOINTS)
-
-
-class FaceDetector:
-    """Find faces with MTCNN on the CPU."""
-
-    def __init__(self, *, min_confidence: float = 0.9) -> None:
+    def __init__(self) -> None:
         import tensorflow as tf
 
         # Keep TF off the GPU (PyTorch owns it). If TF already initialised its devices this raises,
@@ -67,6 +64,34 @@ class FaceDetector:
         from mtcnn import MTCNN
 
         self._mtcnn: Any = MTCNN(device="CPU:0")
+
+    def detect(self, image: np.ndarray) -> Detections:
+        # Rows: image id, x1, y1, x2, y2, score, five landmark x, five landmark y (unrounded, clipped boxes).
+        found = np.asarray(self._mtcnn.detect_faces(image, box_format="xyxy", output_type="numpy"), np.float32)
+        if found.size == 0:
+            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+        return Detections(found[:, 1:5], found[:, 5], found[:, 6:16].reshape(-1, 2, 5).transpose(0, 2, 1))
+
+
+class FaceDetector:
+    """Find faces with MTCNN: the ``mtcnn`` wheel's weights, run by PyTorch on ``device`` (``engine="torch"``)
+    or by the package's own TensorFlow code on the CPU (``engine="tensorflow"``).
+
+    Both find the same boxes to within a few thousandths of a pixel (tests/test_mtcnn.py); PyTorch
+    needs no TensorFlow and runs on the GPU beside PRNet.
+    """
+
+    def __init__(
+        self, *, min_confidence: float = 0.9, engine: str = "torch", device: torch.device | str = "cpu"
+    ) -> None:
+        if engine == "torch":
+            from t2f.stages.mtcnn.detector import TorchMTCNN
+
+            self._engine: TorchMTCNN | _TensorFlowMTCNN = TorchMTCNN.from_pretrained(device=device)
+        elif engine == "tensorflow":
+            self._engine = _TensorFlowMTCNN()
+        else:
+            raise ValueError(f"engine must be 'torch' or 'tensorflow', not {engine!r}")
         self.min_confidence = min_confidence
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
@@ -78,19 +103,15 @@ class FaceDetector:
 
             size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-        found = self._mtcnn.detect_faces(np.ascontiguousarray(small))
+        found = self._engine.detect(np.ascontiguousarray(small))
+        keep = found.scores >= self.min_confidence
+        corners = found.boxes[keep].astype(np.float64) / scale
+        points = found.landmarks[keep].astype(np.float64) / scale
         boxes = [
-            FaceBox(
-                x / scale,
-                y / scale,
-                (x + w) / scale,
-                (y + h) / scale,
-                float(f["confidence"]),
-                keypoints=_keypoints(f.get("keypoints"), scale),
+            FaceBox(left, top, right, bottom, float(score), keypoints=tuple((x, y) for x, y in point.tolist()))
+            for (left, top, right, bottom), score, point in zip(
+                corners.tolist(), found.scores[keep], points, strict=True
             )
-            for f in found
-            if float(f["confidence"]) >= self.min_confidence
-            for x, y, w, h in [f["box"]]
         ]
         return sorted(boxes, key=lambda b: (b.right - b.left) * (b.bottom - b.top), reverse=True)
 
