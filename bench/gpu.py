@@ -19,15 +19,19 @@ threads a CUDA host gets by default (half its cores, up to 4).
 A bare GPU host with torch needs, besides this checkout (run from its root with ``PYTHONPATH=.``):
 ``diffusers transformers safetensors huggingface_hub scikit-image scipy pillow numpy prometheus_client`` (the
 versions in pyproject.toml; the H100/H200 hosts here lacked only diffusers of these), and ../shared/prnet
-(UV data and a reference face; set T2F_SHARED_DIR). TensorFlow, mtcnn, trimesh and python-dotenv are not
-needed: the whole image is the face crop, or a stand-in detector takes MTCNN's measured time (80 ms of
-CPU per image on the H200 host) and returns the middle of the image.
+(UV data and a reference face; set T2F_SHARED_DIR). TensorFlow, trimesh and python-dotenv are not needed.
+Detection "before" is a stand-in that takes TensorFlow MTCNN's measured time (80 ms of CPU per image on
+the H200 host) and returns the middle of the image; "now" is t2f's PyTorch MTCNN on the GPU, run on a real
+face photo of the painted size (random weights paint no face) before it returns the middle of the image.
+It needs the ``mtcnn`` wheel (its weights) with ``joblib``, ``cloudpickle`` and ``lz4``; without them
+the stand-in serves both rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import logging
 import re
@@ -43,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measure, shared_dir
@@ -95,6 +100,29 @@ class StandInDetector(FaceDetector):
         time.sleep(self.seconds)
         h, w = image.shape[:2]
         return [FaceBox(w * 0.2, h * 0.15, w * 0.8, h * 0.85, 0.99)]
+
+
+class FaceCostDetector(FaceDetector):
+    """t2f's PyTorch MTCNN at its real cost: each call runs the cascade on a face photo of the image's size
+    (the painted image is noise with random weights) and finds one face in the middle of the image."""
+
+    def __init__(self, photo: np.ndarray, device: str) -> None:
+        super().__init__(engine="torch", device=device)
+        self.photo = photo
+        self.photos: dict[tuple[int, int], np.ndarray] = {}
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        h, w = image.shape[:2]
+        if (h, w) not in self.photos:
+            self.photos[h, w] = np.asarray(Image.fromarray(self.photo).resize((w, h), Image.Resampling.BILINEAR))
+        if not super().detect(self.photos[h, w]):
+            raise RuntimeError("MTCNN found no face in the reference photo")
+        return [FaceBox(w * 0.2, h * 0.15, w * 0.8, h * 0.85, 0.99)]
+
+
+def have_mtcnn_weights() -> bool:
+    """Whether the mtcnn wheel's weight files and their reader (joblib, lz4) are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("mtcnn", "joblib", "lz4"))
 
 
 def sync(device: str) -> None:
@@ -227,6 +255,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.export_threads = default_export_threads(on_gpu=cuda)  # what T2F_EXPORT_THREADS=0 gives this host
     args.file_threads = max(2, args.export_threads)  # the files row: helpers even on a 2-core smoke run
     args.detect_s = MTCNN_S if cuda else 0.01
+    args.torch_mtcnn = have_mtcnn_weights()
     args.cache = args.cache or Path(tempfile.mkdtemp(prefix="t2f-compile-"))
     return args
 
@@ -308,12 +337,18 @@ def main(argv: list[str] | None = None) -> None:
         m["fast_service"] = service_numbers(fast_service, args, "f")
         m["recompiles"] = sum(cache_counters()) - compiled_before  # the warm-up covered every shape: 0
 
-    def detection() -> None:  # the stand-in detector: on the GPU thread, then on its own
-        backend.crop, backend.pipeline.detector = "detect", StandInDetector(args.detect_s)
+    def detection() -> None:  # before: the stand-in on the GPU thread; now: PyTorch MTCNN on its own thread
+        backend.crop = "detect"
         if "detect-serial" not in args.skip:
-            backend.faces_thread = None
+            backend.faces_thread, backend.pipeline.detector = None, StandInDetector(args.detect_s)
             m["detect_serial"] = service_numbers(fast_service, args, "s")
             backend.faces_thread = faces_thread
+        if args.torch_mtcnn:
+            detector = FaceCostDetector(image, args.device)
+            m["mtcnn"] = {size: on_gpu_thread(fast_service, lambda size=size: measure(
+                lambda: detector.detect(np.zeros((size, size, 3), np.uint8)), runs=args.prnet_runs)["p50"])
+                for size in (512, 1024)}  # fmt: skip
+        backend.pipeline.detector = detector if args.torch_mtcnn else StandInDetector(args.detect_s)
         m["detect_overlap"] = service_numbers(fast_service, args, "o")
 
     section("cold warm-up", cold)

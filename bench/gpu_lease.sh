@@ -5,10 +5,11 @@
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl diffusers==0.42.1 transformers==5.24.0 importlib_metadata \
-#       python-dotenv==1.2.4
+#       python-dotenv==1.2.4 mtcnn==1.0.0 joblib==1.6.0 cloudpickle lz4==4.4.5
 #   mkdir -p .gpu/shared/docs && cp -r ../shared/prnet .gpu/shared/ \
 #       && cp ../shared/docs/prnet-checkpoint-variables.tsv .gpu/shared/docs/
 #
+# (mtcnn and its readers give bench/gpu.py the real PyTorch MTCNN; without them a stand-in times detection)
 # then run `bash bench/gpu_lease.sh` on the host, carrying .whl and .gpu (both git-ignored). TOTAL_S is the
 # whole call's budget (default 580 s); the bench gets what the tests leave, less a margin, and skips the
 # sections that would start too late. BENCH_ARGS adds options (a short lease: --singles 6 --skip

@@ -60,9 +60,11 @@ class Report:
             eager, fast = get("eager_prnet", b), get("fast_prnet_other", b)
             rows.append([f"PRNet.predict, batch {b}, fast path in {other} instead", ms(eager, 2), ms(fast, 2),
                          ratio(eager, fast)])  # fmt: skip
+        stand_in = f"{args.detect_s * 1000:.0f} ms stand-in"
+        detected = (f"detection: {stand_in} on the GPU thread -> PyTorch MTCNN on {args.device}, own thread"
+                    if args.torch_mtcnn else f"detection ({stand_in}) on the GPU thread -> own thread")  # fmt: skip
         for label, key in [("whole-image crop", ("eager_service", "fast_service")),
-                           (f"detection ({args.detect_s * 1000:.0f} ms stand-in) on the GPU thread -> own thread",
-                            ("detect_serial", "detect_overlap"))]:  # fmt: skip
+                           (detected, ("detect_serial", "detect_overlap"))]:  # fmt: skip
             before, after = key
             for name, stat, unit in [("one member at a time: submit -> files p50", "p50", "s"),
                                      ("one member at a time: p95", "p95", "s")]:  # fmt: skip
@@ -74,6 +76,12 @@ class Report:
             b, a = get(before, "burst", "p50"), get(after, "burst", "p50")
             rows.append([f"service, {label}: {args.burst}-job burst, latency p50", ms(b, 2, "s"), ms(a, 2, "s"),
                          ratio(b, a)])  # fmt: skip
+        for size in (512, 1024):
+            now = get("mtcnn", size)
+            if now is not None:
+                before = args.detect_s * 1000 if size == 512 else None
+                rows.append([f"MTCNN, one {size} px face photo: TensorFlow on the CPU ({stand_in}) -> PyTorch on "
+                             f"{args.device}", ms(before), ms(now), ratio(before, now)])  # fmt: skip
         one, many = get("files", 1), get("files", args.file_threads)
         rows.append([f"one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> {args.file_threads} "
                      "helpers", ms(one), ms(many), ratio(one, many)])  # fmt: skip
@@ -119,8 +127,15 @@ class Report:
             f"measured in this run, every model call on the service's worker thread; p50 of {args.runs} runs "
             f"(batch 1) or {max(2, args.runs - 2)}. Service: PRNet's network at full cost answering with a real "
             f"face's map; the files are the bot's (PNG, OBJ, preview strip, turntable GIF). Stand-in detection "
-            f"waits {args.detect_s * 1000:.0f} ms per image (MTCNN's CPU time on the H200 host; TensorFlow is "
-            f"not on the GPU host) and takes the middle of the image. Run so far: {seconds:.0f} s.",
+            f"waits {args.detect_s * 1000:.0f} ms per image (TensorFlow MTCNN's CPU time on the H200 host; "
+            f"TensorFlow is not on the GPU host) and takes the middle of the image"
+            + (
+                f"; PyTorch MTCNN runs the real cascade on {args.device} on a face photo of the painted size, then "
+                "takes the middle of the image (random weights paint no face)"
+                if args.torch_mtcnn
+                else ""
+            )
+            + f". Run so far: {seconds:.0f} s.",
             table(["measurement", "eager", f"fast path ({fast})", "speed-up"], self.rows()),
         ]
         if args.cuda:
