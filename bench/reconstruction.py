@@ -25,7 +25,8 @@ from common import machine, measure, peak_rss_mib, publish, shared_dir, table
 
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.export.preview import draw_view, preview_strip, view_mesh
+from t2f.export.preview import preview_strip
+from t2f.export.raster import draw_view, view_mesh
 from t2f.export.turntable import FRAME_MS, FRAMES, gif_bytes, swing_yaws, turntable_frames, turntable_gif
 from t2f.files.outputs import jpeg_bytes, png_bytes
 from t2f.stages.prnet.checkpoint import PRNetConfig

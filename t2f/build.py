@@ -104,10 +104,11 @@ def _load_local_backend(settings: Settings, *, overlap: bool = True) -> LocalFac
     from t2f.serve.backend import LocalFaceBackend
 
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
+    on_gpu = settings.resolved_device().startswith("cuda")  # the GPU also draws the preview and turntable
     return LocalFaceBackend(
         pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0, framing=framing(settings),
-        gate=gate_limits(settings), overlap=overlap and settings.resolved_device().startswith("cuda"),
-        export_threads=settings.resolved_export_threads(),
+        gate=gate_limits(settings), overlap=overlap and on_gpu, export_threads=settings.resolved_export_threads(),
+        render_device=settings.resolved_device() if on_gpu else None,
     )  # fmt: skip
 
 

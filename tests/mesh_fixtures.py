@@ -33,7 +33,7 @@ def turned_mesh(shared_dir: Path, mesh: FaceMesh, *, yaw_deg: float = 0.0, pitch
     """``mesh`` with its head turned by ``yaw_deg`` about the vertical axis, then tilted by ``pitch_deg``.
 
     Vertices and landmarks turn about their vertex mean in the image frame (x right, y down, z
-    towards the camera; the yaw turns +z towards +x, as ``t2f.export.preview.yaw_rotation`` does),
+    towards the camera; the yaw turns +z towards +x, as ``t2f.export.raster.yaw_rotation`` does),
     and the pose is estimated again from the turned vertices, as PRNet's post-processing would.
     """
     yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)

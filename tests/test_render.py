@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 from mesh_fixtures import REFERENCE_MESHES, reference_mesh, turned_mesh
 
-from t2f.export.preview import (
+from t2f.export.preview import VIEWS, coarse_mesh, preview_strip
+from t2f.export.raster import (
     BACKGROUND,
     PANEL,
-    VIEWS,
-    coarse_mesh,
     draw_view,
     fit_to_panel,
-    preview_strip,
     rasterize,
     shade,
     soften_edges,
@@ -97,8 +95,8 @@ def test_coarse_mesh_keeps_a_quarter_of_the_vertices(shared_dir: Path) -> None:
 def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import t2f.export.preview
-    from t2f.export.preview import PREVIEW_LOD
+    import t2f.export.raster
+    from t2f.export.raster import PREVIEW_LOD
 
     image, mesh = reference_mesh(shared_dir)
     scrambled = np.random.default_rng(0).uniform(0, 500, mesh.vertices.shape).astype(np.float32)
@@ -109,15 +107,15 @@ def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch
     vertices, triangles, _ = coarse_mesh(mesh, PREVIEW_LOD)
     views = [fit_to_panel(vertices, yaw) for _, yaw in VIEWS]
     budgeted = [rasterize(placed, triangles, PANEL).face for placed in views]
-    budget = t2f.export.preview.CANDIDATE_BUDGET
-    monkeypatch.setattr(t2f.export.preview, "CANDIDATE_BUDGET", 10**12)
+    budget = t2f.export.raster.CANDIDATE_BUDGET
+    monkeypatch.setattr(t2f.export.raster, "CANDIDATE_BUDGET", 10**12)
     for placed, face in zip(views, budgeted, strict=True):
         np.testing.assert_array_equal(rasterize(placed, triangles, PANEL).face, face)
     # A jittered face (triangles up to about 25 px) needs more tests than the budget allows: the
     # largest triangles are left out, and the smaller ones are still drawn.
     jittered = views[0] + np.random.default_rng(1).uniform(-12, 12, views[0].shape).astype(np.float32)
     unlimited = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
-    monkeypatch.setattr(t2f.export.preview, "CANDIDATE_BUDGET", budget)
+    monkeypatch.setattr(t2f.export.raster, "CANDIDATE_BUDGET", budget)
     drawn = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
     assert 0 < drawn < unlimited
 

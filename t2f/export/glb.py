@@ -24,7 +24,7 @@ import struct
 import numpy as np
 
 from t2f.export.obj import upright_vertices
-from t2f.export.preview import vertex_normals
+from t2f.export.raster import vertex_normals
 from t2f.faces import FaceMesh
 from t2f.files.outputs import png_bytes
 

@@ -26,12 +26,14 @@ def result_files(
     *,
     outputs: tuple[str, ...] = MESH_FORMATS,
     pool: Executor | None = None,
+    render_device: str | None = None,
 ) -> dict[str, bytes]:
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
     Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
     ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb". With a ``pool`` the files
     (and the turntable's frames) are made on its threads as well as this one; the bytes are the same.
+    With a ``render_device`` (a GPU) PyTorch draws the preview's and the turntable's views there.
     """
 
     def image(times: dict[str, float]) -> dict[str, bytes]:
@@ -39,11 +41,11 @@ def result_files(
 
     def preview(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "preview"):
-            return {PREVIEW_FILE: jpeg_bytes(preview_strip(result.image, result.mesh))}
+            return {PREVIEW_FILE: jpeg_bytes(preview_strip(result.image, result.mesh, device=render_device))}
 
     def turntable(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "turntable"):
-            return {TURNTABLE_FILE: turntable_gif(result.mesh, pool=pool)}
+            return {TURNTABLE_FILE: turntable_gif(result.mesh, pool=pool, device=render_device)}
 
     # the turntable starts first (the longest part: the calling thread runs it), the files keep their order
     drawn, *others = _run_file_parts([turntable, image, *_mesh_parts(result.mesh, outputs), preview], timings, pool)

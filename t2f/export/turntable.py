@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from t2f.export.parallel import run_parts
-from t2f.export.preview import BACKGROUND, PANEL, ViewMesh, draw_view, shade, soften_edges, view_mesh
+from t2f.export.raster import BACKGROUND, PANEL, ViewMesh, draw_view, shade, soften_edges, view_mesh
 from t2f.faces import FaceMesh
 
 FRAMES = 32
@@ -49,13 +49,22 @@ def render_frame(view: ViewMesh, yaw_deg: float, size: int = PANEL) -> np.ndarra
 
 
 def turntable_frames(
-    mesh: FaceMesh, *, size: int = PANEL, frames: int = FRAMES, pool: Executor | None = None
+    mesh: FaceMesh,
+    *,
+    size: int = PANEL,
+    frames: int = FRAMES,
+    pool: Executor | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
-    """(frames, size, size, 3) uint8 frames of the head swinging; each distinct yaw is drawn once,
-    on ``pool``'s threads too when given (:func:`~t2f.export.parallel.run_parts`)."""
+    """(frames, size, size, 3) uint8 frames of the head swinging; each distinct yaw is drawn once, all at
+    once by PyTorch on ``device`` when given (:mod:`t2f.export.render_torch`, a GPU), else by numpy, on
+    ``pool``'s threads too when given (:func:`~t2f.export.parallel.run_parts`)."""
     view = view_mesh(mesh, TURNTABLE_LOD)
     yaws, which = np.unique(np.round(swing_yaws(frames), 6), return_inverse=True)
+    if device is not None:
+        from t2f.export.render_torch import render_views  # torch only where a device asks for it
 
+        return render_views(view, yaws, size, textured=True, device=device)[which]
     drawn = run_parts([functools.partial(render_frame, view, float(yaw), size) for yaw in yaws], pool)  # per yaw
     return np.stack(drawn)[which]
 
@@ -75,6 +84,9 @@ def gif_bytes(frames: np.ndarray, *, frame_ms: int = FRAME_MS) -> bytes:
     return buffer.getvalue()
 
 
-def turntable_gif(mesh: FaceMesh, *, size: int = PANEL, pool: Executor | None = None) -> bytes:
-    """The turntable of ``mesh`` as GIF bytes (see the module's notes for the choices); frames drawn on ``pool`` too."""
-    return gif_bytes(turntable_frames(mesh, size=size, pool=pool))
+def turntable_gif(
+    mesh: FaceMesh, *, size: int = PANEL, pool: Executor | None = None, device: str | None = None
+) -> bytes:
+    """The turntable of ``mesh`` as GIF bytes (see the module's notes for the choices); frames drawn on
+    ``device`` or on ``pool`` too (:func:`turntable_frames`)."""
+    return gif_bytes(turntable_frames(mesh, size=size, pool=pool, device=device))

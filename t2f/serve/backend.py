@@ -84,6 +84,7 @@ class LocalFaceBackend:
         ``run_batch`` then returns :class:`Pending` for the jobs still there.
     export_threads : threads that make one face's files together with the thread exporting it (the
         turntable's frames, the OBJs, GLB, PNG and preview at once); 1 makes them in turn on that thread.
+    render_device : where PyTorch draws the preview and turntable (the GPU); ``None``: numpy on the CPU.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class LocalFaceBackend:
         gate: GateLimits | None = None,
         overlap: bool = False,
         export_threads: int = 1,
+        render_device: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.faces_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-faces") if overlap else None
@@ -108,6 +110,7 @@ class LocalFaceBackend:
         self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
         self.framing = framing or PortraitFraming(template="", negative="")  # default: paint the words as given
         self.gate = gate  # None: any detected face is used (the largest), no repaints for pose or size
+        self.render_device = render_device
 
     def warm_up(
         self, size: int = 512, *, max_batch: int = 1, compiled: bool = False, steps: int = 2
@@ -306,7 +309,8 @@ class LocalFaceBackend:
         started = time.perf_counter()
         job, face = finished.job, finished.face
         timings: dict[str, float] = {}
-        files = result_files(face, timings, outputs=(job.output,), pool=self.export_pool)
+        files = result_files(face, timings, outputs=(job.output,), pool=self.export_pool,
+                             render_device=self.render_device)  # fmt: skip
         if job.is_photo:  # the member's own photo is not sent back (nor kept with the face's page)
             files.pop(IMAGE_FILE, None)
         upload_note = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from t2f.faces import FaceRequest
+from t2f.faces import FaceRequest, FaceResult
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
@@ -68,8 +68,19 @@ def warm_up(
             stage.use_eager()
         prnet.use_eager()
         seconds = {1: sum(_warm_run(backend, 1, size))}
+    if backend.render_device is not None:  # the first draw on the GPU loads its kernels: not in a member's job
+        _warm_render(backend, size)
     log.info("warm-up took %.1f s%s", time.perf_counter() - started, _warm_note(stage, sizes, hits_misses))
     return seconds
+
+
+def _warm_render(backend: LocalFaceBackend, size: int) -> None:
+    """Draw one face's preview and turntable on ``backend.render_device`` (a mesh of a blank image)."""
+    from t2f.export.package import result_files
+
+    made = backend.pipeline.reconstruct_many([np.zeros((size, size, 3), np.uint8)], crop="whole")
+    if isinstance(made[0], FaceResult):
+        result_files(made[0], outputs=(), render_device=backend.render_device)
 
 
 def _estimate(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:

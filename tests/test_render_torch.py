@@ -1,0 +1,123 @@
+"""The PyTorch renderer (t2f.export.render_torch) draws what the numpy one draws, every view at once.
+
+Run here on the CPU; on a GPU host the same code runs on CUDA (tests/test_gpu.py compares the two there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from discord_fixtures import PhotoTextToImage
+from mesh_fixtures import reference_mesh
+from PIL import Image
+
+from t2f.export.package import result_files
+from t2f.export.preview import VIEWS, preview_strip
+from t2f.export.raster import BACKGROUND, PREVIEW_LOD, draw_view, fit_to_panel, rasterize, view_mesh
+from t2f.export.render_torch import rasterize_views, render_views
+from t2f.export.turntable import TURNTABLE_LOD, render_frame, swing_yaws, turntable_frames
+from t2f.faces import FaceMesh, FaceRequest, FaceResult
+from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.jobs import JobRequest, JobStatus
+from t2f.serve.service import JobService
+from t2f.stages.pipeline import FacePipeline
+
+
+@pytest.fixture(scope="module")
+def face(shared_dir: Path) -> tuple[np.ndarray, FaceMesh]:
+    return reference_mesh(shared_dir)
+
+
+def assert_nearly_same_picture(got: np.ndarray, expected: np.ndarray) -> None:
+    """Equal but for float rounding: at most 1 level of 255, on under 0.5 % of the pixels."""
+    assert got.shape == expected.shape and got.dtype == expected.dtype == np.uint8
+    apart = np.abs(got.astype(np.int16) - expected.astype(np.int16)).max(-1)
+    assert apart.max() <= 1 and (apart > 0).mean() < 0.005, (apart.max(), (apart > 0).mean())
+
+
+def test_turntable_frames_match_the_numpy_frames(face: tuple[np.ndarray, FaceMesh]) -> None:
+    _, mesh = face
+    view = view_mesh(mesh, TURNTABLE_LOD)
+    yaws = np.unique(np.round(swing_yaws(), 6))
+    got = render_views(view, yaws, 256, textured=True, device="cpu")
+    assert got.shape == (17, 256, 256, 3)
+    assert_nearly_same_picture(got, np.stack([render_frame(view, float(yaw)) for yaw in yaws]))
+    frames = turntable_frames(mesh, device="cpu")
+    assert frames.shape == (32, 256, 256, 3)
+    assert_nearly_same_picture(frames, turntable_frames(mesh))
+    assert (frames[0] != BACKGROUND).any(-1).mean() > 0.2  # a head, not an empty panel
+
+
+def test_preview_strip_matches_the_numpy_strip(face: tuple[np.ndarray, FaceMesh]) -> None:
+    image, mesh = face
+    got, expected = preview_strip(image, mesh, device="cpu"), preview_strip(image, mesh)
+    assert got.shape == (256, 5 * 256, 3)
+    assert_nearly_same_picture(got, expected)
+    assert np.array_equal(got[:, :256], expected[:, :256])  # the source image panel is the same pixels
+
+
+def test_views_drawn_together_are_each_drawn_alone(face: tuple[np.ndarray, FaceMesh]) -> None:
+    _, mesh = face
+    view = view_mesh(mesh, PREVIEW_LOD)
+    yaws = [yaw for _, yaw in VIEWS]
+    placed = torch.from_numpy(np.stack([fit_to_panel(view.vertices, yaw, 128) for yaw in yaws]))
+    triangles = torch.from_numpy(view.triangles.astype(np.int64))
+    faces, bary = rasterize_views(placed, triangles, 128)
+    assert faces.shape == (3, 128, 128) and bary.shape == (3, 128, 128, 3)
+    for k, yaw in enumerate(yaws):
+        alone = rasterize(fit_to_panel(view.vertices, yaw, 128), view.triangles, 128, cull_back=True)
+        same = faces[k].numpy() == alone.face
+        assert same.mean() > 0.998  # the rest: depth ties between neighbouring triangles at the last float bit
+        np.testing.assert_allclose(bary[k].numpy()[same], alone.bary[same], atol=1e-5)
+        assert draw_view(view, yaw, 128)[0].face.max() == alone.face.max()
+
+
+def test_a_view_with_nothing_facing_the_camera_is_empty() -> None:
+    vertices = torch.tensor([[[10.0, 10, 0], [10, 20, 0], [20, 10, 0]]])  # clockwise on screen: a back face
+    faces, bary = rasterize_views(vertices, torch.tensor([[0, 1, 2]]), 32)
+    assert (faces == -1).all() and float(bary.abs().sum()) == 0.0
+    both = torch.cat([vertices, vertices[:, [0, 2, 1]]])  # the second view sees it from the front
+    faces, _ = rasterize_views(both, torch.tensor([[0, 1, 2]]), 32)
+    assert (faces[0] == -1).all() and (faces[1] == 0).sum() > 20
+
+
+def test_result_files_drawn_by_torch_decode_as_the_numpy_ones(face: tuple[np.ndarray, FaceMesh]) -> None:
+    image, mesh = face
+    result = FaceResult(image=image, mesh=mesh, crop=None, box=None, faces_found=1)  # type: ignore[arg-type]
+    drawn, numpy_drawn = result_files(result, render_device="cpu"), result_files(result)
+    assert list(drawn) == list(numpy_drawn)
+    assert all(drawn[name] == numpy_drawn[name] for name in drawn if name not in ("preview.jpg", "turntable.gif"))
+    gif = Image.open(io.BytesIO(drawn["turntable.gif"]))
+    assert gif.n_frames == 32 and gif.size == (256, 256)
+    assert Image.open(io.BytesIO(drawn["preview.jpg"])).size == (1280, 256)
+
+
+def test_a_backend_with_a_render_device_draws_with_torch(stages: FacePipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from t2f.export import render_torch
+
+    devices: list[str] = []
+    draw = render_torch.render_views
+
+    def watched(*args: object, device: str, **kwargs: object) -> np.ndarray:
+        devices.append(device)
+        return draw(*args, device=device, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render_torch, "render_views", watched)
+    painted = FacePipeline(prnet=stages.prnet, uv=stages.uv, text_to_image=PhotoTextToImage())  # a real face
+    backend = LocalFaceBackend(painted, crop="whole", preview_every=0, render_device="cpu")
+    service = JobService(backend, max_batch=1)
+
+    async def one() -> JobStatus:
+        job = JobRequest("job1", user_id=1, face=FaceRequest("a face", steps=2, size=64))
+        result = await asyncio.wait_for(service.submit(job).result, 60)
+        await service.shutdown()
+        assert {"turntable.gif", "preview.jpg"} <= set(result.files)
+        return result.status
+
+    assert asyncio.run(one()) == JobStatus.DONE
+    assert devices == ["cpu", "cpu", "cpu"]  # the turntable, the preview's clay views, its textured front
