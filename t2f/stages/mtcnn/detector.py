@@ -35,6 +35,7 @@ from t2f.stages.mtcnn.boxes import (
     suppress,
 )
 from t2f.stages.mtcnn.network import ONet, PNet, RNet, load_networks
+from t2f.stages.streams import side_stream
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,14 @@ class TorchMTCNN:
         """The detector with the installed ``mtcnn`` wheel's weights, or the three ``.lz4`` files in ``folder``."""
         return cls(*load_networks(folder, device=device), config=config, device=device)
 
-    @torch.inference_mode()
     def detect(self, image: np.ndarray) -> Detections:
-        """Faces in ``image`` (H, W, 3) uint8 RGB."""
+        """Faces in ``image`` (H, W, 3) uint8 RGB; on a GPU, on a stream of its own (t2f.stages.streams)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        with torch.inference_mode(), side_stream(self.device):
+            return self._detect(image)
+
+    def _detect(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]
         pixels = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(self.device)  # copies only if needed
         normalised = (pixels.permute(2, 0, 1).float() - 127.5) / 128.0  # (3, H, W) in about [-1, 1]

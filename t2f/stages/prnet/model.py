@@ -15,6 +15,7 @@ from t2f.errors import ModelUnavailable
 from t2f.stages.compiling import bucket_for, compile_mode, first_line, is_compile_error
 from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
 from t2f.stages.prnet.network import ResFCN256
+from t2f.stages.streams import side_stream
 
 FETCH_HINT = "Fetch and convert the official weights with: t2f download"
 log = logging.getLogger(__name__)
@@ -186,14 +187,19 @@ class PRNet:
 
         With ``buckets`` the batch is padded up to its bucket with copies of its last crop (their outputs
         are dropped) and one larger than every bucket runs in bucket-sized parts, so a compiled or
-        graphed network only meets the shapes the warm-up prepared.
+        graphed network only meets the shapes the warm-up prepared. On a GPU it runs on a stream of its
+        own (:func:`t2f.stages.streams.side_stream`): the faces thread calls it while the next batch paints.
         """
+        with side_stream(self.device):
+            return self._predict(crops)
+
+    def _predict(self, crops: np.ndarray) -> np.ndarray:
         res = self.config.resolution
         if crops.ndim != 4 or crops.shape[1:] != (res, res, 3):
             raise ValueError(f"crops must be (N, {res}, {res}, 3), got {crops.shape}")
         if self.buckets and len(crops) > self.buckets[-1]:
             size = self.buckets[-1]
-            return np.concatenate([self.predict(crops[i : i + size]) for i in range(0, len(crops), size)])
+            return np.concatenate([self._predict(crops[i : i + size]) for i in range(0, len(crops), size)])
         count = len(crops)
         if self.buckets and (extra := bucket_for(count, self.buckets) - count):
             crops = np.concatenate([crops, np.repeat(crops[-1:], extra, axis=0)])
