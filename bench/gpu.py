@@ -287,13 +287,16 @@ def main(argv: list[str] | None = None) -> None:
                 report.skipped.append(f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
         report.write(time.perf_counter() - started)
 
-    def files() -> None:  # CPU only: one face's files on one thread, then with the export helpers
+    def files() -> None:  # one face's files on one thread, with the export helpers, then drawn by PyTorch too
         mesh = build_face_mesh(image, restore_position_map(raw, tform), uv)
         face = FaceResult(image=image, mesh=mesh, crop=None, box=None, faces_found=1)  # type: ignore[arg-type]
         with ThreadPoolExecutor(args.file_threads) as pool:
             m["files"] = {
                 1: measure(lambda: result_files(face), runs=args.runs)["p50"],
                 args.file_threads: measure(lambda: result_files(face, pool=pool), runs=args.runs)["p50"],
+                "drawn": measure(lambda: result_files(face, pool=pool, render_device=args.device), runs=args.runs)[
+                    "p50"
+                ],
             }
 
     m = report.numbers
@@ -317,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     backend.faces_thread = faces_thread
     if args.export_threads > 1:  # what T2F_EXPORT_THREADS gives t2f.build's backend: helpers for each face's parts
         backend.export_pool = ThreadPoolExecutor(args.export_threads, thread_name_prefix="t2f-files")
+    backend.render_device = args.device if args.cuda else None  # as t2f.build's backend: the GPU draws
     fast_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600,
                               export_threads=args.export_threads)  # fmt: skip
 

@@ -82,9 +82,11 @@ class Report:
                 before = args.detect_s * 1000 if size == 512 else None
                 rows.append([f"MTCNN, one {size} px face photo: TensorFlow on the CPU ({stand_in}) -> PyTorch on "
                              f"{args.device}", ms(before), ms(now), ratio(before, now)])  # fmt: skip
-        one, many = get("files", 1), get("files", args.file_threads)
+        one, many, drawn = get("files", 1), get("files", args.file_threads), get("files", "drawn")
         rows.append([f"one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> {args.file_threads} "
                      "helpers", ms(one), ms(many), ratio(one, many)])  # fmt: skip
+        rows.append([f"one face's files: 1 thread -> {args.file_threads} helpers, preview and turntable drawn by "
+                     f"PyTorch on {args.device}", ms(one), ms(drawn), ratio(one, drawn)])  # fmt: skip
         cold = self.numbers.get("cold")
         rows.append(["start-up warm-up, cold (empty compile cache)", MISSING,
                      MISSING if cold is None else f"{cold[0]:.1f} s ({cold[2]} graphs compiled)", ""])  # fmt: skip
@@ -123,7 +125,9 @@ class Report:
             f"Machine: {machine()}. Model: {model}, {args.size} px, DPM-Solver++ {args.steps} steps, guidance 7.5, "
             f"{str(args.dtype)[6:]}; buckets {', '.join(map(str, args.buckets))}; T2F_MAX_BATCH {args.max_batch}. "
             f"Eager = before the fast path (eager UNet and PRNet, detection on the GPU thread, 1 thread writing "
-            f"files); fast = {fast}, detection on its own thread, {args.export_threads} export threads. Both "
+            f"files); fast = {fast}, detection on its own thread, {args.export_threads} export threads"
+            + (", the preview and turntable drawn on the GPU" if args.cuda else "")
+            + ". Both "
             f"measured in this run, every model call on the service's worker thread; p50 of {args.runs} runs "
             f"(batch 1) or {max(2, args.runs - 2)}. Service: PRNet's network at full cost answering with a real "
             f"face's map; the files are the bot's (PNG, OBJ, preview strip, turntable GIF). Stand-in detection "

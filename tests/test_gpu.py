@@ -172,3 +172,17 @@ def test_mtcnn_on_cuda_finds_the_cpu_boxes(shared_dir: Path) -> None:
         assert got.boxes.shape[0] == expected.boxes.shape[0] >= 1
         np.testing.assert_allclose(got.boxes, expected.boxes, atol=0.05)  # TF32 and cuDNN's own sums
         np.testing.assert_allclose(got.landmarks, expected.landmarks, atol=0.05)
+
+
+@cuda
+def test_turntable_and_preview_drawn_on_cuda_match_the_cpu(shared_dir: Path) -> None:
+    from mesh_fixtures import reference_mesh
+
+    from t2f.export.preview import preview_strip
+    from t2f.export.turntable import turntable_frames
+
+    image, mesh = reference_mesh(shared_dir)
+    for got, expected in [(turntable_frames(mesh, device="cuda"), turntable_frames(mesh)),
+                          (preview_strip(image, mesh, device="cuda"), preview_strip(image, mesh))]:  # fmt: skip
+        apart = np.abs(got.astype(np.int16) - expected.astype(np.int16)).max(-1)
+        assert got.shape == expected.shape and apart.max() <= 1 and (apart > 0).mean() < 0.005

@@ -48,6 +48,7 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
         "MTCNN, one 512 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
         "MTCNN, one 1024 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
         "one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> 2 helpers",
+        "one face's files: 1 thread -> 2 helpers, preview and turntable drawn by PyTorch on cpu",
         "start-up warm-up, cold (empty compile cache)", "start-up warm-up, restart with the cache",
         "graphs compiled after the warm-up (painting and serving; should be 0)",
         "same seed, eager vs fast image: mean absolute difference (0-255)",
