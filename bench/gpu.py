@@ -68,7 +68,7 @@ from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
 from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map
 from t2f.stages.prnet.uv import UVData
-from t2f.stages.text2img import TextToImage, compile_pipeline, prepare_pipeline
+from t2f.stages.text2img import TextToImage, compile_pipeline, compile_single, prepare_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MTCNN_S = 0.080  # MTCNN's CPU time per image on the H200 host (../shared/docs/gpu-measurements.md)
@@ -144,7 +144,7 @@ def make_fast(backend: LocalFaceBackend, raw: np.ndarray, args: argparse.Namespa
     """Compile the UNet in ``args.mode``, pad batches to the buckets and graph PRNet, as ``T2F_COMPILE`` does."""
     stage = backend.pipeline.text_to_image
     compile_pipeline(stage.pipeline, args.mode)
-    stage.buckets = args.buckets
+    stage.buckets, stage.single_unet = args.buckets, compile_single(stage.pipeline, args.mode)
     backend.pipeline.prnet = fast_prnet(raw, args, channels_last=args.cuda)  # T2F_CHANNELS_LAST=auto on CUDA
 
 
@@ -241,12 +241,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the sections that would start later")
     parser.add_argument("--singles", type=int, default=10, help="jobs sent one at a time per service row")
     parser.add_argument("--skip", default="", help="comma-separated: eager-service, detect-serial (a short lease)")
+    parser.add_argument(
+        "--graphs-single",
+        action="store_true",
+        help="the fast path as T2F_COMPILE=graphs-single: a static graph for one face alone",
+    )
     parser.add_argument("--child-warm-up", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.smoke
     args.cuda = cuda
     args.device, args.dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
-    args.mode = "graphs" if cuda else "off"  # CUDA graphs need CUDA; the smoke test runs the rest eagerly
+    args.mode = ("graphs-single" if args.graphs_single else "graphs") if cuda else "off"  # the smoke test: eager
     args.size, args.steps, args.runs, args.prnet_runs = (512, 25, 5, 20) if not args.smoke else (64, 2, 2, 2)
     args.singles, args.burst = (args.singles, 32) if not args.smoke else (2, 4)
     args.skip = {name.strip() for name in args.skip.split(",") if name.strip()}
@@ -362,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def restart() -> None:  # 3. a fresh process with the cache this run filled
         child = [sys.executable, str(Path(__file__).resolve()), "--child-warm-up", "--cache", str(args.cache),
-                 "--max-batch", str(args.max_batch), *(["--smoke"] if args.smoke else [])]  # fmt: skip
+                 "--max-batch", str(args.max_batch), *(["--smoke"] if args.smoke else []),
+                 *(["--graphs-single"] if args.graphs_single else [])]  # fmt: skip
         began = time.perf_counter()
         with (report.out.parent / "restart.log").open("w") as log:  # the child's own log, for a failed restart
             out = subprocess.run(child, check=True, stdout=subprocess.PIPE, stderr=log, text=True).stdout

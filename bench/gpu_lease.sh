@@ -13,8 +13,8 @@
 # then run `bash bench/gpu_lease.sh` on the host, carrying .whl and .gpu (both git-ignored). TOTAL_S is the
 # whole call's budget (default 580 s); the bench gets what the tests leave, less a margin, and skips the
 # sections that would start too late. BENCH_ARGS adds options (a short lease: --singles 6 --skip
-# eager-service,detect-serial). $OUT gets gpu.md (rewritten after each section), bench.log, restart.log,
-# pytest.log, versions.txt and nvidia-smi.txt.
+# eager-service,detect-serial; --graphs-single times T2F_COMPILE=graphs-single). $OUT gets gpu.md
+# (rewritten after each section), bench.log, restart.log, pytest.log, versions.txt and nvidia-smi.txt.
 # BENCH_ARGS=--smoke PY=.venv/bin/python runs the same steps on a CPU as a dry run.
 set -o pipefail
 start=$SECONDS

@@ -119,7 +119,7 @@ class Report:
     def render(self, seconds: float) -> str:
         args = self.args
         model = "tiny random SD (test fixture)" if args.smoke else "SD v1-4 architecture, random weights"
-        fast = "graphs" if args.cuda else "eager + buckets (no CUDA)"
+        fast = args.mode if args.cuda else "eager + buckets (no CUDA)"
         lines = [
             f"# GPU fast path benchmark ({'CPU smoke test, NOT a GPU result' if args.smoke else self.card})",
             f"Machine: {machine()}. Model: {model}, {args.size} px, DPM-Solver++ {args.steps} steps, guidance 7.5, "

@@ -89,8 +89,9 @@ class Settings:
         "T2F_COMPILE",
         "off",
         "torch.compile the UNet and PRNet in the start-up warm-up, per batch bucket; `graphs` also replays "
-        "them from CUDA graphs (CUDA only). Compiled code is cached under `<cache>/compile`.",
-        allowed="off, default, graphs (on = default)",
+        "them from CUDA graphs (CUDA only); `graphs-single` adds a static graph for one face alone (faster "
+        "alone, one more graph to load at each start). Compiled code is cached under `<cache>/compile`.",
+        allowed="off, default, graphs, graphs-single (on = default)",
     )
     safety_checker: bool = _setting(
         "T2F_SAFETY_CHECKER", True, "Run the pipeline's safety checker; flagged images are withheld.", allowed="on, off"

@@ -22,7 +22,7 @@ DETECTORS = ("torch", "tensorflow")
 BACKENDS = ("local", "ray")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-COMPILE_MODES = ("off", "default", "graphs")
+COMPILE_MODES = ("off", "default", "graphs", "graphs-single")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -56,13 +56,13 @@ def _parse_bool(var: str, raw: str) -> bool:
 
 
 def _parse_compile(var: str, raw: str) -> str:
-    """``off``/``default``/``graphs``; the old switch values still work (on = default)."""
+    """``off``/``default``/``graphs``/``graphs-single``; the old switch values still work (on = default)."""
     value = raw.strip().lower()
     if value in COMPILE_MODES:
         return value
     if value in _TRUE or value in _FALSE:
         return "default" if value in _TRUE else "off"
-    raise ConfigError(f"{var}={raw!r} is not allowed; allowed: off, default, graphs (on = default).")
+    raise ConfigError(f"{var}={raw!r} is not allowed; allowed: off, default, graphs, graphs-single (on = default).")
 
 
 def _parse_device(var: str, raw: str) -> str:

@@ -65,3 +65,38 @@ def test_compiled_models_never_recompile_after_the_warm_up(
             assert [r.status for r in results] == ["done"] * count, [r.user_message for r in results]
             assert all(r.files["face.obj"].startswith(b"# t2f face mesh") for r in results)
             assert stage.compiled  # an unguided batch borrowed the eager UNet and gave the compiled one back
+
+
+def test_graphs_single_paints_one_face_on_a_static_graph_beside_the_dynamic_one(
+    tiny_sd: Path, prnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the CPU "reduce-overhead" compiles with inductor and records no CUDA graphs; how dynamo keeps the
+    # two wrappers' entries apart is the same.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="graphs-single",
+                        device="cpu", max_batch=4, cache_dir=tmp_path)  # fmt: skip
+    stage = load_text_to_image(settings)
+    assert isinstance(stage.single_unet, torch._dynamo.eval_frame.OptimizedModule)
+    assert stage.single_unet._orig_mod is stage.pipeline.unet._orig_mod  # one set of weights, two wrappers
+    pipeline = load_face_pipeline(settings, text_to_image=stage, crop="whole")
+    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    assert set(backend.warm_up(64, max_batch=4, compiled=True)) == {1, 2, 4}
+    unet_forward = type(stage.pipeline.unet._orig_mod).forward
+    assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(unet_forward)) == 2  # dynamic + static
+    used: list[object] = []
+    run = stage._run_pipeline
+
+    def watched(requests: object, step_end: object) -> object:
+        used.append(stage.pipeline.unet)
+        return run(requests, step_end)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stage, "_run_pipeline", watched)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for count, guidance in [(1, 7.5), (3, 7.5), (1, 1.0), (2, 7.5)]:
+            requests = [FaceRequest("a face", seed=s, steps=2, guidance=guidance, size=64) for s in range(count)]
+            assert all(p.image is not None for p in stage.generate_batch(requests))
+    single, dynamic = stage.single_unet, stage.pipeline.unet
+    assert used == [single, dynamic, dynamic._orig_mod, dynamic]  # one guided face alone: the static graph
+    assert stage.pipeline.unet is dynamic  # given back after each batch
+    stage.use_eager()
+    assert stage.single_unet is None and not stage.compiled

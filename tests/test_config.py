@@ -127,6 +127,7 @@ def test_export_threads_one_beside_cpu_painting_else_half_the_cores_up_to_four(m
 @pytest.mark.parametrize(
     ("raw", "mode"),
     [("off", "off"), ("default", "default"), ("graphs", "graphs"), ("GRAPHS ", "graphs"), ("on", "default"),
+     ("graphs-single", "graphs-single"),
      ("true", "default"), ("1", "default"), ("false", "off"), ("no", "off")],
 )  # fmt: skip
 def test_compile_takes_a_mode_and_the_old_switch_values(raw: str, mode: str) -> None:
@@ -137,7 +138,8 @@ def test_compile_refuses_other_values_in_one_sentence() -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping({"T2F_COMPILE": "max"})
     assert (
-        caught.value.user_message == "T2F_COMPILE='max' is not allowed; allowed: off, default, graphs (on = default)."
+        caught.value.user_message
+        == "T2F_COMPILE='max' is not allowed; allowed: off, default, graphs, graphs-single (on = default)."
     )
 
 

@@ -141,16 +141,17 @@ def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers(
 
 
 @cuda
-def test_graphs_mode_never_recompiles_after_the_warm_up(tiny_sd: Path, prnet_dir: Path, tmp_path: Path,
+@pytest.mark.parametrize("mode", ["graphs", "graphs-single"])
+def test_graphs_mode_never_recompiles_after_the_warm_up(mode: str, tiny_sd: Path, prnet_dir: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
-    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="graphs",
+    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile=mode,
                         device="cuda", max_batch=4, cache_dir=tmp_path)  # fmt: skip
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
     backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
     assert set(backend.warm_up(64, max_batch=4, compiled=True)) == {1, 2, 4}
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for count, guidance in [(3, 7.5), (1, 1.0), (4, 7.5), (2, 1.0)]:
+        for count, guidance in [(3, 7.5), (1, 1.0), (4, 7.5), (2, 1.0), (1, 7.5)]:
             jobs = [JobRequest(f"{count}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=guidance,
                                                                    size=64)) for s in range(count)]  # fmt: skip
             assert [r.status for r in backend.run_batch(jobs, lambda p: None, lambda j: False)] == ["done"] * count

@@ -1,7 +1,8 @@
 """The GPU fast path's shared pieces: compile modes, batch buckets and the on-disk compile cache.
 
 ``T2F_COMPILE`` has three modes: ``off`` (eager), ``default`` (``torch.compile``'s default mode) and
-``graphs`` (mode ``"reduce-overhead"``: inductor code replayed from CUDA graphs, CUDA only). Compiled
+``graphs`` (mode ``"reduce-overhead"``: inductor code replayed from CUDA graphs, CUDA only), and
+``graphs-single``: ``graphs`` plus a fully static UNet graph for a face painted alone. Compiled
 models see only a fixed set of batch sizes, the *buckets* (1, 2, 4, 8 ... up to ``T2F_MAX_BATCH``): a
 batch is padded up to its bucket, so every shape is compiled (or captured) once in the start-up warm-up
 and never in a member's request.
@@ -17,7 +18,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # T2F_COMPILE -> torch.compile's mode (None: eager).
-TORCH_MODES: dict[str, str | None] = {"off": None, "default": "default", "graphs": "reduce-overhead"}
+TORCH_MODES: dict[str, str | None] = {
+    "off": None,
+    "default": "default",
+    "graphs": "reduce-overhead",
+    "graphs-single": "reduce-overhead",
+}
+
+
+def replays_graphs(mode: str) -> bool:
+    """Whether a ``T2F_COMPILE`` mode replays CUDA graphs (``graphs``, ``graphs-single``)."""
+    return mode.startswith("graphs")
 
 
 def compile_mode(value: bool | str) -> str:

@@ -110,6 +110,19 @@ def compile_pipeline(pipeline: Any, mode: str) -> Any:
     return pipeline
 
 
+def compile_single(pipeline: Any, mode: str) -> torch.nn.Module | None:
+    """``graphs-single``'s second UNet: compiled fully static for one guided face (a UNet batch of 2), or ``None``.
+
+    The batch-dynamic graph paints one face in ~295 ms on an H200 where static graphs took 218 ms
+    (bench/results/gpu-nvidia-h200.md); this one costs one more graph at every start (~10.7 s from the
+    cache on an H100). A separate ``torch.compile`` wrapper: dynamo keeps each wrapper's entries apart.
+    """
+    if mode != "graphs-single":
+        return None
+    unet = getattr(pipeline.unet, "_orig_mod", pipeline.unet)
+    return cast(torch.nn.Module, torch.compile(unet, mode=TORCH_MODES[mode], dynamic=False, fullgraph=False))
+
+
 def _dynamic_batch(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Mark the batch dimension of the UNet's latents and text embeddings dynamic (where dynamo can keep it so)."""
     for tensor in (args[0] if args else kwargs.get("sample"), kwargs.get("encoder_hidden_states")):
@@ -128,6 +141,7 @@ class TextToImage:
     previewer : optional TAESD decoder for step previews.
     buckets : batch sizes a compiled UNet sees (see :func:`~t2f.stages.compiling.buckets_for`); a batch is
         padded up to its bucket. Empty (eager): batches run at their own size.
+    single_unet : a static compiled UNet for one guided face (:func:`compile_single`), or ``None``.
     """
 
     def __init__(
@@ -140,9 +154,11 @@ class TextToImage:
         revision: str | None = None,
         previewer: LatentPreviewer | None = None,
         buckets: tuple[int, ...] = (),
+        single_unet: torch.nn.Module | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.buckets = buckets
+        self.single_unet = single_unet
         self.compile_cache: CompileCache | None = None  # set by whoever pointed inductor at a cache
         self.device = device
         self.dtype = dtype
@@ -159,7 +175,7 @@ class TextToImage:
     def use_eager(self) -> None:
         """Drop the compiled UNet (after a compile or capture error): eager, at each batch's own size."""
         self.pipeline.unet = getattr(self.pipeline.unet, "_orig_mod", self.pipeline.unet)
-        self.buckets = ()
+        self.buckets, self.single_unet = (), None
 
     @classmethod
     def from_pretrained(
@@ -214,7 +230,7 @@ class TextToImage:
         mode = compile_mode(compile_unet)
         return cls(
             pipeline, device=device, dtype=torch_dtype, model=model, revision=resolved.revision, previewer=previewer,
-            buckets=buckets_for(max_batch) if mode != "off" else (),
+            buckets=buckets_for(max_batch) if mode != "off" else (), single_unet=compile_single(pipeline, mode),
         )  # fmt: skip
 
     @property
@@ -347,11 +363,12 @@ class TextToImage:
         unguided = self.compiled and first.guidance <= 1
         if unguided:
             self.pipeline.unet = compiled_unet._orig_mod
+        elif self.single_unet is not None and len(requests) == 1:  # one face alone: the static graph
+            self.pipeline.unet = self.single_unet
         try:
             output = self._run_pipeline(requests, step_end)
         finally:
-            if unguided:
-                self.pipeline.unet = compiled_unet
+            self.pipeline.unet = compiled_unet
         end = time.perf_counter()
         last_step = marks.get("last_step", end)
         return output, {"encode_and_denoise": last_step - marks["start"], "decode_and_safety": end - last_step}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from t2f.errors import ModelUnavailable
-from t2f.stages.compiling import bucket_for, compile_mode, first_line, is_compile_error
+from t2f.stages.compiling import bucket_for, compile_mode, first_line, is_compile_error, replays_graphs
 from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
 from t2f.stages.prnet.network import ResFCN256
 from t2f.stages.streams import side_stream
@@ -113,7 +113,7 @@ class PRNet:
         self.network = network.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         mode = compile_mode(compile_network)
         self.forward: torch.nn.Module | GraphedNetwork = self.network
-        if mode == "graphs" and str(device).startswith("cuda"):
+        if replays_graphs(mode) and str(device).startswith("cuda"):
             self.forward = GraphedNetwork(lambda crops: self._step(self.network, crops).contiguous(), device)
         elif mode != "off":  # torch.compile is lazy: the start-up warm-up compiles each bucket
             self.forward = torch.compile(self.network, dynamic=False)  # type: ignore[assignment]
