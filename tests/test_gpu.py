@@ -187,3 +187,38 @@ def test_turntable_and_preview_drawn_on_cuda_match_the_cpu(shared_dir: Path) -> 
                           (preview_strip(image, mesh, device="cuda"), preview_strip(image, mesh))]:  # fmt: skip
         apart = np.abs(got.astype(np.int16) - expected.astype(np.int16)).max(-1)
         assert got.shape == expected.shape and apart.max() <= 1 and (apart > 0).mean() < 0.005
+
+
+def test_a_warm_restart_takes_the_eta_batch_times_from_the_last_start(
+    tiny_sd: Path, prnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from t2f.serve import warmup
+    from t2f.stages.compiling import CompileCache
+
+    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False)
+    stage = load_text_to_image(settings)
+    stage.buckets = (1, 2)  # what a compiled stage has; the timing runs are the same eagerly
+    backend = LocalFaceBackend(load_face_pipeline(settings, text_to_image=stage, crop="whole"), crop="whole",
+                               preview_every=0, defer_exports=False)  # fmt: skip
+    timed: list[int] = []
+    estimate = warmup._estimate
+
+    def counted(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:
+        timed.append(count)
+        return estimate(backend, count, size, steps)
+
+    monkeypatch.setattr(warmup, "_estimate", counted)
+
+    def start(files_before: int, steps: int = 3) -> dict[int, float]:
+        stage.compile_cache = CompileCache(tmp_path, files_before=files_before)
+        timed.clear()
+        with caplog.at_level(logging.INFO, logger="t2f.serve.warmup"):
+            return backend.warm_up(64, max_batch=2, compiled=True, steps=steps)
+
+    first = start(files_before=0)  # a cold cache: every bucket timed, and the times kept
+    assert timed == [1, 2] and set(first) == {1, 2} and (tmp_path / warmup.TIMES_FILE).is_file()
+    assert start(files_before=5) == first and timed == []  # a warm restart: the same times, nothing timed
+    assert caplog.records[-1].getMessage().endswith("(the ETA's batch times from the last start)")
+    assert set(start(files_before=5, steps=4)) == {1, 2} and timed == [1, 2]  # other steps: timed again
+    (tmp_path / warmup.TIMES_FILE).write_text("{not json", encoding="utf-8")
+    assert set(start(files_before=5, steps=4)) == {1, 2} and timed == [1, 2]  # damaged: timed again

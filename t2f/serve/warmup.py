@@ -7,6 +7,7 @@ the first member of each batch size to record them again.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -37,7 +38,10 @@ def warm_up(
     so each shape the UNet and PRNet can meet is compiled, or captured into CUDA graphs, here and never
     in a job (unguided batches run the eager UNet); then each bucket is timed painting 2 and 4 steps, and
     its time for ``steps`` (the members' default) extrapolated: painting grows by the step, PRNet and
-    the mesh do not. ``compiled`` asks for the same on a stage without buckets (one face, then
+    the mesh do not. Those times are kept beside the compiled code (:data:`TIMES_FILE`), and a restart
+    whose compile cache is warm, for the same model, card, shapes and steps, takes them from there
+    instead of timing again (the service's moving averages correct them as batches finish): a few
+    seconds of every restart. ``compiled`` asks for the same on a stage without buckets (one face, then
     ``max_batch`` faces). A compile or capture error turns both models eager with one warning line and
     the warm-up goes on eagerly: it never stops the bot.
 
@@ -52,12 +56,19 @@ def warm_up(
     sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
     started = time.perf_counter()
     hits_misses = _cache_counters() if fast else (0, 0)
+    note = ""
     try:
         seconds: dict[int, float] = {}
         for count in sizes:  # guided: unguided batches run the eager UNet (TextToImage._paint)
             seconds.setdefault(count, sum(_warm_run(backend, count, size)))
-        if fast:  # the runs above compiled: time each size again, at two step counts
-            seconds = {count: _estimate(backend, count, size, steps) for count in sizes}
+        if fast:  # the runs above compiled: time each size again at two step counts, or as last time
+            key = _times_key(backend, sizes, size, steps)
+            remembered = _remembered_times(stage, key)
+            seconds = remembered or {count: _estimate(backend, count, size, steps) for count in sizes}
+            if remembered is None:
+                _remember_times(stage, key, seconds)
+            else:
+                note = " (the ETA's batch times from the last start)"
     except Exception as exc:
         if not fast:
             raise
@@ -70,7 +81,7 @@ def warm_up(
         seconds = {1: sum(_warm_run(backend, 1, size))}
     if backend.render_device is not None:  # the first draw on the GPU loads its kernels: not in a member's job
         _warm_render(backend, size)
-    log.info("warm-up took %.1f s%s", time.perf_counter() - started, _warm_note(stage, sizes, hits_misses))
+    log.info("warm-up took %.1f s%s%s", time.perf_counter() - started, _warm_note(stage, sizes, hits_misses), note)
     return seconds
 
 
@@ -81,6 +92,50 @@ def _warm_render(backend: LocalFaceBackend, size: int) -> None:
     made = backend.pipeline.reconstruct_many([np.zeros((size, size, 3), np.uint8)], crop="whole")
     if isinstance(made[0], FaceResult):
         result_files(made[0], outputs=(), render_device=backend.render_device)
+
+
+TIMES_FILE = "t2f-batch-times.json"  # in the compile cache folder
+
+
+def _times_key(backend: LocalFaceBackend, sizes: tuple[int, ...], size: int, steps: int) -> dict[str, object]:
+    """What the batch times depend on: the model, the card and software, the shapes, the steps, the crop."""
+    import torch
+
+    stage = backend.pipeline.text_to_image
+    device = str(getattr(stage, "device", "cpu"))
+    card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
+    return {"model": getattr(stage, "model", ""), "revision": getattr(stage, "revision", None), "card": card,
+            "torch": torch.__version__, "dtype": str(getattr(stage, "dtype", "")), "sizes": list(sizes),
+            "image_size": size, "steps": steps, "crop": backend.crop,
+            "single": getattr(stage, "single_unet", None) is not None}  # fmt: skip
+
+
+def _remembered_times(stage: object, key: dict[str, object]) -> dict[int, float] | None:
+    """The batch times a start with this ``key`` measured, when the compile cache was warm; else ``None``."""
+    cache = getattr(stage, "compile_cache", None)
+    if cache is None or not cache.warm:
+        return None
+    try:
+        saved = json.loads((cache.folder / TIMES_FILE).read_text(encoding="utf-8"))
+        if saved.get("key") != key:
+            return None
+        return {int(count): float(seconds) for count, seconds in saved["seconds"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # missing or damaged: time the buckets again
+
+
+def _remember_times(stage: object, key: dict[str, object], seconds: dict[int, float]) -> None:
+    """Keep ``seconds`` beside the compiled code for the next start (atomically; a failure only logs)."""
+    cache = getattr(stage, "compile_cache", None)
+    if cache is None:
+        return
+    path = cache.folder / TIMES_FILE
+    try:
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps({"key": key, "seconds": seconds}), encoding="utf-8")
+        partial.replace(path)
+    except OSError as exc:
+        log.warning("could not keep the warm-up's batch times in %s (%s)", path, exc)
 
 
 def _estimate(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:
