@@ -330,8 +330,9 @@ def main(argv: list[str] | None = None) -> None:
                               export_threads=args.export_threads)  # fmt: skip
 
     def cold() -> None:
-        use_compile_cache(args.cache)
+        cache = use_compile_cache(args.cache)
         make_fast(backend, raw, args)
+        stage.compile_cache = cache  # as t2f.build: the warm-up keeps its batch times there for the restart
         m["cold"] = warm_up_s(fast_service, backend, args)
 
     def fast() -> None:
