@@ -56,6 +56,7 @@ from reconstruction import reference_face
 
 from t2f.bounds import default_export_threads
 from t2f.export.package import result_files
+from t2f.export.render_torch import ViewRenderer
 from t2f.faces import FaceBox, FaceRequest, FaceResult
 from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
@@ -295,13 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     def files() -> None:  # one face's files on one thread, with the export helpers, then drawn by PyTorch too
         mesh = build_face_mesh(image, restore_position_map(raw, tform), uv)
         face = FaceResult(image=image, mesh=mesh, crop=None, box=None, faces_found=1)  # type: ignore[arg-type]
+        renderer = ViewRenderer(args.device)
         with ThreadPoolExecutor(args.file_threads) as pool:
             m["files"] = {
                 1: measure(lambda: result_files(face), runs=args.runs)["p50"],
                 args.file_threads: measure(lambda: result_files(face, pool=pool), runs=args.runs)["p50"],
-                "drawn": measure(lambda: result_files(face, pool=pool, render_device=args.device), runs=args.runs)[
-                    "p50"
-                ],
+                "drawn": measure(lambda: result_files(face, pool=pool, renderer=renderer), runs=args.runs)["p50"],
             }
 
     m = report.numbers
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     backend.faces_thread = faces_thread
     if args.export_threads > 1:  # what T2F_EXPORT_THREADS gives t2f.build's backend: helpers for each face's parts
         backend.export_pool = ThreadPoolExecutor(args.export_threads, thread_name_prefix="t2f-files")
-    backend.render_device = args.device if args.cuda else None  # as t2f.build's backend: the GPU draws
+    backend.draw_on(args.device if args.cuda else None)  # as t2f.build's backend: the GPU draws
     fast_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600,
                               export_threads=args.export_threads)  # fmt: skip
 

@@ -77,12 +77,13 @@ def load_face_pipeline(
         compile_network=settings.compile,
         buckets=buckets_for(settings.max_batch),
     )
-    detector = None
-    if crop == "detect":
-        from t2f.stages.detect import FaceDetector
+    from t2f.stages.detect import FaceDetector
 
-        detector = FaceDetector(engine=settings.detector, device=settings.resolved_device())
-    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector, text_to_image=text_to_image)
+    # Built now for crop="detect", so its start-up is not a face's time; else when a photo first needs it.
+    make_detector = functools.partial(FaceDetector, engine=settings.detector, device=settings.resolved_device())
+    detector = make_detector() if crop == "detect" else None
+    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector,
+                        text_to_image=text_to_image, make_detector=make_detector)  # fmt: skip
 
 
 def load_backend(settings: Settings) -> LocalFaceBackend | RayFaceBackend:

@@ -2,7 +2,7 @@
 the model libraries. Read from the source with ``ast``; nothing is imported or executed.
 
 Layers, bottom to top (each may import itself and the ones named in ``ALLOWED``):
-base (errors, bounds, faces, report, timing) -> files -> stages | export -> serve -> web -> app (config,
+base (errors, bounds, faces, report, timing, streams) -> files -> stages | export -> serve -> web -> app (config,
 build, cli, commands, preflight, logs) -> cogs -> bot. The cogs sit on serve, not on stages, web or app.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
-    "base": ("t2f", "t2f.errors", "t2f.bounds", "t2f.faces", "t2f.report", "t2f.timing"),
+    "base": ("t2f", "t2f.errors", "t2f.bounds", "t2f.faces", "t2f.report", "t2f.timing", "t2f.streams"),
     "files": ("t2f.files",),
     "stages": ("t2f.stages",),
     "export": ("t2f.export",),

@@ -19,7 +19,7 @@ from PIL import Image
 from t2f.export.package import result_files
 from t2f.export.preview import VIEWS, preview_strip
 from t2f.export.raster import BACKGROUND, PREVIEW_LOD, draw_view, fit_to_panel, rasterize, view_mesh
-from t2f.export.render_torch import rasterize_views, render_views
+from t2f.export.render_torch import ViewRenderer, rasterize_views, render_views
 from t2f.export.turntable import TURNTABLE_LOD, render_frame, swing_yaws, turntable_frames
 from t2f.faces import FaceMesh, FaceRequest, FaceResult
 from t2f.serve.backend import LocalFaceBackend
@@ -47,7 +47,7 @@ def test_turntable_frames_match_the_numpy_frames(face: tuple[np.ndarray, FaceMes
     got = render_views(view, yaws, 256, textured=True, device="cpu")
     assert got.shape == (17, 256, 256, 3)
     assert_nearly_same_picture(got, np.stack([render_frame(view, float(yaw)) for yaw in yaws]))
-    frames = turntable_frames(mesh, device="cpu")
+    frames = turntable_frames(mesh, renderer=ViewRenderer("cpu"))
     assert frames.shape == (32, 256, 256, 3)
     assert_nearly_same_picture(frames, turntable_frames(mesh))
     assert (frames[0] != BACKGROUND).any(-1).mean() > 0.2  # a head, not an empty panel
@@ -55,7 +55,7 @@ def test_turntable_frames_match_the_numpy_frames(face: tuple[np.ndarray, FaceMes
 
 def test_preview_strip_matches_the_numpy_strip(face: tuple[np.ndarray, FaceMesh]) -> None:
     image, mesh = face
-    got, expected = preview_strip(image, mesh, device="cpu"), preview_strip(image, mesh)
+    got, expected = preview_strip(image, mesh, renderer=ViewRenderer("cpu")), preview_strip(image, mesh)
     assert got.shape == (256, 5 * 256, 3)
     assert_nearly_same_picture(got, expected)
     assert np.array_equal(got[:, :256], expected[:, :256])  # the source image panel is the same pixels
@@ -89,7 +89,7 @@ def test_a_view_with_nothing_facing_the_camera_is_empty() -> None:
 def test_result_files_drawn_by_torch_decode_as_the_numpy_ones(face: tuple[np.ndarray, FaceMesh]) -> None:
     image, mesh = face
     result = FaceResult(image=image, mesh=mesh, crop=None, box=None, faces_found=1)  # type: ignore[arg-type]
-    drawn, numpy_drawn = result_files(result, render_device="cpu"), result_files(result)
+    drawn, numpy_drawn = result_files(result, renderer=ViewRenderer("cpu")), result_files(result)
     assert list(drawn) == list(numpy_drawn)
     assert all(drawn[name] == numpy_drawn[name] for name in drawn if name not in ("preview.jpg", "turntable.gif"))
     gif = Image.open(io.BytesIO(drawn["turntable.gif"]))
@@ -98,18 +98,17 @@ def test_result_files_drawn_by_torch_decode_as_the_numpy_ones(face: tuple[np.nda
 
 
 def test_a_backend_with_a_render_device_draws_with_torch(stages: FacePipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    from t2f.export import render_torch
+    looks: list[tuple[str, ...]] = []
+    draw = ViewRenderer._draw
 
-    devices: list[str] = []
-    draw = render_torch.render_views
+    def watched(self: ViewRenderer, view: object, yaws: np.ndarray, size: int, wanted: tuple[str, ...]) -> object:
+        looks.append(wanted)
+        return draw(self, view, yaws, size, wanted)  # type: ignore[arg-type]
 
-    def watched(*args: object, device: str, **kwargs: object) -> np.ndarray:
-        devices.append(device)
-        return draw(*args, device=device, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(render_torch, "render_views", watched)
+    monkeypatch.setattr(ViewRenderer, "_draw", watched)
     painted = FacePipeline(prnet=stages.prnet, uv=stages.uv, text_to_image=PhotoTextToImage())  # a real face
     backend = LocalFaceBackend(painted, crop="whole", preview_every=0, render_device="cpu")
+    assert isinstance(backend.renderer, ViewRenderer) and backend.renderer.device == torch.device("cpu")
     service = JobService(backend, max_batch=1)
 
     async def one() -> JobStatus:
@@ -120,4 +119,35 @@ def test_a_backend_with_a_render_device_draws_with_torch(stages: FacePipeline, m
         return result.status
 
     assert asyncio.run(one()) == JobStatus.DONE
-    assert devices == ["cpu", "cpu", "cpu"]  # the turntable, the preview's clay views, its textured front
+    assert sorted(looks) == [("clay", "textured"), ("textured",)]  # the preview from one raster; the turntable
+    assert LocalFaceBackend(painted, crop="whole").renderer is None  # no device: numpy draws
+
+
+def test_a_failed_drawing_falls_back_to_numpy(
+    face: tuple[np.ndarray, FaceMesh], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    image, mesh = face
+    renderer = ViewRenderer("cpu")
+    calls: list[int] = []
+
+    def out_of_memory(*args: object) -> None:
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(renderer, "_draw", out_of_memory)
+    assert np.array_equal(turntable_frames(mesh, renderer=renderer), turntable_frames(mesh))  # numpy drew it
+    assert not renderer.broken and not caplog.records  # out of memory: this face only, no warning
+
+    def kernel_error(*args: object) -> None:
+        calls.append(1)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+
+    monkeypatch.setattr(renderer, "_draw", kernel_error)
+    assert np.array_equal(preview_strip(image, mesh, renderer=renderer), preview_strip(image, mesh))
+    assert renderer.broken and len(calls) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "drawing on cpu failed (RuntimeError: CUDA error: an illegal memory access was encountered); "
+        "numpy draws the previews from now on"
+    ]
+    turntable_frames(mesh, renderer=renderer)
+    assert len(calls) == 2  # turned off: not tried again

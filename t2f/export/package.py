@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
@@ -14,6 +15,9 @@ from t2f.export.turntable import turntable_gif
 from t2f.faces import FaceMesh, FaceResult
 from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, TURNTABLE_FILE, jpeg_bytes, png_bytes
 from t2f.timing import timed
+
+if TYPE_CHECKING:
+    from t2f.export.render_torch import ViewRenderer
 
 MESH_FORMATS = ("obj", "textured", "glb")
 
@@ -26,14 +30,14 @@ def result_files(
     *,
     outputs: tuple[str, ...] = MESH_FORMATS,
     pool: Executor | None = None,
-    render_device: str | None = None,
+    renderer: ViewRenderer | None = None,
 ) -> dict[str, bytes]:
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
     Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
     ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb". With a ``pool`` the files
     (and the turntable's frames) are made on its threads as well as this one; the bytes are the same.
-    With a ``render_device`` (a GPU) PyTorch draws the preview's and the turntable's views there.
+    With a ``renderer`` (:mod:`t2f.export.render_torch`, a GPU) the preview's and turntable's views are drawn there.
     """
 
     def image(times: dict[str, float]) -> dict[str, bytes]:
@@ -41,11 +45,11 @@ def result_files(
 
     def preview(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "preview"):
-            return {PREVIEW_FILE: jpeg_bytes(preview_strip(result.image, result.mesh, device=render_device))}
+            return {PREVIEW_FILE: jpeg_bytes(preview_strip(result.image, result.mesh, renderer=renderer))}
 
     def turntable(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "turntable"):
-            return {TURNTABLE_FILE: turntable_gif(result.mesh, pool=pool, device=render_device)}
+            return {TURNTABLE_FILE: turntable_gif(result.mesh, pool=pool, renderer=renderer)}
 
     # the turntable starts first (the longest part: the calling thread runs it), the files keep their order
     drawn, *others = _run_file_parts([turntable, image, *_mesh_parts(result.mesh, outputs), preview], timings, pool)

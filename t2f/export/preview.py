@@ -5,11 +5,16 @@ the views; :mod:`t2f.export.render_torch` on a GPU).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PIL import Image, ImageDraw
 
 from t2f.export.raster import BACKGROUND, PANEL, draw_view, shade, soften_edges, view_mesh
 from t2f.faces import FaceMesh, decimate
+
+if TYPE_CHECKING:
+    from t2f.export.render_torch import ViewRenderer
 
 VIEWS = (("front", 0.0), ("3/4", 45.0), ("profile", 80.0))  # turns of the head about its vertical axis, degrees
 
@@ -29,21 +34,20 @@ def coarse_mesh(mesh: FaceMesh, step: int = 2) -> tuple[np.ndarray, np.ndarray, 
     return light.vertices, light.triangles, light.colors
 
 
-def preview_strip(image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL, device: str | None = None) -> np.ndarray:
+def preview_strip(
+    image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL, renderer: ViewRenderer | None = None
+) -> np.ndarray:
     """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front.
 
     The views show the pose-normalised head (front faces only, anti-aliased silhouettes), drawn by
-    PyTorch on ``device`` when given (:mod:`t2f.export.render_torch`, a GPU), else by numpy.
+    ``renderer`` when given (:mod:`t2f.export.render_torch`, a GPU), else by numpy.
     """
     view = view_mesh(mesh)
     panels = [fit_image(image, size)]
-    if device is not None:
-        from t2f.export.render_torch import render_views  # torch only where a device asks for it
-
-        clay = render_views(view, np.array([yaw for _, yaw in VIEWS]), size, textured=False, device=device)
-        textured_front = render_views(view, np.array([VIEWS[0][1]]), size, textured=True, device=device)[0]
-        labelled = [_label(panel, label) for panel, (label, _) in zip(clay, VIEWS, strict=True)]
-        return np.concatenate([*panels, *labelled, _label(textured_front, "textured")], axis=1)
+    yaws = np.array([yaw for _, yaw in VIEWS])
+    if renderer is not None and (drawn := renderer.draw(view, yaws, size, looks=("clay", "textured"))) is not None:
+        labelled = [_label(panel, label) for panel, (label, _) in zip(drawn["clay"], VIEWS, strict=True)]
+        return np.concatenate([*panels, *labelled, _label(drawn["textured"][0], "textured")], axis=1)
     textured = None
     for label, yaw in VIEWS:
         raster, light = draw_view(view, yaw, size)

@@ -8,17 +8,22 @@ CPU the numpy path stays (one face's files there are ~0.3 s beside minutes of pa
 
 Views are told apart by giving each its own block of pixel ids (view k's pixels are
 ``k * size * size + row * size + col``), and each view keeps its own depth range, so a frame matches
-the one :func:`t2f.export.raster.draw_view` draws alone; ``tests/test_render.py`` compares them. The
+the one :func:`t2f.export.raster.draw_view` draws alone; ``tests/test_render_torch.py`` compares them. The
 one difference: the pixel-test budget that bounds broken geometry is shared by the views drawn together.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from t2f.export.raster import BACKGROUND, CANDIDATE_BUDGET, LIGHT, WINDOWS, ViewMesh, fit_to_panel, yaw_rotation
+from t2f.streams import StreamPerThread
+
+log = logging.getLogger(__name__)
 
 
 def _covered(corners: torch.Tensor, low: torch.Tensor, window: int, size: int) -> tuple[torch.Tensor, ...]:
@@ -134,23 +139,60 @@ def soften_views(images: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
     return torch.where(band[..., None], blended, images).to(torch.uint8)
 
 
+class ViewRenderer:
+    """Draws a face's views with PyTorch on ``device`` (a GPU), each calling thread on its own CUDA stream.
+
+    The export threads draw while the GPU thread's next batch is queued on the default stream
+    (:mod:`t2f.streams`). :meth:`draw` never raises: on an out-of-memory error it returns ``None`` and
+    the caller draws that face with numpy; after any other error the renderer turns itself off with
+    one warning line and numpy draws from then on. A face's files never fail for the drawing's sake.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.streams = StreamPerThread(self.device)
+        self.broken = False
+
+    def draw(
+        self, view: ViewMesh, yaws: np.ndarray, size: int, *, looks: tuple[str, ...] = ("textured",)
+    ) -> dict[str, np.ndarray] | None:
+        """Look -> (N, size, size, 3) uint8 views of ``view`` turned by each of ``yaws`` (degrees), lit and
+        anti-aliased, from one rasterisation: "textured" in its vertex colours, "clay" in clay grey (what
+        :func:`t2f.export.turntable.render_frame` and the preview's panels draw one at a time with numpy);
+        ``None`` when numpy must draw them instead.
+        """
+        if self.broken:
+            return None
+        try:
+            return self._draw(view, yaws, size, looks)
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryError":
+                self.broken = True
+                said = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                log.warning("drawing on %s failed (%s); numpy draws the previews from now on", self.device, said)
+            return None
+
+    def _draw(self, view: ViewMesh, yaws: np.ndarray, size: int, looks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        placed = np.stack([fit_to_panel(view.vertices, float(yaw), size) for yaw in yaws])
+        lights = np.stack([np.clip(view.normals @ (yaw_rotation(float(yaw)).T @ LIGHT), 0.0, 1.0) for yaw in yaws])
+        device = self.device
+        with torch.inference_mode(), self.streams():
+            triangles = torch.from_numpy(view.triangles.astype(np.int64)).to(device)
+            face, bary = rasterize_views(torch.from_numpy(placed).to(device), triangles, size)
+            light = torch.from_numpy(lights).to(device)
+            colors = torch.from_numpy(view.colors.astype(np.float32)).to(device)
+            drawn = {
+                look: soften_views(shade_views(face, bary, triangles, light, colors if look == "textured" else None),
+                                   face >= 0)
+                for look in looks
+            }  # fmt: skip
+            return {look: frames.cpu().numpy() for look, frames in drawn.items()}
+
+
 def render_views(
     view: ViewMesh, yaws: np.ndarray, size: int, *, textured: bool, device: torch.device | str
 ) -> np.ndarray:
-    """(N, size, size, 3) uint8: ``view`` turned by each of ``yaws`` (degrees), lit, anti-aliased, on ``device``.
-
-    In its vertex colours when ``textured``, else clay grey: what :func:`t2f.export.turntable.render_frame`
-    and the preview's panels draw one at a time.
-    """
-    placed = np.stack([fit_to_panel(view.vertices, float(yaw), size) for yaw in yaws])
-    lights = np.stack([np.clip(view.normals @ (yaw_rotation(float(yaw)).T @ LIGHT), 0.0, 1.0) for yaw in yaws])
-    device = torch.device(device)
-    # A stream of its own on a GPU: the export threads draw while the GPU thread's painting is queued
-    # (see t2f.stages.streams, which this layer may not import).
-    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-    with torch.inference_mode(), torch.cuda.stream(stream):
-        triangles = torch.from_numpy(view.triangles.astype(np.int64)).to(device)
-        face, bary = rasterize_views(torch.from_numpy(placed).to(device), triangles, size)
-        colors = torch.from_numpy(view.colors.astype(np.float32)).to(device) if textured else None
-        shaded = shade_views(face, bary, triangles, torch.from_numpy(lights).to(device), colors)
-        return soften_views(shaded, face >= 0).cpu().numpy()
+    """(N, size, size, 3) uint8: ``view`` turned by each of ``yaws`` (degrees), lit, anti-aliased, on ``device``;
+    in its vertex colours when ``textured``, else clay grey. Raises what the drawing raises."""
+    look = "textured" if textured else "clay"
+    return ViewRenderer(device)._draw(view, yaws, size, (look,))[look]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import io
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -28,6 +29,9 @@ from PIL import Image
 from t2f.export.parallel import run_parts
 from t2f.export.raster import BACKGROUND, PANEL, ViewMesh, draw_view, shade, soften_edges, view_mesh
 from t2f.faces import FaceMesh
+
+if TYPE_CHECKING:
+    from t2f.export.render_torch import ViewRenderer
 
 FRAMES = 32
 FRAME_MS = 80
@@ -54,17 +58,15 @@ def turntable_frames(
     size: int = PANEL,
     frames: int = FRAMES,
     pool: Executor | None = None,
-    device: str | None = None,
+    renderer: ViewRenderer | None = None,
 ) -> np.ndarray:
     """(frames, size, size, 3) uint8 frames of the head swinging; each distinct yaw is drawn once, all at
-    once by PyTorch on ``device`` when given (:mod:`t2f.export.render_torch`, a GPU), else by numpy, on
+    once by ``renderer`` when given (:mod:`t2f.export.render_torch`, a GPU), else by numpy, on
     ``pool``'s threads too when given (:func:`~t2f.export.parallel.run_parts`)."""
     view = view_mesh(mesh, TURNTABLE_LOD)
     yaws, which = np.unique(np.round(swing_yaws(frames), 6), return_inverse=True)
-    if device is not None:
-        from t2f.export.render_torch import render_views  # torch only where a device asks for it
-
-        return render_views(view, yaws, size, textured=True, device=device)[which]
+    if renderer is not None and (drawn_there := renderer.draw(view, yaws, size)) is not None:
+        return drawn_there["textured"][which]
     drawn = run_parts([functools.partial(render_frame, view, float(yaw), size) for yaw in yaws], pool)  # per yaw
     return np.stack(drawn)[which]
 
@@ -85,8 +87,8 @@ def gif_bytes(frames: np.ndarray, *, frame_ms: int = FRAME_MS) -> bytes:
 
 
 def turntable_gif(
-    mesh: FaceMesh, *, size: int = PANEL, pool: Executor | None = None, device: str | None = None
+    mesh: FaceMesh, *, size: int = PANEL, pool: Executor | None = None, renderer: ViewRenderer | None = None
 ) -> bytes:
-    """The turntable of ``mesh`` as GIF bytes (see the module's notes for the choices); frames drawn on
-    ``device`` or on ``pool`` too (:func:`turntable_frames`)."""
-    return gif_bytes(turntable_frames(mesh, size=size, pool=pool, device=device))
+    """The turntable of ``mesh`` as GIF bytes (see the module's notes for the choices); frames drawn by
+    ``renderer`` or on ``pool`` too (:func:`turntable_frames`)."""
+    return gif_bytes(turntable_frames(mesh, size=size, pool=pool, renderer=renderer))

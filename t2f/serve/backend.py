@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +41,9 @@ from t2f.stages.gate import GateLimits, GateReason, GateVerdict, PortraitFraming
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import provenance
 from t2f.timing import timed
+
+if TYPE_CHECKING:
+    from t2f.export.render_torch import ViewRenderer
 
 log = logging.getLogger(__name__)
 NO_FACE_IN_PHOTO = (
@@ -110,7 +114,17 @@ class LocalFaceBackend:
         self.defer_exports = defer_exports  # False: write files on the GPU thread (the naive baseline)
         self.framing = framing or PortraitFraming(template="", negative="")  # default: paint the words as given
         self.gate = gate  # None: any detected face is used (the largest), no repaints for pose or size
-        self.render_device = render_device
+        self.render_device: str | None = None
+        self.renderer: ViewRenderer | None = None
+        self.draw_on(render_device)
+
+    def draw_on(self, device: str | None) -> None:
+        """Draw the previews and turntables with PyTorch on ``device`` (a GPU) from now on; ``None``: numpy."""
+        self.render_device, self.renderer = device, None
+        if device is not None:
+            from t2f.export.render_torch import ViewRenderer  # torch only where a device asks for it
+
+            self.renderer = ViewRenderer(device)
 
     def warm_up(
         self, size: int = 512, *, max_batch: int = 1, compiled: bool = False, steps: int = 2
@@ -310,7 +324,7 @@ class LocalFaceBackend:
         job, face = finished.job, finished.face
         timings: dict[str, float] = {}
         files = result_files(face, timings, outputs=(job.output,), pool=self.export_pool,
-                             render_device=self.render_device)  # fmt: skip
+                             renderer=self.renderer)  # fmt: skip
         if job.is_photo:  # the member's own photo is not sent back (nor kept with the face's page)
             files.pop(IMAGE_FILE, None)
         upload_note = None

@@ -79,19 +79,23 @@ def warm_up(
             stage.use_eager()
         prnet.use_eager()
         seconds = {1: sum(_warm_run(backend, 1, size))}
-    if backend.render_device is not None:  # the first draw on the GPU loads its kernels: not in a member's job
+    if backend.renderer is not None:  # the first draw on the GPU loads its kernels: not in a member's job
         _warm_render(backend, size)
     log.info("warm-up took %.1f s%s%s", time.perf_counter() - started, _warm_note(stage, sizes, hits_misses), note)
     return seconds
 
 
 def _warm_render(backend: LocalFaceBackend, size: int) -> None:
-    """Draw one face's preview and turntable on ``backend.render_device`` (a mesh of a blank image)."""
+    """Draw one face's preview and turntable with ``backend.renderer`` (a mesh of a blank image). A failure
+    only logs: the renderer falls back to numpy by itself, and nothing here may stop the bot."""
     from t2f.export.package import result_files
 
-    made = backend.pipeline.reconstruct_many([np.zeros((size, size, 3), np.uint8)], crop="whole")
-    if isinstance(made[0], FaceResult):
-        result_files(made[0], outputs=(), render_device=backend.render_device)
+    try:
+        made = backend.pipeline.reconstruct_many([np.zeros((size, size, 3), np.uint8)], crop="whole")
+        if isinstance(made[0], FaceResult):
+            result_files(made[0], outputs=(), renderer=backend.renderer)
+    except Exception as exc:
+        log.warning("warming up the drawing failed (%s: %s)", type(exc).__name__, str(exc)[:200])
 
 
 TIMES_FILE = "t2f-batch-times.json"  # in the compile cache folder
@@ -106,7 +110,8 @@ def _times_key(backend: LocalFaceBackend, sizes: tuple[int, ...], size: int, ste
     card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
     return {"model": getattr(stage, "model", ""), "revision": getattr(stage, "revision", None), "card": card,
             "torch": torch.__version__, "dtype": str(getattr(stage, "dtype", "")), "sizes": list(sizes),
-            "image_size": size, "steps": steps, "crop": backend.crop,
+            "image_size": size, "steps": steps, "crop": backend.crop, "render": backend.render_device,
+            "detector": getattr(backend.pipeline.detector, "engine", None),
             "single": getattr(stage, "single_unet", None) is not None}  # fmt: skip
 
 

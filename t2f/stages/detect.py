@@ -10,6 +10,7 @@ turned into PRNet's crop with constants measured for MTCNN on AFLW2000-3D
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     import torch
 
     from t2f.stages.mtcnn.detector import TorchMTCNN
+
+log = logging.getLogger(__name__)
 
 # Landmark-box centre relative to an MTCNN box centre, and PRNet's crop side (1.6 x landmark-box
 # size), all in units of s = (w + h) / 2 of the MTCNN box.
@@ -77,13 +80,16 @@ class FaceDetector:
     """Find faces with MTCNN: the ``mtcnn`` wheel's weights, run by PyTorch on ``device`` (``engine="torch"``)
     or by the package's own TensorFlow code on the CPU (``engine="tensorflow"``).
 
-    Both find the same boxes to within a few thousandths of a pixel (tests/test_mtcnn.py); PyTorch
-    needs no TensorFlow and runs on the GPU beside PRNet.
+    Both find the same boxes to within a hundredth of a pixel (tests/test_mtcnn.py); PyTorch needs no
+    TensorFlow and runs on the GPU beside PRNet. Should the GPU run out of memory, that image is searched
+    with the same networks on the CPU instead (one warning line), not failed.
     """
 
     def __init__(
         self, *, min_confidence: float = 0.9, engine: str = "torch", device: torch.device | str = "cpu"
     ) -> None:
+        self.engine, self.device = engine, str(device)
+        self._on_cpu: TorchMTCNN | None = None  # made the first time the GPU runs out of memory
         if engine == "torch":
             from t2f.stages.mtcnn.detector import TorchMTCNN
 
@@ -103,7 +109,7 @@ class FaceDetector:
 
             size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-        found = self._engine.detect(np.ascontiguousarray(small))
+        found = self._search(np.ascontiguousarray(small))
         keep = found.scores >= self.min_confidence
         corners = found.boxes[keep].astype(np.float64) / scale
         points = found.landmarks[keep].astype(np.float64) / scale
@@ -114,6 +120,23 @@ class FaceDetector:
             )
         ]
         return sorted(boxes, key=lambda b: (b.right - b.left) * (b.bottom - b.top), reverse=True)
+
+    def _search(self, image: np.ndarray) -> Detections:
+        """The engine's detections; on the CPU when the GPU is out of memory (PRNet and painting share it)."""
+        try:
+            return self._engine.detect(image)
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryError" or self.engine != "torch":
+                raise
+        import torch
+
+        from t2f.stages.mtcnn.detector import TorchMTCNN
+
+        torch.cuda.empty_cache()
+        if self._on_cpu is None:
+            log.warning("MTCNN ran out of GPU memory on %s; searching this image on the CPU", self.device)
+            self._on_cpu = TorchMTCNN.from_pretrained(device="cpu")
+        return self._on_cpu.detect(image)
 
     def largest_face(self, image: np.ndarray) -> tuple[FaceBox, int]:
         """The largest face and how many faces were found.

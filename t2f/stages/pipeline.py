@@ -7,6 +7,7 @@ result into file bytes, and only the caller writes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,17 +29,25 @@ class FacePipeline:
     Parameters
     ----------
     prnet, uv : the reconstruction network and its UV data.
-    detector : MTCNN, needed for ``crop="detect"``; built lazily when missing.
+    detector : MTCNN, needed for ``crop="detect"`` and photos; built by ``make_detector`` when first needed.
+    make_detector : how to build it (the settings' engine and device; default: PyTorch on the CPU).
     text_to_image : the diffusion stage (a :class:`~t2f.stages.text2img.TextToImage` or anything with its
         ``generate_batch``), used by the serving layer; ``None`` for photo reconstruction.
     """
 
     def __init__(
-        self, *, prnet: PRNet, uv: UVData, detector: FaceDetector | None = None, text_to_image: Any = None
+        self,
+        *,
+        prnet: PRNet,
+        uv: UVData,
+        detector: FaceDetector | None = None,
+        text_to_image: Any = None,
+        make_detector: Callable[[], FaceDetector] = FaceDetector,
     ) -> None:
         self.prnet = prnet
         self.uv = uv
         self.detector = detector
+        self.make_detector = make_detector
         self.text_to_image = text_to_image
 
     def find_face(
@@ -58,7 +67,7 @@ class FacePipeline:
         if crop != "detect":
             raise InvalidRequest(f"Unknown face crop mode {crop!r}; use one of {', '.join(CROP_MODES)}.")
         if self.detector is None:
-            self.detector = FaceDetector()
+            self.detector = self.make_detector()
         box, count = self.detector.largest_face(image)
         return crop_from_mtcnn_box(image, box), box, count
 
@@ -85,7 +94,7 @@ class FacePipeline:
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Every face the detector finds in ``image`` (H, W, 3) uint8, largest first (built on first use)."""
         if self.detector is None:
-            self.detector = FaceDetector()
+            self.detector = self.make_detector()
         return self.detector.detect(image)
 
     def reconstruct_many(

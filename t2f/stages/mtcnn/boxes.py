@@ -88,7 +88,17 @@ def proposals(offsets: torch.Tensor, odds: torch.Tensor, scale: float, threshold
     corner = torch.stack([cols, rows], 1).to(score.dtype) * STRIDE
     boxes = torch.cat([corner + 1 + shift[:, :2], corner + CELL + shift[:, 2:]], 1) / scale
     found = torch.cat([boxes, score[rows, cols, None]], 1)
-    return found[torch.argsort(found[:, 4], descending=True)]
+    return found[best_first(found[:, 4])]
+
+
+def best_first(scores: torch.Tensor) -> torch.Tensor:
+    """Indices that sort ``scores`` (K,) high to low as the package does: numpy's ascending sort, reversed.
+
+    P-Net's scores often saturate to exactly 1.0, and the package's suppression rule depends on the order
+    of equal scores (the later row first), so the order is taken on the CPU, where it is defined.
+    """
+    order = np.argsort(scores.cpu().numpy())[::-1].copy()
+    return torch.from_numpy(order).to(scores.device)
 
 
 def overlap(boxes: torch.Tensor, *, method: str = "union") -> torch.Tensor:
@@ -113,7 +123,7 @@ def suppress(found: torch.Tensor, threshold: float, *, method: str = "union", or
     if found.shape[0] == 0:
         return found
     if not ordered:
-        found = found[torch.argsort(found[:, 4], descending=True)]
+        found = found[best_first(found[:, 4])]
     beaten = torch.triu(overlap(found[:, :4], method=method) > threshold, diagonal=1).any(0)
     return found[~beaten]
 

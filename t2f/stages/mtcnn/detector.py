@@ -8,8 +8,8 @@ The cascade, as the package runs it (thresholds and NMS overlaps are its default
 3. O-Net does the same from 48 x 48 crops (over 0.8) and places five landmarks; boxes overlapping a
    better one by 0.7 of the smaller are dropped.
 
-Every step runs on ``device``: on a GPU it takes a few milliseconds where TensorFlow on the CPU took
-~85 ms a 512 px image, and it needs nothing but PyTorch and the wheel's weight files.
+Every step runs on ``device`` (TensorFlow MTCNN took ~80 ms of CPU per 512 px image on the H200 host;
+this on its GPU is unmeasured) and it needs nothing but PyTorch and the wheel's weight files.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from t2f.stages.mtcnn.boxes import (
     suppress,
 )
 from t2f.stages.mtcnn.network import ONet, PNet, RNet, load_networks
-from t2f.stages.streams import side_stream
+from t2f.streams import StreamPerThread
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class TorchMTCNN:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.config = config or CascadeConfig()
         self.device = torch.device(device)
+        self.streams = StreamPerThread(self.device)
         # Resize grids per image size: painted images all share one size, so they are built once.
         self._pyramid = functools.lru_cache(maxsize=8)(self._build_pyramid)
 
@@ -86,10 +87,10 @@ class TorchMTCNN:
         return cls(*load_networks(folder, device=device), config=config, device=device)
 
     def detect(self, image: np.ndarray) -> Detections:
-        """Faces in ``image`` (H, W, 3) uint8 RGB; on a GPU, on a stream of its own (t2f.stages.streams)."""
+        """Faces in ``image`` (H, W, 3) uint8 RGB; on a GPU, on the calling thread's own stream (t2f.streams)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-        with torch.inference_mode(), side_stream(self.device):
+        with torch.inference_mode(), self.streams():
             return self._detect(image)
 
     def _detect(self, image: np.ndarray) -> Detections:

@@ -6,8 +6,9 @@ the package, whose ``__init__`` imports TensorFlow: the point of this port is a 
 where PyTorch does, on the GPU beside PRNet, with no TensorFlow at all.
 
 Keras differs from PyTorch in three places that matter for the weights to mean the same thing:
-kernels are (kh, kw, in, out), not (out, in, kh, kw); the 'same' max-pools of an odd-sized map pad
-after, which is PyTorch's ``ceil_mode``; and the dense layers flatten an NHWC map whose H and W were
+kernels are (kh, kw, in, out), not (out, in, kh, kw); the 'same' max-pools pad one column and row
+after for the map sizes they meet (P-Net's 2 x 2 on any size, R-Net's and O-Net's 3 x 3 on their fixed
+22 and 46 px maps), which is PyTorch's ``ceil_mode``; and the dense layers flatten an NHWC map whose H and W were
 swapped first (``Permute((2, 1, 3))``), i.e. (W, H, C) order.
 """
 

@@ -15,7 +15,7 @@ from t2f.errors import ModelUnavailable
 from t2f.stages.compiling import bucket_for, compile_mode, first_line, is_compile_error, replays_graphs
 from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
 from t2f.stages.prnet.network import ResFCN256
-from t2f.stages.streams import side_stream
+from t2f.streams import StreamPerThread
 
 FETCH_HINT = "Fetch and convert the official weights with: t2f download"
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class PRNet:
         self.config = config
         self.device = device
         self.dtype = dtype
+        self.streams = StreamPerThread(device)
 
     @property
     def compiled(self) -> bool:
@@ -188,9 +189,9 @@ class PRNet:
         With ``buckets`` the batch is padded up to its bucket with copies of its last crop (their outputs
         are dropped) and one larger than every bucket runs in bucket-sized parts, so a compiled or
         graphed network only meets the shapes the warm-up prepared. On a GPU it runs on a stream of its
-        own (:func:`t2f.stages.streams.side_stream`): the faces thread calls it while the next batch paints.
+        own (:class:`t2f.streams.StreamPerThread`): the faces thread calls it while the next batch paints.
         """
-        with side_stream(self.device):
+        with self.streams():
             return self._predict(crops)
 
     def _predict(self, crops: np.ndarray) -> np.ndarray:
