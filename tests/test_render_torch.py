@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,11 @@ def test_a_view_with_nothing_facing_the_camera_is_empty() -> None:
 def test_result_files_drawn_by_torch_decode_as_the_numpy_ones(face: tuple[np.ndarray, FaceMesh]) -> None:
     image, mesh = face
     result = FaceResult(image=image, mesh=mesh, crop=None, box=None, faces_found=1)  # type: ignore[arg-type]
-    drawn, numpy_drawn = result_files(result, renderer=ViewRenderer("cpu")), result_files(result)
+    renderer = ViewRenderer("cpu")
+    drawn, numpy_drawn = result_files(result, renderer=renderer), result_files(result)
     assert list(drawn) == list(numpy_drawn)
+    with ThreadPoolExecutor(3) as pool:  # the turntable and the preview drawn at once, on two threads
+        assert result_files(result, renderer=renderer, pool=pool) == drawn
     assert all(drawn[name] == numpy_drawn[name] for name in drawn if name not in ("preview.jpg", "turntable.gif"))
     gif = Image.open(io.BytesIO(drawn["turntable.gif"]))
     assert gif.n_frames == 32 and gif.size == (256, 256)
