@@ -21,7 +21,11 @@ start=$SECONDS
 total=${TOTAL_S:-580}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
+  # Each wheel alone: one built for another Python (lz4 is cp312, for the GPU host) is skipped, not fatal.
+  for wheel in .whl/*.whl; do
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheel" \
+      || echo "skipped $(basename "$wheel") (not for this Python)"
+  done
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PYTHONPATH:$PWD T2F_SHARED_DIR=$PWD/.gpu/shared PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
