@@ -25,17 +25,8 @@ from skimage.io import imread
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, measure, peak_rss_mib, publish, shared_dir, table
 
-from t2f.faces import FaceCrop
 from t2f.stages.detect import FaceDetector, crop_from_mtcnn_box
 from t2f.stages.prnet.postprocess import crop_from_landmarks
-
-
-def crop_iou(a: FaceCrop, b: FaceCrop) -> float:
-    """IoU of two square crops (centre, side) in image pixels."""
-    low = np.maximum(a.center_xy - a.side / 2, b.center_xy - b.side / 2)
-    high = np.minimum(a.center_xy + a.side / 2, b.center_xy + b.side / 2)
-    inter = float(np.prod(np.clip(high - low, 0, None)))
-    return inter / (a.side**2 + b.side**2 - inter)
 
 
 def main() -> None:
@@ -73,7 +64,7 @@ def main() -> None:
     for engine in ("TensorFlow, CPU", "PyTorch, CPU"):
         boxes = [engines[engine].largest_face(image)[0] for image in aflw]
         corners[engine] = np.array([[b.left, b.top, b.right, b.bottom] for b in boxes])
-        ious[engine] = [crop_iou(crop_from_mtcnn_box(image, box), crop_from_landmarks(image, points))
+        ious[engine] = [crop_from_mtcnn_box(image, box).overlap(crop_from_landmarks(image, points))
                         for image, box, points in zip(aflw, boxes, truth, strict=True)]  # fmt: skip
     apart = float(np.abs(corners["TensorFlow, CPU"] - corners["PyTorch, CPU"]).max())
     quality = [[engine, f"{np.mean(v):.3f}", f"{min(v):.3f}"] for engine, v in ious.items()]

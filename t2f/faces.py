@@ -117,6 +117,13 @@ class FaceCrop:
     center_xy: np.ndarray
     side: float
 
+    def overlap(self, other: FaceCrop) -> float:
+        """Intersection over union of this square crop and ``other`` in source-image pixels, in [0, 1]."""
+        low = np.maximum(self.center_xy - self.side / 2, other.center_xy - other.side / 2)
+        high = np.minimum(self.center_xy + self.side / 2, other.center_xy + other.side / 2)
+        inter = float(np.prod(np.clip(high - low, 0, None)))
+        return inter / (self.side**2 + other.side**2 - inter)
+
 
 @dataclass(frozen=True)
 class FaceMesh:

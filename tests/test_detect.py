@@ -22,14 +22,6 @@ def detector(request: pytest.FixtureRequest) -> FaceDetector:
     return FaceDetector(engine=request.param)
 
 
-def crop_iou(a: FaceCrop, b: FaceCrop) -> float:
-    """IoU of two square crops (centre, side) in image pixels."""
-    lo = np.maximum(a.center_xy - a.side / 2, b.center_xy - b.side / 2)
-    hi = np.minimum(a.center_xy + a.side / 2, b.center_xy + b.side / 2)
-    inter = float(np.prod(np.clip(hi - lo, 0, None)))
-    return inter / (a.side**2 + b.side**2 - inter)
-
-
 def test_calibrated_crop_matches_prnets_landmark_crop(detector: FaceDetector, shared_dir: Path) -> None:
     samples = sorted((shared_dir / "prnet" / "aflw2000-samples").glob("*.jpg"))
     assert len(samples) == 16
@@ -39,7 +31,7 @@ def test_calibrated_crop_matches_prnets_landmark_crop(detector: FaceDetector, sh
         box, count = detector.largest_face(image)
         assert count >= 1
         truth = sio.loadmat(str(path.with_suffix(".mat")))["pt3d_68"][:2].T
-        ious.append(crop_iou(crop_from_mtcnn_box(image, box), crop_from_landmarks(image, truth)))
+        ious.append(crop_from_mtcnn_box(image, box).overlap(crop_from_landmarks(image, truth)))
     assert min(ious) >= 0.70, ious
     assert np.mean(ious) >= 0.83, ious
 
@@ -73,3 +65,14 @@ def test_dlib_rule_uses_prnets_constants() -> None:
     crop = crop_from_dlib_box(image, FaceBox(100, 100, 200, 200))
     assert crop.side == 158.0
     np.testing.assert_allclose(crop.center_xy, [150.0, 164.0])
+
+
+def test_crop_overlap_is_intersection_over_union() -> None:
+    def crop(x: float, y: float, side: float) -> FaceCrop:
+        return FaceCrop(image=np.zeros((256, 256, 3), np.float32), tform=np.eye(3), center_xy=np.array([x, y]),
+                        side=side)  # fmt: skip
+
+    assert crop(50, 50, 20).overlap(crop(50, 50, 20)) == 1.0
+    assert crop(50, 50, 20).overlap(crop(60, 50, 20)) == pytest.approx(200 / 600)  # half of each: 1/3
+    assert crop(50, 50, 20).overlap(crop(90, 50, 20)) == 0.0
+    assert crop(50, 50, 40).overlap(crop(50, 50, 20)) == pytest.approx(400 / 1600)  # one inside the other
