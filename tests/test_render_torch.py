@@ -20,7 +20,7 @@ from PIL import Image
 from t2f.export.package import result_files
 from t2f.export.preview import VIEWS, preview_strip
 from t2f.export.raster import BACKGROUND, PREVIEW_LOD, draw_view, fit_to_panel, rasterize, view_mesh
-from t2f.export.render_torch import ViewRenderer, rasterize_views, render_views
+from t2f.export.render_torch import ViewRenderer, rasterize_views
 from t2f.export.turntable import TURNTABLE_LOD, render_frame, swing_yaws, turntable_frames
 from t2f.faces import FaceMesh, FaceRequest, FaceResult
 from t2f.serve.backend import LocalFaceBackend
@@ -45,7 +45,9 @@ def test_turntable_frames_match_the_numpy_frames(face: tuple[np.ndarray, FaceMes
     _, mesh = face
     view = view_mesh(mesh, TURNTABLE_LOD)
     yaws = np.unique(np.round(swing_yaws(), 6))
-    got = render_views(view, yaws, 256, textured=True, device="cpu")
+    drawn = ViewRenderer("cpu").draw(view, yaws, 256)
+    assert drawn is not None
+    got = drawn["textured"]
     assert got.shape == (17, 256, 256, 3)
     assert_nearly_same_picture(got, np.stack([render_frame(view, float(yaw)) for yaw in yaws]))
     frames = turntable_frames(mesh, renderer=ViewRenderer("cpu"))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from t2f.export.raster import BACKGROUND, CANDIDATE_BUDGET, LIGHT, WINDOWS, ViewMesh, fit_to_panel, yaw_rotation
+from t2f.export.raster import BACKGROUND, CANDIDATE_BUDGET, WINDOWS, ViewMesh, fit_to_panel, vertex_light
 from t2f.streams import StreamPerThread
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class ViewRenderer:
 
     def _draw(self, view: ViewMesh, yaws: np.ndarray, size: int, looks: tuple[str, ...]) -> dict[str, np.ndarray]:
         placed = np.stack([fit_to_panel(view.vertices, float(yaw), size) for yaw in yaws])
-        lights = np.stack([np.clip(view.normals @ (yaw_rotation(float(yaw)).T @ LIGHT), 0.0, 1.0) for yaw in yaws])
+        lights = np.stack([vertex_light(view.normals, float(yaw)) for yaw in yaws])
         device = self.device
         with torch.inference_mode(), self.streams():
             triangles = torch.from_numpy(view.triangles.astype(np.int64)).to(device)
@@ -187,12 +187,3 @@ class ViewRenderer:
                 for look in looks
             }  # fmt: skip
             return {look: frames.cpu().numpy() for look, frames in drawn.items()}
-
-
-def render_views(
-    view: ViewMesh, yaws: np.ndarray, size: int, *, textured: bool, device: torch.device | str
-) -> np.ndarray:
-    """(N, size, size, 3) uint8: ``view`` turned by each of ``yaws`` (degrees), lit, anti-aliased, on ``device``;
-    in its vertex colours when ``textured``, else clay grey. Raises what the drawing raises."""
-    look = "textured" if textured else "clay"
-    return ViewRenderer(device)._draw(view, yaws, size, (look,))[look]
