@@ -34,3 +34,8 @@ class InvalidImage(T2FError):
 
 class NoFaceFound(T2FError):
     """The face detector found no face (or only one too small to reconstruct)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA, MPS and XPU raise it), by name so no module needs torch to ask."""
+    return type(exc).__name__ == "OutOfMemoryError"

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from t2f.errors import is_out_of_memory
 from t2f.export.raster import BACKGROUND, CANDIDATE_BUDGET, WINDOWS, ViewMesh, fit_to_panel, vertex_light
 from t2f.streams import StreamPerThread
 
@@ -166,7 +167,7 @@ class ViewRenderer:
         try:
             return self._draw(view, yaws, size, looks)
         except Exception as exc:
-            if type(exc).__name__ != "OutOfMemoryError":
+            if not is_out_of_memory(exc):
                 self.broken = True
                 said = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
                 log.warning("drawing on %s failed (%s); numpy draws the previews from now on", self.device, said)

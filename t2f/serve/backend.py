@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from t2f.bounds import SEED
-from t2f.errors import T2FError
+from t2f.errors import T2FError, is_out_of_memory
 from t2f.export.package import mesh_files, result_files
 from t2f.faces import FaceImage, FaceResult, StepProgress, decimate
 from t2f.files.outputs import IMAGE_FILE, png_bytes
@@ -52,11 +52,6 @@ NO_FACE_IN_PHOTO = (
 )
 PHOTO_FLAGGED = "The safety filter flagged that image, so it cannot be used."
 OUT_OF_MEMORY = "The GPU ran out of memory for this face (job {job_id}); please try again in a moment."
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.OutOfMemoryError (CUDA, MPS and XPU raise it), by name so this module needs no torch import."""
-    return type(exc).__name__ == "OutOfMemoryError"
 
 
 def release_cached_memory() -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from t2f.errors import NoFaceFound
+from t2f.errors import NoFaceFound, is_out_of_memory
 from t2f.faces import FaceBox, FaceCrop
 from t2f.stages.mtcnn import Detections
 from t2f.stages.prnet.postprocess import crop_face
@@ -126,7 +126,7 @@ class FaceDetector:
         try:
             return self._engine.detect(image)
         except Exception as exc:
-            if type(exc).__name__ != "OutOfMemoryError" or self.engine != "torch":
+            if not is_out_of_memory(exc) or self.engine != "torch":
                 raise
         import torch
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t2f.errors import ModelUnavailable
+from t2f.errors import ModelUnavailable, is_out_of_memory
 from t2f.stages.compiling import bucket_for, compile_mode, first_line, is_compile_error, replays_graphs
 from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
 from t2f.stages.prnet.network import ResFCN256
@@ -209,7 +209,7 @@ class PRNet:
             try:
                 return self.forward(crops)[:count]
             except Exception as exc:
-                if type(exc).__name__ == "OutOfMemoryError":
+                if is_out_of_memory(exc):
                     raise
                 self._fall_back(exc)
         batch = torch.from_numpy(crops).to(self.device)
