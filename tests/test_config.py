@@ -47,6 +47,7 @@ def test_env_file_is_read_and_real_environment_wins(clean_env: Path, monkeypatch
         ("T2F_DTYPE", "int8", "T2F_DTYPE='int8' is not allowed; allowed: auto, float16, bfloat16, float32."),
         ("T2F_DEVICE", "tpu", "T2F_DEVICE='tpu' is not a device; allowed: auto, cpu, cuda, cuda:N."),
         ("T2F_SAFETY_CHECKER", "maybe", "T2F_SAFETY_CHECKER='maybe' is not a switch; allowed: on, off"),
+        ("T2F_DETECTOR", "dlib", "T2F_DETECTOR='dlib' is not allowed; allowed: torch, tensorflow."),
     ],
 )
 def test_invalid_values_name_the_variable_and_allowed_values(variable: str, value: str, message: str) -> None:
