@@ -209,16 +209,30 @@ def service_numbers(service: JobService, args: argparse.Namespace, tag: str) -> 
     return asyncio.run(both())
 
 
-def warm_up_s(service: JobService, backend: LocalFaceBackend, args: argparse.Namespace) -> tuple[float, int, int]:
-    """Seconds of the start-up warm-up on the worker thread, and the compile cache's (hits, misses) during it."""
-    before = cache_counters()
+class LastLine(logging.Handler):
+    """Keeps the last message logged to it."""
+
+    said = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.said = record.getMessage()
+
+
+def warm_up_s(service: JobService, backend: LocalFaceBackend, args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds of the start-up warm-up on the worker thread, the compile cache's hits and misses during it,
+    and the warm-up's log line (where its time went)."""
+    before, lines = cache_counters(), LastLine()
+    logging.getLogger("t2f.serve.warmup").addHandler(lines)
     started = time.perf_counter()
-    on_gpu_thread(
-        service, lambda: (backend.warm_up(args.size, max_batch=args.max_batch, compiled=True), sync(args.device))
-    )
+    try:
+        on_gpu_thread(
+            service, lambda: (backend.warm_up(args.size, max_batch=args.max_batch, compiled=True), sync(args.device))
+        )
+    finally:
+        logging.getLogger("t2f.serve.warmup").removeHandler(lines)
     seconds = time.perf_counter() - started
     hits, misses = (now - then for now, then in zip(cache_counters(), before, strict=True))
-    return seconds, hits, misses
+    return {"seconds": seconds, "hits": hits, "misses": misses, "line": lines.said}
 
 
 def child_warm_up(args: argparse.Namespace, raw: np.ndarray, uv: UVData) -> None:
@@ -228,8 +242,7 @@ def child_warm_up(args: argparse.Namespace, raw: np.ndarray, uv: UVData) -> None
     make_fast(backend, raw, args)
     backend.pipeline.text_to_image.compile_cache = cache  # the warm-up's log line names it, as in the bot
     service = JobService(backend, max_batch=args.max_batch)
-    seconds, hits, misses = warm_up_s(service, backend, args)
-    print(json.dumps({"seconds": seconds, "files_before": cache.files_before, "hits": hits, "misses": misses}))
+    print(json.dumps({**warm_up_s(service, backend, args), "files_before": cache.files_before}))
     service.executor.shutdown()
 
 

@@ -89,12 +89,13 @@ class Report:
                      f"PyTorch on {args.device}", ms(one), ms(drawn), ratio(one, drawn)])  # fmt: skip
         cold = self.numbers.get("cold")
         rows.append(["start-up warm-up, cold (empty compile cache)", MISSING,
-                     MISSING if cold is None else f"{cold[0]:.1f} s ({cold[2]} graphs compiled)", ""])  # fmt: skip
+                     MISSING if cold is None else f"{cold['seconds']:.1f} s ({cold['misses']} graphs compiled)",
+                     ""])  # fmt: skip
         warm = self.numbers.get("warm")
         rows.append(["start-up warm-up, restart with the cache", MISSING, MISSING if warm is None else (
             f"{warm['seconds']:.1f} s ({warm['hits']} loaded, {warm['misses']} compiled; {warm['files_before']} "
             f"files); whole process incl. building the random model {warm['process_s']:.0f} s"),
-            ratio(cold[0] if cold else None, warm["seconds"] if warm else None)])  # fmt: skip
+            ratio(cold["seconds"] if cold else None, warm["seconds"] if warm else None)])  # fmt: skip
         recompiles = self.numbers.get("recompiles")
         rows.append(["graphs compiled after the warm-up (painting and serving; should be 0)", "",
                      MISSING if recompiles is None else str(recompiles), ""])  # fmt: skip
@@ -154,6 +155,10 @@ class Report:
                 said = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in stages.items())
                 lines.append(f"Where one member's time went ({label}; median ms per stage, from the job reports; "
                              f"parts made on several threads add up their own times): {said}.")  # fmt: skip
+        for label, key in [("cold", "cold"), ("restart with the cache", "warm")]:
+            said = self.numbers.get(key, {}).get("line")
+            if said:  # the parts: each batch size's first run (compile, load, capture), the ETA's timing runs
+                lines.append(f"The warm-up's log line ({label}): `{said}`.")
         if self.skipped:
             lines.append("Not measured: " + "; ".join(self.skipped) + ".")
         return "\n\n".join(lines)

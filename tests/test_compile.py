@@ -8,6 +8,7 @@ fresh compile cache. Mode ``graphs`` (CUDA graphs) is tested in tests/test_gpu.p
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -46,6 +47,10 @@ def test_compiled_models_never_recompile_after_the_warm_up(
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up took")]
     assert "compiled batches 1, 2, 4;" in line  # guided: unguided batches run the eager UNet
     assert f"compile cache {settings.compile_dir()} cold (0 files before)" in line
+    parts = re.findall(r"(batch \d+|batch times|other) ([\d.]+) s", line.rsplit(")", 1)[-1])
+    assert [name for name, _ in parts] == ["batch 1", "batch 2", "batch 4", "batch times", "other"]
+    took = float(re.match(r"warm-up took ([\d.]+) s", line)[1])  # type: ignore[index]
+    assert abs(sum(float(s) for _, s in parts) - took) <= 0.05 * len(parts)  # the parts cover the whole
     assert any(path.is_file() for path in settings.compile_dir().rglob("*"))  # compiled code kept for a restart
     # The batch is dynamic: the guided UNet batches 2, 4 and 8 share one graph. Static shapes compiled one
     # per bucket and guidance, six here (each ~53 s cold and ~10.7 s from the cache on an H100).

@@ -218,7 +218,9 @@ def test_a_warm_restart_takes_the_eta_batch_times_from_the_last_start(
     first = start(files_before=0)  # a cold cache: every bucket timed, and the times kept
     assert timed == [1, 2] and set(first) == {1, 2} and (tmp_path / warmup.TIMES_FILE).is_file()
     assert start(files_before=5) == first and timed == []  # a warm restart: the same times, nothing timed
-    assert caplog.records[-1].getMessage().endswith("(the ETA's batch times from the last start)")
+    said = caplog.records[-1].getMessage()  # the log line's parts: first runs, then the kept times
+    assert said.startswith("warm-up took ") and "; batch 1 " in said and ", batch 2 " in said
+    assert ", batch times kept from the last start " in said and said.count("batch times") == 1  # none timed
     assert set(start(files_before=5, steps=4)) == {1, 2} and timed == [1, 2]  # other steps: timed again
     (tmp_path / warmup.TIMES_FILE).write_text("{not json", encoding="utf-8")
     assert set(start(files_before=5, steps=4)) == {1, 2} and timed == [1, 2]  # damaged: timed again

@@ -59,3 +59,12 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
     assert "Not measured" not in report
     assert rows[-1].split(" | ")[2] == "0.00"  # eager on both sides here: the same seed paints the same pixels
     assert "the issue's targets apply to a GPU run only" in report
+    # Under the table, where each warm-up's time went: the first run of each bucket, then the ETA's timing
+    # runs, measured cold and taken from the last start's file on the restart.
+    said = [line for line in report.splitlines() if line.startswith("The warm-up's log line (")]
+    assert [line.split(")", 1)[0] for line in said] == [
+        "The warm-up's log line (cold",
+        "The warm-up's log line (restart with the cache",
+    ]
+    assert "; batch 1 " in said[0] and ", batch 2 " in said[0] and ", batch times " in said[0]
+    assert ", batch times kept from the last start " in said[1]

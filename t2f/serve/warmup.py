@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,19 +58,19 @@ def warm_up(
     sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
     started = time.perf_counter()
     hits_misses = _cache_counters() if fast else (0, 0)
-    note = ""
+    phases = WarmUpPhases()  # where the time went, for the log line: what a slow restart should attack
     try:
         seconds: dict[int, float] = {}
         for count in sizes:  # guided: unguided batches run the eager UNet (TextToImage._paint)
-            seconds.setdefault(count, sum(_warm_run(backend, count, size)))
+            with phases.timed(f"batch {count}"):
+                seconds.setdefault(count, sum(_warm_run(backend, count, size)))
         if fast:  # the runs above compiled: time each size again at two step counts, or as last time
             key = _times_key(backend, sizes, size, steps)
             remembered = _remembered_times(stage, key)
-            seconds = remembered or {count: _estimate(backend, count, size, steps) for count in sizes}
+            with phases.timed("batch times" if remembered is None else "batch times kept from the last start"):
+                seconds = remembered or {count: _estimate(backend, count, size, steps) for count in sizes}
             if remembered is None:
                 _remember_times(stage, key, seconds)
-            else:
-                note = " (the ETA's batch times from the last start)"
     except Exception as exc:
         if not fast:
             raise
@@ -78,11 +80,36 @@ def warm_up(
         if hasattr(stage, "use_eager"):
             stage.use_eager()
         prnet.use_eager()
-        seconds = {1: sum(_warm_run(backend, 1, size))}
+        with phases.timed("eager batch 1"):
+            seconds = {1: sum(_warm_run(backend, 1, size))}
     if backend.renderer is not None:  # the first draw on the GPU loads its kernels: not in a member's job
-        _warm_render(backend, size)
-    log.info("warm-up took %.1f s%s%s", time.perf_counter() - started, _warm_note(stage, sizes, hits_misses), note)
+        with phases.timed("drawing"):
+            _warm_render(backend, size)
+    took = time.perf_counter() - started
+    log.info("warm-up took %.1f s%s; %s", took, _warm_note(stage, sizes, hits_misses), phases.said(took))
     return seconds
+
+
+class WarmUpPhases:
+    """Seconds of each part of the warm-up, in order: the first guided run of each batch size (where
+    compiling, loading compiled code from the cache and capturing CUDA graphs happen), the timing runs
+    for the ETA, the first drawing."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.perf_counter() - started
+
+    def said(self, total: float) -> str:
+        """``"batch 1 11.2 s, batch 2 2.1 s, ..., other 0.3 s"``: the parts and what no part covers."""
+        parts = [f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items()]
+        return ", ".join([*parts, f"other {max(0.0, total - sum(self.seconds.values())):.1f} s"])
 
 
 def _warm_render(backend: LocalFaceBackend, size: int) -> None:
