@@ -23,8 +23,8 @@ def test_on_a_gpu_each_thread_keeps_one_stream_of_its_own() -> None:
     default = torch.cuda.current_stream()
     with streams():
         inside = torch.cuda.current_stream()
-        total = torch.arange(4.0, device="cuda").sum()
-    assert inside != default and torch.cuda.current_stream() == default and float(total) == 6.0
+        total = float(torch.arange(4.0, device="cuda").sum())  # read on its stream, which .item() waits for
+    assert inside != default and torch.cuda.current_stream() == default and total == 6.0
     assert streams.stream() == streams.stream() == inside  # the same stream on every call of a thread
     other: list[object] = []
     thread = threading.Thread(target=lambda: other.append(streams.stream()))
