@@ -7,6 +7,9 @@ one line; the bot sends it ephemerally.
 
 from __future__ import annotations
 
+import gc
+import traceback
+
 
 class T2FError(Exception):
     """Root of every error t2f raises on purpose."""
@@ -36,6 +39,28 @@ class NoFaceFound(T2FError):
     """The face detector found no face (or only one too small to reconstruct)."""
 
 
+# What a RuntimeError says when the card was full for something other than the caching allocator: a
+# thread's first cuDNN or cuBLAS call makes its handle and workspace there (the faces and export threads
+# make theirs in their first job, maybe while painting has filled the card), and CUDA's own allocations.
+_OUT_OF_MEMORY_SAID = ("CUDNN_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_INITIALIZED", "CUBLAS_STATUS_ALLOC_FAILED",
+                       "CUDA error: out of memory", "CUDA out of memory")  # fmt: skip
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.OutOfMemoryError (CUDA, MPS and XPU raise it), by name so no module needs torch to ask."""
-    return type(exc).__name__ == "OutOfMemoryError"
+    """Whether ``exc`` means the GPU was out of memory: torch.OutOfMemoryError (CUDA, MPS and XPU raise it),
+    or a RuntimeError from cuDNN, cuBLAS or CUDA saying so. By name, so no module needs torch to ask."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and any(said in str(exc) for said in _OUT_OF_MEMORY_SAID)
+
+
+def forget_failed_call(exc: BaseException) -> None:
+    """Let go of what the failed call behind ``exc`` held, before a retry in its ``except`` block.
+
+    While the block runs, the exception's traceback keeps every frame of the failed call alive, with its
+    locals: a UNet's activations, a batch's latents. An out-of-memory retry made there would run without
+    that memory (PyTorch's FAQ: "My out of memory exception handler can't allocate memory"). The frames
+    still running (the handler's own) are left as they are.
+    """
+    traceback.clear_frames(exc.__traceback__)
+    gc.collect()  # what the frames' locals held in reference cycles

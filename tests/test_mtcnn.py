@@ -217,6 +217,12 @@ def test_out_of_gpu_memory_searches_that_image_on_the_cpu(
         "MTCNN ran out of GPU memory on cpu; searching this image on the CPU"  # once, not per image
     ]
 
+    def no_room_for_cudnn(image: np.ndarray) -> Detections:  # a thread's first cuDNN call on a full card
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_INITIALIZED")
+
+    monkeypatch.setattr(detector._engine, "detect", no_room_for_cudnn)
+    assert detector.detect(astronaut()) == expected  # out of memory too: the CPU finds it
+
     def broken(image: np.ndarray) -> Detections:
         raise RuntimeError("CUDA error: device-side assert triggered")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -190,10 +191,16 @@ def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: 
         def __init__(self) -> None:
             super().__init__()
             self.tried: list[int] = []
+            self.failed_batches: list[weakref.ref[torch.Tensor]] = []  # what each failed try held
+            self.still_held: list[int] = []
 
         def generate_batch(self, requests, *, on_step=None, preview_every=0):  # type: ignore[no-untyped-def]
             self.tried.append(len(requests))
+            # A retry runs with the memory of the tries that failed before it given back.
+            self.still_held.append(sum(ref() is not None for ref in self.failed_batches))
+            activations = torch.zeros(len(requests), 4, 16, 16)  # the UNet's, on a GPU
             if len(requests) > 2 or any(r.prompt == "huge" for r in requests):
+                self.failed_batches.append(weakref.ref(activations))
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return super().generate_batch(requests, on_step=on_step)
 
@@ -208,6 +215,7 @@ def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: 
     assert [r.status for r in results] == ["done"] * 4 + ["failed"]
     assert results[4].user_message == OUT_OF_MEMORY.format(job_id="000000000004")
     assert stage.tried == [5, 2, 3, 1, 2, 1, 1]  # 5 -> 2 + 3; 3 -> 1 + 2; the 2 with "huge" -> 1 + 1
+    assert stage.still_held == [0] * 7 and len(stage.failed_batches) == 4  # the traceback held them before
     assert stage.prompts == ["face 0", "face 1", "face 2", "face 3"]
 
     # PRNet out of memory over the batch's faces: each face is reconstructed alone.

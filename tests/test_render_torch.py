@@ -144,16 +144,24 @@ def test_a_failed_drawing_falls_back_to_numpy(
     assert np.array_equal(turntable_frames(mesh, renderer=renderer), turntable_frames(mesh))  # numpy drew it
     assert not renderer.broken and not caplog.records  # out of memory: this face only, no warning
 
+    def no_room_for_cublas(*args: object) -> None:  # an export thread's first cuBLAS call on a full card
+        calls.append(1)
+        raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+
+    monkeypatch.setattr(renderer, "_draw", no_room_for_cublas)
+    assert np.array_equal(turntable_frames(mesh, renderer=renderer), turntable_frames(mesh))
+    assert not renderer.broken and not caplog.records  # out of memory as well: tried again for the next face
+
     def kernel_error(*args: object) -> None:
         calls.append(1)
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
 
     monkeypatch.setattr(renderer, "_draw", kernel_error)
     assert np.array_equal(preview_strip(image, mesh, renderer=renderer), preview_strip(image, mesh))
-    assert renderer.broken and len(calls) == 2
+    assert renderer.broken and len(calls) == 3
     assert [r.getMessage() for r in caplog.records] == [
         "drawing on cpu failed (RuntimeError: CUDA error: an illegal memory access was encountered); "
         "numpy draws the previews from now on"
     ]
     turntable_frames(mesh, renderer=renderer)
-    assert len(calls) == 2  # turned off: not tried again
+    assert len(calls) == 3  # turned off: not tried again
