@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -36,6 +37,7 @@ class GraphedNetwork:
         self.step = step
         self.device = torch.device(device)
         self.graphs: dict[int, _CapturedStep] = {}
+        self._lock = threading.Lock()
 
     def capture(self, shape: tuple[int, ...]) -> _CapturedStep:
         """Record ``step`` for crops of ``shape`` (a few eager runs on a side stream first, as CUDA needs)."""
@@ -51,7 +53,9 @@ class GraphedNetwork:
                 self.step(device_in)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # "thread_local": a size the warm-up did not capture is captured in a job, on the faces thread, while
+        # the GPU thread paints; in the default "global" mode the painting's own allocations would then fail.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             device_out = self.step(device_in)
         host_in = torch.zeros(shape, dtype=torch.float32, pin_memory=True)
         host_out = torch.empty(device_out.shape, dtype=device_out.dtype, pin_memory=True)
@@ -59,16 +63,17 @@ class GraphedNetwork:
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """(N, 256, 256, 3) float32 crops -> (N, 256, 256, 3) float32 raw maps (a new array)."""
-        if len(crops) not in self.graphs:
-            self.graphs[len(crops)] = self.capture(crops.shape)
-        captured = self.graphs[len(crops)]
-        captured.host_in.numpy()[...] = crops
-        with torch.cuda.device(self.device):  # T2F_DEVICE=cuda:N: copies and replay on that card's stream
-            captured.device_in.copy_(captured.host_in, non_blocking=True)
-            captured.graph.replay()
-            captured.host_out.copy_(captured.device_out, non_blocking=True)
-            torch.cuda.current_stream(self.device).synchronize()  # the maps are in host_out now
-        return captured.host_out.numpy().copy()  # the next call overwrites host_out
+        with self._lock:  # one size's buffers serve one call at a time (the warm-up's thread, then the faces')
+            if len(crops) not in self.graphs:
+                self.graphs[len(crops)] = self.capture(crops.shape)
+            captured = self.graphs[len(crops)]
+            captured.host_in.numpy()[...] = crops
+            with torch.cuda.device(self.device):  # T2F_DEVICE=cuda:N: copies and replay on that card's stream
+                captured.device_in.copy_(captured.host_in, non_blocking=True)
+                captured.graph.replay()
+                captured.host_out.copy_(captured.device_out, non_blocking=True)
+                torch.cuda.current_stream(self.device).synchronize()  # the maps are in host_out now
+            return captured.host_out.numpy().copy()  # the next call overwrites host_out
 
 
 @dataclass(frozen=True)
