@@ -31,6 +31,7 @@ from t2f.stages.compiling import (
     is_compile_error,
 )
 from t2f.stages.taesd import LatentPreviewer
+from t2f.streams import StreamPerThread
 
 log = logging.getLogger(__name__)
 WITHHELD_BY_SAFETY = "The safety filter flagged this image, so it was withheld. Try a different prompt or seed."
@@ -165,6 +166,7 @@ class TextToImage:
         self.model = model
         self.revision = revision
         self.previewer = previewer
+        self.checks = StreamPerThread(device)  # photos are checked on the faces thread, beside the painting
         self.pipeline.set_progress_bar_config(disable=True)
 
     @property
@@ -256,10 +258,11 @@ class TextToImage:
         checker, extractor = self.pipeline.safety_checker, self.pipeline.feature_extractor
         if checker is None or extractor is None:
             return False
-        features = extractor(images=[image], return_tensors="pt").pixel_values.to(self.device, checker.dtype)
-        # The checker also blanks flagged images; it takes them as (N, H, W, 3) floats in [0, 1].
-        _, flags = checker(images=image[None].astype(np.float32) / 255.0, clip_input=features)
-        return bool(flags[0])
+        with self.checks():
+            features = extractor(images=[image], return_tensors="pt").pixel_values.to(self.device, checker.dtype)
+            # The checker also blanks flagged images; it takes them as (N, H, W, 3) floats in [0, 1].
+            _, flags = checker(images=image[None].astype(np.float32) / 255.0, clip_input=features)
+            return bool(flags[0])
 
     @staticmethod
     def check_request(request: FaceRequest) -> None:
