@@ -80,8 +80,9 @@ class FaceDetector:
     """Find faces with MTCNN: the ``mtcnn`` wheel's weights, run by PyTorch on ``device`` (``engine="torch"``)
     or by the package's own TensorFlow code on the CPU (``engine="tensorflow"``).
 
-    Both find the same boxes to within a hundredth of a pixel (tests/test_mtcnn.py); PyTorch needs no
-    TensorFlow and runs on the GPU beside PRNet. Should the GPU run out of memory, that image is searched
+    Both find the same boxes to within a hundredth of a pixel on the CPU (tests/test_mtcnn.py); on a GPU,
+    cuDNN's TF32 convolutions (PyTorch's default there) may move them by up to about a pixel, well inside
+    what PRNet's crop allows. PyTorch needs no TensorFlow and runs on the GPU beside PRNet. Should the GPU run out of memory, that image is searched
     with the same networks on the CPU instead (one warning line), not failed.
     """
 
