@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import logging
 import re
@@ -47,83 +46,28 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measure, shared_dir
-from models import sd14_pipeline, tiny_pipeline
+from models import FaceCostDetector, RealFacePRNet, StandInDetector, have_mtcnn_weights, sd14_pipeline, tiny_pipeline
 from reconstruction import reference_face
 
 from t2f.bounds import default_export_threads
 from t2f.export.package import result_files
 from t2f.export.render_torch import ViewRenderer
-from t2f.faces import FaceBox, FaceRequest, FaceResult
+from t2f.faces import FaceRequest, FaceResult
 from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
 from t2f.serve.service import JobService
-from t2f.stages.compiling import buckets_for, cache_counters, use_compile_cache
-from t2f.stages.detect import FaceDetector
+from t2f.stages.compiling import buckets_for, cache_counters, first_line, use_compile_cache
 from t2f.stages.pipeline import FacePipeline
-from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
-from t2f.stages.prnet.network import ResFCN256
 from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map
 from t2f.stages.prnet.uv import UVData
 from t2f.stages.text2img import TextToImage, compile_pipeline, compile_single, prepare_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MTCNN_S = 0.080  # MTCNN's CPU time per image on the H200 host (../shared/docs/gpu-measurements.md)
-
-
-class FacePRNet(PRNet):
-    """PRNet's network at full cost (random weights), answering with a real face's map (see bench/models.py)."""
-
-    def __init__(self, raw: np.ndarray, *, device: str, dtype: torch.dtype, mode: str, buckets: tuple[int, ...],
-                 channels_last: bool = False):  # fmt: skip
-        super().__init__(ResFCN256().eval(), PRNetConfig(), device=device, dtype=dtype, compile_network=mode,
-                         buckets=buckets, channels_last=channels_last)  # fmt: skip
-        self.raw = raw
-
-    def predict(self, crops: np.ndarray) -> np.ndarray:
-        super().predict(crops)
-        return np.repeat(self.raw[None], len(crops), axis=0)
-
-
-class StandInDetector(FaceDetector):
-    """MTCNN's time without TensorFlow: waits ``seconds`` (TF's kernels release the GIL too) and finds one
-    face in the middle of the image. Not a detector: it stands for one's cost in the service's timing."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.min_confidence = 0.9
-
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
-        time.sleep(self.seconds)
-        h, w = image.shape[:2]
-        return [FaceBox(w * 0.2, h * 0.15, w * 0.8, h * 0.85, 0.99)]
-
-
-class FaceCostDetector(FaceDetector):
-    """t2f's PyTorch MTCNN at its real cost: each call runs the cascade on a face photo of the image's size
-    (the painted image is noise with random weights) and finds one face in the middle of the image."""
-
-    def __init__(self, photo: np.ndarray, device: str) -> None:
-        super().__init__(engine="torch", device=device)
-        self.photo = photo
-        self.photos: dict[tuple[int, int], np.ndarray] = {}
-
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
-        h, w = image.shape[:2]
-        if (h, w) not in self.photos:
-            self.photos[h, w] = np.asarray(Image.fromarray(self.photo).resize((w, h), Image.Resampling.BILINEAR))
-        if not super().detect(self.photos[h, w]):
-            raise RuntimeError("MTCNN found no face in the reference photo")
-        return [FaceBox(w * 0.2, h * 0.15, w * 0.8, h * 0.85, 0.99)]
-
-
-def have_mtcnn_weights() -> bool:
-    """Whether the mtcnn wheel's weight files and their reader (joblib, lz4) are installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("mtcnn", "joblib", "lz4"))
 
 
 def sync(device: str) -> None:
@@ -136,7 +80,7 @@ def build(args: argparse.Namespace, raw: np.ndarray, uv: UVData, *, overlap: boo
     pipe = tiny_pipeline() if args.smoke else sd14_pipeline()
     pipe = prepare_pipeline(pipe, device=args.device, dtype=args.dtype, scheduler="dpmpp")
     stage = TextToImage(pipe, device=args.device, dtype=args.dtype, model="bench")
-    prnet = FacePRNet(raw, device=args.device, dtype=args.dtype, mode="off", buckets=())
+    prnet = RealFacePRNet(raw, device=args.device, dtype=args.dtype, mode="off", buckets=())
     pipeline = FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
     return LocalFaceBackend(pipeline, crop="whole", preview_every=0, overlap=overlap)
 
@@ -149,8 +93,8 @@ def make_fast(backend: LocalFaceBackend, raw: np.ndarray, args: argparse.Namespa
     backend.pipeline.prnet = fast_prnet(raw, args, channels_last=args.cuda)  # T2F_CHANNELS_LAST=auto on CUDA
 
 
-def fast_prnet(raw: np.ndarray, args: argparse.Namespace, *, channels_last: bool) -> FacePRNet:
-    return FacePRNet(raw, device=args.device, dtype=args.dtype, mode=args.mode, buckets=args.buckets,
+def fast_prnet(raw: np.ndarray, args: argparse.Namespace, *, channels_last: bool) -> RealFacePRNet:
+    return RealFacePRNet(raw, device=args.device, dtype=args.dtype, mode=args.mode, buckets=args.buckets,
                      channels_last=channels_last)  # fmt: skip
 
 
@@ -240,6 +184,7 @@ def child_warm_up(args: argparse.Namespace, raw: np.ndarray, uv: UVData) -> None
     cache = use_compile_cache(args.cache)
     backend = build(args, raw, uv)
     make_fast(backend, raw, args)
+    backend.draw_on(args.device if args.cuda else None)  # as the parent: the kept batch times' key names it
     backend.pipeline.text_to_image.compile_cache = cache  # the warm-up's log line names it, as in the bot
     service = JobService(backend, max_batch=args.max_batch)
     print(json.dumps({**warm_up_s(service, backend, args), "files_before": cache.files_before}))
@@ -253,6 +198,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="default: bench/results/gpu-<card>.md")
     parser.add_argument("--cache", type=Path, help="compile cache folder (default: a fresh temporary one)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the sections that would start later")
+    parser.add_argument("--deadline-s", type=float, help="seconds from the start: the restart child is stopped then")
     parser.add_argument("--singles", type=int, default=10, help="jobs sent one at a time per service row")
     parser.add_argument("--skip", default="", help="comma-separated: eager-service, detect-serial (a short lease)")
     parser.add_argument(
@@ -262,6 +208,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--child-warm-up", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.began = time.monotonic()  # --deadline-s counts from here
     cuda = torch.cuda.is_available() and not args.smoke
     args.cuda = cuda
     args.device, args.dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
@@ -303,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                 fn()
             except Exception as exc:  # one broken section must not cost the others' numbers
                 traceback.print_exc()
-                report.skipped.append(f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+                report.skipped.append(f"{name} failed: {first_line(exc, 160)}")
         report.write(time.perf_counter() - started)
 
     def files() -> None:  # one face's files on one thread, with the export helpers, then drawn by PyTorch too
@@ -316,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.file_threads: measure(lambda: result_files(face, pool=pool), runs=args.runs)["p50"],
                 "drawn": measure(lambda: result_files(face, pool=pool, renderer=renderer), runs=args.runs)["p50"],
             }
+        if renderer.broken:  # it logged why; numpy drew that row
+            report.fell_back.append("the files row's GPU drawing (numpy drew it)")
 
     m = report.numbers
     section("files", files)
@@ -347,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
         make_fast(backend, raw, args)
         stage.compile_cache = cache  # as t2f.build: the warm-up keeps its batch times there for the restart
         m["cold"] = warm_up_s(fast_service, backend, args)
+        if args.cuda and not (stage.compiled and backend.pipeline.prnet.compiled):  # the warm-up logged why
+            report.fell_back.append("compiling or capturing, in the warm-up (the fast rows are eager)")
 
     def fast() -> None:
         compiled_before = sum(cache_counters())
@@ -359,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
             m["image_diff"] = float(np.abs(image.astype(np.float32) - m["eager_image"].astype(np.float32)).mean())
         m["fast_service"] = service_numbers(fast_service, args, "f")
         m["recompiles"] = sum(cache_counters()) - compiled_before  # the warm-up covered every shape: 0
+        if backend.renderer is not None and backend.renderer.broken:
+            report.fell_back.append("the fast service's GPU drawing (numpy drew its files)")
 
     def detection() -> None:  # before: the stand-in on the GPU thread; now: PyTorch MTCNN on its own thread
         backend.crop = "detect"
@@ -384,10 +337,19 @@ def main(argv: list[str] | None = None) -> None:
                  "--max-batch", str(args.max_batch), *(["--smoke"] if args.smoke else []),
                  *(["--graphs-single"] if args.graphs_single else [])]  # fmt: skip
         began = time.perf_counter()
+        left = None if args.deadline_s is None else args.deadline_s - (time.monotonic() - args.began)
         with (report.out.parent / "restart.log").open("w") as log:  # the child's own log, for a failed restart
-            out = subprocess.run(child, check=True, stdout=subprocess.PIPE, stderr=log, text=True).stdout
-        out = out.strip().splitlines()[-1]
-        m["warm"] = {**json.loads(out), "process_s": time.perf_counter() - began}
+            try:
+                done = subprocess.run(child, stdout=subprocess.PIPE, stderr=log, text=True, timeout=left)
+            except subprocess.TimeoutExpired:
+                report.skipped.append(
+                    f"warm restart (stopped at the deadline, after {time.perf_counter() - began:.0f} s)"
+                )
+                return
+        said = [line for line in done.stdout.splitlines() if line.startswith("{")]  # its numbers, even if exit hung
+        if not said:
+            raise RuntimeError(f"the restart printed no numbers (exit {done.returncode}; see restart.log)")
+        m["warm"] = {**json.loads(said[-1]), "process_s": time.perf_counter() - began}
 
     section("warm restart", restart)
 

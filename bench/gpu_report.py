@@ -20,7 +20,8 @@ def ratio(before: float | None, after: float | None) -> str:
 
 
 class Report:
-    """Numbers by name (``numbers``), sections that did not run (``skipped``), and the Markdown they make."""
+    """Numbers by name (``numbers``), sections that did not run (``skipped``), fast-path parts that fell back
+    (``fell_back``), and the Markdown they make."""
 
     def __init__(self, args: argparse.Namespace, card: str, *, out: Path) -> None:
         self.args = args
@@ -28,6 +29,7 @@ class Report:
         self.out = out
         self.numbers: dict[str, Any] = {}
         self.skipped: list[str] = []
+        self.fell_back: list[str] = []  # fast-path parts that turned eager or numpy: their rows measure those
 
     def write(self, seconds: float) -> None:
         text = self.render(seconds)
@@ -159,6 +161,9 @@ class Report:
             said = self.numbers.get(key, {}).get("line")
             if said:  # the parts: each batch size's first run (compile, load, capture), the ETA's timing runs
                 lines.append(f"The warm-up's log line ({label}): `{said}`.")
+        if self.fell_back:
+            lines.append("**Fell back** (see the log; these rows did not measure the fast path): "
+                         + "; ".join(self.fell_back) + ".")  # fmt: skip
         if self.skipped:
             lines.append("Not measured: " + "; ".join(self.skipped) + ".")
         return "\n\n".join(lines)

@@ -5,14 +5,19 @@ Random weights cost exactly the same compute as the trained ones, so timings are
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from t2f.faces import FaceBox
+from t2f.stages.detect import FaceDetector
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
@@ -89,10 +94,49 @@ class RealFacePRNet(PRNet):
     exports unrealistically cheap. ``raw`` is PRNet's real output for one AFLW2000 photo.
     """
 
-    def __init__(self, raw: np.ndarray, *, device: str, dtype: torch.dtype, channels_last: bool = False) -> None:
-        super().__init__(ResFCN256().eval(), PRNetConfig(), device=device, dtype=dtype, channels_last=channels_last)
+    def __init__(self, raw: np.ndarray, *, device: str, dtype: torch.dtype, channels_last: bool = False,
+                 mode: str = "off", buckets: tuple[int, ...] = ()) -> None:  # fmt: skip
+        super().__init__(ResFCN256().eval(), PRNetConfig(), device=device, dtype=dtype, channels_last=channels_last,
+                         compile_network=mode, buckets=buckets)  # fmt: skip
         self.raw = raw
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         super().predict(crops)  # the real forward pass, timed with the rest
         return np.repeat(self.raw[None], len(crops), axis=0)
+
+
+class StandInDetector(FaceDetector):
+    """MTCNN's time without TensorFlow: waits ``seconds`` (TF's kernels release the GIL too) and finds one
+    face in the middle of the image. Not a detector: it stands for one's cost in the service's timing."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.min_confidence = 0.9
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        time.sleep(self.seconds)
+        h, w = image.shape[:2]
+        return [FaceBox(w * 0.2, h * 0.15, w * 0.8, h * 0.85, 0.99)]
+
+
+class FaceCostDetector(FaceDetector):
+    """t2f's PyTorch MTCNN at its real cost: each call runs the cascade on a face photo of the image's size
+    (the painted image is noise with random weights) and finds one face in the middle of the image."""
+
+    def __init__(self, photo: np.ndarray, device: str) -> None:
+        super().__init__(engine="torch", device=device)
+        self.photo = photo
+        self.photos: dict[tuple[int, int], np.ndarray] = {}
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        h, w = image.shape[:2]
+        if (h, w) not in self.photos:
+            self.photos[h, w] = np.asarray(Image.fromarray(self.photo).resize((w, h), Image.Resampling.BILINEAR))
+        if not super().detect(self.photos[h, w]):
+            raise RuntimeError("MTCNN found no face in the reference photo")
+        return [FaceBox(w * 0.2, h * 0.15, w * 0.8, h * 0.85, 0.99)]
+
+
+def have_mtcnn_weights() -> bool:
+    """Whether the mtcnn wheel's weight files and their reader (joblib, lz4) are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("mtcnn", "joblib", "lz4"))
