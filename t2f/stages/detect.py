@@ -82,8 +82,9 @@ class FaceDetector:
 
     Both find the same boxes to within a hundredth of a pixel on the CPU (tests/test_mtcnn.py); on a GPU,
     cuDNN's TF32 convolutions (PyTorch's default there) may move them by up to about a pixel, well inside
-    what PRNet's crop allows. PyTorch needs no TensorFlow and runs on the GPU beside PRNet. Should the GPU run out of memory, that image is searched
-    with the same networks on the CPU instead (one warning line), not failed.
+    what PRNet's crop allows. PyTorch needs no TensorFlow and runs on the GPU beside PRNet. Should the GPU
+    run out of memory, that image is searched with the same networks on the CPU instead (one warning line),
+    not failed.
     """
 
     def __init__(
