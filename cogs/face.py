@@ -24,19 +24,21 @@ from discord.ext import commands
 from cogs.buttons import CancelButton, job_view, page_url
 from cogs.replies import (
     MAX_CONTENT_CHARS,
-    MAX_EMBED_TITLE,
-    MAX_FIELD_CHARS,
     MAX_SEED,
     NO_PINGS,
     TOKEN_LIFETIME_S,
+    as_files,
+    progress_text,
+    queued_text,
     refusal_text,
+    result_embed,
     upload_budget,
 )
 from t2f.bounds import MEMBER_GUIDANCE, MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
 from t2f.errors import T2FError
 from t2f.faces import FaceRequest
-from t2f.files.outputs import PREVIEW_FILE, TURNTABLE_FILE, png_bytes
-from t2f.serve.jobs import UNFINISHED, JobPhase, JobProgress, JobRequest, JobResult, JobStatus
+from t2f.files.outputs import png_bytes
+from t2f.serve.jobs import UNFINISHED, JobRequest, JobResult, JobStatus
 from t2f.serve.queue import JobHandle
 from t2f.serve.records import JobRecord, job_record, job_request
 
@@ -47,14 +49,6 @@ log = logging.getLogger(__name__)
 EditMessage = Callable[..., Awaitable[discord.Message]]
 # How a finished job reaches the channel: FaceCog.deliver, or a cog's own (cogs.photo) around it.
 Deliver = Callable[[JobRequest, JobResult, "EditMessage | None", float], Awaitable[int | None]]
-PHASES = {
-    JobPhase.STARTING: "🎨 Starting…",
-    JobPhase.PAINTING: "🎨 Painting",
-    JobPhase.RECONSTRUCTING: "🧊 Building the 3D mesh…",
-    JobPhase.EXPORTING: "📦 Writing the mesh files…",
-    JobPhase.REPAINTING: "🔁 Repainting",
-    JobPhase.WAITING_FOR_WORKER: "⏳ Waiting for a free GPU worker…",
-}
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost
 PHOTO_LOST = "The bot restarted before your photo became a face, and photos are not kept; please send it again."
@@ -66,52 +60,6 @@ class MeshFormat(enum.Enum):
     obj = "obj"
     textured = "textured"
     glb = "glb"
-
-
-def queued_text(job_id: str, position: int, eta_s: float) -> str:
-    return f"⏳ Queued as #{position} · about {max(1, round(eta_s))} s · job `{job_id}`"
-
-
-def progress_text(progress: JobProgress) -> str:
-    text = PHASES.get(progress.phase, str(progress.phase))
-    if progress.note and progress.phase in (JobPhase.STARTING, JobPhase.PAINTING):
-        text = PHASES[JobPhase.REPAINTING]  # painting again: the note says why
-    if progress.phase == JobPhase.PAINTING and progress.total:
-        filled = round(10 * progress.step / progress.total)
-        text += f" {'▰' * filled}{'▱' * (10 - filled)} step {progress.step}/{progress.total}"
-    if progress.note:
-        text += f" ({progress.note})"
-    return f"{text} · job `{progress.job_id}`"
-
-
-def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
-    """The delivered face's card: what was asked, what made it, its pose and stage times (from its report)."""
-    report = result.report
-    embed = discord.Embed(title=job.face.prompt[:MAX_EMBED_TITLE], colour=discord.Colour.blurple())
-    if job.is_photo:  # photo jobs (cogs.photo): nothing was painted; say how many faces the photo had
-        seen = report.face.faces_found if report is not None and report.face is not None else 1
-        embed.add_field(name="Faces seen", value=str(seen) + (" (the largest was used)" if seen > 1 else ""))
-    else:
-        embed.add_field(name="Seed", value=str(job.face.seed))
-        embed.add_field(name="Steps", value=str(job.face.steps))
-        embed.add_field(name="Guidance", value=f"{job.face.guidance:g}")
-        embed.add_field(name="Model", value=str(report.model if report and report.model else "unknown")[:100])
-    if report is not None and report.face is not None and report.face.pose is not None:
-        embed.add_field(name="Pose", value=report.face.pose.text())
-    if report is not None and report.timings_s:
-        shown = " · ".join(f"{k.replace('_', ' ')} {v:.2f}s" for k, v in report.timings_s.items())
-        embed.add_field(name="Stage times", value=shown[:MAX_FIELD_CHARS], inline=False)
-    notes = [note for note in (report.upload_note, report.prnet and report.prnet.note) if note] if report else []
-    if notes:
-        embed.add_field(name="Note", value=" ".join(notes)[:MAX_FIELD_CHARS], inline=False)
-    if picture := next((name for name in (TURNTABLE_FILE, PREVIEW_FILE) if name in result.files), None):
-        embed.set_image(url=f"attachment://{picture}")
-    embed.set_footer(text=f"job {job.job_id}")
-    return embed
-
-
-def as_files(files: dict[str, bytes]) -> list[discord.File]:
-    return [discord.File(io.BytesIO(data), filename=name) for name, data in files.items()]
 
 
 class FaceCog(commands.Cog):

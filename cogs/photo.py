@@ -26,8 +26,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.buttons import CancelButton
-from cogs.face import EditMessage, FaceCog, MeshFormat, queued_text
-from cogs.replies import NO_PINGS, refusal_text, upload_budget
+from cogs.face import EditMessage, FaceCog, MeshFormat
+from cogs.replies import NO_PINGS, queued_text, refusal_text, upload_budget
 from t2f.errors import T2FError
 from t2f.faces import FaceRequest
 from t2f.files.download import (
