@@ -51,7 +51,15 @@ EditMessage = Callable[..., Awaitable[discord.Message]]
 Deliver = Callable[[JobRequest, JobResult, "EditMessage | None", float], Awaitable[int | None]]
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost
+NOT_ANSWERED = "the interaction expired before the bot answered"
 PHOTO_LOST = "The bot restarted before your photo became a face, and photos are not kept; please send it again."
+
+
+def log_crash(job_id: str, task: asyncio.Task[None]) -> None:
+    """A follower that ended by an error nothing caught: say so with its traceback (asyncio alone would only
+    warn when the task is collected)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("following job %s failed", job_id, exc_info=error)
 
 
 class MeshFormat(enum.Enum):
@@ -193,21 +201,37 @@ class FaceCog(commands.Cog):
             return
         try:
             await interaction.response.defer(thinking=True)
-        except discord.HTTPException:
-            bot.service.cancel(job.job_id)  # the interaction is gone: nobody would see this face
+        except Exception:  # the interaction is gone (too late, or the connection dropped): nobody would see it
+            bot.service.cancel(job.job_id)
+            ended = bot.store.finish_job(job.job_id, status=JobStatus.CANCELLED, outcome=NOT_ANSWERED)
+            await self._record(ended, job.job_id)  # so no restart paints it for a member who saw nothing
             raise
         self._count_late(received)
+        await self.announce(interaction, job, handle)
+
+    async def announce(
+        self, interaction: discord.Interaction, job: JobRequest, handle: JobHandle, *, deliver: Deliver | None = None
+    ) -> None:
+        """Show a queued job's place in the queue, then follow it (:meth:`follow`) whatever that edit did.
+
+        A failed edit is logged, not raised: the job is on its way, and its progress edits and its
+        delivery try the message again. Its id is kept so that a restart edits this message.
+        """
+        bot = self.bot
         position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
         text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
         if bot.service.is_paused(job.guild_id):
             text += " · the moderators paused the queue; it starts when they resume it"
-        queued = await interaction.edit_original_response(
-            content=text,
-            view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
-            allowed_mentions=NO_PINGS,
-        )
-        await self._record(bot.store.set_message(job.job_id, queued.id), job.job_id)  # a restart edits this message
-        self.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic())
+        try:
+            queued = await interaction.edit_original_response(
+                content=text, view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
+                allowed_mentions=NO_PINGS,
+            )  # fmt: skip
+            await self._record(bot.store.set_message(job.job_id, queued.id), job.job_id)
+        except Exception as exc:
+            log.warning("job %s: showing its place in the queue failed (%s: %s)", job.job_id, type(exc).__name__, exc)
+        finally:  # even when this task is cancelled: a queued job is always followed to its end
+            self.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic(), deliver=deliver)
 
     def _count_late(self, received: float) -> None:
         """Discord drops an interaction not answered within 3 s: count the ones this bot came close to."""
@@ -236,6 +260,7 @@ class FaceCog(commands.Cog):
             task = loop.create_task(self._follow(handle, edit, started_at, deliver or self.deliver))
             self.followers.add(task)
             task.add_done_callback(self.followers.discard)
+            task.add_done_callback(functools.partial(log_crash, handle.job.job_id))
 
         handle.when_active(spawn)
 
@@ -259,15 +284,14 @@ class FaceCog(commands.Cog):
             text = progress_text(latest)
             if text == shown:
                 continue
-            extra = (
-                {}
-                if latest.preview is None
-                else {"attachments": [discord.File(io.BytesIO(png_bytes(latest.preview)), "progress.png")]}
-            )
+            extra: dict[str, list[discord.File]] = {}
+            if latest.preview is not None:  # encoded off the event loop (~30 ms for 512 px)
+                preview = await asyncio.to_thread(png_bytes, latest.preview)
+                extra = {"attachments": [discord.File(io.BytesIO(preview), "progress.png")]}
             try:
                 await edit(content=text, allowed_mentions=NO_PINGS, **extra)
-            except discord.HTTPException as exc:  # a failed progress edit must not end the job's message
-                log.warning("progress edit for job %s failed: %s", handle.job.job_id, exc)
+            except Exception as exc:  # refused, or the connection dropped: the job and its message go on
+                log.warning("progress edit for job %s failed (%s: %s)", handle.job.job_id, type(exc).__name__, exc)
             last_edit, shown = time.perf_counter(), text
         result = await handle.result
         job_id = handle.job.job_id
@@ -276,7 +300,7 @@ class FaceCog(commands.Cog):
         try:
             message_id = await deliver(handle.job, result, edit, started_at)
             self.bot.service.metrics.delivered(time.monotonic() - delivering)
-        except discord.HTTPException:  # e.g. the bot lost a permission: record it, never retry forever
+        except Exception:  # e.g. a lost permission or connection: record it, never retry forever
             log.exception("delivering job %s failed", handle.job.job_id)
             undelivered = self.bot.store.finish_job(
                 job_id, status=JobStatus.UNDELIVERED, outcome="delivery failed", report=result.report

@@ -21,13 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.buttons import CancelButton
 from cogs.face import EditMessage, FaceCog, MeshFormat
-from cogs.replies import NO_PINGS, queued_text, refusal_text, upload_budget
+from cogs.replies import NO_PINGS, refusal_text, upload_budget
 from t2f.errors import T2FError
 from t2f.faces import FaceRequest
 from t2f.files.download import (
@@ -83,8 +83,8 @@ def _safe_read(read: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[b
     async def run() -> bytes:
         try:
             return await read()
-        except discord.HTTPException:  # gone (404), forbidden, or the CDN failed: one sentence for the member
-            raise DownloadRefused(UNREADABLE) from None
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError):  # gone, forbidden, the CDN or the
+            raise DownloadRefused(UNREADABLE) from None  # connection failed: one sentence for the member
 
     return run
 
@@ -177,7 +177,7 @@ class PhotoCog(commands.Cog):
             return
         try:  # private: the refusals below, and the job's progress, are for the member alone
             await interaction.response.defer(ephemeral=True, thinking=True)
-        except discord.HTTPException:
+        except BaseException:
             bot.policy.release(admission)
             raise
         try:
@@ -188,6 +188,9 @@ class PhotoCog(commands.Cog):
             bot.policy.release(admission)
             await interaction.edit_original_response(content=refusal_text(refusal), allowed_mentions=NO_PINGS)
             return
+        except BaseException:  # a dropped download, a decoder's crash: the slot is given back all the same
+            bot.policy.release(admission)
+            raise
         job = JobRequest(
             job_id=secrets.token_hex(6), user_id=interaction.user.id, face=face, output=output,
             guild_id=interaction.guild_id, channel_id=interaction.channel_id,
@@ -202,17 +205,7 @@ class PhotoCog(commands.Cog):
             return
         if settings.keep_uploads:  # the operator opted in (T2F_KEEP_UPLOADS): keep the original bytes
             await self._keep(job.job_id, data)
-        position = bot.service.position(job.job_id)
-        text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
-        if bot.service.is_paused(job.guild_id):
-            text += " · the moderators paused the queue; it starts when they resume it"
-        queued = await interaction.edit_original_response(
-            content=text, view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
-            allowed_mentions=NO_PINGS,
-        )  # fmt: skip
-        await self.faces._record(bot.store.set_message(job.job_id, queued.id), job.job_id)
-        self.faces.follow(handle, edit=interaction.edit_original_response, started_at=time.monotonic(),
-                          deliver=functools.partial(self.deliver, interaction))  # fmt: skip
+        await self.faces.announce(interaction, job, handle, deliver=functools.partial(self.deliver, interaction))
 
     async def _keep(self, job_id: str, data: bytes) -> None:
         folder = self.bot.settings.output_dir / "uploads"

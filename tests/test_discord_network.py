@@ -1,0 +1,121 @@
+"""SimCord: a dropped connection or an interaction lost in time never loses a face, paints one nobody
+asked to see, or keeps a member's slot.
+
+discord.py raises ``discord.HTTPException`` for what Discord answers, but a dropped connection comes
+through as aiohttp's own error; these tests drop the bot's interaction-webhook requests that way (in
+SimCord's stand-in for discord.py's webhook adapter, where those requests go).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import aiohttp
+import discord
+import pytest
+from discord_fixtures import PhotoTextToImage, make_bot, moderator, world
+from simcord.http.client import FakeWebhookAdapter
+from skimage.data import astronaut
+from test_discord_photo import allow_simcord, png
+
+from cogs.photo import UNREADABLE
+from t2f.serve.store import Store
+
+FILES = {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
+
+
+def drop_connection(monkeypatch: pytest.MonkeyPatch, method: str, times: int | None = 1) -> list[str]:
+    """The next ``times`` (``None``: all) interaction-webhook requests of ``method`` fail as a dropped
+    connection does; returns the paths dropped so far."""
+    request, dropped = FakeWebhookAdapter.request, []
+
+    async def dropping(self, route, session, **kwargs):  # type: ignore[no-untyped-def]
+        if route.method == method and (times is None or len(dropped) < times):
+            dropped.append(route.path)
+            raise aiohttp.ServerDisconnectedError()
+        return await request(self, route, session, **kwargs)
+
+    monkeypatch.setattr(FakeWebhookAdapter, "request", dropping)
+    return dropped
+
+
+async def test_a_dropped_progress_edit_still_delivers_the_face(
+    simcord_env, store: Store, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause(guild.id)
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    dropped = drop_connection(monkeypatch, "PATCH")  # the next edit: "Starting", once the queue resumes
+    await mod.slash(channel, "faceadmin resume")
+    assert len(dropped) == 1
+    message = result.response
+    assert message.embeds and {a.filename for a in message.attachments} == FILES
+    (record,) = await store.recent_jobs(guild.id)
+    assert record.status == "done"
+    assert any(r.getMessage().startswith(f"progress edit for job {record.id} failed (ServerDisconnectedError")
+               for r in caplog.records)  # fmt: skip
+
+
+async def test_a_delivery_whose_connection_drops_is_recorded_undelivered(
+    simcord_env, store: Store, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause(guild.id)
+    await alice.slash(channel, "face", prompt="a smiling astronaut")
+    drop_connection(monkeypatch, "PATCH", times=None)
+    await mod.slash(channel, "faceadmin resume")
+    (record,) = await store.recent_jobs(guild.id)
+    assert record.status == "undelivered"  # not left "running", to be painted again by the next start
+    assert await store.jobs_with_status("queued", "running", "delivering") == []
+    assert any(r.getMessage() == f"delivering job {record.id} failed" and r.exc_info for r in caplog.records)
+    assert not any(r.getMessage().startswith("following job") for r in caplog.records)  # nothing uncaught
+
+
+async def test_a_face_whose_interaction_expired_is_cancelled_not_resumed(
+    simcord_env, settings, store: Store, stages, photo: PhotoTextToImage
+) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    simcord_env.bot.service.pause(guild.id)
+    simcord_env.inject_error("POST", "/interactions/*/*/callback", status=404, code=10062,
+                             message="Unknown interaction")  # fmt: skip
+    await alice.slash(channel, "face", prompt="a forgotten astronaut")
+    (error,) = simcord_env.errors  # the command's own error, for the operator's log
+    assert "Unknown interaction" in str(error)
+    (record,) = await store.recent_jobs(guild.id)
+    assert record.status == "cancelled"  # she saw "The application did not respond": nothing is on its way
+    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
+    assert photo.prompts == [] and channel.last_message is None  # no face painted, no ping after the restart
+
+
+async def test_a_photo_download_whose_connection_drops_gives_the_slot_back(
+    simcord_env, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    allow_simcord(simcord_env)
+    _guild, channel, alice = world(simcord_env)
+    read = discord.Attachment.read
+
+    async def dropped(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise aiohttp.ClientPayloadError("Response payload is not completed")
+
+    monkeypatch.setattr(discord.Attachment, "read", dropped)
+    for _ in range(3):  # more than the pending cap (2): a kept slot would refuse the third try
+        failed = await alice.slash(channel, "face3d", photo=("astronaut.png", png(astronaut())))
+        assert failed.ephemeral and failed.response.content == UNREADABLE
+    assert simcord_env.bot.policy.reserved == 0
+    monkeypatch.setattr(discord.Attachment, "read", read)
+
+    def out_of_memory(data: bytes) -> None:  # any other failure between admission and the queue
+        raise MemoryError
+
+    # The module the bot loaded (discord.py loads each extension anew), not the one this test imported.
+    monkeypatch.setattr(sys.modules[type(simcord_env.bot.get_cog("PhotoCog")).__module__], "load_image", out_of_memory)
+    for _ in range(3):
+        crashed = await alice.slash(channel, "face3d", photo=("astronaut.png", png(astronaut())))
+        assert crashed.response.content.startswith("Something went wrong")  # the tree's answer, no traceback
+    assert [type(e.__cause__) for e in simcord_env.errors] == [MemoryError] * 3
+    assert simcord_env.bot.policy.reserved == 0
+    monkeypatch.undo()
+    made = await alice.slash(channel, "face3d", photo=("astronaut.png", png(astronaut())))
+    assert made.followups and made.followups[0].embeds  # her slot and cooldown were given back each time
