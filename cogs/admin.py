@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
+from t2f.serve.moderation import pattern_problem
 
 if TYPE_CHECKING:
     from bot import T2FBot
@@ -91,6 +92,9 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         add: bool,
     ) -> None:
         assert interaction.guild_id is not None
+        if add and word.startswith("re:") and (problem := pattern_problem(word[3:])) is not None:
+            await self._reply(interaction, problem)  # saved, it would break or stall /face on this server
+            return
         current = await self.bot.store.guild_settings(interaction.guild_id)
         terms = [t for t in current.blocked_terms if t != word] + ([word] if add else [])
         await self._update(interaction, blocked_terms=tuple(terms))

@@ -33,6 +33,22 @@ async def test_faceadmin_is_for_moderators_only(simcord_env, store: Store) -> No
     assert recent.response.content.startswith("Recent faces:")
 
 
+async def test_blockword_refuses_a_pattern_that_would_break_or_stall_face(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    broken = await mod.slash(channel, "faceadmin blockword", word="re:(", add=True)
+    assert broken.ephemeral and broken.response.content.startswith("That is not a regular expression Python can")
+    slow = await mod.slash(channel, "faceadmin blockword", word="re:(a+)+b", add=True)
+    assert slow.ephemeral and slow.response.content.startswith("That pattern repeats a group")
+    assert (await store.guild_settings(guild.id)).blocked_terms == ()  # neither was saved
+    kept = await mod.slash(channel, "faceadmin blockword", word=r"re:\bred nose\b", add=True)
+    assert kept.response.content.startswith("Blocked ")
+    refused = await alice.slash(channel, "face", prompt="a clown with a red nose")
+    assert refused.ephemeral and refused.response.content.startswith("Your prompt contains words")
+    made = await alice.slash(channel, "face", prompt="a" * 300)  # what "(a+)+b" would have stalled on
+    assert made.response.embeds
+
+
 @pytest.mark.simcord(settle_timeout=180)
 @pytest.mark.bot_settings(user_pending=5, max_batch=4)
 async def test_a_burst_of_50_from_10_users_is_served_round_robin(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from t2f.serve.moderation import (
     Verdict,
     judge_lines,
     normalize,
+    pattern_problem,
     safe_echo,
 )
 
@@ -147,6 +148,27 @@ def test_list_syntax() -> None:
     assert exact.first_match("a blow jobs poster") == "blow job"
     assert exact.first_match("nudity") == exact.first_match("nudes") == "nude"
     assert exact.first_match("a nudge") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [(r"\bred nose\b", None), (r"bad\s*word", None), (r".*clown.*nose", None), (r"(?:ab){2,5}c", None),
+     (r"(?=a.*)b.*c", None), ("(", "not a regular expression"), (r"(a+)+b", "repeats a group"),
+     (r"(?:xa|ya)*z", "repeats a group"), (r"(?:(?:ab)?c+)*", "repeats a group"),
+     (r".*a.*a.*a", "more than 2 repeats"), (r"a{0,300}b{0,300}c{0,300}", "more than 2 repeats")],
+)  # fmt: skip
+def test_a_server_pattern_that_could_stall_the_bot_is_refused(pattern: str, problem: str | None) -> None:
+    said = pattern_problem(pattern)
+    assert said is None if problem is None else (said is not None and problem in said)
+
+
+def test_a_bad_server_pattern_already_saved_is_skipped_not_fatal(blocklist: PromptFilter, caplog) -> None:  # type: ignore[no-untyped-def]
+    # Saved before /faceadmin checked patterns: "(" broke every /face, "(a+)+b" took seconds a prompt.
+    extended = blocklist.with_terms(["re:(", "re:(a+)+b", r"re:\bred nose\b"])
+    assert extended.first_match("a red nose") == r"\bred nose\b"
+    assert extended.first_match("a" * 300) is None  # at once: the nested pattern is not run
+    assert sorted(r.getMessage().split(":")[0] for r in caplog.records) == [
+        "a server's pattern '(' is skipped", "a server's pattern '(a+)+b' is skipped"]  # fmt: skip
 
 
 def test_server_terms_keep_the_shipped_lists(blocklist: PromptFilter) -> None:
