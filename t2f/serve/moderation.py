@@ -12,14 +12,13 @@ also read reversed, as it is displayed. The lists are plain text files in ``t2f/
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from re import _constants as _sre  # the engine's own parse of a pattern: no public API offers it
-from re import _parser
 from types import MappingProxyType
 from typing import Any
 
@@ -28,6 +27,9 @@ from confusable_homoglyphs.utils import load as _load_confusables
 from t2f.errors import T2FError
 
 log = logging.getLogger(__name__)
+# The regex engine's own parse of a pattern (pattern_problem): no public API offers it, nor do the stubs.
+_parser: Any = importlib.import_module("re._parser")
+_sre: Any = importlib.import_module("re._constants")
 DATA = Path(__file__).with_name("data")
 DEFAULT_BLOCKLIST = DATA / "blocklist.txt"
 DEFAULT_ALLOWLIST = DATA / "allowlist.txt"
