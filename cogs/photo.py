@@ -54,6 +54,7 @@ PHOTOS_OFF = "Making faces from photos is switched off on this server."
 NO_IMAGE = "That message has no picture; use this on a message with a PNG, JPEG or WebP image attached."
 ONE_SOURCE = "Give a photo or a member, not both."
 UNREADABLE = "Could not download that image (it may have been deleted); please try again."
+DECODES_AT_ONCE = 2
 READY = "✅ Your face is ready below · job `{job_id}`"
 
 
@@ -99,6 +100,9 @@ class PhotoCog(commands.Cog):
     def __init__(self, bot: T2FBot) -> None:
         self.bot = bot
         self.downloads = DownloadLimits()  # Discord's CDN only; tests add SimCord's
+        # Pictures decoded at once: up to ~430 MiB each at the 100-MP limit (bench/results/images-cpu.md),
+        # in the process that holds the models.
+        self.decoding = asyncio.Semaphore(DECODES_AT_ONCE)
         self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.from_message)
         self.menu.guild_only = True
 
@@ -183,7 +187,8 @@ class PhotoCog(commands.Cog):
         try:
             data = await download(source.url, source.read, size=source.size, limits=self.downloads)
             check_photo_format(data)
-            pixels = (await asyncio.to_thread(load_image, data)).pixels
+            async with self.decoding:
+                pixels = (await asyncio.to_thread(load_image, data)).pixels
         except T2FError as refusal:
             bot.policy.release(admission)
             await interaction.edit_original_response(content=refusal_text(refusal), allowed_mentions=NO_PINGS)

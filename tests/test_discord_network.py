@@ -9,11 +9,13 @@ SimCord's stand-in for discord.py's webhook adapter, where those requests go).
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import aiohttp
 import discord
 import pytest
-from discord_fixtures import PhotoTextToImage, make_bot, moderator, world
+from discord_fixtures import PhotoTextToImage, burst, make_bot, moderator, world
 from simcord.http.client import FakeWebhookAdapter
 from skimage.data import astronaut
 from test_discord_photo import allow_simcord, png
@@ -119,3 +121,31 @@ async def test_a_photo_download_whose_connection_drops_gives_the_slot_back(
     monkeypatch.undo()
     made = await alice.slash(channel, "face3d", photo=("astronaut.png", png(astronaut())))
     assert made.followups and made.followups[0].embeds  # her slot and cooldown were given back each time
+
+
+async def test_at_most_two_pictures_are_decoded_at_once(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]
+    allow_simcord(simcord_env)
+    guild, channel, _ = world(simcord_env)
+    members = [guild.add_member(simcord_env.create_user(f"member{i}")) for i in range(4)]
+    module = sys.modules[type(simcord_env.bot.get_cog("PhotoCog")).__module__]
+    decode, lock, running, most = module.load_image, threading.Lock(), [0], [0]
+
+    def slow_decode(data: bytes):  # type: ignore[no-untyped-def]
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)  # long enough for all four to be waiting
+        try:
+            return decode(data)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    module.load_image = slow_decode
+    try:
+        picture = ("astronaut.png", png(astronaut()))
+        results = await burst(simcord_env, [(m, channel, "face3d", {"photo": picture}) for m in members])
+    finally:
+        module.load_image = decode
+    assert most[0] == 2  # each up to ~430 MiB at the 100-MP limit, beside the models
+    assert all(r.followups and r.followups[0].embeds for r in results)  # the others waited their turn

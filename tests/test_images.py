@@ -41,6 +41,39 @@ def test_transparent_areas_become_white_not_black() -> None:
     assert (loaded.pixels == 255).all()
 
 
+def test_a_large_transparent_picture_is_reduced_in_bands_as_it_would_be_whole() -> None:
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (700, 4500, 4), dtype=np.uint8)  # over 2 x 2048 wide: averaged 2 x 2 first
+    rgba[:, :1000, 3] = 0  # a transparent part, whose colours must not bleed into the rest
+    loaded = load_image(encode(Image.fromarray(rgba, "RGBA")))
+    whole = Image.fromarray(rgba, "RGBA").convert("RGBa").reduce(2).convert("RGBA")  # the whole picture at once
+    expected = Image.alpha_composite(Image.new("RGBA", whole.size, (255, 255, 255, 255)), whole).convert("RGB")
+    expected = expected.resize((MAX_SIDE, 319), Image.Resampling.LANCZOS)
+    np.testing.assert_array_equal(loaded.pixels, np.asarray(expected))
+    assert (loaded.pixels[:, :450] == 255).all()  # the transparent part is white
+    assert loaded.original_size == (4500, 700) and loaded.scale == MAX_SIDE / 4500
+
+
+def test_sixteen_bit_grey_keeps_its_levels() -> None:
+    ramp = np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (64, 1))  # Pillow's own convert: all white
+    loaded = load_image(encode(Image.fromarray(ramp)))  # mode "I;16"
+    np.testing.assert_array_equal(loaded.pixels[..., 0], (ramp >> 8).astype(np.uint8))
+    assert (loaded.pixels == loaded.pixels[..., :1]).all()  # grey
+
+
+def test_a_large_jpeg_is_decoded_small_and_turned_as_shown() -> None:
+    photo = Image.fromarray(astronaut()).resize((8000, 6000), Image.Resampling.BILINEAR)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: 6000 wide, 8000 high
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90, exif=exif)
+    loaded = load_image(buffer.getvalue())  # decoded at 4000x3000 (JPEG's 1/2 scale), then turned and fitted
+    assert loaded.original_size == (6000, 8000) and loaded.pixels.shape == (MAX_SIDE, 1536, 3)
+    assert loaded.scale == MAX_SIDE / 8000
+    reference = np.asarray(Image.fromarray(astronaut()).rotate(-90, expand=True).resize((1536, MAX_SIDE)))
+    assert np.abs(loaded.pixels.astype(int) - reference).mean() < 6  # the same picture, turned
+
+
 def test_huge_images_are_downscaled() -> None:
     big = Image.new("RGB", (4096, 1024), (10, 20, 30))
     loaded = load_image(encode(big))
