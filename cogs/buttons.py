@@ -92,9 +92,11 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
         if record is None:
             await interaction.response.send_message(GONE, ephemeral=True)
             return
-        embed = discord.Embed(title="Face parameters", description=record.prompt[:4000])
+        # A member's words, escaped: an embed renders markdown, so "[free nitro](https://…)" would be a link.
+        said = discord.utils.escape_markdown
+        embed = discord.Embed(title="Face parameters", description=said(record.prompt)[:4000])
         fields: dict[str, object] = {
-            "Negative prompt": record.negative_prompt or "(none)",
+            "Negative prompt": said(record.negative_prompt) or "(none)",
             "Seed": record.seed,
             "Steps": record.steps,
             "Guidance": f"{record.guidance:g}",
@@ -111,9 +113,9 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
             if report.seeds_tried:
                 fields["Seeds repainted"] = ", ".join(map(str, report.seeds_tried))
             if report.painted_prompt and report.painted_prompt != record.prompt:
-                fields["Painted as"] = report.painted_prompt
+                fields["Painted as"] = said(report.painted_prompt)
             if report.painted_negative and report.painted_negative != record.negative_prompt:
-                fields["Painted negative"] = report.painted_negative
+                fields["Painted negative"] = said(report.painted_negative)
             if report.model:
                 fields["Model"] = report.model
             if report.face is not None and report.face.pose is not None:

@@ -103,10 +103,13 @@ def check_face_request(request: FaceRequest) -> FaceRequest:
 
     Pure and cheap: callers check a request before any model loads and before it joins a batch.
     A prompt needs at least one letter or digit (whitespace, punctuation or invisible characters alone
-    describe nothing).
+    describe nothing), and neither prompt may hold a lone UTF-16 surrogate.
     """
     if not any(character.isalnum() for character in request.prompt):
         raise InvalidRequest("The prompt is empty; describe the face you want.")
+    # Lone UTF-16 surrogates are no text: they cannot be stored, logged or encoded (UnicodeEncodeError).
+    if any("\ud800" <= character <= "\udfff" for character in request.prompt + request.negative_prompt):
+        raise InvalidRequest("The prompt has characters that are not text; please type it again.")
     check_image_size(request.size)
     STEPS.check(request.steps, "Steps")
     GUIDANCE.check(request.guidance, "Guidance")

@@ -117,3 +117,13 @@ async def test_cancel_after_the_face_is_done_says_so(simcord_env) -> None:  # ty
     )
     answer = await alice.click(stale, custom_id=cancel_id)
     assert answer.ephemeral and answer.response.content == "This face is already finished."
+
+
+async def test_info_shows_a_prompt_s_markdown_as_text_not_a_link(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    prompt = "[free nitro](https://nitro.example) a **bold** astronaut"
+    made = await alice.slash(channel, "face", prompt=prompt, negative_prompt="[x](https://y.example)")
+    job_id = made.response.embeds[0].footer.text.removeprefix("job ")
+    (embed,) = (await alice.click(made.response, custom_id=f"t2f:info:{job_id}")).response.embeds
+    assert embed.description == r"\[free nitro](https://nitro.example) a \*\*bold\*\* astronaut"
+    assert {f.name: f.value for f in embed.fields}["Negative prompt"] == r"\[x](https://y.example)"

@@ -59,6 +59,8 @@ async def test_a_blank_prompt_is_refused_privately_before_any_work(simcord_env) 
     empty = "The prompt is empty; describe the face you want."
     assert await refused(simcord_env, alice, channel, prompt="   ") == empty
     assert await refused(simcord_env, alice, channel, prompt="\u200b\u200b\u200b...") == empty
+    broken = "The prompt has characters that are not text; please type it again."
+    assert await refused(simcord_env, alice, channel, prompt="a face \ud83d") == broken  # a lone surrogate
 
 
 async def test_the_filter_reads_the_negative_prompt(simcord_env) -> None:  # type: ignore[no-untyped-def]

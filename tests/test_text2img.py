@@ -106,6 +106,8 @@ def test_long_prompt_is_reported_as_truncated(stage: TextToImage) -> None:
     ("overrides", "message"),
     [
         ({"prompt": "   "}, "The prompt is empty"),
+        ({"prompt": "a face \ud83d"}, "The prompt has characters that are not text"),
+        ({"negative_prompt": "blurry \udc00"}, "The prompt has characters that are not text"),
         ({"size": 60}, "Image size 60 is not allowed"),
         ({"steps": 0}, "Steps 0 is not allowed"),
         ({"guidance": -1.0}, "Guidance -1 is not allowed"),
