@@ -354,6 +354,7 @@ class FaceCog(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable):
             log.error("job %s finished but its channel %s is gone; result not delivered", job.job_id, job.channel_id)
             return None
+        said = reply.get("content") or ""
         mention = f"<@{job.user_id}>" + (" your face is ready." if reply.get("embed") else "")
         reply = {
             **reply,
@@ -364,7 +365,16 @@ class FaceCog(commands.Cog):
         }
         if reply.get("view") is None:
             reply.pop("view", None)
-        message = await channel.send(files=as_files(files), **reply)
+        try:
+            message = await channel.send(files=as_files(files), **reply)
+        except discord.HTTPException as exc:  # a channel message needs Send Messages and Attach Files there
+            if exc.status not in (403, 413):
+                raise
+            log.warning("job %s: its channel refused the result (%s); sending it to the member", job.job_id, exc)
+            member = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            note = f"I could not post this in <#{job.channel_id}>, so here it is. {said}".strip()
+            message = await member.send(files=as_files(files), **{**reply, "content": note[:MAX_CONTENT_CHARS],
+                                                                  "allowed_mentions": NO_PINGS})  # fmt: skip
         return message.id
 
 

@@ -149,3 +149,19 @@ async def test_at_most_two_pictures_are_decoded_at_once(simcord_env, photo: Phot
         module.load_image = decode
     assert most[0] == 2  # each up to ~430 MiB at the 100-MP limit, beside the models
     assert all(r.followups and r.followups[0].embeds for r in results)  # the others waited their turn
+
+
+async def test_a_late_face_the_channel_refuses_goes_to_the_member(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause(guild.id)
+    await alice.slash(channel, "face", prompt="a patient astronaut")
+    await simcord_env.advance_time(16 * 60)  # the token is gone: the result must be a new message
+    simcord_env.inject_error("POST", f"/channels/{channel.id}/messages", status=403, code=50013,
+                             message="Missing Permissions")  # fmt: skip
+    await mod.slash(channel, "faceadmin resume")
+    message = alice.user.dm_channel.last_message
+    assert message.content == f"I could not post this in <#{channel.id}>, so here it is."
+    assert {a.filename for a in message.attachments} == FILES and message.embeds
+    (record,) = await store.recent_jobs(guild.id)
+    assert record.status == "done" and record.message_id == message.id
