@@ -342,9 +342,12 @@ class FaceCog(commands.Cog):
                 reply.pop("embed", None)
                 message = await edit(attachments=[], **reply)
                 return message.id
+        if job.is_photo and result.status != JobStatus.DONE:  # a photo's refusals stay private, as its progress
+            return await self._send_to_member(job, files, reply, reply.get("content") or "")
         return await self._send_to_channel(job, files, reply)
 
     async def _send_to_channel(self, job: JobRequest, files: dict[str, bytes], reply: dict[str, Any]) -> int | None:
+        said = reply.get("content") or ""
         channel = self.bot.get_channel(job.channel_id or 0)
         if channel is None and job.channel_id:
             try:
@@ -354,7 +357,6 @@ class FaceCog(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable):
             log.error("job %s finished but its channel %s is gone; result not delivered", job.job_id, job.channel_id)
             return None
-        said = reply.get("content") or ""
         mention = f"<@{job.user_id}>" + (" your face is ready." if reply.get("embed") else "")
         reply = {
             **reply,
@@ -371,10 +373,17 @@ class FaceCog(commands.Cog):
             if exc.status not in (403, 413):
                 raise
             log.warning("job %s: its channel refused the result (%s); sending it to the member", job.job_id, exc)
-            member = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            note = f"I could not post this in <#{job.channel_id}>, so here it is. {said}".strip()
-            message = await member.send(files=as_files(files), **{**reply, "content": note[:MAX_CONTENT_CHARS],
-                                                                  "allowed_mentions": NO_PINGS})  # fmt: skip
+            return await self._send_to_member(job, files, reply, f"I could not post this in <#{job.channel_id}>, "
+                                              f"so here it is. {said}")  # fmt: skip
+        return message.id
+
+    async def _send_to_member(self, job: JobRequest, files: dict[str, bytes], reply: dict[str, Any], text: str) -> int:
+        """The result as a DM to the member who asked for it."""
+        member = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+        reply = {**reply, "content": text.strip()[:MAX_CONTENT_CHARS], "allowed_mentions": NO_PINGS}
+        if reply.get("view") is None:
+            reply.pop("view", None)
+        message = await member.send(files=as_files(files), **reply)
         return message.id
 
 

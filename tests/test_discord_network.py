@@ -17,10 +17,11 @@ import discord
 import pytest
 from discord_fixtures import PhotoTextToImage, burst, make_bot, moderator, world
 from simcord.http.client import FakeWebhookAdapter
-from skimage.data import astronaut
+from skimage.data import astronaut, coffee
 from test_discord_photo import allow_simcord, png
 
 from cogs.photo import UNREADABLE
+from t2f.serve.backend import NO_FACE_IN_PHOTO
 from t2f.serve.store import Store
 
 FILES = {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
@@ -165,3 +166,16 @@ async def test_a_late_face_the_channel_refuses_goes_to_the_member(simcord_env, s
     assert {a.filename for a in message.attachments} == FILES and message.embeds
     (record,) = await store.recent_jobs(guild.id)
     assert record.status == "done" and record.message_id == message.id
+
+
+async def test_a_late_photo_refusal_stays_private(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    allow_simcord(simcord_env)
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause(guild.id)
+    await alice.slash(channel, "face3d", photo=("coffee.png", png(coffee())))
+    await simcord_env.advance_time(16 * 60)  # the token is gone
+    await mod.slash(channel, "faceadmin resume")
+    (refusal,) = alice.user.dm_channel.history()
+    assert refusal.content.startswith(NO_FACE_IN_PHOTO) and refusal.attachments == []
+    assert [m for m in channel.history() if m.author.id == simcord_env.bot.user.id] == []  # nothing public
