@@ -16,7 +16,8 @@ from discord.ext import commands
 
 from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
-from t2f.serve.moderation import pattern_problem
+from t2f.serve.moderation import TOO_MANY_PATTERNS
+from t2f.serve.pattern_check import MAX_SERVER_PATTERNS, pattern_problem
 
 if TYPE_CHECKING:
     from bot import T2FBot
@@ -92,10 +93,13 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         add: bool,
     ) -> None:
         assert interaction.guild_id is not None
-        if add and word.startswith("re:") and (problem := pattern_problem(word[3:])) is not None:
-            await self._reply(interaction, problem)  # saved, it would break or stall /face on this server
-            return
         current = await self.bot.store.guild_settings(interaction.guild_id)
+        if add and word.startswith("re:") and word not in current.blocked_terms:
+            patterns = sum(term.startswith("re:") for term in current.blocked_terms)
+            problem = pattern_problem(word[3:]) or (TOO_MANY_PATTERNS if patterns >= MAX_SERVER_PATTERNS else None)
+            if problem is not None:  # saved, it would break or stall /face on this server
+                await self._reply(interaction, problem)
+                return
         terms = [t for t in current.blocked_terms if t != word] + ([word] if add else [])
         await self._update(interaction, blocked_terms=tuple(terms))
         await self._reply(

@@ -39,7 +39,7 @@ async def test_blockword_refuses_a_pattern_that_would_break_or_stall_face(simcor
     broken = await mod.slash(channel, "faceadmin blockword", word="re:(", add=True)
     assert broken.ephemeral and broken.response.content.startswith("That is not a regular expression Python can")
     slow = await mod.slash(channel, "faceadmin blockword", word="re:(a+)+b", add=True)
-    assert slow.ephemeral and slow.response.content.startswith("That pattern repeats a group")
+    assert slow.ephemeral and slow.response.content.startswith("That pattern repeats a part")
     assert (await store.guild_settings(guild.id)).blocked_terms == ()  # neither was saved
     kept = await mod.slash(channel, "faceadmin blockword", word=r"re:\bred nose\b", add=True)
     assert kept.response.content.startswith("Blocked ")
@@ -47,6 +47,12 @@ async def test_blockword_refuses_a_pattern_that_would_break_or_stall_face(simcor
     assert refused.ephemeral and refused.response.content.startswith("Your prompt contains words")
     made = await alice.slash(channel, "face", prompt="a" * 300)  # what "(a+)+b" would have stalled on
     assert made.response.embeds
+    for n in range(9):  # up to ten patterns a server
+        assert (
+            await mod.slash(channel, "faceadmin blockword", word=f"re:word{n}", add=True)
+        ).response.content.startswith("Blocked")
+    eleventh = await mod.slash(channel, "faceadmin blockword", word="re:word10", add=True)
+    assert eleventh.response.content == "This server already has 10 patterns; remove one first."
 
 
 @pytest.mark.simcord(settle_timeout=180)

@@ -12,7 +12,6 @@ also read reversed, as it is displayed. The lists are plain text files in ``t2f/
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import unicodedata
@@ -20,21 +19,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from confusable_homoglyphs.utils import load as _load_confusables
 
 from t2f.errors import T2FError
+from t2f.serve.pattern_check import MAX_SERVER_PATTERNS, pattern_problem
 
 log = logging.getLogger(__name__)
-# The regex engine's own parse of a pattern (pattern_problem): no public API offers it, nor do the stubs.
-_parser: Any = importlib.import_module("re._parser")
-_sre: Any = importlib.import_module("re._constants")
 DATA = Path(__file__).with_name("data")
 DEFAULT_BLOCKLIST = DATA / "blocklist.txt"
 DEFAULT_ALLOWLIST = DATA / "allowlist.txt"
 DEFAULT_NEGATIVE_BLOCKLIST = DATA / "negative_blocklist.txt"
 SAFE_WHEN_NEGATED = ("=nsfw", "nsfw")
+TOO_MANY_PATTERNS = f"This server already has {MAX_SERVER_PATTERNS} patterns; remove one first."
 PROMPT_MESSAGE = "Your prompt contains words this server does not allow. Please rephrase it."
 NEGATIVE_MESSAGE = "Your negative prompt contains words this server does not allow. Please rephrase it."
 
@@ -208,73 +205,6 @@ class _Matcher:
         return next((p.pattern for p in self.patterns if p.search(text)), None)
 
 
-MAX_PATTERN_REPEATS = 2  # "*", "+" or "{m,n}" in one server pattern ("?" is free); see pattern_problem
-NESTED_REPEAT = (
-    "That pattern repeats a group that has its own repeat or alternatives, like (a+)+ or (x|y)*: on some "
-    "prompts it would run for minutes. Add the words one by one instead."
-)
-TOO_MANY_REPEATS = (
-    f"That pattern has more than {MAX_PATTERN_REPEATS} repeats (*, + or {{m,n}}): on a long prompt it would "
-    "run for seconds. Split it into shorter patterns or add the words one by one."
-)
-_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
-
-
-def pattern_problem(source: str) -> str | None:
-    """Why a server's ``re:`` pattern cannot be used, as a sentence for the moderator; ``None`` if it can.
-
-    Every server pattern runs on every prompt, on the bot's event loop, and Python's engine backtracks:
-    on a 300-letter prompt three repeats in a row (``.*a.*a.*a``) took 0.4 s and four 22 s here, and a
-    repeat inside a repeat (``(a+)+``) grows without bound. So a pattern holds at most
-    :data:`MAX_PATTERN_REPEATS` repeats, none inside another repeat and no alternatives inside one.
-    """
-    try:
-        parsed = _parser.parse(source)
-    except re.error as exc:
-        return f"That is not a regular expression Python can read ({exc})."
-    repeats = _count_repeats(list(parsed), inside=False)
-    if repeats is None:
-        return NESTED_REPEAT
-    return TOO_MANY_REPEATS if repeats > MAX_PATTERN_REPEATS else None
-
-
-def _count_repeats(items: list[tuple[Any, Any]], *, inside: bool) -> int | None:
-    """How many repeats (max > 1) the parsed ``items`` hold; ``None`` when one sits inside another, or
-    alternatives sit inside one (``inside``: within a repeat already)."""
-    total = 0
-    for op, av in items:
-        if op in _REPEATS and av[1] > 1:
-            if inside:
-                return None
-            total, children, within = total + 1, [av[2]], True
-        else:
-            if op is _sre.BRANCH and inside:
-                return None
-            children, within = _children(op, av), inside
-        for child in children:
-            if (count := _count_repeats(list(child), inside=within)) is None:
-                return None
-            total += count
-    return total
-
-
-def _children(op: Any, av: Any) -> list[Any]:
-    """The sub-patterns of one parsed node (groups, alternatives, lookarounds, conditionals, ``?``)."""
-    if op in _REPEATS:
-        return [av[2]]
-    if op is _sre.BRANCH:
-        return list(av[1])
-    if op is _sre.SUBPATTERN:
-        return [av[3]]
-    if op is _sre.ATOMIC_GROUP:
-        return [av]
-    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
-        return [av[1]]
-    if op is _sre.GROUPREF_EXISTS:
-        return [branch for branch in av[1:] if branch is not None]
-    return []
-
-
 def _parse(lines: Iterable[str], *, server: bool = False) -> tuple[tuple[str, ...], tuple[re.Pattern[str], ...]]:
     """Terms (normalised, keeping the ``=`` and ``*`` marks) and ``re:`` patterns of a list file.
 
@@ -288,13 +218,17 @@ def _parse(lines: Iterable[str], *, server: bool = False) -> tuple[tuple[str, ..
         if not line or line.startswith("#"):
             continue
         if line.startswith("re:"):
-            if server and (problem := pattern_problem(line[3:])) is not None:
+            if server and (problem := pattern_problem(line[3:]) or _one_too_many(patterns)) is not None:
                 log.warning("a server's pattern %r is skipped: %s", line[3:], problem)
                 continue
             patterns.append(re.compile(line[3:]))
         elif words := normalize(line.strip("=*")):
             terms.append(("=" if line.startswith("=") else "") + words + ("*" if line.endswith("*") else ""))
     return tuple(dict.fromkeys(terms)), tuple(patterns)
+
+
+def _one_too_many(patterns: list[re.Pattern[str]]) -> str | None:
+    return TOO_MANY_PATTERNS if len(patterns) >= MAX_SERVER_PATTERNS else None
 
 
 @dataclass(frozen=True)
