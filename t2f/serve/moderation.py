@@ -212,7 +212,8 @@ def _parse(lines: Iterable[str], *, server: bool = False) -> tuple[tuple[str, ..
     :func:`pattern_problem` refuses, with a warning, instead of raising: one bad entry saved before
     that check existed must not stop every ``/face`` on the server.
     """
-    terms, patterns = [], []
+    terms: list[str] = []
+    patterns: list[re.Pattern[str]] = []
     for raw in lines:
         line = raw.strip()
         if not line or line.startswith("#"):
