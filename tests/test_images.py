@@ -54,6 +54,20 @@ def test_a_large_transparent_picture_is_reduced_in_bands_as_it_would_be_whole() 
     assert loaded.original_size == (4500, 700) and loaded.scale == MAX_SIDE / 4500
 
 
+@pytest.mark.parametrize("mode", ["P", "LA", "1"])
+def test_large_pictures_of_every_mode_load(mode: str) -> None:
+    rgba = np.zeros((300, 4200, 4), np.uint8)  # over 2 x 2048 wide: averaged down before converting
+    rgba[:, 2100:] = (200, 40, 40, 255)  # the right half an opaque colour, the left half transparent
+    picture = Image.fromarray(rgba, "RGBA")
+    source = picture.convert(mode)
+    if mode == "P":
+        source.info["transparency"] = source.getpixel((0, 0))  # the left half's palette entry
+    loaded = load_image(encode(source))
+    assert loaded.pixels.shape == (146, MAX_SIDE, 3) and loaded.original_size == (4200, 300)
+    if mode != "1":  # transparent left (a white background), the colour's own grey or hue right
+        assert (loaded.pixels[:, :900] == 255).all() and (loaded.pixels[:, -900:] < 255).any()
+
+
 def test_sixteen_bit_grey_keeps_its_levels() -> None:
     ramp = np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (64, 1))  # Pillow's own convert: all white
     loaded = load_image(encode(Image.fromarray(ramp)))  # mode "I;16"

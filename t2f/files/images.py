@@ -103,15 +103,17 @@ def _reduced(image: Image.Image, factor: int, transparent: bool) -> Image.Image:
     Before any conversion at full size: a 100-MP RGBA PNG took 1.5 GB converted and composited whole. A
     picture that must be converted first (premultiplied alpha, a palette) is, a band of rows at a time.
     """
-    mode = "RGBa" if transparent else ("RGB" if image.mode in ("P", "1") else None)
-    if mode is None:
+    modes = ("RGBA", "RGBa") if transparent else ("RGB",) if image.mode in ("P", "1") else ()
+    if not modes:
         return image.reduce(factor)
     width, height = image.size
-    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    reduced = Image.new(modes[-1], (-(-width // factor), -(-height // factor)))
     rows = factor * 64  # a whole number of blocks: the bands average as the whole picture would
     for top in range(0, height, rows):
-        band = image.crop((0, top, width, min(height, top + rows))).convert(mode).reduce(factor)
-        reduced.paste(band, (0, top // factor))
+        band = image.crop((0, top, width, min(height, top + rows)))
+        for mode in modes:  # P and LA reach premultiplied RGBa only through RGBA
+            band = band.convert(mode)
+        reduced.paste(band.reduce(factor), (0, top // factor))
     return reduced
 
 
