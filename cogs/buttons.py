@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
 GONE = "This face is no longer in the records."
+REROLL_IN_SERVER = "Reroll works in the server where the face was made."
 
 
 def _bot(interaction: discord.Interaction) -> T2FBot:
@@ -69,6 +70,9 @@ class RerollButton(JobButton, template=rf"t2f:reroll:{JOB_ID}"):
 
     async def run(self, interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
+        if interaction.guild_id is None:  # a face sent by DM: its server's rules (bans, quota) would not apply
+            await interaction.response.send_message(REROLL_IN_SERVER, ephemeral=True)
+            return
         record = await bot.store.get_job(self.job_id)
         if record is None:
             await interaction.response.send_message(GONE, ephemeral=True)

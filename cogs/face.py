@@ -201,7 +201,7 @@ class FaceCog(commands.Cog):
             return
         try:
             await interaction.response.defer(thinking=True)
-        except Exception:  # the interaction is gone (too late, or the connection dropped): nobody would see it
+        except BaseException:  # the interaction is gone (too late, a dropped connection, a shutdown): unseen
             bot.service.cancel(job.job_id)
             ended = bot.store.finish_job(job.job_id, status=JobStatus.CANCELLED, outcome=NOT_ANSWERED)
             await self._record(ended, job.job_id)  # so no restart paints it for a member who saw nothing
@@ -284,11 +284,11 @@ class FaceCog(commands.Cog):
             text = progress_text(latest)
             if text == shown:
                 continue
-            extra: dict[str, list[discord.File]] = {}
-            if latest.preview is not None:  # encoded off the event loop (~30 ms for 512 px)
-                preview = await asyncio.to_thread(png_bytes, latest.preview)
-                extra = {"attachments": [discord.File(io.BytesIO(preview), "progress.png")]}
             try:
+                extra: dict[str, list[discord.File]] = {}
+                if latest.preview is not None:  # encoded off the event loop (~30 ms for 512 px)
+                    preview = await asyncio.to_thread(png_bytes, latest.preview)
+                    extra = {"attachments": [discord.File(io.BytesIO(preview), "progress.png")]}
                 await edit(content=text, allowed_mentions=NO_PINGS, **extra)
             except Exception as exc:  # refused, or the connection dropped: the job and its message go on
                 log.warning("progress edit for job %s failed (%s: %s)", handle.job.job_id, type(exc).__name__, exc)
@@ -370,7 +370,13 @@ class FaceCog(commands.Cog):
         try:
             message = await channel.send(files=as_files(files), **reply)
         except discord.HTTPException as exc:  # a channel message needs Send Messages and Attach Files there
-            if exc.status not in (403, 413):
+            if exc.status == 413:  # over this server's upload size: the note without the files, as an edit does
+                log.warning("upload of job %s refused as too large (%s); sending without files", job.job_id, exc.code)
+                note = f"<@{job.user_id}> The files were too large to upload here. · job `{job.job_id}`"
+                reply = {**reply, "content": note[:MAX_CONTENT_CHARS]}
+                reply.pop("embed", None)
+                return (await channel.send(**reply)).id
+            if exc.status != 403:
                 raise
             log.warning("job %s: its channel refused the result (%s); sending it to the member", job.job_id, exc)
             return await self._send_to_member(job, files, reply, f"I could not post this in <#{job.channel_id}>, "
@@ -378,11 +384,13 @@ class FaceCog(commands.Cog):
         return message.id
 
     async def _send_to_member(self, job: JobRequest, files: dict[str, bytes], reply: dict[str, Any], text: str) -> int:
-        """The result as a DM to the member who asked for it."""
+        """The result as a DM to the member who asked for it (no Reroll: a DM has no server's rules)."""
         member = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
         reply = {**reply, "content": text.strip()[:MAX_CONTENT_CHARS], "allowed_mentions": NO_PINGS}
         if reply.get("view") is None:
             reply.pop("view", None)
+        else:
+            reply["view"] = job_view(job.job_id, await page_url(self.bot, job.job_id), reroll=False)
         message = await member.send(files=as_files(files), **reply)
         return message.id
 

@@ -208,9 +208,9 @@ class PhotoCog(commands.Cog):
         except T2FError as refusal:
             await interaction.edit_original_response(content=refusal_text(refusal), allowed_mentions=NO_PINGS)
             return
+        await self.faces.announce(interaction, job, handle, deliver=functools.partial(self.deliver, interaction))
         if settings.keep_uploads:  # the operator opted in (T2F_KEEP_UPLOADS): keep the original bytes
             await self._keep(job.job_id, data)
-        await self.faces.announce(interaction, job, handle, deliver=functools.partial(self.deliver, interaction))
 
     async def _keep(self, job_id: str, data: bytes) -> None:
         folder = self.bot.settings.output_dir / "uploads"
@@ -236,7 +236,7 @@ class PhotoCog(commands.Cog):
             return await interaction.followup.send(files=attachments, wait=True, **reply)
 
         message_id = await faces.deliver(job, result, publish, started_at)
-        with contextlib.suppress(discord.HTTPException):  # the private progress message points at the face
+        with contextlib.suppress(Exception):  # the face is posted: its private note is a nicety, never a failure
             await edit(content=READY.format(job_id=job.job_id), view=None, attachments=[], allowed_mentions=NO_PINGS)
         return message_id
 

@@ -166,6 +166,39 @@ async def test_a_late_face_the_channel_refuses_goes_to_the_member(simcord_env, s
     assert {a.filename for a in message.attachments} == FILES and message.embeds
     (record,) = await store.recent_jobs(guild.id)
     assert record.status == "done" and record.message_id == message.id
+    # No Reroll in a DM: a face made there would skip the server's bans, quota and filter.
+    ids = [item.custom_id for row in message.components for item in row.children if item.custom_id]
+    assert [i.split(":")[1] for i in ids] == ["info", "delete"]
+
+
+async def test_a_late_face_too_large_for_the_channel_is_posted_without_files(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause(guild.id)
+    await alice.slash(channel, "face", prompt="a patient astronaut")
+    await simcord_env.advance_time(16 * 60)
+    simcord_env.inject_error("POST", f"/channels/{channel.id}/messages", status=413, code=40005,
+                             message="Request entity too large")  # fmt: skip
+    await mod.slash(channel, "faceadmin resume")
+    message = channel.last_message
+    assert message.content.startswith(f"<@{alice.id}> The files were too large to upload here. · job `")
+    assert message.attachments == [] and message.embeds == []
+
+
+async def test_a_photo_face_posted_before_its_note_fails_is_recorded_delivered(
+    simcord_env, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    allow_simcord(simcord_env)
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    simcord_env.bot.service.pause(guild.id)
+    result = await alice.slash(channel, "face3d", photo=("astronaut.png", png(astronaut())))
+    drop_connection(monkeypatch, "PATCH", times=None)  # every edit of the private message, the last note too
+    await mod.slash(channel, "faceadmin resume")
+    (public,) = result.followups
+    assert public.embeds  # the face is out, for everyone
+    (record,) = await store.recent_jobs(guild.id)
+    assert record.status == "done"
 
 
 async def test_a_late_photo_refusal_stays_private(simcord_env) -> None:  # type: ignore[no-untyped-def]
