@@ -42,12 +42,17 @@ def drop_connection(monkeypatch: pytest.MonkeyPatch, method: str, times: int | N
     return dropped
 
 
+def paused_server(env):  # type: ignore[no-untyped-def]
+    """A server with its queue paused, a member and a moderator: a test sets its fault, then resumes."""
+    guild, channel, member = world(env)
+    env.bot.service.pause(guild.id)
+    return guild, channel, member, moderator(env, guild)
+
+
 async def test_a_dropped_progress_edit_still_delivers_the_face(
     simcord_env, store: Store, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:  # type: ignore[no-untyped-def]
-    guild, channel, alice = world(simcord_env)
-    mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause(guild.id)
+    guild, channel, alice, mod = paused_server(simcord_env)
     result = await alice.slash(channel, "face", prompt="a smiling astronaut")
     dropped = drop_connection(monkeypatch, "PATCH")  # the next edit: "Starting", once the queue resumes
     await mod.slash(channel, "faceadmin resume")
@@ -63,9 +68,7 @@ async def test_a_dropped_progress_edit_still_delivers_the_face(
 async def test_a_delivery_whose_connection_drops_is_recorded_undelivered(
     simcord_env, store: Store, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:  # type: ignore[no-untyped-def]
-    guild, channel, alice = world(simcord_env)
-    mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause(guild.id)
+    guild, channel, alice, mod = paused_server(simcord_env)
     await alice.slash(channel, "face", prompt="a smiling astronaut")
     drop_connection(monkeypatch, "PATCH", times=None)
     await mod.slash(channel, "faceadmin resume")
@@ -153,9 +156,7 @@ async def test_at_most_two_pictures_are_decoded_at_once(simcord_env, photo: Phot
 
 
 async def test_a_late_face_the_channel_refuses_goes_to_the_member(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
-    guild, channel, alice = world(simcord_env)
-    mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause(guild.id)
+    guild, channel, alice, mod = paused_server(simcord_env)
     await alice.slash(channel, "face", prompt="a patient astronaut")
     await simcord_env.advance_time(16 * 60)  # the token is gone: the result must be a new message
     simcord_env.inject_error("POST", f"/channels/{channel.id}/messages", status=403, code=50013,
@@ -172,9 +173,7 @@ async def test_a_late_face_the_channel_refuses_goes_to_the_member(simcord_env, s
 
 
 async def test_a_late_face_too_large_for_the_channel_is_posted_without_files(simcord_env) -> None:  # type: ignore[no-untyped-def]
-    guild, channel, alice = world(simcord_env)
-    mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause(guild.id)
+    _guild, channel, alice, mod = paused_server(simcord_env)
     await alice.slash(channel, "face", prompt="a patient astronaut")
     await simcord_env.advance_time(16 * 60)
     simcord_env.inject_error("POST", f"/channels/{channel.id}/messages", status=413, code=40005,
@@ -189,9 +188,7 @@ async def test_a_photo_face_posted_before_its_note_fails_is_recorded_delivered(
     simcord_env, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     allow_simcord(simcord_env)
-    guild, channel, alice = world(simcord_env)
-    mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause(guild.id)
+    guild, channel, alice, mod = paused_server(simcord_env)
     result = await alice.slash(channel, "face3d", photo=("astronaut.png", png(astronaut())))
     drop_connection(monkeypatch, "PATCH", times=None)  # every edit of the private message, the last note too
     await mod.slash(channel, "faceadmin resume")
@@ -203,9 +200,7 @@ async def test_a_photo_face_posted_before_its_note_fails_is_recorded_delivered(
 
 async def test_a_late_photo_refusal_stays_private(simcord_env) -> None:  # type: ignore[no-untyped-def]
     allow_simcord(simcord_env)
-    guild, channel, alice = world(simcord_env)
-    mod = moderator(simcord_env, guild)
-    simcord_env.bot.service.pause(guild.id)
+    _guild, channel, alice, mod = paused_server(simcord_env)
     await alice.slash(channel, "face3d", photo=("coffee.png", png(coffee())))
     await simcord_env.advance_time(16 * 60)  # the token is gone
     await mod.slash(channel, "faceadmin resume")
