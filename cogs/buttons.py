@@ -7,6 +7,7 @@ answered, refusals included (ephemerally).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -156,7 +157,8 @@ class DeleteButton(JobButton, template=rf"t2f:delete:{JOB_ID}"):
         if pages is not None:  # the face's 3D page and files go at once too
             await pages.remove(self.job_id)
         if interaction.message is not None:
-            await interaction.message.delete()
+            with contextlib.suppress(discord.NotFound):  # a second click, or a moderator, deleted it first
+                await interaction.message.delete()
 
 
 class CancelButton(JobButton, template=rf"t2f:cancel:{JOB_ID}"):

@@ -127,3 +127,13 @@ async def test_info_shows_a_prompt_s_markdown_as_text_not_a_link(simcord_env) ->
     (embed,) = (await alice.click(made.response, custom_id=f"t2f:info:{job_id}")).response.embeds
     assert embed.description == r"\[free nitro](https://nitro.example) a \*\*bold\*\* astronaut"
     assert {f.name: f.value for f in embed.fields}["Negative prompt"] == r"\[x](https://y.example)"
+
+
+async def test_deleting_a_face_already_gone_still_says_deleted(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    made = await alice.slash(channel, "face", prompt="a smiling astronaut")
+    job_id = made.response.embeds[0].footer.text.removeprefix("job ")
+    # A second click (or a moderator) deleted the message between this click and its delete.
+    simcord_env.inject_error("DELETE", "/channels/*/messages/*", status=404, code=10008, message="Unknown Message")
+    deleted = await alice.click(made.response, custom_id=f"t2f:delete:{job_id}")
+    assert deleted.ephemeral and deleted.response.content == "Deleted." and deleted.followups == []
