@@ -8,6 +8,7 @@ one line; the bot sends it ephemerally.
 from __future__ import annotations
 
 import gc
+import sys
 import traceback
 
 
@@ -54,13 +55,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(said in str(exc) for said in _OUT_OF_MEMORY_SAID)
 
 
-def forget_failed_call(exc: BaseException) -> None:
-    """Let go of what the failed call behind ``exc`` held, before a retry in its ``except`` block.
+def release_failed_call(exc: BaseException) -> None:
+    """Let go of what the failed call behind ``exc`` held, then hand the CUDA allocator's cached blocks
+    back, so that a retry after an out-of-memory error starts clean.
 
-    While the block runs, the exception's traceback keeps every frame of the failed call alive, with its
-    locals: a UNet's activations, a batch's latents. An out-of-memory retry made there would run without
-    that memory (PyTorch's FAQ: "My out of memory exception handler can't allocate memory"). The frames
-    still running (the handler's own) are left as they are.
+    While an ``except`` block runs, the exception's traceback keeps every frame of the failed call alive,
+    with its locals: a UNet's activations, a batch's latents. A retry made there would run without that
+    memory (PyTorch's FAQ: "My out of memory exception handler can't allocate memory"). The frames still
+    running (the handler's own) are left as they are.
     """
     traceback.clear_frames(exc.__traceback__)
     gc.collect()  # what the frames' locals held in reference cycles
+    torch = sys.modules.get("torch")  # loaded wherever a GPU ran out of memory; this module never imports it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

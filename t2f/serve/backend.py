@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from t2f.bounds import SEED
-from t2f.errors import T2FError, forget_failed_call, is_out_of_memory
+from t2f.errors import T2FError, is_out_of_memory, release_failed_call
 from t2f.export.package import mesh_files, result_files
 from t2f.faces import FaceImage, FaceResult, StepProgress, decimate
 from t2f.files.outputs import IMAGE_FILE, png_bytes
@@ -52,16 +52,6 @@ NO_FACE_IN_PHOTO = (
 )
 PHOTO_FLAGGED = "The safety filter flagged that image, so it cannot be used."
 OUT_OF_MEMORY = "The GPU ran out of memory for this face (job {job_id}); please try again in a moment."
-
-
-def release_cached_memory(failed: BaseException) -> None:
-    """Free what the ``failed`` call held and hand the allocator's cached blocks back, so a retry after an
-    out-of-memory starts clean."""
-    import torch
-
-    forget_failed_call(failed)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 class JobAborted(Exception):
@@ -225,12 +215,12 @@ class LocalFaceBackend:
             if not is_out_of_memory(exc):
                 outcomes = self._one_by_one(jobs, report, cancelled, exc)
             elif len(jobs) == 1:
-                release_cached_memory(exc)
+                release_failed_call(exc)
                 log.warning("out of GPU memory with a single job %s", jobs[0].job_id)
                 message = OUT_OF_MEMORY.format(job_id=jobs[0].job_id)
                 outcomes = [JobResult(jobs[0].job_id, JobStatus.FAILED, user_message=message)]
             else:
-                release_cached_memory(exc)
+                release_failed_call(exc)
                 half = len(jobs) // 2  # the largest batch that fits is found in log2(batch) retries
                 log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half,
                             len(jobs) - half)  # fmt: skip
@@ -349,7 +339,7 @@ class LocalFaceBackend:
         except Exception as exc:
             if len(found) > 1:
                 if is_out_of_memory(exc):
-                    release_cached_memory(exc)
+                    release_failed_call(exc)
                 log.warning("reconstructing %d faces failed (%s); one at a time", len(found), type(exc).__name__)
                 return [face for item, job_id in zip(found, job_ids, strict=True)
                         for face in self._reconstruct([item], [job_id])]  # fmt: skip

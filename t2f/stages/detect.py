@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from t2f.errors import NoFaceFound, forget_failed_call, is_out_of_memory
+from t2f.errors import NoFaceFound, is_out_of_memory, release_failed_call
 from t2f.faces import FaceBox, FaceCrop
 from t2f.stages.mtcnn import Detections
 from t2f.stages.prnet.postprocess import crop_face
@@ -130,12 +130,9 @@ class FaceDetector:
         except Exception as exc:
             if not is_out_of_memory(exc) or self.engine != "torch":
                 raise
-            forget_failed_call(exc)
-        import torch
-
+            release_failed_call(exc)
         from t2f.stages.mtcnn.detector import TorchMTCNN
 
-        torch.cuda.empty_cache()
         if self._on_cpu is None:
             log.warning("MTCNN ran out of GPU memory on %s; searching this image on the CPU", self.device)
             self._on_cpu = TorchMTCNN.from_pretrained(device="cpu")
