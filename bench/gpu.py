@@ -53,13 +53,14 @@ from models import FaceCostDetector, RealFacePRNet, StandInDetector, have_mtcnn_
 from reconstruction import reference_face
 
 from t2f.bounds import default_export_threads
+from t2f.errors import first_line
 from t2f.export.package import result_files
 from t2f.export.render_torch import ViewRenderer
 from t2f.faces import FaceRequest, FaceResult
 from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
 from t2f.serve.service import JobService
-from t2f.stages.compiling import buckets_for, cache_counters, first_line, use_compile_cache
+from t2f.stages.compiling import buckets_for, cache_counters, use_compile_cache
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map

@@ -69,3 +69,11 @@ def release_failed_call(exc: BaseException) -> None:
     torch = sys.modules.get("torch")  # loaded wherever a GPU ran out of memory; this module never imports it
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, cut at ``limit`` characters, for a log line: inductor's and
+    CUDA's errors run to pages."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

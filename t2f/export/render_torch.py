@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from t2f.errors import is_out_of_memory
+from t2f.errors import first_line, is_out_of_memory
 from t2f.export.raster import BACKGROUND, CANDIDATE_BUDGET, WINDOWS, ViewMesh, fit_to_panel, vertex_light
 from t2f.streams import StreamPerThread
 
@@ -169,8 +169,9 @@ class ViewRenderer:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 self.broken = True
-                said = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                log.warning("drawing on %s failed (%s); numpy draws the previews from now on", self.device, said)
+                log.warning(
+                    "drawing on %s failed (%s); numpy draws the previews from now on", self.device, first_line(exc)
+                )
             return None
 
     def _draw(self, view: ViewMesh, yaws: np.ndarray, size: int, looks: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from t2f.errors import first_line
 from t2f.faces import FaceRequest, FaceResult
 
 if TYPE_CHECKING:
@@ -74,8 +75,6 @@ def warm_up(
     except Exception as exc:
         if not fast:
             raise
-        from t2f.stages.compiling import first_line
-
         log.warning("compiling or capturing failed (%s); both models run eagerly", first_line(exc))
         if hasattr(stage, "use_eager"):
             stage.use_eager()
@@ -122,7 +121,7 @@ def _warm_render(backend: LocalFaceBackend, size: int) -> None:
         if isinstance(made[0], FaceResult):
             result_files(made[0], outputs=(), renderer=backend.renderer)
     except Exception as exc:
-        log.warning("warming up the drawing failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+        log.warning("warming up the drawing failed (%s)", first_line(exc))
 
 
 TIMES_FILE = "t2f-batch-times.json"  # in the compile cache folder

@@ -107,13 +107,6 @@ def cache_counters() -> tuple[int, int]:
     return int(counters["inductor"]["fxgraph_cache_hit"]), int(counters["inductor"]["fxgraph_cache_miss"])
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """``Type: first line of the message``, cut at ``limit`` characters: inductor errors run to pages."""
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def is_compile_error(exc: BaseException) -> bool:
     """Whether ``exc`` came from dynamo or inductor (compiling), not from the model's own work."""
     from torch._dynamo.exc import TorchDynamoException

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from t2f.bounds import check_face_request
-from t2f.errors import InvalidRequest, ModelUnavailable
+from t2f.errors import InvalidRequest, ModelUnavailable, first_line
 from t2f.faces import FaceImage, FaceRequest, StepCallback, StepProgress
 from t2f.files.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
 from t2f.stages.compiling import (
@@ -27,7 +27,6 @@ from t2f.stages.compiling import (
     bucket_for,
     buckets_for,
     compile_mode,
-    first_line,
     is_compile_error,
 )
 from t2f.stages.taesd import LatentPreviewer

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t2f.errors import ModelUnavailable, is_out_of_memory
-from t2f.stages.compiling import bucket_for, compile_mode, first_line, is_compile_error, replays_graphs
+from t2f.errors import ModelUnavailable, first_line, is_out_of_memory
+from t2f.stages.compiling import bucket_for, compile_mode, is_compile_error, replays_graphs
 from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
 from t2f.stages.prnet.network import ResFCN256
 from t2f.streams import StreamPerThread
