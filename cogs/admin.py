@@ -16,8 +16,7 @@ from discord.ext import commands
 
 from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
-from t2f.serve.moderation import TOO_MANY_PATTERNS
-from t2f.serve.pattern_check import MAX_SERVER_PATTERNS, pattern_problem
+from t2f.serve.pattern_check import server_pattern_problem
 
 if TYPE_CHECKING:
     from bot import T2FBot
@@ -96,8 +95,7 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         current = await self.bot.store.guild_settings(interaction.guild_id)
         if add and word.startswith("re:") and word not in current.blocked_terms:
             patterns = sum(term.startswith("re:") for term in current.blocked_terms)
-            problem = pattern_problem(word[3:]) or (TOO_MANY_PATTERNS if patterns >= MAX_SERVER_PATTERNS else None)
-            if problem is not None:  # saved, it would break or stall /face on this server
+            if (problem := server_pattern_problem(word[3:], patterns)) is not None:  # saved, it would break /face
                 await self._reply(interaction, problem)
                 return
         terms = [t for t in current.blocked_terms if t != word] + ([word] if add else [])

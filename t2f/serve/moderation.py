@@ -23,7 +23,7 @@ from types import MappingProxyType
 from confusable_homoglyphs.utils import load as _load_confusables
 
 from t2f.errors import T2FError
-from t2f.serve.pattern_check import MAX_SERVER_PATTERNS, pattern_problem
+from t2f.serve.pattern_check import server_pattern_problem
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).with_name("data")
@@ -31,7 +31,6 @@ DEFAULT_BLOCKLIST = DATA / "blocklist.txt"
 DEFAULT_ALLOWLIST = DATA / "allowlist.txt"
 DEFAULT_NEGATIVE_BLOCKLIST = DATA / "negative_blocklist.txt"
 SAFE_WHEN_NEGATED = ("=nsfw", "nsfw")
-TOO_MANY_PATTERNS = f"This server already has {MAX_SERVER_PATTERNS} patterns; remove one first."
 PROMPT_MESSAGE = "Your prompt contains words this server does not allow. Please rephrase it."
 NEGATIVE_MESSAGE = "Your negative prompt contains words this server does not allow. Please rephrase it."
 
@@ -209,8 +208,8 @@ def _parse(lines: Iterable[str], *, server: bool = False) -> tuple[tuple[str, ..
     """Terms (normalised, keeping the ``=`` and ``*`` marks) and ``re:`` patterns of a list file.
 
     A ``server`` list (a server's own terms, saved by its moderators) drops a pattern
-    :func:`pattern_problem` refuses, with a warning, instead of raising: one bad entry saved before
-    that check existed must not stop every ``/face`` on the server.
+    :func:`~t2f.serve.pattern_check.server_pattern_problem` refuses, with a warning, instead of raising:
+    one bad entry saved before that check existed must not stop every ``/face`` on the server.
     """
     terms: list[str] = []
     patterns: list[re.Pattern[str]] = []
@@ -219,17 +218,13 @@ def _parse(lines: Iterable[str], *, server: bool = False) -> tuple[tuple[str, ..
         if not line or line.startswith("#"):
             continue
         if line.startswith("re:"):
-            if server and (problem := pattern_problem(line[3:]) or _one_too_many(patterns)) is not None:
+            if server and (problem := server_pattern_problem(line[3:], len(patterns))) is not None:
                 log.warning("a server's pattern %r is skipped: %s", line[3:], problem)
                 continue
             patterns.append(re.compile(line[3:]))
         elif words := normalize(line.strip("=*")):
             terms.append(("=" if line.startswith("=") else "") + words + ("*" if line.endswith("*") else ""))
     return tuple(dict.fromkeys(terms)), tuple(patterns)
-
-
-def _one_too_many(patterns: list[re.Pattern[str]]) -> str | None:
-    return TOO_MANY_PATTERNS if len(patterns) >= MAX_SERVER_PATTERNS else None
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,32 @@ import importlib
 import re
 from typing import Any
 
+from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS
+
 # The regex engine's own parse of a pattern: no public API offers it, nor do the stubs.
 _parser: Any = importlib.import_module("re._parser")
 _sre: Any = importlib.import_module("re._constants")
 _REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
 
-PROMPT_CHARS = 300  # the longest prompt a member may send (t2f.bounds.MEMBER_PROMPT_CHARS)
+PROMPT_CHARS = max(MEMBER_PROMPT_CHARS.high, MEMBER_NEGATIVE_CHARS.high)  # the longest text a pattern meets
 MAX_WAYS = 3_000  # one repeat with ten alternatives beside it; two repeats (90,000) are refused
 MAX_SERVER_PATTERNS = 10  # at ~10 ms each at worst
 NESTED = (
     "That pattern repeats a part that has its own repeat, optional part or alternatives, like (a+)+ or "
     "(x|yz)*: on some prompts it would run for minutes. Add the words one by one instead."
 )
+TOO_MANY_PATTERNS = f"This server already has {MAX_SERVER_PATTERNS} patterns; remove one first."
 TOO_MANY_WAYS = (
     "That pattern has too many repeats, optional parts and alternatives together: on a long prompt it would "
     "run for seconds. Split it into simpler patterns or add the words one by one."
 )
+
+
+def server_pattern_problem(source: str, patterns_before: int) -> str | None:
+    """Why ``source`` cannot be a server's next pattern, after ``patterns_before`` it already has; ``None``."""
+    if problem := pattern_problem(source):
+        return problem
+    return TOO_MANY_PATTERNS if patterns_before >= MAX_SERVER_PATTERNS else None
 
 
 def pattern_problem(source: str) -> str | None:
