@@ -62,6 +62,15 @@ def log_crash(job_id: str, task: asyncio.Task[None]) -> None:
         log.error("following job %s failed", job_id, exc_info=error)
 
 
+def too_large(job: JobRequest, reply: dict[str, Any], code: int, mention: str = "") -> dict[str, Any]:
+    """``reply`` again for when Discord refused its files as too large (413): a note in place of the card."""
+    log.warning("upload of job %s refused as too large (%s); sending without files", job.job_id, code)
+    note = f"{mention}The files were too large to upload here. · job `{job.job_id}`"
+    bare = {**reply, "content": note[:MAX_CONTENT_CHARS]}
+    bare.pop("embed", None)
+    return bare
+
+
 class MeshFormat(enum.Enum):
     """What the mesh is delivered as."""
 
@@ -337,10 +346,7 @@ class FaceCog(commands.Cog):
             except discord.HTTPException as exc:
                 if exc.status != 413:
                     raise
-                log.warning("upload of job %s refused as too large (%s); sending without files", job.job_id, exc.code)
-                reply["content"] = f"The files were too large to upload here. · job `{job.job_id}`"
-                reply.pop("embed", None)
-                message = await edit(attachments=[], **reply)
+                message = await edit(attachments=[], **too_large(job, reply, exc.code))
                 return message.id
         if job.is_photo and result.status != JobStatus.DONE:  # a photo's refusals stay private, as its progress
             return await self._send_to_member(job, files, reply, reply.get("content") or "")
@@ -371,11 +377,7 @@ class FaceCog(commands.Cog):
             message = await channel.send(files=as_files(files), **reply)
         except discord.HTTPException as exc:  # a channel message needs Send Messages and Attach Files there
             if exc.status == 413:  # over this server's upload size: the note without the files, as an edit does
-                log.warning("upload of job %s refused as too large (%s); sending without files", job.job_id, exc.code)
-                note = f"<@{job.user_id}> The files were too large to upload here. · job `{job.job_id}`"
-                reply = {**reply, "content": note[:MAX_CONTENT_CHARS]}
-                reply.pop("embed", None)
-                return (await channel.send(**reply)).id
+                return (await channel.send(**too_large(job, reply, exc.code, f"<@{job.user_id}> "))).id
             if exc.status != 403:
                 raise
             log.warning("job %s: its channel refused the result (%s); sending it to the member", job.job_id, exc)
