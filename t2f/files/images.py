@@ -62,8 +62,8 @@ def load_image(source: bytes | Path) -> LoadedImage:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise InvalidImage(TOO_LARGE.format(size=f"{width}x{height} pixels"))
-        # A JPEG decodes at 1/2, 1/4 or 1/8 scale while that still covers the size kept: a 48-MP photo
-        # in a sixteenth of the memory and time.
+        # A JPEG decodes at 1/2, 1/4 or 1/8 scale while that still covers the size kept: an 8000x6000 photo
+        # at 4000x3000, 94 MiB instead of 369 (bench/results/images-cpu.md).
         image.draft(image.mode, _fitted((width, height)))
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
         image.load()
