@@ -137,3 +137,20 @@ async def test_deleting_a_face_already_gone_still_says_deleted(simcord_env) -> N
     simcord_env.inject_error("DELETE", "/channels/*/messages/*", status=404, code=10008, message="Unknown Message")
     deleted = await alice.click(made.response, custom_id=f"t2f:delete:{job_id}")
     assert deleted.ephemeral and deleted.response.content == "Deleted." and deleted.followups == []
+
+
+async def test_reroll_outside_a_server_is_refused_with_a_sentence() -> None:
+    # No message offers Reroll in a DM (a DM'd face has Info and Delete only), so the interaction is built here.
+    from types import SimpleNamespace
+
+    from cogs.buttons import REROLL_IN_SERVER, RerollButton
+
+    said: list[tuple[str, dict[str, object]]] = []
+
+    async def send_message(text: str, **options: object) -> None:
+        said.append((text, options))
+
+    interaction = SimpleNamespace(guild_id=None, client=None, response=SimpleNamespace(send_message=send_message))
+    await RerollButton("0123456789ab").run(interaction)  # type: ignore[arg-type]
+    assert said == [("Reroll works in the server where the face was made.", {"ephemeral": True})]
+    assert said[0][0] == REROLL_IN_SERVER
