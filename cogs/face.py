@@ -32,6 +32,7 @@ from cogs.replies import (
     queued_text,
     refusal_text,
     result_embed,
+    too_large,
     upload_budget,
 )
 from t2f.bounds import MEMBER_GUIDANCE, MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
@@ -60,15 +61,6 @@ def log_crash(job_id: str, task: asyncio.Task[None]) -> None:
     warn when the task is collected)."""
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("following job %s failed", job_id, exc_info=error)
-
-
-def too_large(job: JobRequest, reply: dict[str, Any], code: int, mention: str = "") -> dict[str, Any]:
-    """``reply`` again for when Discord refused its files as too large (413): a note in place of the card."""
-    log.warning("upload of job %s refused as too large (%s); sending without files", job.job_id, code)
-    note = f"{mention}The files were too large to upload here. · job `{job.job_id}`"
-    bare = {**reply, "content": note[:MAX_CONTENT_CHARS]}
-    bare.pop("embed", None)
-    return bare
 
 
 class MeshFormat(enum.Enum):

@@ -7,6 +7,8 @@ Discord's numbers live here and nowhere else in the project (``../shared/docs/di
 from __future__ import annotations
 
 import io
+import logging
+from typing import Any
 
 import discord
 
@@ -16,6 +18,7 @@ from t2f.serve.jobs import JobPhase, JobProgress, JobRequest, JobResult, UploadB
 from t2f.serve.moderation import safe_echo
 from t2f.serve.policy import WrongChannel
 
+log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
 # Discord's interaction tokens expire after 15 minutes; keep a margin before switching to channel messages.
 TOKEN_LIFETIME_S = 14 * 60
@@ -130,3 +133,14 @@ def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
 
 def as_files(files: dict[str, bytes]) -> list[discord.File]:
     return [discord.File(io.BytesIO(data), filename=name) for name, data in files.items()]
+
+
+def too_large(job: JobRequest, reply: dict[str, Any], code: int, mention: str = "") -> dict[str, Any]:
+    """``reply`` again for when Discord refused its files as too large (413): a note in place of the card."""
+    logging.getLogger("cogs.face").warning(
+        "upload of job %s refused as too large (%s); sending without files", job.job_id, code
+    )
+    note = f"{mention}The files were too large to upload here. · job `{job.job_id}`"
+    bare = {**reply, "content": note[:MAX_CONTENT_CHARS]}
+    bare.pop("embed", None)
+    return bare
