@@ -167,9 +167,14 @@ async def start_web(
     from t2f.web.server import WebServer, exposure_warning, web_app
 
     script = installed_script(settings.data_dir())
-    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.data_dir(),
-                                    secret=settings.web_secret, keep_days=settings.keep_days,
-                                    public_url=settings.public_url)  # fmt: skip
+    pages = await asyncio.to_thread(
+        open_pages,
+        output_dir=settings.output_dir,
+        cache_dir=settings.data_dir(),
+        secret=settings.web_secret,
+        keep_days=settings.keep_days,
+        public_url=settings.public_url,
+    )
     service.backend = PageKeepingBackend(service.backend, pages)
     health = functools.partial(service.health, require_warm=settings.warmup)
     app = web_app(pages=pages, viewer_script=script, health=health, metrics=metrics)

@@ -70,12 +70,14 @@ def main() -> None:
                 cells.append(f"{before / now:.1f}x")
             rows.append(cells)
     headers = ["command", *(f"{label} s" for label, _ in trees)] + (["speed-up"] if len(trees) == 2 else [])
-    report = "\n\n".join([
-        "# CLI cold start",
-        f"Machine: {machine()}. Median of {args.runs} runs after one warm-up run, wall seconds from process start "
-        "to exit (`python -m t2f`, same interpreter for both trees). Target: 2 s or less for each.",
-        table(headers, rows),
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# CLI cold start",
+            f"Machine: {machine()}. Median of {args.runs} runs after one warm-up run, wall seconds from process start "
+            "to exit (`python -m t2f`, same interpreter for both trees). Target: 2 s or less for each.",
+            table(headers, rows),
+        ]
+    )
     publish(report, args.out)
 
 

@@ -64,22 +64,26 @@ def main() -> None:
     for engine in ("TensorFlow, CPU", "PyTorch, CPU"):
         boxes = [engines[engine].largest_face(image)[0] for image in aflw]
         corners[engine] = np.array([[b.left, b.top, b.right, b.bottom] for b in boxes])
-        ious[engine] = [crop_from_mtcnn_box(image, box).overlap(crop_from_landmarks(image, points))
-                        for image, box, points in zip(aflw, boxes, truth, strict=True)]  # fmt: skip
+        ious[engine] = [
+            crop_from_mtcnn_box(image, box).overlap(crop_from_landmarks(image, points))
+            for image, box, points in zip(aflw, boxes, truth, strict=True)
+        ]
     apart = float(np.abs(corners["TensorFlow, CPU"] - corners["PyTorch, CPU"]).max())
     quality = [[engine, f"{np.mean(v):.3f}", f"{min(v):.3f}"] for engine, v in ious.items()]
 
-    report = "\n\n".join([
-        "# Face detection benchmark: MTCNN on PyTorch (t2f.stages.mtcnn) vs the mtcnn package on TensorFlow",
-        f"Machine: {machine()}. torch threads {torch.get_num_threads()}. One image per call, p50 of "
-        f"{args.runs} runs after a warm-up, divided by the images per run; speed-up against TensorFlow on the "
-        "CPU in the same run.",
-        table(["input", "engine", "ms per image", "vs TensorFlow"], rows),
-        f"Same faces: on the 16 AFLW samples the largest boxes' corners differ by at most {apart:.4f} px "
-        "between the engines. PRNet's calibrated crop against the crop from the 68 ground-truth landmarks (IoU):",
-        table(["engine", "mean", "worst"], quality),
-        f"Peak RSS: {peak_rss_mib():.0f} MiB.",
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# Face detection benchmark: MTCNN on PyTorch (t2f.stages.mtcnn) vs the mtcnn package on TensorFlow",
+            f"Machine: {machine()}. torch threads {torch.get_num_threads()}. One image per call, p50 of "
+            f"{args.runs} runs after a warm-up, divided by the images per run; speed-up against TensorFlow on the "
+            "CPU in the same run.",
+            table(["input", "engine", "ms per image", "vs TensorFlow"], rows),
+            f"Same faces: on the 16 AFLW samples the largest boxes' corners differ by at most {apart:.4f} px "
+            "between the engines. PRNet's calibrated crop against the crop from the 68 ground-truth landmarks (IoU):",
+            table(["engine", "mean", "worst"], quality),
+            f"Peak RSS: {peak_rss_mib():.0f} MiB.",
+        ]
+    )
     publish(report, args.out)
 
 

@@ -28,33 +28,41 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    images = [np.asarray(Image.open(p).convert("RGB"))
-              for p in sorted((shared_dir() / "prnet" / "aflw2000-samples").glob("*.jpg"))]  # fmt: skip
+    images = [
+        np.asarray(Image.open(p).convert("RGB"))
+        for p in sorted((shared_dir() / "prnet" / "aflw2000-samples").glob("*.jpg"))
+    ]
     detector = FaceDetector()
     boxes = [detector.detect(image) for image in images]
     limits = GateLimits()
     detect = measure(lambda: [detector.detect(image) for image in images[:4]], runs=5)
-    gate = measure(lambda: [judge(image.shape, found, limits) for image, found in zip(images, boxes, strict=True)],
-                   runs=args.runs)  # fmt: skip
+    gate = measure(
+        lambda: [judge(image.shape, found, limits) for image, found in zip(images, boxes, strict=True)], runs=args.runs
+    )
     per_face_detect = {k: v / 4 for k, v in detect.items()}
     per_face_gate = {k: v / len(images) for k, v in gate.items()}
     rows = [
-        ["MTCNN detection (boxes + 5 keypoints), 450 px",
-         f"{per_face_detect['p50']:.2f}", f"{per_face_detect['p95']:.2f}"],
+        [
+            "MTCNN detection (boxes + 5 keypoints), 450 px",
+            f"{per_face_detect['p50']:.2f}",
+            f"{per_face_detect['p95']:.2f}",
+        ],
         ["face gate (count, size, yaw/pitch)", f"{per_face_gate['p50']:.4f}", f"{per_face_gate['p95']:.4f}"],
-    ]  # fmt: skip
+    ]
     verdicts = [judge(image.shape, found, limits) for image, found in zip(images, boxes, strict=True)]
     passed = sum(v.passed for v in verdicts)
-    report = "\n\n".join([
-        "# Face gate: CPU cost per face",
-        f"Machine: {machine()}. The 16 AFLW2000-3D samples of ../shared/prnet; milliseconds per face, median and "
-        f"95th percentile (detection over 4 images x 5 runs, the gate over 16 x {args.runs}).",
-        table(["step", "p50 ms", "p95 ms"], rows),
-        f"The gate adds {per_face_gate['p50']:.4f} ms to the {per_face_detect['p50']:.0f} ms of detection that "
-        "PRNet's crop needs anyway (target: 5 ms or less; detection here ran beside the test suite on 2 cores, "
-        f"about 80 ms when the machine is quiet). With the default limits {passed} of 16 samples pass "
-        "(AFLW2000 holds many turned heads on purpose).",
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# Face gate: CPU cost per face",
+            f"Machine: {machine()}. The 16 AFLW2000-3D samples of ../shared/prnet; milliseconds per face, median and "
+            f"95th percentile (detection over 4 images x 5 runs, the gate over 16 x {args.runs}).",
+            table(["step", "p50 ms", "p95 ms"], rows),
+            f"The gate adds {per_face_gate['p50']:.4f} ms to the {per_face_detect['p50']:.0f} ms of detection that "
+            "PRNet's crop needs anyway (target: 5 ms or less; detection here ran beside the test suite on 2 cores, "
+            f"about 80 ms when the machine is quiet). With the default limits {passed} of 16 samples pass "
+            "(AFLW2000 holds many turned heads on purpose).",
+        ]
+    )
     publish(report, args.out)
 
 

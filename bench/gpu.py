@@ -95,8 +95,9 @@ def make_fast(backend: LocalFaceBackend, raw: np.ndarray, args: argparse.Namespa
 
 
 def fast_prnet(raw: np.ndarray, args: argparse.Namespace, *, channels_last: bool) -> RealFacePRNet:
-    return RealFacePRNet(raw, device=args.device, dtype=args.dtype, mode=args.mode, buckets=args.buckets,
-                     channels_last=channels_last)  # fmt: skip
+    return RealFacePRNet(
+        raw, device=args.device, dtype=args.dtype, mode=args.mode, buckets=args.buckets, channels_last=channels_last
+    )
 
 
 def requests(count: int, args: argparse.Namespace) -> list[FaceRequest]:
@@ -118,8 +119,9 @@ def paint_ms(service: JobService, stage: TextToImage, count: int, args: argparse
 
 def prnet_ms(service: JobService, prnet: PRNet, count: int, args: argparse.Namespace) -> float:
     crops = np.random.default_rng(0).random((count, 256, 256, 3), dtype=np.float32)
-    return on_gpu_thread(service, lambda: measure(lambda: PRNet.predict(prnet, crops), runs=args.prnet_runs,
-                                                  warmup=2))["p50"]  # fmt: skip
+    return on_gpu_thread(service, lambda: measure(lambda: PRNet.predict(prnet, crops), runs=args.prnet_runs, warmup=2))[
+        "p50"
+    ]
 
 
 async def serve(service: JobService, args: argparse.Namespace, *, burst: int, tag: str) -> dict[str, float]:
@@ -141,9 +143,12 @@ async def serve(service: JobService, args: argparse.Namespace, *, burst: int, ta
             for name, seconds in (result.report.timings_s if result.report else {}).items():
                 stages.setdefault(name, []).append(seconds)
     total = time.perf_counter() - start
-    return {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
-            "per_min": len(latencies) / total * 60,
-            "stages": {name: float(np.median(values)) for name, values in stages.items()}}  # fmt: skip
+    return {
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
+        "per_min": len(latencies) / total * 60,
+        "stages": {name: float(np.median(values)) for name, values in stages.items()},
+    }
 
 
 def service_numbers(service: JobService, args: argparse.Namespace, tag: str) -> dict[str, dict[str, float]]:
@@ -289,8 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.export_threads > 1:  # what T2F_EXPORT_THREADS gives t2f.build's backend: helpers for each face's parts
         backend.export_pool = ThreadPoolExecutor(args.export_threads, thread_name_prefix="t2f-files")
     backend.draw_on(args.device if args.cuda else None)  # as t2f.build's backend: the GPU draws
-    fast_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600,
-                              export_threads=args.export_threads)  # fmt: skip
+    fast_service = JobService(
+        backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600, export_threads=args.export_threads
+    )
 
     def cold() -> None:
         cache = use_compile_cache(args.cache)
@@ -322,9 +328,15 @@ def main(argv: list[str] | None = None) -> None:
             backend.faces_thread = faces_thread
         if args.torch_mtcnn:
             detector = FaceCostDetector(image, args.device)
-            m["mtcnn"] = {size: on_gpu_thread(fast_service, lambda size=size: measure(
-                lambda: detector.detect(np.zeros((size, size, 3), np.uint8)), runs=args.prnet_runs)["p50"])
-                for size in (512, 1024)}  # fmt: skip
+            m["mtcnn"] = {
+                size: on_gpu_thread(
+                    fast_service,
+                    lambda size=size: measure(
+                        lambda: detector.detect(np.zeros((size, size, 3), np.uint8)), runs=args.prnet_runs
+                    )["p50"],
+                )
+                for size in (512, 1024)
+            }
         backend.pipeline.detector = detector if args.torch_mtcnn else StandInDetector(args.detect_s)
         m["detect_overlap"] = service_numbers(fast_service, args, "o")
 
@@ -334,15 +346,25 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(fast_service.shutdown())
 
     def restart() -> None:  # 3. a fresh process with the cache this run filled
-        child = [sys.executable, str(Path(__file__).resolve()), "--child-warm-up", "--cache", str(args.cache),
-                 "--max-batch", str(args.max_batch), *(["--smoke"] if args.smoke else []),
-                 *(["--graphs-single"] if args.graphs_single else [])]  # fmt: skip
+        child = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child-warm-up",
+            "--cache",
+            str(args.cache),
+            "--max-batch",
+            str(args.max_batch),
+            *(["--smoke"] if args.smoke else []),
+            *(["--graphs-single"] if args.graphs_single else []),
+        ]
         began = time.perf_counter()
         left = None if args.deadline_s is None else args.deadline_s - (time.monotonic() - args.began)
         with (report.out.parent / "restart.log").open("w") as log:  # the child's own log, for a failed restart
             try:
-                printed, ended = subprocess.run(child, stdout=subprocess.PIPE, stderr=log, text=True,
-                                                timeout=left).stdout, "exited"  # fmt: skip
+                printed, ended = (
+                    subprocess.run(child, stdout=subprocess.PIPE, stderr=log, text=True, timeout=left).stdout,
+                    "exited",
+                )
             except subprocess.TimeoutExpired as stopped:  # its numbers may be out already, its exit hung
                 output = stopped.output or ""
                 printed, ended = output if isinstance(output, str) else output.decode(), "stopped at the deadline"

@@ -67,8 +67,9 @@ def main() -> None:
     cache = use_compile_cache(Path(tempfile.mkdtemp(prefix="t2f-compile-"))).folder
     crops = np.random.default_rng(0).random((1, 256, 256, 3), dtype=np.float32)
     for mode in ("off", "graphs"):
-        prnet = PRNet(ResFCN256().eval(), PRNetConfig(), device="cuda", dtype=torch.float16, compile_network=mode,
-                      buckets=(1,))  # fmt: skip
+        prnet = PRNet(
+            ResFCN256().eval(), PRNetConfig(), device="cuda", dtype=torch.float16, compile_network=mode, buckets=(1,)
+        )
         took = measure(lambda net=prnet: net.predict(crops), runs=50, warmup=3)["p50"]
         print(f"PRNet.predict batch 1, {mode}: {took:.2f} ms")
     stage = painter()

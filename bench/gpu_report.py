@@ -56,67 +56,141 @@ class Report:
         layout, other = ("channels-last", "NCHW") if args.cuda else ("NCHW", "channels-last")
         for b in args.buckets:
             eager, fast = get("eager_prnet", b), get("fast_prnet", b)
-            rows.append([f"PRNet.predict (numpy in and out), batch {b}: ms per call", ms(eager, 2),
-                         f"{ms(fast, 2)} ({layout})", ratio(eager, fast)])  # fmt: skip
+            rows.append(
+                [
+                    f"PRNet.predict (numpy in and out), batch {b}: ms per call",
+                    ms(eager, 2),
+                    f"{ms(fast, 2)} ({layout})",
+                    ratio(eager, fast),
+                ]
+            )
         for b in args.buckets:
             eager, fast = get("eager_prnet", b), get("fast_prnet_other", b)
-            rows.append([f"PRNet.predict, batch {b}, fast path in {other} instead", ms(eager, 2), ms(fast, 2),
-                         ratio(eager, fast)])  # fmt: skip
+            rows.append(
+                [
+                    f"PRNet.predict, batch {b}, fast path in {other} instead",
+                    ms(eager, 2),
+                    ms(fast, 2),
+                    ratio(eager, fast),
+                ]
+            )
         stand_in = f"{args.detect_s * 1000:.0f} ms stand-in"
-        detected = (f"detection: {stand_in} on the GPU thread -> PyTorch MTCNN on {args.device}, own thread"
-                    if args.torch_mtcnn else f"detection ({stand_in}) on the GPU thread -> own thread")  # fmt: skip
-        for label, key in [("whole-image crop", ("eager_service", "fast_service")),
-                           (detected, ("detect_serial", "detect_overlap"))]:  # fmt: skip
+        detected = (
+            f"detection: {stand_in} on the GPU thread -> PyTorch MTCNN on {args.device}, own thread"
+            if args.torch_mtcnn
+            else f"detection ({stand_in}) on the GPU thread -> own thread"
+        )
+        for label, key in [
+            ("whole-image crop", ("eager_service", "fast_service")),
+            (detected, ("detect_serial", "detect_overlap")),
+        ]:
             before, after = key
-            for name, stat, unit in [("one member at a time: submit -> files p50", "p50", "s"),
-                                     ("one member at a time: p95", "p95", "s")]:  # fmt: skip
+            for name, stat, unit in [
+                ("one member at a time: submit -> files p50", "p50", "s"),
+                ("one member at a time: p95", "p95", "s"),
+            ]:
                 b, a = get(before, "one", stat), get(after, "one", stat)
                 rows.append([f"service, {label}: {name}", ms(b, 2, unit), ms(a, 2, unit), ratio(b, a)])
             b, a = get(before, "burst", "per_min"), get(after, "burst", "per_min")
             counts = [MISSING if v is None else f"{v:.0f}" for v in (b, a)]
             rows.append([f"service, {label}: {args.burst}-job burst, faces per minute", *counts, ratio(a, b)])
             b, a = get(before, "burst", "p50"), get(after, "burst", "p50")
-            rows.append([f"service, {label}: {args.burst}-job burst, latency p50", ms(b, 2, "s"), ms(a, 2, "s"),
-                         ratio(b, a)])  # fmt: skip
+            rows.append(
+                [f"service, {label}: {args.burst}-job burst, latency p50", ms(b, 2, "s"), ms(a, 2, "s"), ratio(b, a)]
+            )
         for size in (512, 1024):
             now = get("mtcnn", size)
             if now is not None:
                 before = args.detect_s * 1000 if size == 512 else None
-                rows.append([f"MTCNN, one {size} px face photo: TensorFlow on the CPU ({stand_in}) -> PyTorch on "
-                             f"{args.device}", ms(before), ms(now), ratio(before, now)])  # fmt: skip
+                rows.append(
+                    [
+                        f"MTCNN, one {size} px face photo: TensorFlow on the CPU ({stand_in}) -> PyTorch on "
+                        f"{args.device}",
+                        ms(before),
+                        ms(now),
+                        ratio(before, now),
+                    ]
+                )
         one, many, drawn = get("files", 1), get("files", args.file_threads), get("files", "drawn")
-        rows.append([f"one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> {args.file_threads} "
-                     "helpers", ms(one), ms(many), ratio(one, many)])  # fmt: skip
-        rows.append([f"one face's files: 1 thread -> {args.file_threads} helpers, preview and turntable drawn by "
-                     f"PyTorch on {args.device}", ms(one), ms(drawn), ratio(one, drawn)])  # fmt: skip
+        rows.append(
+            [
+                f"one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> {args.file_threads} helpers",
+                ms(one),
+                ms(many),
+                ratio(one, many),
+            ]
+        )
+        rows.append(
+            [
+                f"one face's files: 1 thread -> {args.file_threads} helpers, preview and turntable drawn by "
+                f"PyTorch on {args.device}",
+                ms(one),
+                ms(drawn),
+                ratio(one, drawn),
+            ]
+        )
         cold = self.numbers.get("cold")
-        rows.append(["start-up warm-up, cold (empty compile cache)", MISSING,
-                     MISSING if cold is None else f"{cold['seconds']:.1f} s ({cold['misses']} graphs compiled)",
-                     ""])  # fmt: skip
+        rows.append(
+            [
+                "start-up warm-up, cold (empty compile cache)",
+                MISSING,
+                MISSING if cold is None else f"{cold['seconds']:.1f} s ({cold['misses']} graphs compiled)",
+                "",
+            ]
+        )
         warm = self.numbers.get("warm")
-        rows.append(["start-up warm-up, restart with the cache", MISSING, MISSING if warm is None else (
-            f"{warm['seconds']:.1f} s ({warm['hits']} loaded, {warm['misses']} compiled; {warm['files_before']} "
-            f"files); whole process incl. building the random model {warm['process_s']:.0f} s"),
-            ratio(cold["seconds"] if cold else None, warm["seconds"] if warm else None)])  # fmt: skip
+        rows.append(
+            [
+                "start-up warm-up, restart with the cache",
+                MISSING,
+                MISSING
+                if warm is None
+                else (
+                    f"{warm['seconds']:.1f} s ({warm['hits']} loaded, {warm['misses']} compiled; "
+                    f"{warm['files_before']} files); whole process incl. building the random model "
+                    f"{warm['process_s']:.0f} s"
+                ),
+                ratio(cold["seconds"] if cold else None, warm["seconds"] if warm else None),
+            ]
+        )
         recompiles = self.numbers.get("recompiles")
-        rows.append(["graphs compiled after the warm-up (painting and serving; should be 0)", "",
-                     MISSING if recompiles is None else str(recompiles), ""])  # fmt: skip
+        rows.append(
+            [
+                "graphs compiled after the warm-up (painting and serving; should be 0)",
+                "",
+                MISSING if recompiles is None else str(recompiles),
+                "",
+            ]
+        )
         diff = get("image_diff")
-        rows.append(["same seed, eager vs fast image: mean absolute difference (0-255)", "",
-                     MISSING if diff is None else f"{diff:.2f}", ""])  # fmt: skip
+        rows.append(
+            [
+                "same seed, eager vs fast image: mean absolute difference (0-255)",
+                "",
+                MISSING if diff is None else f"{diff:.2f}",
+                "",
+            ]
+        )
         return rows
 
     def checks(self) -> str:
         get = self._get
-        targets = [("text-to-image batch 1 <= 250 ms", get("fast_paint", 1), 250.0, False),
-                   ("/face one member p50 <= 0.4 s (detection included)",
-                    get("detect_overlap", "one", "p50"), 0.4, False),
-                   (f"{self.args.burst}-job burst >= 400 faces/min (detection included)",
-                    get("detect_overlap", "burst", "per_min"), 400.0, True),
-                   ("PRNet batch 1 <= 1.5 ms", get("fast_prnet", 1), 1.5, False),
-                   ("warm restart <= 20 s", get("warm", "seconds"), 20.0, False)]  # fmt: skip
-        said = [f"{name}: {'not measured' if v is None else 'met' if (v >= t if up else v <= t) else 'NOT met'}"
-                for name, v, t, up in targets]  # fmt: skip
+        targets = [
+            ("text-to-image batch 1 <= 250 ms", get("fast_paint", 1), 250.0, False),
+            ("/face one member p50 <= 0.4 s (detection included)", get("detect_overlap", "one", "p50"), 0.4, False),
+            (
+                f"{self.args.burst}-job burst >= 400 faces/min (detection included)",
+                get("detect_overlap", "burst", "per_min"),
+                400.0,
+                True,
+            ),
+            ("PRNet batch 1 <= 1.5 ms", get("fast_prnet", 1), 1.5, False),
+            ("warm restart <= 20 s", get("warm", "seconds"), 20.0, False),
+        ]
+        said = [
+            f"{name}: {'not measured' if v is None else 'met' if (v >= t if up else v <= t) else 'NOT met'}"
+            for name, v, t, up in targets
+        ]
         return "Targets: " + "; ".join(said) + "."
 
     def render(self, seconds: float) -> str:
@@ -148,22 +222,32 @@ class Report:
         if args.cuda:
             lines.append(self.checks())
         else:
-            lines.append("No CUDA: the fast path ran eagerly (padding to buckets, the warm-up over every bucket); "
-                         "the issue's targets apply to a GPU run only.")  # fmt: skip
-        for label, key in [("eager", "eager_service"), ("fast, whole-image crop", "fast_service"),
-                           ("fast, detection on its own thread", "detect_overlap")]:  # fmt: skip
+            lines.append(
+                "No CUDA: the fast path ran eagerly (padding to buckets, the warm-up over every bucket); "
+                "the issue's targets apply to a GPU run only."
+            )
+        for label, key in [
+            ("eager", "eager_service"),
+            ("fast, whole-image crop", "fast_service"),
+            ("fast, detection on its own thread", "detect_overlap"),
+        ]:
             stages = self.numbers.get(key, {}).get("one", {}).get("stages")
             if stages:
                 said = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in stages.items())
-                lines.append(f"Where one member's time went ({label}; median ms per stage, from the job reports; "
-                             f"parts made on several threads add up their own times): {said}.")  # fmt: skip
+                lines.append(
+                    f"Where one member's time went ({label}; median ms per stage, from the job reports; "
+                    f"parts made on several threads add up their own times): {said}."
+                )
         for label, key in [("cold", "cold"), ("restart with the cache", "warm")]:
             said = self.numbers.get(key, {}).get("line")
             if said:  # the parts: each batch size's first run (compile, load, capture), the ETA's timing runs
                 lines.append(f"The warm-up's log line ({label}): `{said}`.")
         if self.fell_back:
-            lines.append("**Fell back** (see the log; these rows did not measure the fast path): "
-                         + "; ".join(self.fell_back) + ".")  # fmt: skip
+            lines.append(
+                "**Fell back** (see the log; these rows did not measure the fast path): "
+                + "; ".join(self.fell_back)
+                + "."
+            )
         if self.skipped:
             lines.append("Not measured: " + "; ".join(self.skipped) + ".")
         return "\n\n".join(lines)

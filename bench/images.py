@@ -69,8 +69,9 @@ def pictures(folder: Path) -> dict[str, Path]:
 def decode(path: Path, code: Path) -> dict[str, float]:
     """Seconds and peak MiB of one decode of ``path`` by the t2f in ``code``, in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(code)}  # run from ``code`` too: "-c" puts the working folder first
-    done = subprocess.run([sys.executable, "-c", CHILD, str(path)], check=True, capture_output=True, text=True,
-                          env=env, cwd=code)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], check=True, capture_output=True, text=True, env=env, cwd=code
+    )
     return json.loads(done.stdout)
 
 
@@ -88,8 +89,9 @@ def main() -> None:
     args.folder.mkdir(parents=True, exist_ok=True)
     codes: dict[str, Path] = {"this checkout": ROOT}
     if args.before:
-        commit = subprocess.run(["git", "-C", str(args.before), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", str(args.before), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         codes[f"before ({commit or args.before.name})"] = args.before
     rows = []
     for name, path in pictures(args.folder).items():
@@ -97,15 +99,23 @@ def main() -> None:
         for _ in range(args.runs):
             for label, code in codes.items():
                 said[label].append(decode(path, code))
-        rows.append([name, f"{path.stat().st_size / 1e6:.2f} MB", *(median(said[label]) for label in reversed(codes)),
-                     "x".join(map(str, said["this checkout"][0]["shape"]))])  # fmt: skip
-    report = "\n\n".join([
-        "# Decoding members' pictures",
-        f"Machine: {machine()}. Median of {args.runs} decodes per cell, each in a fresh process, the checkouts "
-        "interleaved; memory is the decode's peak resident memory over the process's before it (Linux VmHWM, "
-        "reset first).",
-        table(["picture", "file", *reversed(codes), "pixels out"], rows),
-    ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{path.stat().st_size / 1e6:.2f} MB",
+                *(median(said[label]) for label in reversed(codes)),
+                "x".join(map(str, said["this checkout"][0]["shape"])),
+            ]
+        )
+    report = "\n\n".join(
+        [
+            "# Decoding members' pictures",
+            f"Machine: {machine()}. Median of {args.runs} decodes per cell, each in a fresh process, the checkouts "
+            "interleaved; memory is the decode's peak resident memory over the process's before it (Linux VmHWM, "
+            "reset first).",
+            table(["picture", "file", *reversed(codes), "pixels out"], rows),
+        ]
+    )
     publish(report, args.out)
 
 

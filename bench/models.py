@@ -24,8 +24,15 @@ from t2f.stages.prnet.network import ResFCN256
 from t2f.stages.text2img import TextToImage, prepare_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-SD14_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                      steps_offset=1, set_alpha_to_one=False, skip_prk_steps=True)  # fmt: skip
+SD14_SCHEDULER = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    steps_offset=1,
+    set_alpha_to_one=False,
+    skip_prk_steps=True,
+)
 
 
 def sd14_pipeline() -> Any:
@@ -38,25 +45,51 @@ def sd14_pipeline() -> Any:
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768, attention_head_dim=8,
-    )  # fmt: skip
+        cross_attention_dim=768,
+        attention_head_dim=8,
+    )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
-    )  # fmt: skip
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
-    ))  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=512,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+        )
+    )
     folder = Path(tempfile.mkdtemp(prefix="t2f-bench-tokenizer-"))
     write_minimal_clip_tokenizer(folder)  # the prompt is padded to 77 tokens whatever the vocabulary
     tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=77)
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=PNDMScheduler(**SD14_SCHEDULER), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler(**SD14_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def tiny_pipeline() -> Any:
@@ -79,9 +112,15 @@ def text_to_image(
     compile_unet: bool = False,
 ) -> TextToImage:
     """A TextToImage stage around ``sd14`` or ``tiny``, prepared exactly as ``from_pretrained`` prepares one."""
-    pipeline = prepare_pipeline(sd14_pipeline() if kind == "sd14" else tiny_pipeline(), device=device, dtype=dtype,
-                                scheduler=scheduler, channels_last=speedups, fuse_qkv=speedups,
-                                compile_unet=compile_unet)  # fmt: skip
+    pipeline = prepare_pipeline(
+        sd14_pipeline() if kind == "sd14" else tiny_pipeline(),
+        device=device,
+        dtype=dtype,
+        scheduler=scheduler,
+        channels_last=speedups,
+        fuse_qkv=speedups,
+        compile_unet=compile_unet,
+    )
     name = "SD v1-4 architecture, random weights" if kind == "sd14" else "tiny random SD (test fixture)"
     return TextToImage(pipeline, device=device, dtype=dtype, model=name)
 
@@ -94,10 +133,25 @@ class RealFacePRNet(PRNet):
     exports unrealistically cheap. ``raw`` is PRNet's real output for one AFLW2000 photo.
     """
 
-    def __init__(self, raw: np.ndarray, *, device: str, dtype: torch.dtype, channels_last: bool = False,
-                 mode: str = "off", buckets: tuple[int, ...] = ()) -> None:  # fmt: skip
-        super().__init__(ResFCN256().eval(), PRNetConfig(), device=device, dtype=dtype, channels_last=channels_last,
-                         compile_network=mode, buckets=buckets)  # fmt: skip
+    def __init__(
+        self,
+        raw: np.ndarray,
+        *,
+        device: str,
+        dtype: torch.dtype,
+        channels_last: bool = False,
+        mode: str = "off",
+        buckets: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__(
+            ResFCN256().eval(),
+            PRNetConfig(),
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            compile_network=mode,
+            buckets=buckets,
+        )
         self.raw = raw
 
     def predict(self, crops: np.ndarray) -> np.ndarray:

@@ -29,8 +29,9 @@ Judge = Callable[[str, str], bool]  # (prompt, negative) -> blocked?
 
 
 def git_show(path: str) -> str:
-    return subprocess.run(["git", "show", f"{OLD_COMMIT}:{path}"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", "show", f"{OLD_COMMIT}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def old_filter() -> types.ModuleType | None:
@@ -84,15 +85,28 @@ def main() -> None:
         # The old filter with its own list; it never read negative prompts: judged as deployed, on the prompt.
         shipped = old.PromptFilter.from_lines(git_show("t2f/data/blocklist.txt").splitlines())
         strict = shipped.with_terms(EXTRA_TERMS)
-        filters.append((f"old ({OLD_COMMIT}), prompt only", lambda p, n: shipped.first_match(p) is not None,
-                        lambda p, n: strict.first_match(p) is not None))  # fmt: skip
+        filters.append(
+            (
+                f"old ({OLD_COMMIT}), prompt only",
+                lambda p, n: shipped.first_match(p) is not None,
+                lambda p, n: strict.first_match(p) is not None,
+            )
+        )
     new, new_strict = PromptFilter.from_file(), PromptFilter.from_file().with_terms(EXTRA_TERMS)
     filters.append(("new", lambda p, n: not new.judge(p, n).allowed, lambda p, n: not new_strict.judge(p, n).allowed))
 
     rows = []
     for name, judge, judge_strict in filters:
-        rows.append([name, rate(judge, corpus_block), rate(judge, corpus_allow), rate(judge_strict, BLOCK_CASES),
-                     rate(judge_strict, ALLOW_CASES), microseconds(judge_strict, everything, args.rounds)])  # fmt: skip
+        rows.append(
+            [
+                name,
+                rate(judge, corpus_block),
+                rate(judge, corpus_allow),
+                rate(judge_strict, BLOCK_CASES),
+                rate(judge_strict, ALLOW_CASES),
+                microseconds(judge_strict, everything, args.rounds),
+            ]
+        )
     headers = ["filter", "corpus recall", "corpus false positives", "own recall", "own false positives", "µs / prompt"]
     report = "\n".join(
         [

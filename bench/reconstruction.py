@@ -160,20 +160,21 @@ def main() -> None:
             f"(p50 over by {per_face['p50'] - 100:.0f} ms). The preview's three numpy rasterisations are the "
             "largest part; rasterising on the GPU when there is one is the next step."
         )
-    report = "\n\n".join([
-        "# Reconstruction benchmark",
-        f"Machine: {machine()}. {args.runs} runs per row after one warm-up; times in milliseconds.",
-        table(["stage", "p50 ms", "p95 ms"], rows),
-        f"OBJ writer speed-up over the naive writer, same run: **{naive['p50'] / ours['p50']:.1f}x** "
-        f"({naive['p50']:.0f} ms vs {ours['p50']:.1f} ms, p50). Target: at least 10x.",
-        f"Per face (post-processing + OBJ + GLB + preview): **{per_face['p50']:.0f} ms p50, {worst:.0f} ms p95**; "
-        "target 100 ms "
-        + verdict,
-        turntable_row,
-        "## PRNet forward (random weights, same compute as the official ones)",
-        table(["device", "ms per image", "ms per batch"], forward_rows),
-        f"Peak RSS: {peak_rss_mib():.0f} MiB.",
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# Reconstruction benchmark",
+            f"Machine: {machine()}. {args.runs} runs per row after one warm-up; times in milliseconds.",
+            table(["stage", "p50 ms", "p95 ms"], rows),
+            f"OBJ writer speed-up over the naive writer, same run: **{naive['p50'] / ours['p50']:.1f}x** "
+            f"({naive['p50']:.0f} ms vs {ours['p50']:.1f} ms, p50). Target: at least 10x.",
+            f"Per face (post-processing + OBJ + GLB + preview): **{per_face['p50']:.0f} ms p50, {worst:.0f} ms p95**; "
+            "target 100 ms " + verdict,
+            turntable_row,
+            "## PRNet forward (random weights, same compute as the official ones)",
+            table(["device", "ms per image", "ms per batch"], forward_rows),
+            f"Peak RSS: {peak_rss_mib():.0f} MiB.",
+        ]
+    )
     publish(report, args.out)
 
 

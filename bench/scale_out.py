@@ -93,21 +93,32 @@ def main() -> None:
     rows, per_min = [], {}
     for name, runs in stats.items():
         per_min[name] = float(np.median([r["per_min"] for r in runs]))
-        rows.append([name, f"{np.median([r['p50'] for r in runs]):.2f}", f"{np.median([r['p95'] for r in runs]):.2f}",
-                     f"{per_min[name]:.1f}", ", ".join(f"{r['per_min']:.1f}" for r in runs)])  # fmt: skip
-    rows.insert(0, ["local, before Ray started", f"{before['p50']:.2f}", f"{before['p95']:.2f}", "–",
-                    f"{before['per_min']:.1f}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{np.median([r['p50'] for r in runs]):.2f}",
+                f"{np.median([r['p95'] for r in runs]):.2f}",
+                f"{per_min[name]:.1f}",
+                ", ".join(f"{r['per_min']:.1f}" for r in runs),
+            ]
+        )
+    rows.insert(
+        0,
+        ["local, before Ray started", f"{before['p50']:.2f}", f"{before['p95']:.2f}", "–", f"{before['per_min']:.1f}"],
+    )
     ratio = per_min["Ray Serve, 1 replica"] / per_min["local"]
     ray.shutdown()
-    report = "\n\n".join([
-        "# Ray backend benchmark",
-        f"Machine: {machine()}. ray {ray.__version__}. Tiny random SD model, {args.size} px, {args.steps} steps "
-        f"(DPM-Solver++), PRNet's real network; {USERS} users x {JOBS_PER_USER} faces submitted at once, max batch "
-        f"{MAX_BATCH}; medians of {args.rounds} alternating rounds. Latency is submit to files ready.",
-        table(["backend", "latency p50 s", "latency p95 s", "faces/min (median)", "faces/min per round"], rows),
-        f"Ray over local, same run (alternating rounds): **{ratio:.2f}x** the throughput. "
-        f"Local cluster + Serve + one replica (models loaded) ready in {ready_s:.1f} s.",
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# Ray backend benchmark",
+            f"Machine: {machine()}. ray {ray.__version__}. Tiny random SD model, {args.size} px, {args.steps} steps "
+            f"(DPM-Solver++), PRNet's real network; {USERS} users x {JOBS_PER_USER} faces submitted at once, max batch "
+            f"{MAX_BATCH}; medians of {args.rounds} alternating rounds. Latency is submit to files ready.",
+            table(["backend", "latency p50 s", "latency p95 s", "faces/min (median)", "faces/min per round"], rows),
+            f"Ray over local, same run (alternating rounds): **{ratio:.2f}x** the throughput. "
+            f"Local cluster + Serve + one replica (models loaded) ready in {ready_s:.1f} s.",
+        ]
+    )
     publish(report, args.out)
 
 

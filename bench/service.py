@@ -65,8 +65,11 @@ async def serve(backend: FaceBackend, *, max_batch: int, users: int, steps: int,
     assert all(r.status == "done" and "face.obj" in r.files for r in results), [r.user_message for r in results]
     await service.shutdown()
     latencies = np.array(done) - start
-    return {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95)),
-            "per_min": len(done) / (max(done) - start) * 60}  # fmt: skip
+    return {
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
+        "per_min": len(done) / (max(done) - start) * 60,
+    }
 
 
 def main() -> None:
@@ -83,15 +86,24 @@ def main() -> None:
 
     def backend(kind: str) -> LocalFaceBackend:
         naive = kind == "naive"
-        stage = text_to_image(args.model, device=args.device, dtype=torch.float32 if naive else fast_dtype,
-                              scheduler="pndm" if naive else "dpmpp", speedups=cuda and not naive)  # fmt: skip
-        prnet = RealFacePRNet(face_map, device=args.device, dtype=torch.float32 if naive else fast_dtype,
-                              channels_last=cuda and not naive)  # fmt: skip
+        stage = text_to_image(
+            args.model,
+            device=args.device,
+            dtype=torch.float32 if naive else fast_dtype,
+            scheduler="pndm" if naive else "dpmpp",
+            speedups=cuda and not naive,
+        )
+        prnet = RealFacePRNet(
+            face_map, device=args.device, dtype=torch.float32 if naive else fast_dtype, channels_last=cuda and not naive
+        )
         pipeline = FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
         return LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=not naive)
 
-    configs = [("naive: PNDM 50, batch 1, inline files, per-vertex OBJ", "naive", 1, 50),
-               ("ours, batching off", "ours", 1, 25), ("ours, batching on (up to 4)", "ours", 4, 25)]  # fmt: skip
+    configs = [
+        ("naive: PNDM 50, batch 1, inline files, per-vertex OBJ", "naive", 1, 50),
+        ("ours, batching off", "ours", 1, 25),
+        ("ours, batching on (up to 4)", "ours", 4, 25),
+    ]
     rows, throughput = [], {}
     fast_obj = t2f.export.package.obj_bytes
     for label, kind, max_batch, steps in configs:
@@ -102,19 +114,29 @@ def main() -> None:
         for users in USERS:
             stat = asyncio.run(serve(worker, max_batch=max_batch, users=users, steps=steps, size=args.size))
             throughput[(kind, max_batch, users)] = stat["per_min"]
-            rows.append([label, str(users), str(users * JOBS_PER_USER), f"{stat['p50']:.2f}", f"{stat['p95']:.2f}",
-                         f"{stat['per_min']:.1f}"])  # fmt: skip
+            rows.append(
+                [
+                    label,
+                    str(users),
+                    str(users * JOBS_PER_USER),
+                    f"{stat['p50']:.2f}",
+                    f"{stat['p95']:.2f}",
+                    f"{stat['per_min']:.1f}",
+                ]
+            )
     t2f.export.package.obj_bytes = fast_obj
     ratio = throughput[("ours", 4, 16)] / throughput[("naive", 1, 16)]
     batching = throughput[("ours", 4, 16)] / throughput[("ours", 1, 16)]
-    report = "\n\n".join([
-        "# Service benchmark",
-        f"Machine: {machine()}. Model: {args.model}, {args.size} px, device {args.device}. Each user submits "
-        f"{JOBS_PER_USER} faces at once; latency is submit to files ready.",
-        table(["configuration", "users", "faces", "latency p50 s", "latency p95 s", "faces/min"], rows),
-        f"At 16 users, ours (batching on) vs naive: **{ratio:.2f}x** the throughput; batching on vs off: "
-        f"{batching:.2f}x (same run).",
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# Service benchmark",
+            f"Machine: {machine()}. Model: {args.model}, {args.size} px, device {args.device}. Each user submits "
+            f"{JOBS_PER_USER} faces at once; latency is submit to files ready.",
+            table(["configuration", "users", "faces", "latency p50 s", "latency p95 s", "faces/min"], rows),
+            f"At 16 users, ours (batching on) vs naive: **{ratio:.2f}x** the throughput; batching on vs off: "
+            f"{batching:.2f}x (same run).",
+        ]
+    )
     publish(report, args.out)
 
 

@@ -62,8 +62,11 @@ def diffusion_rows(kind: str, device: str, dtype: torch.dtype, size: int, runs: 
         pipe.vae.decode(latents[:1] / pipe.vae.config.scaling_factor)
         sync(device)
 
-    for name, fn in (("text encoding", encode), ("denoising step (UNet, CFG batch 2)", unet_step),
-                     ("VAE decode", vae_decode)):  # fmt: skip
+    for name, fn in (
+        ("text encoding", encode),
+        ("denoising step (UNet, CFG batch 2)", unet_step),
+        ("VAE decode", vae_decode),
+    ):
         stat = measure(torch.no_grad()(fn), runs=runs)
         rows.append([f"{name} [{label}]", f"{stat['p50']:.1f}", f"{stat['p95']:.1f}"])
     for steps, scheduler in ((25, "dpmpp"), (50, "pndm")):
@@ -74,8 +77,13 @@ def diffusion_rows(kind: str, device: str, dtype: torch.dtype, size: int, runs: 
             sync(device)
 
         stat = measure(whole, runs=max(2, runs // 4))
-        rows.append([f"text-to-image, {scheduler} {steps} steps, {size} px [{label}]", f"{stat['p50']:.1f}",
-                     f"{stat['p95']:.1f}"])  # fmt: skip
+        rows.append(
+            [
+                f"text-to-image, {scheduler} {steps} steps, {size} px [{label}]",
+                f"{stat['p50']:.1f}",
+                f"{stat['p95']:.1f}",
+            ]
+        )
     return rows
 
 
@@ -94,8 +102,9 @@ def main() -> None:
     rows = []
     if cuda:
         rows += diffusion_rows(args.model, args.device, torch.float16, args.size, args.runs, "fp16 + speed-ups")
-    rows += diffusion_rows(args.model, args.device, torch.float32, args.size, args.runs,
-                           "fp32, no speed-ups" if cuda else "fp32")  # fmt: skip
+    rows += diffusion_rows(
+        args.model, args.device, torch.float32, args.size, args.runs, "fp32, no speed-ups" if cuda else "fp32"
+    )
     by_name = {row[0]: float(row[1]) for row in rows}
     ours = next(v for k, v in by_name.items() if "dpmpp 25" in k)
     naive = next(v for k, v in by_name.items() if "pndm 50" in k and "fp32" in k)
@@ -137,14 +146,16 @@ def main() -> None:
     if cuda:
         memory += f"; CUDA max allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
     model = "SD v1-4 architecture, random weights" if args.model == "sd14" else "tiny random SD from the test suite"
-    report = "\n\n".join([
-        "# Stage benchmark",
-        f"Machine: {machine()}. Model: {model}, device {args.device}, {args.runs} runs per row after a warm-up; "
-        "times in milliseconds.",
-        table(["stage", "p50 ms", "p95 ms"], rows),
-        ratio,
-        memory + ".",
-    ])  # fmt: skip
+    report = "\n\n".join(
+        [
+            "# Stage benchmark",
+            f"Machine: {machine()}. Model: {model}, device {args.device}, {args.runs} runs per row after a warm-up; "
+            "times in milliseconds.",
+            table(["stage", "p50 ms", "p95 ms"], rows),
+            ratio,
+            memory + ".",
+        ]
+    )
     publish(report, args.out)
 
 

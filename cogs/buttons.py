@@ -130,8 +130,13 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
         if record.source == "photo":  # a member's photo: nothing was painted, so no prompt, seed or model
             embed.description = "Made from a photo (not kept)."
             faces = report.face.faces_found if report is not None and report.face is not None else None
-            fields = {"Faces seen": faces or "?", "Mesh": record.output, "Requested by": f"<@{record.user_id}>",
-                      "Status": str(record.status), "Job": record.id}  # fmt: skip
+            fields = {
+                "Faces seen": faces or "?",
+                "Mesh": record.output,
+                "Requested by": f"<@{record.user_id}>",
+                "Status": str(record.status),
+                "Job": record.id,
+            }
         for name, value in fields.items():
             embed.add_field(name=name, value=str(value)[:1024])
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_PINGS)

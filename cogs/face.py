@@ -95,8 +95,9 @@ class FaceCog(commands.Cog):
             age = time.time() - record.created_at
             edit = self._token_edit(record, age)
             if record.source == "photo":  # its photo was never stored (cogs.photo): say so instead of resuming
-                await self._record(self.bot.store.finish_job(record.id, status=JobStatus.FAILED, outcome=PHOTO_LOST),
-                                   record.id)  # fmt: skip
+                await self._record(
+                    self.bot.store.finish_job(record.id, status=JobStatus.FAILED, outcome=PHOTO_LOST), record.id
+                )
                 if edit is not None:
                     with contextlib.suppress(discord.HTTPException):
                         await edit(content=PHOTO_LOST, allowed_mentions=NO_PINGS)
@@ -179,21 +180,28 @@ class FaceCog(commands.Cog):
         )
         try:
             admission = await bot.policy.admit(
-                guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
                 request=face,
-            )  # fmt: skip
+            )
         except T2FError as refusal:
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
             self._count_late(received)
             return
         job = JobRequest(
-            job_id=secrets.token_hex(6), user_id=interaction.user.id, face=face, output=output,
-            guild_id=interaction.guild_id, channel_id=interaction.channel_id,
+            job_id=secrets.token_hex(6),
+            user_id=interaction.user.id,
+            face=face,
+            output=output,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
             upload=upload_budget(interaction.filesize_limit),
             repaints_left=settings.max_repaints if (seed is None if repaint is None else repaint) else 0,
-        )  # fmt: skip
-        record = job_record(job, created_at=time.time(), interaction_token=interaction.token,
-                            application_id=interaction.application_id)  # fmt: skip
+        )
+        record = job_record(
+            job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
+        )
         try:  # the row is written (within about a second, or refused) before anything can paint it
             handle = await bot.policy.enqueue(admission, job, record)
         except T2FError as refusal:  # the database was busy, or the queue filled up meanwhile
@@ -225,9 +233,10 @@ class FaceCog(commands.Cog):
             text += " · the moderators paused the queue; it starts when they resume it"
         try:
             queued = await interaction.edit_original_response(
-                content=text, view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
+                content=text,
+                view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
                 allowed_mentions=NO_PINGS,
-            )  # fmt: skip
+            )
             await self._record(bot.store.set_message(job.job_id, queued.id), job.job_id)
         except Exception as exc:
             log.warning("job %s: showing its place in the queue failed (%s: %s)", job.job_id, type(exc).__name__, exc)
@@ -309,9 +318,12 @@ class FaceCog(commands.Cog):
             await self._record(undelivered, job_id)
             return
         finished = self.bot.store.finish_job(
-            job_id, status=result.status, outcome=result.user_message or "ok", report=result.report,
+            job_id,
+            status=result.status,
+            outcome=result.user_message or "ok",
+            report=result.report,
             message_id=message_id,
-        )  # fmt: skip
+        )
         await self._record(finished, job_id)
 
     async def deliver(
@@ -373,8 +385,9 @@ class FaceCog(commands.Cog):
             if exc.status != 403:
                 raise
             log.warning("job %s: its channel refused the result (%s); sending it to the member", job.job_id, exc)
-            return await self._send_to_member(job, files, reply, f"I could not post this in <#{job.channel_id}>, "
-                                              f"so here it is. {said}")  # fmt: skip
+            return await self._send_to_member(
+                job, files, reply, f"I could not post this in <#{job.channel_id}>, so here it is. {said}"
+            )
         return message.id
 
     async def _send_to_member(self, job: JobRequest, files: dict[str, bytes], reply: dict[str, Any], text: str) -> int:

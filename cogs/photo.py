@@ -158,13 +158,16 @@ class PhotoCog(commands.Cog):
         cooldown included), so a photo that could not be used costs the member nothing.
         """
         bot, settings = self.bot, self.bot.settings
-        face = FaceRequest(prompt=source.title, steps=settings.steps, guidance=settings.guidance,
-                           size=settings.image_size)  # fmt: skip
+        face = FaceRequest(
+            prompt=source.title, steps=settings.steps, guidance=settings.guidance, size=settings.image_size
+        )
         try:
             admission = await bot.policy.admit(
-                guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
                 request=face,
-            )  # fmt: skip
+            )
         except T2FError as refusal:
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
             return
@@ -197,12 +200,18 @@ class PhotoCog(commands.Cog):
             bot.policy.release(admission)
             raise
         job = JobRequest(
-            job_id=secrets.token_hex(6), user_id=interaction.user.id, face=face, output=output,
-            guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-            upload=upload_budget(interaction.filesize_limit), photo=pixels,
-        )  # fmt: skip
-        record = job_record(job, created_at=time.time(), interaction_token=interaction.token,
-                            application_id=interaction.application_id)  # fmt: skip
+            job_id=secrets.token_hex(6),
+            user_id=interaction.user.id,
+            face=face,
+            output=output,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            upload=upload_budget(interaction.filesize_limit),
+            photo=pixels,
+        )
+        record = job_record(
+            job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
+        )
         try:
             handle = await bot.policy.enqueue(admission, job, record)
         except T2FError as refusal:

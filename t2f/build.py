@@ -82,8 +82,13 @@ def load_face_pipeline(
     # Built now for crop="detect", so its start-up is not a face's time; else when a photo first needs it.
     make_detector = functools.partial(FaceDetector, engine=settings.detector, device=settings.resolved_device())
     detector = make_detector() if crop == "detect" else None
-    return FacePipeline(prnet=prnet, uv=UVData.load(folder / "uv-data"), detector=detector,
-                        text_to_image=text_to_image, make_detector=make_detector)  # fmt: skip
+    return FacePipeline(
+        prnet=prnet,
+        uv=UVData.load(folder / "uv-data"),
+        detector=detector,
+        text_to_image=text_to_image,
+        make_detector=make_detector,
+    )
 
 
 def load_backend(settings: Settings) -> LocalFaceBackend | RayFaceBackend:
@@ -107,18 +112,24 @@ def _load_local_backend(settings: Settings, *, overlap: bool = True) -> LocalFac
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
     on_gpu = settings.resolved_device().startswith("cuda")  # the GPU also draws the preview and turntable
     return LocalFaceBackend(
-        pipeline, crop=settings.face_crop, preview_every=5 if settings.taesd else 0, framing=framing(settings),
-        gate=gate_limits(settings), overlap=overlap and on_gpu, export_threads=settings.resolved_export_threads(),
+        pipeline,
+        crop=settings.face_crop,
+        preview_every=5 if settings.taesd else 0,
+        framing=framing(settings),
+        gate=gate_limits(settings),
+        overlap=overlap and on_gpu,
+        export_threads=settings.resolved_export_threads(),
         render_device=settings.resolved_device() if on_gpu else None,
-    )  # fmt: skip
+    )
 
 
 def load_replica_backend(settings: Settings) -> LocalFaceBackend:
     """What each Ray replica runs once at start: the local backend from ``settings``, warmed up when configured."""
     backend = _load_local_backend(settings, overlap=False)  # a replica streams each face as it is done
     if settings.warmup:
-        backend.warm_up(settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off",
-                        steps=settings.steps)  # fmt: skip
+        backend.warm_up(
+            settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off", steps=settings.steps
+        )
     return backend
 
 
@@ -142,8 +153,11 @@ def gate_limits(settings: Settings) -> GateLimits:
     """What a usable face is, as the settings say."""
     from t2f.stages.gate import GateLimits
 
-    return GateLimits(max_yaw_deg=settings.gate_max_yaw_deg, max_pitch_deg=settings.gate_max_pitch_deg,
-                      min_face_fraction=settings.gate_min_face)  # fmt: skip
+    return GateLimits(
+        max_yaw_deg=settings.gate_max_yaw_deg,
+        max_pitch_deg=settings.gate_max_pitch_deg,
+        min_face_fraction=settings.gate_min_face,
+    )
 
 
 def framing(settings: Settings) -> PortraitFraming:
@@ -164,15 +178,24 @@ def job_service(settings: Settings, backend: FaceBackend, *, metrics: ServiceMet
     """The job service of the bot and of ``t2f serve``: batch size, queue, timeout and export threads."""
     from t2f.serve.service import JobService
 
-    return JobService(backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
-                      job_timeout_s=settings.job_timeout_s, metrics=metrics,
-                      export_threads=settings.resolved_export_threads())  # fmt: skip
+    return JobService(
+        backend,
+        max_batch=settings.max_batch,
+        capacity=settings.queue_capacity,
+        job_timeout_s=settings.job_timeout_s,
+        metrics=metrics,
+        export_threads=settings.resolved_export_threads(),
+    )
 
 
 def admission_policy(settings: Settings, *, store: Store, service: JobService) -> Policy:
     """The admission rules of the bot and of ``t2f serve``: the settings' filter and bot-wide limits."""
     from t2f.serve.policy import Limits, Policy
 
-    limits = Limits(cooldown_s=settings.cooldown_s, daily_quota=settings.daily_quota,
-                    user_pending=settings.user_pending, queue_capacity=settings.queue_capacity)  # fmt: skip
+    limits = Limits(
+        cooldown_s=settings.cooldown_s,
+        daily_quota=settings.daily_quota,
+        user_pending=settings.user_pending,
+        queue_capacity=settings.queue_capacity,
+    )
     return Policy(store=store, service=service, prompt_filter=load_prompt_filter(settings), limits=limits)

@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--negative", default="", help="the negative prompt")
     check.set_defaults(handler=commands.cmd_check_prompt)
 
-    evals = sub.add_parser("eval-faces", parents=[common],
-                           help="paint prompts several times and report how often the face gate passes")  # fmt: skip
+    evals = sub.add_parser(
+        "eval-faces", parents=[common], help="paint prompts several times and report how often the face gate passes"
+    )
     evals.add_argument("prompts", help="a text file, one prompt per line (e.g. bench/face_prompts.txt)")
     evals.add_argument("--runs", type=int, default=3, help="seeds per prompt (default 3)")
     evals.add_argument("--steps", type=int, help="denoising steps (default: T2F_STEPS)")

@@ -116,8 +116,11 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         **_base_metadata(settings),
     }
     if painted.prompt_truncated:
-        print(f"note: the prompt was longer than {stage.max_prompt_tokens} tokens; "
-              f"this part was ignored: {clip(painted.dropped_prompt)!r}", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: the prompt was longer than {stage.max_prompt_tokens} tokens; "
+            f"this part was ignored: {clip(painted.dropped_prompt)!r}",
+            file=sys.stderr,
+        )
     files: dict[str, bytes] = {}
     if painted.image is None:
         _finish(out, files, report, metadata)
@@ -226,18 +229,32 @@ def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
         raise T2FError(f"Could not read the prompt list {source.name} ({type(exc).__name__}).") from None
     if not prompts or args.runs < 1:
         raise T2FError("Give at least one prompt and --runs 1 or more.")
-    request = check_face_request(FaceRequest("eval", steps=settings.steps if args.steps is None else args.steps,
-                                             guidance=settings.guidance,
-                                             size=settings.image_size if args.size is None else args.size))  # fmt: skip
+    request = check_face_request(
+        FaceRequest(
+            "eval",
+            steps=settings.steps if args.steps is None else args.steps,
+            guidance=settings.guidance,
+            size=settings.image_size if args.size is None else args.size,
+        )
+    )
     stage = load_text_to_image(settings)
     detector = FaceDetector(engine=settings.detector, device=settings.resolved_device())
-    trials = evaluate(prompts, paint=painter(stage), detect=detector.detect, framing=framing(settings),
-                      limits=gate_limits(settings), runs=args.runs, max_repaints=settings.max_repaints,
-                      request=request)  # fmt: skip
-    context = (f"Model {settings.model}, {request.size} px, {request.steps} steps, guidance {request.guidance:g}; "
-               f"{len(prompts)} prompts x {args.runs} seeds from {source.name}; up to {settings.max_repaints} "
-               f"repaints; gate: yaw <= {settings.gate_max_yaw_deg:g} deg, pitch <= {settings.gate_max_pitch_deg:g} "
-               f"deg, face >= {settings.gate_min_face:g} of the side.")  # fmt: skip
+    trials = evaluate(
+        prompts,
+        paint=painter(stage),
+        detect=detector.detect,
+        framing=framing(settings),
+        limits=gate_limits(settings),
+        runs=args.runs,
+        max_repaints=settings.max_repaints,
+        request=request,
+    )
+    context = (
+        f"Model {settings.model}, {request.size} px, {request.steps} steps, guidance {request.guidance:g}; "
+        f"{len(prompts)} prompts x {args.runs} seeds from {source.name}; up to {settings.max_repaints} "
+        f"repaints; gate: yaw <= {settings.gate_max_yaw_deg:g} deg, pitch <= {settings.gate_max_pitch_deg:g} "
+        f"deg, face >= {settings.gate_min_face:g} of the side."
+    )
     report = yield_report(trials, context=context)
     print(report)
     if args.out:
@@ -273,8 +290,10 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from t2f.stages.prnet.assets import weights_present
 
     healthy = True
-    print(f"t2f {__version__} · Python {platform.python_version()} · torch {torch.__version__} · "
-          f"diffusers {diffusers.__version__} · transformers {transformers.__version__}")  # fmt: skip
+    print(
+        f"t2f {__version__} · Python {platform.python_version()} · torch {torch.__version__} · "
+        f"diffusers {diffusers.__version__} · transformers {transformers.__version__}"
+    )
     gpu = (
         f"CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}"
         if torch.cuda.is_available()
@@ -304,8 +323,10 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
             + ("" if official else f" (NOT the official weights: {RANDOM_WEIGHTS_NOTE})")
         )
     else:
-        print(f"PRNet: MISSING in {prnet_dir} (weights {'ok' if weights_present(prnet_dir) else 'missing'}, "
-              f"UV data {'ok' if uv_ok else 'missing'}); fetch with: t2f download")  # fmt: skip
+        print(
+            f"PRNet: MISSING in {prnet_dir} (weights {'ok' if weights_present(prnet_dir) else 'missing'}, "
+            f"UV data {'ok' if uv_ok else 'missing'}); fetch with: t2f download"
+        )
         healthy = False
     print(f"TAESD previews: {settings.taesd or 'off (T2F_TAESD is empty)'}")
     if args.no_smoke or not present or not device_ok:

@@ -148,17 +148,23 @@ class Settings:
         allowed=bounds.MAX_REPAINTS.text,
     )
     gate_max_yaw_deg: float = _setting(
-        "T2F_GATE_MAX_YAW_DEG", 30.0, "Most a usable face may be turned sideways (degrees, from the detector's "
-        "five points).", allowed=bounds.GATE_ANGLE_DEG.text,
-    )  # fmt: skip
-    gate_max_pitch_deg: float = _setting(
-        "T2F_GATE_MAX_PITCH_DEG", 25.0, "Most a usable face may be tilted up or down (degrees).",
+        "T2F_GATE_MAX_YAW_DEG",
+        30.0,
+        "Most a usable face may be turned sideways (degrees, from the detector's five points).",
         allowed=bounds.GATE_ANGLE_DEG.text,
-    )  # fmt: skip
+    )
+    gate_max_pitch_deg: float = _setting(
+        "T2F_GATE_MAX_PITCH_DEG",
+        25.0,
+        "Most a usable face may be tilted up or down (degrees).",
+        allowed=bounds.GATE_ANGLE_DEG.text,
+    )
     gate_min_face: float = _setting(
-        "T2F_GATE_MIN_FACE", 0.12, "Smallest usable face, as a fraction of the image's side.",
+        "T2F_GATE_MIN_FACE",
+        0.12,
+        "Smallest usable face, as a fraction of the image's side.",
         allowed=bounds.GATE_MIN_FACE.text,
-    )  # fmt: skip
+    )
     guild_ids: tuple[int, ...] = _setting(
         "T2F_GUILD_IDS",
         (),
@@ -166,24 +172,31 @@ class Settings:
         allowed="ids, comma-separated",
     )
     db_path: Path = _setting("T2F_DB_PATH", Path("t2f.sqlite3"), "SQLite database for jobs, server settings and bans.")
-    max_batch: int = _setting("T2F_MAX_BATCH", 8, "Most jobs painted together in one denoising loop.",
-                              allowed=bounds.MAX_BATCH.text)  # fmt: skip
+    max_batch: int = _setting(
+        "T2F_MAX_BATCH", 8, "Most jobs painted together in one denoising loop.", allowed=bounds.MAX_BATCH.text
+    )
     export_threads: int = _setting(
-        "T2F_EXPORT_THREADS", 0, "Threads writing finished faces' files, and as many more sharing out each "
-        "face's parts; 0: one painting on a CPU, else half the CPU cores up to 4.", allowed=bounds.EXPORT_THREADS.text,
-    )  # fmt: skip
-    queue_capacity: int = _setting("T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).",
-                                   allowed=bounds.QUEUE_CAPACITY.text)  # fmt: skip
+        "T2F_EXPORT_THREADS",
+        0,
+        "Threads writing finished faces' files, and as many more sharing out each "
+        "face's parts; 0: one painting on a CPU, else half the CPU cores up to 4.",
+        allowed=bounds.EXPORT_THREADS.text,
+    )
+    queue_capacity: int = _setting(
+        "T2F_QUEUE_CAPACITY", 50, "Most jobs waiting at once (bot-wide).", allowed=bounds.QUEUE_CAPACITY.text
+    )
     user_pending: int = _setting(
         "T2F_USER_PENDING", 2, "Most jobs one member can have waiting or running.", allowed=bounds.USER_PENDING.text
     )
     cooldown_s: float = _setting(
         "T2F_COOLDOWN_S", 20.0, "Seconds a member waits between two /face.", allowed=bounds.COOLDOWN_S.text
     )
-    daily_quota: int = _setting("T2F_DAILY_QUOTA", 30, "Faces per member per server per UTC day.",
-                                allowed=bounds.DAILY_QUOTA.text)  # fmt: skip
-    job_timeout_s: float = _setting("T2F_JOB_TIMEOUT_S", 600.0, "A job running longer is stopped.",
-                                  allowed=bounds.JOB_TIMEOUT_S.text)  # fmt: skip
+    daily_quota: int = _setting(
+        "T2F_DAILY_QUOTA", 30, "Faces per member per server per UTC day.", allowed=bounds.DAILY_QUOTA.text
+    )
+    job_timeout_s: float = _setting(
+        "T2F_JOB_TIMEOUT_S", 600.0, "A job running longer is stopped.", allowed=bounds.JOB_TIMEOUT_S.text
+    )
     progress_interval_s: float = _setting(
         "T2F_PROGRESS_INTERVAL_S",
         2.5,
@@ -193,40 +206,73 @@ class Settings:
     blocklist_file: str = _setting(
         "T2F_BLOCKLIST_FILE", "", "Prompt filter file (words, or `re:` regexes); empty uses the built-in list."
     )
-    warmup: bool = _setting("T2F_WARMUP", True, "Run one short generation at start-up, before commands are accepted.",
-                            allowed="on, off")  # fmt: skip
+    warmup: bool = _setting(
+        "T2F_WARMUP", True, "Run one short generation at start-up, before commands are accepted.", allowed="on, off"
+    )
     cache_dir: Path | None = _setting(
         "T2F_CACHE_DIR", None, "Hugging Face cache for the models; empty is the hub's standard one (`HF_HOME`)."
     )
     output_dir: Path = _setting("T2F_OUTPUT_DIR", Path("outputs"), "Where generated images, meshes and metadata go.")
     # -- members' photos: /face3d and "Make a 3D face" (README "Photos of real people") --
-    photo_input: bool = _setting("T2F_PHOTO_INPUT", True, "Let members make a 3D face from a photo, a message's "
-                                 "image or an avatar (`/face3d`); moderators can switch it per server.",
-                                 allowed="on, off")  # fmt: skip
-    keep_uploads: bool = _setting("T2F_KEEP_UPLOADS", False, "Keep each member's original photo in "
-                                  "`<T2F_OUTPUT_DIR>/uploads` after its job; off: it lives in memory for the job only.",
-                                  allowed="on, off")  # fmt: skip
+    photo_input: bool = _setting(
+        "T2F_PHOTO_INPUT",
+        True,
+        "Let members make a 3D face from a photo, a message's "
+        "image or an avatar (`/face3d`); moderators can switch it per server.",
+        allowed="on, off",
+    )
+    keep_uploads: bool = _setting(
+        "T2F_KEEP_UPLOADS",
+        False,
+        "Keep each member's original photo in "
+        "`<T2F_OUTPUT_DIR>/uploads` after its job; off: it lives in memory for the job only.",
+        allowed="on, off",
+    )
     # -- the web server: 3D pages, /healthz, t2f serve (t2f.web) --
-    web_port: int = _setting("T2F_WEB_PORT", 0, "Port of the web server (3D face pages, `/healthz`) in the bot; "
-                             "0 keeps it off. `t2f serve` uses it too (8080 when 0).",
-                             allowed=f"{bounds.WEB_PORT.text}, 0 = off")  # fmt: skip
-    web_host: str = _setting("T2F_WEB_HOST", "127.0.0.1", "Address the web server listens on; loopback unless a "
-                             "reverse proxy on another machine must reach it (e.g. `0.0.0.0`).")  # fmt: skip
-    public_url: str = _setting("T2F_PUBLIC_URL", "", "Address members reach the web server at (e.g. "
-                               "`https://faces.example.org` behind a reverse proxy); empty: no \"View in 3D\" button.",
-                               allowed="empty, or an http(s):// URL")  # fmt: skip
-    web_secret: str = _setting("T2F_WEB_SECRET", "", "Key that signs face links; empty: generated once and kept in "
-                               "`<T2F_CACHE_DIR>/web/secret`. Secret.", secret=True)  # fmt: skip
-    keep_days: int = _setting("T2F_KEEP_DAYS", 7, "Days a face's page, link and files live; older ones are deleted.",
-                              allowed=bounds.KEEP_DAYS.text)  # fmt: skip
+    web_port: int = _setting(
+        "T2F_WEB_PORT",
+        0,
+        "Port of the web server (3D face pages, `/healthz`) in the bot; "
+        "0 keeps it off. `t2f serve` uses it too (8080 when 0).",
+        allowed=f"{bounds.WEB_PORT.text}, 0 = off",
+    )
+    web_host: str = _setting(
+        "T2F_WEB_HOST",
+        "127.0.0.1",
+        "Address the web server listens on; loopback unless a "
+        "reverse proxy on another machine must reach it (e.g. `0.0.0.0`).",
+    )
+    public_url: str = _setting(
+        "T2F_PUBLIC_URL",
+        "",
+        "Address members reach the web server at (e.g. "
+        '`https://faces.example.org` behind a reverse proxy); empty: no "View in 3D" button.',
+        allowed="empty, or an http(s):// URL",
+    )
+    web_secret: str = _setting(
+        "T2F_WEB_SECRET",
+        "",
+        "Key that signs face links; empty: generated once and kept in `<T2F_CACHE_DIR>/web/secret`. Secret.",
+        secret=True,
+    )
+    keep_days: int = _setting(
+        "T2F_KEEP_DAYS",
+        7,
+        "Days a face's page, link and files live; older ones are deleted.",
+        allowed=bounds.KEEP_DAYS.text,
+    )
     log_level: str = _setting(
-        "T2F_LOG_LEVEL", "", "Least level logged; empty is `info` for the bot and `warning` for `t2f`.",
+        "T2F_LOG_LEVEL",
+        "",
+        "Least level logged; empty is `info` for the bot and `warning` for `t2f`.",
         allowed=", ".join(LOG_LEVELS),
-    )  # fmt: skip
+    )
     log_format: str = _setting(
-        "T2F_LOG_FORMAT", "text", "Log lines as plain text, or one JSON object per line for a log collector.",
+        "T2F_LOG_FORMAT",
+        "text",
+        "Log lines as plain text, or one JSON object per line for a log collector.",
         allowed=", ".join(LOG_FORMATS),
-    )  # fmt: skip
+    )
     # -- scale-out: the Ray Serve backend (README, "Scaling out with Ray") --
     backend: str = _setting(
         "T2F_BACKEND",

@@ -43,8 +43,13 @@ class NoFaceFound(T2FError):
 # What a RuntimeError says when the card was full for something other than the caching allocator: a
 # thread's first cuDNN or cuBLAS call makes its handle and workspace there (the faces and export threads
 # make theirs in their first job, maybe while painting has filled the card), and CUDA's own allocations.
-_OUT_OF_MEMORY_SAID = ("CUDNN_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_INITIALIZED", "CUBLAS_STATUS_ALLOC_FAILED",
-                       "CUDA error: out of memory", "CUDA out of memory")  # fmt: skip
+_OUT_OF_MEMORY_SAID = (
+    "CUDNN_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_NOT_INITIALIZED",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "CUDA error: out of memory",
+    "CUDA out of memory",
+)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

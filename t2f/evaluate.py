@@ -68,8 +68,9 @@ def evaluate(
             passed = False
             for attempt in range(max_repaints + 1):
                 started = time.perf_counter()
-                face = FaceRequest(prompt, request.negative_prompt, first + attempt, request.steps,
-                                   request.guidance, request.size)  # fmt: skip
+                face = FaceRequest(
+                    prompt, request.negative_prompt, first + attempt, request.steps, request.guidance, request.size
+                )
                 image = paint(framing.frame(face))
                 reason = GateReason.FLAGGED if image is None else judge(image.shape, detect(image), limits).reason
                 seconds.append(time.perf_counter() - started)

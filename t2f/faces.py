@@ -200,9 +200,15 @@ def decimate(mesh: FaceMesh, step: int = 2) -> FaceMesh:
     ids = np.full((UV_SIZE // step + 1, UV_SIZE // step + 1), -1, dtype=np.int64)
     ids[rows[keep] // step, cols[keep] // step] = np.arange(keep.size)
     return FaceMesh(
-        vertices=mesh.vertices[keep], triangles=grid_triangles(ids), colors=mesh.colors[keep], uv=mesh.uv[keep],
-        texture=mesh.texture, landmarks=mesh.landmarks, pose=mesh.pose, image_shape=mesh.image_shape,
-    )  # fmt: skip
+        vertices=mesh.vertices[keep],
+        triangles=grid_triangles(ids),
+        colors=mesh.colors[keep],
+        uv=mesh.uv[keep],
+        texture=mesh.texture,
+        landmarks=mesh.landmarks,
+        pose=mesh.pose,
+        image_shape=mesh.image_shape,
+    )
 
 
 def pose_rotation(pose: np.ndarray) -> np.ndarray:

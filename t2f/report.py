@@ -176,11 +176,17 @@ class FaceReport:
         data: dict[str, Any] = {}
         if self.request is not None:  # a painted face; a photo reconstruction has no prompt or model
             data.update(dataclasses.asdict(self.request))
-            data.update(painted_prompt=self.painted_prompt, painted_negative=self.painted_negative,
-                        seeds_tried=list(self.seeds_tried))  # fmt: skip
-            data.update(prompt_truncated=bool(self.dropped_prompt), dropped_prompt=self.dropped_prompt,
-                        model=None if self.model is None else {"id": self.model, "revision": self.model_revision},
-                        nsfw=self.nsfw)  # fmt: skip
+            data.update(
+                painted_prompt=self.painted_prompt,
+                painted_negative=self.painted_negative,
+                seeds_tried=list(self.seeds_tried),
+            )
+            data.update(
+                prompt_truncated=bool(self.dropped_prompt),
+                dropped_prompt=self.dropped_prompt,
+                model=None if self.model is None else {"id": self.model, "revision": self.model_revision},
+                nsfw=self.nsfw,
+            )
         data["timings_s"] = dict(self.timings_s)
         if self.face is not None:
             data["face"] = self.face.to_json()
@@ -214,11 +220,13 @@ class FaceReport:
             nsfw=data.get("nsfw"),
             timings_s=dict(data.get("timings_s", {})),
             face=None if data.get("face") is None else FaceGeometry.from_json(data["face"]),
-            prnet=None if prnet is None else WeightsProvenance(
+            prnet=None
+            if prnet is None
+            else WeightsProvenance(
                 prnet["weights"], prnet.get("sha256"), prnet.get("checkpoint_sha256"), bool(prnet.get("official"))
             ),
             upload_note=data.get("upload_note"),
-        )  # fmt: skip
+        )
 
 
 def rounded(timings: Mapping[str, float], digits: int = 4) -> dict[str, float]:

@@ -56,18 +56,32 @@ async def open_studio(
     from t2f.web.server import WebServer, web_app
     from t2f.web.studio import FaceDefaults, Studio
 
-    pages = await asyncio.to_thread(open_pages, output_dir=settings.output_dir, cache_dir=settings.data_dir(),
-                                    secret=settings.web_secret, keep_days=settings.keep_days,
-                                    public_url=settings.public_url)  # fmt: skip
+    pages = await asyncio.to_thread(
+        open_pages,
+        output_dir=settings.output_dir,
+        cache_dir=settings.data_dir(),
+        secret=settings.web_secret,
+        keep_days=settings.keep_days,
+        public_url=settings.public_url,
+    )
     store = await Store.open(settings.db_path)
     service = job_service(settings, PageKeepingBackend(backend, pages))
     policy = admission_policy(settings, store=store, service=service)
-    studio = Studio(service=service, store=store, policy=policy, pages=pages,
-                    defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size,
-                                          settings.max_repaints))  # fmt: skip
+    studio = Studio(
+        service=service,
+        store=store,
+        policy=policy,
+        pages=pages,
+        defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size, settings.max_repaints),
+    )
     health = functools.partial(service.health, require_warm=settings.warmup)
-    app = web_app(pages=pages, viewer_script=installed_script(settings.data_dir()), health=health,
-                  metrics=service.metrics.render, extra_routes=studio.routes())  # fmt: skip
+    app = web_app(
+        pages=pages,
+        viewer_script=installed_script(settings.data_dir()),
+        health=health,
+        metrics=service.metrics.render,
+        extra_routes=studio.routes(),
+    )
     server = WebServer(app, host=host, port=port)
     await server.start()
     try:

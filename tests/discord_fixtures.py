@@ -48,12 +48,18 @@ class PhotoTextToImage:
     def check_request(self, request: FaceRequest) -> None:
         TextToImage.check_request(request)
 
-    def generate(self, request: FaceRequest, *, on_step: Callable[[StepProgress], None] | None = None,
-                 preview_every: int = 0) -> FaceImage:  # fmt: skip
+    def generate(
+        self, request: FaceRequest, *, on_step: Callable[[StepProgress], None] | None = None, preview_every: int = 0
+    ) -> FaceImage:
         return self.generate_batch([request], on_step=on_step)[0]
 
-    def generate_batch(self, requests: Sequence[FaceRequest], *, on_step: Callable[[StepProgress], None] | None = None,
-                       preview_every: int = 0) -> list[FaceImage]:  # fmt: skip
+    def generate_batch(
+        self,
+        requests: Sequence[FaceRequest],
+        *,
+        on_step: Callable[[StepProgress], None] | None = None,
+        preview_every: int = 0,
+    ) -> list[FaceImage]:
         TextToImage.check_batch(requests)
         self.threads.add(threading.current_thread().name)
         self.prompts += [r.prompt for r in requests]
@@ -66,15 +72,33 @@ class PhotoTextToImage:
                 on_step(StepProgress(step=step, total=total))
         size = requests[0].size
         image = np.asarray(Image.fromarray(self.photo).resize((size, size), Image.BILINEAR))
-        return [FaceImage(request=r, image=image.copy(), nsfw=False, withheld_reason=None, dropped_prompt="",
-                          timings={"encode_and_denoise": 0.0, "decode_and_safety": 0.0}) for r in requests]  # fmt: skip
+        return [
+            FaceImage(
+                request=r,
+                image=image.copy(),
+                nsfw=False,
+                withheld_reason=None,
+                dropped_prompt="",
+                timings={"encode_and_denoise": 0.0, "decode_and_safety": 0.0},
+            )
+            for r in requests
+        ]
 
 
 def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-untyped-def]
     # No portrait framing by default: most tests read back the prompts the painter was given.
-    values: dict[str, object] = dict(image_size=256, steps=3, cooldown_s=0.0, progress_interval_s=1.0, warmup=False,
-                                     db_path=tmp_path / "t2f.sqlite3", user_pending=2, queue_capacity=60,
-                                     prompt_template="", negative_default="")  # fmt: skip
+    values: dict[str, object] = dict(
+        image_size=256,
+        steps=3,
+        cooldown_s=0.0,
+        progress_interval_s=1.0,
+        warmup=False,
+        db_path=tmp_path / "t2f.sqlite3",
+        user_pending=2,
+        queue_capacity=60,
+        prompt_template="",
+        negative_default="",
+    )
     values.update(overrides)
     return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
 
@@ -82,10 +106,12 @@ def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-
 def make_bot(settings: Settings, store: Store, stages: FacePipeline, text_to_image: object) -> T2FBot:
     """A fresh bot around the shared, already-loaded PRNet and detector, with ``text_to_image`` swapped in."""
     pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=text_to_image)
-    backend = LocalFaceBackend(pipeline, crop=settings.face_crop, preview_every=0, framing=framing(settings),
-                               gate=gate_limits(settings))  # fmt: skip
-    service = JobService(backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
-                         job_timeout_s=settings.job_timeout_s)  # fmt: skip
+    backend = LocalFaceBackend(
+        pipeline, crop=settings.face_crop, preview_every=0, framing=framing(settings), gate=gate_limits(settings)
+    )
+    service = JobService(
+        backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s
+    )
     policy = admission_policy(settings, store=store, service=service)
     return T2FBot(settings=settings, store=store, service=service, policy=policy)
 
@@ -100,8 +126,11 @@ def callbacks(env) -> list[int]:  # type: ignore[no-untyped-def]
 
 def original_edits(env) -> list[str]:  # type: ignore[no-untyped-def]
     """Contents of every edit of an interaction's original message, in order."""
-    return [(r.json or {}).get("content") or "" for r in env.http_requests
-            if r.method == "PATCH" and r.path.endswith("/messages/@original")]  # fmt: skip
+    return [
+        (r.json or {}).get("content") or ""
+        for r in env.http_requests
+        if r.method == "PATCH" and r.path.endswith("/messages/@original")
+    ]
 
 
 def world(env):  # type: ignore[no-untyped-def]
@@ -152,14 +181,22 @@ async def burst(env, invocations: list[tuple[object, object, str, dict[str, obje
         root = actors._resolve_visible_command(actor, channel.id, name.split()[0], AppCommandType.CHAT_INPUT)
         leaf, nesting = sim_interactions.walk_to_subcommand(root, name.split()[1:])
         leaf_options, resolved = sim_interactions.build_options(actor, name, leaf, options, channel_id=channel.id)
-        data = {"id": root["id"], "name": root["name"], "type": root.get("type", AppCommandType.CHAT_INPUT),
-                "options": sim_interactions.nest_options(root, nesting, leaf_options)}  # fmt: skip
+        data = {
+            "id": root["id"],
+            "name": root["name"],
+            "type": root.get("type", AppCommandType.CHAT_INPUT),
+            "options": sim_interactions.nest_options(root, nesting, leaf_options),
+        }
         if resolved:
             data["resolved"] = resolved
         record, payload = sim_interactions.base_payload(
-            env.backend, type=InteractionType.APPLICATION_COMMAND, channel_id=channel.id,
-            guild_id=actor.guild.id, user_id=actor.id, data=data,
-        )  # fmt: skip
+            env.backend,
+            type=InteractionType.APPLICATION_COMMAND,
+            channel_id=channel.id,
+            guild_id=actor.guild.id,
+            user_id=actor.id,
+            data=data,
+        )
         env._notify_dispatch_observers(record)
         env.backend.emit("INTERACTION_CREATE", payload)
         records.append(record)

@@ -12,8 +12,25 @@ from pathlib import Path
 import numpy as np
 
 ENCODER = [(32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)]
-DECODER = [(512, 1), (256, 2), (256, 1), (256, 1), (128, 2), (128, 1), (128, 1), (64, 2), (64, 1), (64, 1),
-           (32, 2), (32, 1), (16, 2), (16, 1), (3, 1), (3, 1), (3, 1)]  # fmt: skip
+DECODER = [
+    (512, 1),
+    (256, 2),
+    (256, 1),
+    (256, 1),
+    (128, 2),
+    (128, 1),
+    (128, 1),
+    (64, 2),
+    (64, 1),
+    (64, 1),
+    (32, 2),
+    (32, 1),
+    (16, 2),
+    (16, 1),
+    (3, 1),
+    (3, 1),
+    (3, 1),
+]
 
 
 def read_variable_shapes(tsv: Path) -> dict[str, list[int]]:
@@ -63,9 +80,13 @@ def tf_forward(variables: dict[str, np.ndarray], images: np.ndarray) -> np.ndarr
 
     def bn(x: tf.Tensor, scope: str) -> tf.Tensor:
         return tf.nn.batch_normalization(
-            x, v[f"{scope}/BatchNorm/moving_mean"], v[f"{scope}/BatchNorm/moving_variance"],
-            v[f"{scope}/BatchNorm/beta"], v[f"{scope}/BatchNorm/gamma"], 1e-3,
-        )  # fmt: skip
+            x,
+            v[f"{scope}/BatchNorm/moving_mean"],
+            v[f"{scope}/BatchNorm/moving_variance"],
+            v[f"{scope}/BatchNorm/beta"],
+            v[f"{scope}/BatchNorm/gamma"],
+            1e-3,
+        )
 
     def conv(x: tf.Tensor, scope: str, stride: int) -> tf.Tensor:
         return tf.nn.conv2d(x, v[f"{scope}/weights"], strides=stride, padding="SAME")

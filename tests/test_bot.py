@@ -59,16 +59,24 @@ def test_check_config_validates_without_starting(tmp_path: Path) -> None:
     token = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
     (tmp_path / ".env").write_text(f"DISCORD_TOKEN={token}\nT2F_STEPS=20\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bot.py"), "--check-config", "--offline"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "bot.py"), "--check-config", "--offline"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "t2f bot: configuration ok"
     assert token not in proc.stdout + proc.stderr
     (tmp_path / ".env").write_text(f"DISCORD_TOKEN={token}\nT2F_STEPS=500\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bot.py"), "--check-config", "--offline"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "bot.py"), "--check-config", "--offline"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "t2f bot: configuration error: T2F_STEPS=500 is out of range; allowed: 1..150."
 
@@ -79,22 +87,28 @@ TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789A
 def run_bot_py(tmp_path: Path, env_file: bytes, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / ".env").write_bytes(env_file)
     return subprocess.run(
-        [sys.executable, str(ROOT / "bot.py"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, str(ROOT / "bot.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), **env},
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        (b"T2F_BLOCKLIST_FILE=missing.txt\n",
-         "T2F_BLOCKLIST_FILE=missing.txt does not exist; point it at your word list or leave it empty."),
+        (
+            b"T2F_BLOCKLIST_FILE=missing.txt\n",
+            "T2F_BLOCKLIST_FILE=missing.txt does not exist; point it at your word list or leave it empty.",
+        ),
         (b"T2F_DB_PATH=.\n", "T2F_DB_PATH=. is a folder; point it at a file, e.g. t2f.sqlite3."),
         (b"T2F_GUILD_IDS=\xc2\xb2\n", "T2F_GUILD_IDS='\u00b2' is not a list of ids; allowed: ids, comma-separated."),
         (b"T2F_MODEL=caf\xe9\n", ".env is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8."),
         (b"T2F_DEVICE=cuda\n", "T2F_DEVICE=cuda, but "),
     ],
-)  # fmt: skip
+)
 def test_start_up_problems_are_one_line(tmp_path: Path, lines: bytes, message: str) -> None:
     """Each of these was a 17-83 line traceback (or "configuration ok"); now one line, before any model loads."""
     if message.startswith("T2F_DEVICE"):

@@ -22,9 +22,20 @@ def test_generate_writes_image_and_metadata(
     monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
     out = clean_env / "out"
     code = run_cli(
-        "generate", "a face", "--model", str(tiny_sd), "--out", str(out), "--seed", "3", "--steps", "2", "--size", "64",
+        "generate",
+        "a face",
+        "--model",
+        str(tiny_sd),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--steps",
+        "2",
+        "--size",
+        "64",
         "--image-only",
-    )  # fmt: skip
+    )
     assert code == 0
     image = np.asarray(Image.open(out / "image.png"))
     assert image.shape == (64, 64, 3)
@@ -166,8 +177,10 @@ def test_download_local_folder_and_unreachable_hub(
     assert run_cli("download") == 1
     assert network_attempts  # the hub was tried, refused, and that is one line
     err = capsys.readouterr().err
-    assert err.startswith("t2f: error: Could not download 'CompVis/stable-diffusion-v1-4' (revision main): "
-                          "huggingface.co could not be reached (")  # fmt: skip
+    assert err.startswith(
+        "t2f: error: Could not download 'CompVis/stable-diffusion-v1-4' (revision main): "
+        "huggingface.co could not be reached ("
+    )
     assert err.strip().endswith("Check the network and try again.") and "offline" not in err
     assert len(err.strip().splitlines()) == 1
 
@@ -178,8 +191,9 @@ def test_download_failures_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> No
     from t2f.files.weights import download_failure
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    assert download_failure("a/b", "main", OSError("x")).endswith("HF_HUB_OFFLINE is set, so nothing can be "
-                                                                  "downloaded. Unset it and try again.")  # fmt: skip
+    assert download_failure("a/b", "main", OSError("x")).endswith(
+        "HF_HUB_OFFLINE is set, so nothing can be downloaded. Unset it and try again."
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
     class GatedRepoError(Exception):
@@ -281,8 +295,9 @@ def test_a_huge_prompt_is_not_echoed_whole(
 ) -> None:
     monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
     prompt = "a portrait of a woman " + "with curly hair " * 6250  # 100k characters
-    code = run_cli("generate", prompt, "--model", str(tiny_sd), "--out", "big", "--steps", "1", "--size", "64",
-                   "--image-only")  # fmt: skip
+    code = run_cli(
+        "generate", prompt, "--model", str(tiny_sd), "--out", "big", "--steps", "1", "--size", "64", "--image-only"
+    )
     assert code == 0
     err = capsys.readouterr().err
     note = next(line for line in err.splitlines() if line.startswith("note: the prompt was longer"))
@@ -313,8 +328,20 @@ def test_eval_faces_reports_the_yield(
     monkeypatch.setenv("T2F_SAFETY_CHECKER", "off")
     monkeypatch.setenv("T2F_MAX_REPAINTS", "1")
     out_file = clean_env / "yield.md"
-    code = run_cli("eval-faces", str(prompts), "--runs", "2", "--steps", "2", "--size", "64",
-                   "--model", str(tiny_sd), "--out", str(out_file))  # fmt: skip
+    code = run_cli(
+        "eval-faces",
+        str(prompts),
+        "--runs",
+        "2",
+        "--steps",
+        "2",
+        "--size",
+        "64",
+        "--model",
+        str(tiny_sd),
+        "--out",
+        str(out_file),
+    )
     assert code == 0
     report = capsys.readouterr().out
     assert "| trials (prompts x runs) | 4 |" in report

@@ -29,9 +29,15 @@ def test_compiled_models_never_recompile_after_the_warm_up(
 ) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))  # restored after the test
     settings = Settings(
-        model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="default", channels_last="on",
-        fuse_qkv="on", max_batch=4, cache_dir=tmp_path,
-    )  # fmt: skip
+        model=str(tiny_sd),
+        prnet_dir=str(prnet_dir),
+        safety_checker=False,
+        compile="default",
+        channels_last="on",
+        fuse_qkv="on",
+        max_batch=4,
+        cache_dir=tmp_path,
+    )
     stage = load_text_to_image(settings)
     pipeline = load_face_pipeline(settings, text_to_image=stage)
     # The settings reach both models: compiled wrappers, buckets, PRNet channels-last, a cold cache.
@@ -62,10 +68,13 @@ def test_compiled_models_never_recompile_after_the_warm_up(
     with torch._dynamo.config.patch(error_on_recompile=True):
         for count, guidance, steps in [(3, 7.5, 3), (2, 4.0, 2), (1, 1.0, 3), (4, 7.5, 2), (3, 1.0, 2)]:
             jobs = [
-                JobRequest(f"{count}{seed:011d}", seed, FaceRequest("a face", seed=seed, steps=steps,
-                                                                   guidance=guidance, size=64))
+                JobRequest(
+                    f"{count}{seed:011d}",
+                    seed,
+                    FaceRequest("a face", seed=seed, steps=steps, guidance=guidance, size=64),
+                )
                 for seed in range(count)
-            ]  # fmt: skip
+            ]
             results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
             assert [r.status for r in results] == ["done"] * count, [r.user_message for r in results]
             assert all(r.files["face.obj"].startswith(b"# t2f face mesh") for r in results)
@@ -78,8 +87,15 @@ def test_graphs_single_paints_one_face_on_a_static_graph_beside_the_dynamic_one(
     # On the CPU "reduce-overhead" compiles with inductor and records no CUDA graphs; how dynamo keeps the
     # two wrappers' entries apart is the same.
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
-    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="graphs-single",
-                        device="cpu", max_batch=4, cache_dir=tmp_path)  # fmt: skip
+    settings = Settings(
+        model=str(tiny_sd),
+        prnet_dir=str(prnet_dir),
+        safety_checker=False,
+        compile="graphs-single",
+        device="cpu",
+        max_batch=4,
+        cache_dir=tmp_path,
+    )
     stage = load_text_to_image(settings)
     unet_forward = type(stage.pipeline.unet._orig_mod).forward
     entries_before = len(torch._dynamo.eval_frame._debug_get_cache_entry_list(unet_forward))  # earlier tests'

@@ -127,10 +127,19 @@ def test_export_threads_one_beside_cpu_painting_else_half_the_cores_up_to_four(m
 
 @pytest.mark.parametrize(
     ("raw", "mode"),
-    [("off", "off"), ("default", "default"), ("graphs", "graphs"), ("GRAPHS ", "graphs"), ("on", "default"),
-     ("graphs-single", "graphs-single"),
-     ("true", "default"), ("1", "default"), ("false", "off"), ("no", "off")],
-)  # fmt: skip
+    [
+        ("off", "off"),
+        ("default", "default"),
+        ("graphs", "graphs"),
+        ("GRAPHS ", "graphs"),
+        ("on", "default"),
+        ("graphs-single", "graphs-single"),
+        ("true", "default"),
+        ("1", "default"),
+        ("false", "off"),
+        ("no", "off"),
+    ],
+)
 def test_compile_takes_a_mode_and_the_old_switch_values(raw: str, mode: str) -> None:
     assert settings_from_mapping({"T2F_COMPILE": raw}).compile == mode
 

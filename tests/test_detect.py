@@ -69,8 +69,9 @@ def test_dlib_rule_uses_prnets_constants() -> None:
 
 def test_crop_overlap_is_intersection_over_union() -> None:
     def crop(x: float, y: float, side: float) -> FaceCrop:
-        return FaceCrop(image=np.zeros((256, 256, 3), np.float32), tform=np.eye(3), center_xy=np.array([x, y]),
-                        side=side)  # fmt: skip
+        return FaceCrop(
+            image=np.zeros((256, 256, 3), np.float32), tform=np.eye(3), center_xy=np.array([x, y]), side=side
+        )
 
     assert crop(50, 50, 20).overlap(crop(50, 50, 20)) == 1.0
     assert crop(50, 50, 20).overlap(crop(60, 50, 20)) == pytest.approx(200 / 600)  # half of each: 1/3

@@ -116,8 +116,9 @@ async def test_upload_refused_as_too_large_still_answers(simcord_env) -> None:  
     simcord_env.bot.service.pause(guild.id)
     result = await alice.slash(channel, "face", prompt="a smiling astronaut")
     # The next two edits fail with 413: the "Starting" progress edit (skipped, logged) and the upload.
-    simcord_env.inject_error("PATCH", "/webhooks/*/*/messages/@original", status=413, code=40005,
-                             message="Request entity too large", times=2)  # fmt: skip
+    simcord_env.inject_error(
+        "PATCH", "/webhooks/*/*/messages/@original", status=413, code=40005, message="Request entity too large", times=2
+    )
     await mod.slash(channel, "faceadmin resume")
     message = result.response
     assert message.content.startswith("The files were too large to upload here. · job `")
@@ -144,8 +145,11 @@ async def test_result_after_the_token_expired_goes_to_the_channel(simcord_env) -
 async def test_mentions_in_prompts_never_ping(simcord_env) -> None:  # type: ignore[no-untyped-def]
     _, channel, alice = world(simcord_env)
     await alice.slash(channel, "face", prompt="@everyone and <@&123> and <@456> smiling")
-    writes = [r for r in simcord_env.http_requests if r.method in ("POST", "PATCH") and isinstance(r.json, dict)
-              and ("content" in r.json or "embeds" in r.json)]  # fmt: skip
+    writes = [
+        r
+        for r in simcord_env.http_requests
+        if r.method in ("POST", "PATCH") and isinstance(r.json, dict) and ("content" in r.json or "embeds" in r.json)
+    ]
     assert writes
     for request in writes:
         assert request.json.get("allowed_mentions") == {"parse": []}, request.path

@@ -43,10 +43,25 @@ async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, 
 
     guild, channel, alice = world(simcord_env)
     # What a previous run left behind: one job queued 20 minutes ago (its token long expired).
-    await store.add_job(JobRecord(id="0123456789ab", user_id=alice.id, guild_id=guild.id, channel_id=channel.id,
-                                  prompt="a resumed astronaut", negative_prompt="", seed=3, steps=3, guidance=7.5,
-                                  size=256, output="glb", status="queued", created_at=time.time() - 20 * 60,
-                                  interaction_token="expired", application_id=1))  # fmt: skip
+    await store.add_job(
+        JobRecord(
+            id="0123456789ab",
+            user_id=alice.id,
+            guild_id=guild.id,
+            channel_id=channel.id,
+            prompt="a resumed astronaut",
+            negative_prompt="",
+            seed=3,
+            steps=3,
+            guidance=7.5,
+            size=256,
+            output="glb",
+            status="queued",
+            created_at=time.time() - 20 * 60,
+            interaction_token="expired",
+            application_id=1,
+        )
+    )
     await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
     message = channel.last_message
     assert message.content == f"<@{alice.id}> your face is ready."

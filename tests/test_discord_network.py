@@ -61,8 +61,10 @@ async def test_a_dropped_progress_edit_still_delivers_the_face(
     assert message.embeds and {a.filename for a in message.attachments} == FILES
     (record,) = await store.recent_jobs(guild.id)
     assert record.status == "done"
-    assert any(r.getMessage().startswith(f"progress edit for job {record.id} failed (ServerDisconnectedError")
-               for r in caplog.records)  # fmt: skip
+    assert any(
+        r.getMessage().startswith(f"progress edit for job {record.id} failed (ServerDisconnectedError")
+        for r in caplog.records
+    )
 
 
 async def test_a_delivery_whose_connection_drops_is_recorded_undelivered(
@@ -84,8 +86,9 @@ async def test_a_face_whose_interaction_expired_is_cancelled_not_resumed(
 ) -> None:  # type: ignore[no-untyped-def]
     guild, channel, alice = world(simcord_env)
     simcord_env.bot.service.pause(guild.id)
-    simcord_env.inject_error("POST", "/interactions/*/*/callback", status=404, code=10062,
-                             message="Unknown interaction")  # fmt: skip
+    simcord_env.inject_error(
+        "POST", "/interactions/*/*/callback", status=404, code=10062, message="Unknown interaction"
+    )
     await alice.slash(channel, "face", prompt="a forgotten astronaut")
     (error,) = simcord_env.errors  # the command's own error, for the operator's log
     assert "Unknown interaction" in str(error)
@@ -159,8 +162,9 @@ async def test_a_late_face_the_channel_refuses_goes_to_the_member(simcord_env, s
     guild, channel, alice, mod = paused_server(simcord_env)
     await alice.slash(channel, "face", prompt="a patient astronaut")
     await simcord_env.advance_time(16 * 60)  # the token is gone: the result must be a new message
-    simcord_env.inject_error("POST", f"/channels/{channel.id}/messages", status=403, code=50013,
-                             message="Missing Permissions")  # fmt: skip
+    simcord_env.inject_error(
+        "POST", f"/channels/{channel.id}/messages", status=403, code=50013, message="Missing Permissions"
+    )
     await mod.slash(channel, "faceadmin resume")
     message = alice.user.dm_channel.last_message
     assert message.content == f"I could not post this in <#{channel.id}>, so here it is."
@@ -176,8 +180,9 @@ async def test_a_late_face_too_large_for_the_channel_is_posted_without_files(sim
     _guild, channel, alice, mod = paused_server(simcord_env)
     await alice.slash(channel, "face", prompt="a patient astronaut")
     await simcord_env.advance_time(16 * 60)
-    simcord_env.inject_error("POST", f"/channels/{channel.id}/messages", status=413, code=40005,
-                             message="Request entity too large")  # fmt: skip
+    simcord_env.inject_error(
+        "POST", f"/channels/{channel.id}/messages", status=413, code=40005, message="Request entity too large"
+    )
     await mod.slash(channel, "faceadmin resume")
     message = channel.last_message
     assert message.content.startswith(f"<@{alice.id}> The files were too large to upload here. · job `")

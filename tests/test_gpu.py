@@ -67,8 +67,9 @@ def test_a_batch_is_padded_to_its_bucket_and_the_copies_dropped(tiny_sd: Path) -
     requests = [FaceRequest(f"face {i}", seed=i, steps=2, size=64) for i in range(3)]
     alone = [stage.generate(r).image for r in requests]
     seen: list[int] = []
-    stage.pipeline.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(len(args[0])),
-                                                  with_kwargs=True)  # fmt: skip
+    stage.pipeline.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(len(args[0])), with_kwargs=True
+    )
     stage.buckets = (1, 2, 4)
     painted = stage.generate_batch(requests)
     assert [p.request for p in painted] == requests  # three answers for three requests, in order
@@ -115,8 +116,14 @@ def test_a_compile_error_falls_back_to_eager_with_one_log_line(
 ) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setattr(torch, "compile", lambda module, **options: Broken(module))
-    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile="graphs",
-                        max_batch=2, cache_dir=tmp_path)  # fmt: skip
+    settings = Settings(
+        model=str(tiny_sd),
+        prnet_dir=str(prnet_dir),
+        safety_checker=False,
+        compile="graphs",
+        max_batch=2,
+        cache_dir=tmp_path,
+    )
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
     stage = pipeline.text_to_image
     assert stage.compiled and pipeline.prnet.compiled and stage.buckets == pipeline.prnet.buckets == (1, 2)
@@ -139,8 +146,14 @@ def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers(channels_last:
     # cuDNN's default TF32 convolutions let the eager and the captured network pick different algorithms: on
     # the H200 they differed by up to 0.0072 (bench/results/gpu-nvidia-h200.md). In full fp32 they must agree.
     eager = PRNet(randomised_resfcn256(0), PRNetConfig(), device="cuda")
-    graphed = PRNet(randomised_resfcn256(0), PRNetConfig(), device="cuda", compile_network="graphs",
-                    buckets=(1, 2, 4), channels_last=channels_last)  # fmt: skip
+    graphed = PRNet(
+        randomised_resfcn256(0),
+        PRNetConfig(),
+        device="cuda",
+        compile_network="graphs",
+        buckets=(1, 2, 4),
+        channels_last=channels_last,
+    )
     assert isinstance(graphed.forward, GraphedNetwork)
     crops = np.random.default_rng(0).random((3, 256, 256, 3), dtype=np.float32)
     np.testing.assert_allclose(graphed.predict(crops), eager.predict(crops), atol=1e-3)
@@ -151,18 +164,28 @@ def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers(channels_last:
 
 @cuda
 @pytest.mark.parametrize("mode", ["graphs", "graphs-single"])
-def test_graphs_mode_never_recompiles_after_the_warm_up(mode: str, tiny_sd: Path, prnet_dir: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_graphs_mode_never_recompiles_after_the_warm_up(
+    mode: str, tiny_sd: Path, prnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
-    settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False, compile=mode,
-                        device="cuda", max_batch=4, cache_dir=tmp_path)  # fmt: skip
+    settings = Settings(
+        model=str(tiny_sd),
+        prnet_dir=str(prnet_dir),
+        safety_checker=False,
+        compile=mode,
+        device="cuda",
+        max_batch=4,
+        cache_dir=tmp_path,
+    )
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
     backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
     assert set(backend.warm_up(64, max_batch=4, compiled=True)) == {1, 2, 4}
     with torch._dynamo.config.patch(error_on_recompile=True):
         for count, guidance in [(3, 7.5), (1, 1.0), (4, 7.5), (2, 1.0), (1, 7.5)]:
-            jobs = [JobRequest(f"{count}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=guidance,
-                                                                   size=64)) for s in range(count)]  # fmt: skip
+            jobs = [
+                JobRequest(f"{count}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=guidance, size=64))
+                for s in range(count)
+            ]
             assert [r.status for r in backend.run_batch(jobs, lambda p: None, lambda j: False)] == ["done"] * count
     assert sorted(pipeline.prnet.forward.graphs) == [1, 2, 4]  # type: ignore[union-attr]
 
@@ -198,8 +221,10 @@ def test_turntable_and_preview_drawn_on_the_device_match_numpy(device: str, shar
     drawn: list[dict[str, np.ndarray] | None] = []
     draw = renderer.draw
     renderer.draw = lambda *a, **k: drawn.append(draw(*a, **k)) or drawn[-1]  # type: ignore[method-assign]
-    for got, expected in [(turntable_frames(mesh, renderer=renderer), turntable_frames(mesh)),
-                          (preview_strip(image, mesh, renderer=renderer), preview_strip(image, mesh))]:  # fmt: skip
+    for got, expected in [
+        (turntable_frames(mesh, renderer=renderer), turntable_frames(mesh)),
+        (preview_strip(image, mesh, renderer=renderer), preview_strip(image, mesh)),
+    ]:
         apart = np.abs(got.astype(np.int16) - expected.astype(np.int16)).max(-1)
         assert got.shape == expected.shape and apart.max() <= 1 and (apart > 0).mean() < 0.005
     # The renderer drew both itself: a failure would have let numpy draw, and numpy always matches numpy.
@@ -215,8 +240,12 @@ def test_a_warm_restart_takes_the_eta_batch_times_from_the_last_start(
     settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False)
     stage = load_text_to_image(settings)
     stage.buckets = (1, 2)  # what a compiled stage has; the timing runs are the same eagerly
-    backend = LocalFaceBackend(load_face_pipeline(settings, text_to_image=stage, crop="whole"), crop="whole",
-                               preview_every=0, defer_exports=False)  # fmt: skip
+    backend = LocalFaceBackend(
+        load_face_pipeline(settings, text_to_image=stage, crop="whole"),
+        crop="whole",
+        preview_every=0,
+        defer_exports=False,
+    )
     timed: list[int] = []
     estimate = warmup._estimate
 

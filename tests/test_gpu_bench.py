@@ -21,8 +21,9 @@ print("IMPORTED", sorted(m for m in ("tensorflow", "mtcnn", "discord") if m in s
 def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu-cpu-smoke.md"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "T2F_SHARED_DIR": str(shared_dir)}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "IMPORTED []"
     report = out.read_text(encoding="utf-8")
@@ -35,24 +36,32 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
         "service, whole-image crop: ",
         "service, detection: 10 ms stand-in on the GPU thread -> PyTorch MTCNN on cpu, own thread: ",
     )
-    service = ["one member at a time: submit -> files p50", "one member at a time: p95",
-               "4-job burst, faces per minute", "4-job burst, latency p50"]  # fmt: skip
+    service = [
+        "one member at a time: submit -> files p50",
+        "one member at a time: p95",
+        "4-job burst, faces per minute",
+        "4-job burst, latency p50",
+    ]
     assert names == [
-        "text-to-image, batch 1: ms per batch", "text-to-image, batch 1: faces per minute",
-        "text-to-image, batch 2: ms per batch", "text-to-image, batch 2: faces per minute",
+        "text-to-image, batch 1: ms per batch",
+        "text-to-image, batch 1: faces per minute",
+        "text-to-image, batch 2: ms per batch",
+        "text-to-image, batch 2: faces per minute",
         "PRNet.predict (numpy in and out), batch 1: ms per call",
         "PRNet.predict (numpy in and out), batch 2: ms per call",
         "PRNet.predict, batch 1, fast path in channels-last instead",
         "PRNet.predict, batch 2, fast path in channels-last instead",
-        *(whole + row for row in service), *(detect + row for row in service),
+        *(whole + row for row in service),
+        *(detect + row for row in service),
         "MTCNN, one 512 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
         "MTCNN, one 1024 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
         "one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> 2 helpers",
         "one face's files: 1 thread -> 2 helpers, preview and turntable drawn by PyTorch on cpu",
-        "start-up warm-up, cold (empty compile cache)", "start-up warm-up, restart with the cache",
+        "start-up warm-up, cold (empty compile cache)",
+        "start-up warm-up, restart with the cache",
         "graphs compiled after the warm-up (painting and serving; should be 0)",
         "same seed, eager vs fast image: mean absolute difference (0-255)",
-    ]  # fmt: skip
+    ]
     assert all(len(row.split(" | ")) == 4 for row in rows)
     measured = [row.split(" | ")[1:3] for row in rows[2:17]]  # every section ran: no cell left empty
     assert all(cell not in ("", "—") for pair in measured for cell in pair), measured

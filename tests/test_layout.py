@@ -108,8 +108,12 @@ def import_graph(root: Path) -> tuple[Graph, dict[str, set[str]]]:
 
 def layer_of(module: str) -> str:
     """The layer a module belongs to (the longest matching prefix wins)."""
-    matches = [(len(prefix), layer) for layer, prefixes in LAYERS.items() for prefix in prefixes
-               if module == prefix or module.startswith(prefix + ".")]  # fmt: skip
+    matches = [
+        (len(prefix), layer)
+        for layer, prefixes in LAYERS.items()
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     if not matches:
         raise AssertionError(f"{module} belongs to no layer; add it to LAYERS in tests/test_layout.py")
     return max(matches)[1]

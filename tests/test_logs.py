@@ -46,8 +46,10 @@ async def test_one_structured_line_per_job_state_and_the_prompt_only_at_debug(
         await service.submit(request).result
     lines = [r for r in caplog.records if r.name == "t2f.jobs"]
     assert [(r.event, getattr(r, "status", None)) for r in lines] == [  # type: ignore[attr-defined]
-        ("queued", None), ("started", None), ("finished", "done")
-    ]  # fmt: skip
+        ("queued", None),
+        ("started", None),
+        ("finished", "done"),
+    ]
     assert all(r.job_id == "job1" and r.guild_id == 42 and r.seconds >= 0 for r in lines)  # type: ignore[attr-defined]
     assert lines[1].batch_size == 1  # type: ignore[attr-defined]
     assert lines[0].getMessage() == "job job1 queued (guild 42; 0.0 s)"

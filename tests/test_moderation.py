@@ -152,15 +152,30 @@ def test_list_syntax() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "problem"),
-    [(r"\bred nose\b", None), (r"bad\s*word", None), (r"clown.*nose", None), (r"(?:ab){2,5}c", None),
-     (r"colou?r\s*(?:red|blue|green)", None), (r"(?:foo|bar|baz)\s*(?:qux|quux)", None), (r"(?=a.*)b", None),
-     ("(", "not a regular expression"), (r"(?<=a+)b", "not a regular expression"),
-     (r"(?<=a|bc)x", "not a regular expression"), (r"(a+)+b", "repeats a part"), (r"(?:xa|ya)*z", "repeats a part"),
-     (r"(?:(?:ab)?c+)*", "repeats a part"), (r"(?:.?){25}x", "repeats a part"), (r"(?:a?b?)*c", "repeats a part"),
-     (r".*a.*a.*a", "too many"), (r".*clown.*nose", "too many"), (r"a{0,300}b{0,300}c{0,300}", "too many"),
-     ("(a|a)?" * 14 + "b", "too many"),
-     ("(?:a|a|a|a|a|a|a|a)" * 2 + ".*.*x", "too many"), (r"(?:a|a).*.*x", "too many")],
-)  # fmt: skip
+    [
+        (r"\bred nose\b", None),
+        (r"bad\s*word", None),
+        (r"clown.*nose", None),
+        (r"(?:ab){2,5}c", None),
+        (r"colou?r\s*(?:red|blue|green)", None),
+        (r"(?:foo|bar|baz)\s*(?:qux|quux)", None),
+        (r"(?=a.*)b", None),
+        ("(", "not a regular expression"),
+        (r"(?<=a+)b", "not a regular expression"),
+        (r"(?<=a|bc)x", "not a regular expression"),
+        (r"(a+)+b", "repeats a part"),
+        (r"(?:xa|ya)*z", "repeats a part"),
+        (r"(?:(?:ab)?c+)*", "repeats a part"),
+        (r"(?:.?){25}x", "repeats a part"),
+        (r"(?:a?b?)*c", "repeats a part"),
+        (r".*a.*a.*a", "too many"),
+        (r".*clown.*nose", "too many"),
+        (r"a{0,300}b{0,300}c{0,300}", "too many"),
+        ("(a|a)?" * 14 + "b", "too many"),
+        ("(?:a|a|a|a|a|a|a|a)" * 2 + ".*.*x", "too many"),
+        (r"(?:a|a).*.*x", "too many"),
+    ],
+)
 def test_a_server_pattern_that_could_stall_the_bot_is_refused(pattern: str, problem: str | None) -> None:
     said = pattern_problem(pattern)
     assert said is None if problem is None else (said is not None and problem in said)
@@ -174,8 +189,11 @@ def test_a_bad_server_pattern_already_saved_is_skipped_not_fatal(blocklist: Prom
     assert extended.first_match("a" * 300) is None  # at once: the nested pattern is not run
     assert extended.first_match("zqi") == "zqi" and extended.first_match("zqj") is None
     assert sorted(r.getMessage().split(":")[0] for r in caplog.records) == [
-        "a server's pattern '(' is skipped", "a server's pattern '(?<=a+)b' is skipped",
-        "a server's pattern '(a+)+b' is skipped", "a server's pattern 'zqj' is skipped"]  # fmt: skip
+        "a server's pattern '(' is skipped",
+        "a server's pattern '(?<=a+)b' is skipped",
+        "a server's pattern '(a+)+b' is skipped",
+        "a server's pattern 'zqj' is skipped",
+    ]
 
 
 def test_server_terms_keep_the_shipped_lists(blocklist: PromptFilter) -> None:

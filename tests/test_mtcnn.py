@@ -83,7 +83,7 @@ def test_cascade_finds_what_the_package_finds(
         np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
         np.testing.assert_allclose(got.landmarks, expected.landmarks, atol=0.01)
     if name == "astronaut":
-        (x1, y1, x2, y2), = got.boxes  # fmt: skip
+        ((x1, y1, x2, y2),) = got.boxes
         assert 150 < (x1 + x2) / 2 < 300 and 50 < (y1 + y2) / 2 < 200 and got.scores[0] > 0.99
 
 
@@ -103,8 +103,11 @@ def test_face_detector_engines_agree() -> None:
     pytest.importorskip("tensorflow")
     photo = astronaut()
     (ours,), (theirs,) = FaceDetector(engine="torch").detect(photo), FaceDetector(engine="tensorflow").detect(photo)
-    np.testing.assert_allclose([ours.left, ours.top, ours.right, ours.bottom],
-                               [theirs.left, theirs.top, theirs.right, theirs.bottom], atol=0.01)  # fmt: skip
+    np.testing.assert_allclose(
+        [ours.left, ours.top, ours.right, ours.bottom],
+        [theirs.left, theirs.top, theirs.right, theirs.bottom],
+        atol=0.01,
+    )
     assert ours.keypoints is not None and theirs.keypoints is not None
     np.testing.assert_allclose(ours.keypoints, theirs.keypoints, atol=0.01)
     assert ours.keypoints[0][0] < ours.keypoints[1][0]  # left eye, then right eye, in the image
@@ -145,8 +148,10 @@ def test_area_resize_averages_whole_blocks_and_splits_partial_ones() -> None:
     np.testing.assert_allclose(resize(thirds, 2 / 3)[0, 0], [1.0, 5.0], atol=1e-6)  # 1.5 pixels per cell
 
 
-@pytest.mark.parametrize(("height", "width", "scale"), [(333, 517, 0.30160859999999995), (1024, 1024, 0.0096),
-                                                         (450, 450, 0.6), (64, 80, 0.999)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("height", "width", "scale"),
+    [(333, 517, 0.30160859999999995), (1024, 1024, 0.0096), (450, 450, 0.6), (64, 80, 0.999)],
+)
 def test_area_resize_is_tensorflows_area_kernel(height: int, width: int, scale: float) -> None:
     image = np.random.default_rng(2).uniform(-1, 1, (3, height, width)).astype(np.float32)
     resized = resize(image, scale)

@@ -22,8 +22,17 @@ from t2f.build import load_face_pipeline
 from t2f.config import Settings
 from t2f.report import RANDOM_WEIGHTS_NOTE
 
-MESH_FILES = ["face.glb", "face.obj", "face_textured.mtl", "face_textured.obj", "face_textured.png", "image.png",
-              "metadata.json", "preview.jpg", "turntable.gif"]  # fmt: skip
+MESH_FILES = [
+    "face.glb",
+    "face.obj",
+    "face_textured.mtl",
+    "face_textured.obj",
+    "face_textured.png",
+    "image.png",
+    "metadata.json",
+    "preview.jpg",
+    "turntable.gif",
+]
 
 
 @pytest.fixture
@@ -54,8 +63,23 @@ def check_outputs(out: Path) -> dict:
 
 def test_generate_with_tiny_sd_writes_every_file(tiny_sd: Path, prnet_env: Path) -> None:
     out = prnet_env / "gen"
-    code = cli.main(["generate", "a face", "--model", str(tiny_sd), "--size", "64", "--steps", "2", "--seed", "1",
-                     "--whole-image", "--out", str(out)])  # fmt: skip
+    code = cli.main(
+        [
+            "generate",
+            "a face",
+            "--model",
+            str(tiny_sd),
+            "--size",
+            "64",
+            "--steps",
+            "2",
+            "--seed",
+            "1",
+            "--whole-image",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     meta = check_outputs(out)
     assert meta["face_crop"] == "whole" and meta["face"]["box_ltrb"] is None

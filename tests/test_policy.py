@@ -32,8 +32,13 @@ class NoBackend:
 async def test_cooldown_refuses_then_admits_and_forgets_old_members(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "t2f.sqlite3")
     clock = ManualClock()
-    policy = Policy(store=store, service=JobService(NoBackend(), max_batch=1), prompt_filter=PromptFilter.from_file(),
-                    limits=Limits(cooldown_s=20.0), clock=clock)  # fmt: skip
+    policy = Policy(
+        store=store,
+        service=JobService(NoBackend(), max_batch=1),
+        prompt_filter=PromptFilter.from_file(),
+        limits=Limits(cooldown_s=20.0),
+        clock=clock,
+    )
 
     async def admit(guild_id: int, user_id: int) -> None:
         admission = await policy.admit(guild_id=guild_id, channel_id=2, user_id=user_id, request=FACE)

@@ -94,8 +94,12 @@ def simcord_bot(settings: Settings, store, ray_backend: RayFaceBackend):  # type
     from t2f.build import admission_policy
     from t2f.serve.service import JobService
 
-    service = JobService(ray_backend, max_batch=settings.max_batch, capacity=settings.queue_capacity,
-                         job_timeout_s=settings.job_timeout_s)  # fmt: skip
+    service = JobService(
+        ray_backend,
+        max_batch=settings.max_batch,
+        capacity=settings.queue_capacity,
+        job_timeout_s=settings.job_timeout_s,
+    )
     policy = admission_policy(settings, store=store, service=service)
     return T2FBot(settings=settings, store=store, service=service, policy=policy)
 

@@ -41,8 +41,12 @@ def two_people(shared_dir: Path, size: int) -> np.ndarray:
 
 def unusable_then_frontal(shared_dir: Path, size: int) -> list[np.ndarray]:
     """No face (coffee), two people, a profile (yaw 64 degrees), then a frontal face (the astronaut)."""
-    return [resized(coffee(), size), two_people(shared_dir, size), photo(shared_dir, "image02420", size),
-            resized(astronaut(), size)]  # fmt: skip
+    return [
+        resized(coffee(), size),
+        two_people(shared_dir, size),
+        photo(shared_dir, "image02420", size),
+        resized(astronaut(), size),
+    ]
 
 
 class SequencePainter(PhotoTextToImage):
@@ -54,16 +58,27 @@ class SequencePainter(PhotoTextToImage):
         self.requests: list[FaceRequest] = []
 
     def generate_batch(
-        self, requests: Sequence[FaceRequest], *, on_step: Callable[[StepProgress], None] | None = None,
+        self,
+        requests: Sequence[FaceRequest],
+        *,
+        on_step: Callable[[StepProgress], None] | None = None,
         preview_every: int = 0,
-    ) -> list[FaceImage]:  # fmt: skip
+    ) -> list[FaceImage]:
         painted = super().generate_batch(requests, on_step=on_step, preview_every=preview_every)
         self.requests += requests
         out = []
         for face in painted:
             image = self.images.pop(0) if len(self.images) > 1 else self.images[0]
-            out.append(FaceImage(request=face.request, image=image.copy(), nsfw=False, withheld_reason=None,
-                                 dropped_prompt="", timings=face.timings))  # fmt: skip
+            out.append(
+                FaceImage(
+                    request=face.request,
+                    image=image.copy(),
+                    nsfw=False,
+                    withheld_reason=None,
+                    dropped_prompt="",
+                    timings=face.timings,
+                )
+            )
         return out
 
 
@@ -144,10 +159,21 @@ class RepaintOnce:
 
     def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
         self.batches.append([f"{j.job_id}:{j.face.seed}" for j in jobs])
-        return [Repaint(JobRequest(j.job_id, j.user_id, FaceRequest("x", seed=j.face.seed + 1), repaints_left=0,
-                                   seeds_tried=(j.face.seed,)), "no face was found in the first image")
-                if j.job_id.startswith("a") and j.repaints_left else
-                JobResult(j.job_id, JobStatus.DONE, report=FaceReport(request=j.face)) for j in jobs]  # fmt: skip
+        return [
+            Repaint(
+                JobRequest(
+                    j.job_id,
+                    j.user_id,
+                    FaceRequest("x", seed=j.face.seed + 1),
+                    repaints_left=0,
+                    seeds_tried=(j.face.seed,),
+                ),
+                "no face was found in the first image",
+            )
+            if j.job_id.startswith("a") and j.repaints_left
+            else JobResult(j.job_id, JobStatus.DONE, report=FaceReport(request=j.face))
+            for j in jobs
+        ]
 
     def export(self, finished):  # type: ignore[no-untyped-def]
         raise AssertionError("no files in this test")
@@ -157,8 +183,10 @@ async def test_a_repaint_joins_the_next_batch_beside_other_members() -> None:
     backend = RepaintOnce()
     service = JobService(backend, max_batch=2)
     service.pause()
-    jobs = [JobRequest(name, user, FaceRequest("x", seed=10), repaints_left=1)
-            for name, user in (("a1", 1), ("b1", 2), ("c1", 3), ("d1", 4))]  # fmt: skip
+    jobs = [
+        JobRequest(name, user, FaceRequest("x", seed=10), repaints_left=1)
+        for name, user in (("a1", 1), ("b1", 2), ("c1", 3), ("d1", 4))
+    ]
     handles = [service.submit(job) for job in jobs]
     service.resume()
     results = await asyncio.gather(*(h.result for h in handles))

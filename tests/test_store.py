@@ -14,10 +14,23 @@ from t2f.serve.store import SCHEMA, SCHEMA_VERSION, Store
 def record(
     job_id: str, user_id: int = 1, status: JobStatus = JobStatus.QUEUED, created_at: float | None = None
 ) -> JobRecord:
-    return JobRecord(id=job_id, user_id=user_id, guild_id=10, channel_id=20, prompt="a face", negative_prompt="",
-                     seed=5, steps=25, guidance=7.5, size=512, output="obj", status=status,
-                     created_at=time.time() if created_at is None else created_at, interaction_token="tok",
-                     application_id=99)  # fmt: skip
+    return JobRecord(
+        id=job_id,
+        user_id=user_id,
+        guild_id=10,
+        channel_id=20,
+        prompt="a face",
+        negative_prompt="",
+        seed=5,
+        steps=25,
+        guidance=7.5,
+        size=512,
+        output="obj",
+        status=status,
+        created_at=time.time() if created_at is None else created_at,
+        interaction_token="tok",
+        application_id=99,
+    )
 
 
 async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
@@ -46,8 +59,15 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
 async def test_guild_settings_and_bans(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "db.sqlite3")
     assert await store.guild_settings(5) == GuildSettings(guild_id=5)
-    custom = GuildSettings(guild_id=5, allowed_channels=(1, 2), cooldown_s=3.0, daily_quota=4, queue_cap=6,
-                           blocked_terms=("clown",), photo_input=True)  # fmt: skip
+    custom = GuildSettings(
+        guild_id=5,
+        allowed_channels=(1, 2),
+        cooldown_s=3.0,
+        daily_quota=4,
+        queue_cap=6,
+        blocked_terms=("clown",),
+        photo_input=True,
+    )
     await store.save_guild_settings(custom)
     assert await store.guild_settings(5) == custom
     await store.ban(5, 42, by=1)
@@ -63,8 +83,10 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
     old = sqlite3.connect(path)
     version_1 = SCHEMA.replace(",\n    report TEXT", "").replace(",\n    source TEXT NOT NULL DEFAULT 'text'", "")
     old.executescript(version_1.replace(",\n    photo_input INTEGER", ""))  # no report, source or photo switch
-    old.execute("INSERT INTO jobs (id, user_id, prompt, seed, steps, guidance, size, output, status, created_at)"
-                " VALUES ('old1', 1, 'a face', 1, 25, 7.5, 512, 'obj', 'done', 1.0)")  # fmt: skip
+    old.execute(
+        "INSERT INTO jobs (id, user_id, prompt, seed, steps, guidance, size, output, status, created_at)"
+        " VALUES ('old1', 1, 'a face', 1, 25, 7.5, 512, 'obj', 'done', 1.0)"
+    )
     old.commit()
     old.close()
     store = await Store.open(path)
@@ -83,12 +105,27 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
 def test_a_report_survives_json() -> None:
     from t2f.report import FaceGeometry, WeightsProvenance
 
-    geometry = FaceGeometry(vertices=3, triangles=1, pose=HeadPose(1.5, -2.0, 0.25), landmarks=((1.0, 2.0, 3.0),),
-                            faces_found=2, box_ltrb=(1.0, 2.0, 30.0, 40.0), crop_center_xy=(5.0, 6.0),
-                            crop_side=7.5)  # fmt: skip
-    report = FaceReport(request=FaceRequest("p", "n", 3, 4, 5.0, 64), model="m", model_revision="abc",
-                        dropped_prompt="tail", nsfw=False, timings_s={"prnet": 0.5}, face=geometry,
-                        prnet=WeightsProvenance("w", "s1", "s2", official=False), upload_note="zipped")  # fmt: skip
+    geometry = FaceGeometry(
+        vertices=3,
+        triangles=1,
+        pose=HeadPose(1.5, -2.0, 0.25),
+        landmarks=((1.0, 2.0, 3.0),),
+        faces_found=2,
+        box_ltrb=(1.0, 2.0, 30.0, 40.0),
+        crop_center_xy=(5.0, 6.0),
+        crop_side=7.5,
+    )
+    report = FaceReport(
+        request=FaceRequest("p", "n", 3, 4, 5.0, 64),
+        model="m",
+        model_revision="abc",
+        dropped_prompt="tail",
+        nsfw=False,
+        timings_s={"prnet": 0.5},
+        face=geometry,
+        prnet=WeightsProvenance("w", "s1", "s2", official=False),
+        upload_note="zipped",
+    )
     data = report.to_json()
     assert data["model"] == {"id": "m", "revision": "abc"} and data["prompt_truncated"] is True
     assert data["face"]["pose_deg"] == {"yaw": 1.5, "pitch": -2.0, "roll": 0.25}

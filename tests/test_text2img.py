@@ -174,9 +174,13 @@ def test_half_precision_paints_like_float32(tiny_sd: Path, shared_dir: Path, sta
     import torch
 
     half = TextToImage.from_pretrained(
-        str(tiny_sd), safety_checker=False, dtype=dtype, channels_last=True, fuse_qkv=True,
+        str(tiny_sd),
+        safety_checker=False,
+        dtype=dtype,
+        channels_last=True,
+        fuse_qkv=True,
         taesd=str(shared_dir / "taesd" / "diffusers"),
-    )  # fmt: skip
+    )
     assert half.pipeline.unet.dtype == getattr(torch, dtype) and half.pipeline.vae.dtype == getattr(torch, dtype)
     seen: list[StepProgress] = []
     painted = half.generate(request(seed=4), on_step=seen.append, preview_every=1)

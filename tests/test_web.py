@@ -50,8 +50,13 @@ def model_viewer_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if npm is None:
         pytest.skip("npm is not installed; it fetches the model-viewer tarball for the web tests")
     folder = tmp_path_factory.mktemp("npm")
-    done = subprocess.run([npm, "pack", f"@google/model-viewer@{VERSION}", "--prefer-offline", "--pack-destination",
-                           str(folder)], capture_output=True, text=True, timeout=300, cwd=folder)  # fmt: skip
+    done = subprocess.run(
+        [npm, "pack", f"@google/model-viewer@{VERSION}", "--prefer-offline", "--pack-destination", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=folder,
+    )
     if done.returncode != 0:
         pytest.skip(f"npm pack failed: {done.stderr.strip()[-200:]}")
     return folder / f"google-model-viewer-{VERSION}.tgz"
@@ -86,8 +91,12 @@ def sample_files(shared_dir: Path) -> dict[str, bytes]:
     from mesh_fixtures import reference_mesh
 
     image, mesh = reference_mesh(shared_dir)
-    return {IMAGE_FILE: png_bytes(image), "face.obj": obj_bytes(mesh), "face.glb": glb_bytes(mesh),
-            "face_textured.zip": zip_bytes(textured_obj_files(mesh, stem="face_textured"))}  # fmt: skip
+    return {
+        IMAGE_FILE: png_bytes(image),
+        "face.obj": obj_bytes(mesh),
+        "face.glb": glb_bytes(mesh),
+        "face_textured.zip": zip_bytes(textured_obj_files(mesh, stem="face_textured")),
+    }
 
 
 def sample_report() -> FaceReport:
@@ -174,8 +183,12 @@ async def served(tmp_path: Path, viewer_cache: Path):  # type: ignore[no-untyped
     pages = FacePages(tmp_path / "out", LinkSigner(b"secret"), keep_s=7 * DAY, clock=clock)
     pages.save(JOB, {IMAGE_FILE: b"png-bytes", "face.glb": b"glb-bytes"}, sample_report())
     healthy = [False, "warming up"]
-    app = web_app(pages=pages, viewer_script=viewer_cache / "web" / SCRIPT_NAME, health=lambda: tuple(healthy),
-                  metrics=lambda: (b"t2f_up 1\n", "text/plain; version=0.0.4; charset=utf-8"))  # type: ignore[arg-type]  # fmt: skip
+    app = web_app(
+        pages=pages,
+        viewer_script=viewer_cache / "web" / SCRIPT_NAME,
+        health=lambda: tuple(healthy),
+        metrics=lambda: (b"t2f_up 1\n", "text/plain; version=0.0.4; charset=utf-8"),
+    )  # type: ignore[arg-type]
     server = WebServer(app, host="127.0.0.1", port=0)
     await server.start()
     async with aiohttp.ClientSession(server.url) as session:

@@ -82,12 +82,17 @@ VIEWER_LOADED = """(viewer) => new Promise((resolve, reject) => {
 })"""
 
 
-async def test_the_face_page_shows_the_face_in_3d(browser: Any, viewer_cache: Path, shared_dir: Path,  # noqa: F811
-                                                  tmp_path: Path) -> None:  # fmt: skip
+async def test_the_face_page_shows_the_face_in_3d(
+    browser: Any,
+    viewer_cache: Path,  # noqa: F811
+    shared_dir: Path,
+    tmp_path: Path,
+) -> None:
     pages = FacePages(tmp_path / "out", LinkSigner(b"secret"), keep_s=7 * DAY)
     await asyncio.to_thread(pages.save, JOB, sample_files(shared_dir), sample_report())
-    app = web_app(pages=pages, viewer_script=viewer_cache / "web" / "model-viewer-4.4.0.min.js",
-                  health=lambda: (True, "ok"))  # fmt: skip
+    app = web_app(
+        pages=pages, viewer_script=viewer_cache / "web" / "model-viewer-4.4.0.min.js", health=lambda: (True, "ok")
+    )
     server = WebServer(app, host="127.0.0.1", port=0)
     await server.start()
     try:
@@ -114,8 +119,12 @@ async def test_the_face_page_shows_the_face_in_3d(browser: Any, viewer_cache: Pa
         await server.stop()
 
 
-async def test_the_serve_page_makes_a_face_with_progress(browser: Any, viewer_cache: Path, stages: Any,  # noqa: F811
-                                                         tmp_path: Path) -> None:  # fmt: skip
+async def test_the_serve_page_makes_a_face_with_progress(
+    browser: Any,
+    viewer_cache: Path,  # noqa: F811
+    stages: Any,
+    tmp_path: Path,
+) -> None:
     from discord_fixtures import PhotoTextToImage, bot_settings
 
     from t2f.serve.backend import LocalFaceBackend
@@ -150,7 +159,13 @@ async def test_the_serve_page_makes_a_face_with_progress(browser: Any, viewer_ca
         page_link = await page.get_attribute("#page", "href")
         job_id = page_link.split("/")[2]
         assert sorted(p.name for p in (tmp_path / "out" / job_id).iterdir()) == [
-            "face.glb", "face.obj", "face_textured.zip", "image.png", "metadata.json", "preview.jpg"]  # fmt: skip
+            "face.glb",
+            "face.obj",
+            "face_textured.zip",
+            "image.png",
+            "metadata.json",
+            "preview.jpg",
+        ]
         assert errors == [] and outside == []
         # The same moderation as the bot: a refused prompt is answered in one line, nothing is painted.
         await page.fill("#prompt", "a portrait photo of a naked woman")

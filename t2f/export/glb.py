@@ -120,10 +120,12 @@ def glb_bytes(mesh: FaceMesh, *, textured: bool = False) -> bytes:
     json_chunk = _pad(json.dumps(gltf, separators=(",", ":")).encode("utf-8"), b" ")
     binary = b"".join(blobs)
     total = 12 + 8 + len(json_chunk) + 8 + len(binary)
-    return b"".join([
-        struct.pack("<4sII", b"glTF", 2, total),
-        struct.pack("<I4s", len(json_chunk), b"JSON"),
-        json_chunk,
-        struct.pack("<I4s", len(binary), b"BIN\0"),
-        binary,
-    ])  # fmt: skip
+    return b"".join(
+        [
+            struct.pack("<4sII", b"glTF", 2, total),
+            struct.pack("<I4s", len(json_chunk), b"JSON"),
+            json_chunk,
+            struct.pack("<I4s", len(binary), b"BIN\0"),
+            binary,
+        ]
+    )

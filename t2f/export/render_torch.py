@@ -184,8 +184,9 @@ class ViewRenderer:
             light = torch.from_numpy(lights).to(device)
             colors = torch.from_numpy(view.colors.astype(np.float32)).to(device)
             drawn = {
-                look: soften_views(shade_views(face, bary, triangles, light, colors if look == "textured" else None),
-                                   face >= 0)
+                look: soften_views(
+                    shade_views(face, bary, triangles, light, colors if look == "textured" else None), face >= 0
+                )
                 for look in looks
-            }  # fmt: skip
+            }
             return {look: frames.cpu().numpy() for look, frames in drawn.items()}

@@ -118,8 +118,16 @@ def download_pipeline(model: str, *, revision: str, cache_dir: Path | None) -> R
 
 
 HUB_HOST = "huggingface.co"
-NETWORK_ERRORS = ("ConnectionError", "ConnectError", "ConnectTimeout", "ReadTimeout", "Timeout", "gaierror",
-                  "LocalEntryNotFoundError", "OfflineModeIsEnabled")  # fmt: skip
+NETWORK_ERRORS = (
+    "ConnectionError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "Timeout",
+    "gaierror",
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+)
 
 
 def download_failure(model: str, revision: str, exc: BaseException) -> str:

@@ -176,8 +176,9 @@ class LocalFaceBackend:
             if cancelled(job.job_id):
                 results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
             elif painting.image is None:
-                results[job.job_id] = self._unusable(job, GateReason.FLAGGED, None, face_report,
-                                                     painting.withheld_reason)  # fmt: skip
+                results[job.job_id] = self._unusable(
+                    job, GateReason.FLAGGED, None, face_report, painting.withheld_reason
+                )
             elif (verdict := self._judge(painting.image)) is not None and not verdict.passed:
                 assert verdict.reason is not None
                 results[job.job_id] = self._unusable(job, verdict.reason, painting.image, face_report)
@@ -222,8 +223,9 @@ class LocalFaceBackend:
             else:
                 release_failed_call(exc)
                 half = len(jobs) // 2  # the largest batch that fits is found in log2(batch) retries
-                log.warning("out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half,
-                            len(jobs) - half)  # fmt: skip
+                log.warning(
+                    "out of GPU memory with a batch of %d; retrying as %d + %d", len(jobs), half, len(jobs) - half
+                )
                 outcomes = self.run_batch(jobs[:half], report, cancelled) + self.run_batch(
                     jobs[half:], report, cancelled
                 )
@@ -273,15 +275,22 @@ class LocalFaceBackend:
         if job.repaints_left > 0:
             seed = (job.face.seed + 1) % (SEED.high + 1)  # the next seed: a repainted face stays reproducible
             again = dataclasses.replace(
-                job, face=dataclasses.replace(job.face, seed=seed), repaints_left=job.repaints_left - 1,
+                job,
+                face=dataclasses.replace(job.face, seed=seed),
+                repaints_left=job.repaints_left - 1,
                 seeds_tried=(*job.seeds_tried, job.face.seed),
-            )  # fmt: skip
+            )
             return Repaint(again, repaint_note(reason, tries))
         if image is None:
             message = withheld or final_message(reason, tries)
             return JobResult(job.job_id, JobStatus.WITHHELD, report=face_report, user_message=message)
-        return JobResult(job.job_id, JobStatus.FAILED, files={IMAGE_FILE: png_bytes(image)}, report=face_report,
-                         user_message=final_message(reason, tries))  # fmt: skip
+        return JobResult(
+            job.job_id,
+            JobStatus.FAILED,
+            files={IMAGE_FILE: png_bytes(image)},
+            report=face_report,
+            user_message=final_message(reason, tries),
+        )
 
     def _one_by_one(
         self,
@@ -310,8 +319,7 @@ class LocalFaceBackend:
         started = time.perf_counter()
         job, face = finished.job, finished.face
         timings: dict[str, float] = {}
-        files = result_files(face, timings, outputs=(job.output,), pool=self.export_pool,
-                             renderer=self.renderer)  # fmt: skip
+        files = result_files(face, timings, outputs=(job.output,), pool=self.export_pool, renderer=self.renderer)
         if job.is_photo:  # the member's own photo is not sent back (nor kept with the face's page)
             files.pop(IMAGE_FILE, None)
         upload_note = None
@@ -341,17 +349,23 @@ class LocalFaceBackend:
                 if is_out_of_memory(exc):
                     release_failed_call(exc)
                 log.warning("reconstructing %d faces failed (%s); one at a time", len(found), type(exc).__name__)
-                return [face for item, job_id in zip(found, job_ids, strict=True)
-                        for face in self._reconstruct([item], [job_id])]  # fmt: skip
+                return [
+                    face
+                    for item, job_id in zip(found, job_ids, strict=True)
+                    for face in self._reconstruct([item], [job_id])
+                ]
             log.exception("reconstruction failed for job %s", job_ids[0])
             return [None]
 
     def _painting_report(self, job: JobRequest, painted: FaceImage, paint_s: float) -> FaceReport:
         stage = self.pipeline.text_to_image
         face_report = FaceReport.of_painting(
-            painted, model=getattr(stage, "model", "unknown"), revision=getattr(stage, "revision", None),
-            request=job.face, seeds_tried=job.seeds_tried,
-        )  # fmt: skip
+            painted,
+            model=getattr(stage, "model", "unknown"),
+            revision=getattr(stage, "revision", None),
+            request=job.face,
+            seeds_tried=job.seeds_tried,
+        )
         return dataclasses.replace(face_report, timings_s={"text_to_image": round(paint_s, 4)})
 
     def _reconstructed(
@@ -367,8 +381,14 @@ class LocalFaceBackend:
         if isinstance(face, T2FError) and job.is_photo:  # a member's photo is never sent back
             return JobResult(job.job_id, JobStatus.FAILED, report=face_report, user_message=face.user_message)
         if isinstance(face, T2FError):  # no face, and other problems the member can act on: still show the image
-            return JobResult(job.job_id, JobStatus.FAILED, files={IMAGE_FILE: png_bytes(image)}, report=face_report,
-                             user_message=face.user_message, seconds=paint_s)  # fmt: skip
+            return JobResult(
+                job.job_id,
+                JobStatus.FAILED,
+                files={IMAGE_FILE: png_bytes(image)},
+                report=face_report,
+                user_message=face.user_message,
+                seconds=paint_s,
+            )
         face_report = face_report.with_face(face, provenance(self.pipeline.prnet.config))
         finished = FinishedFace(job=job, face=face, report=face_report, seconds=paint_s)
         return finished if self.defer_exports else self.export(finished)

@@ -49,8 +49,12 @@ def log_job(
     batch_size : how many jobs share its denoising loop (``STARTED`` only).
     resumed : queued again after a restart.
     """
-    fields: dict[str, object] = {"job_id": job.job_id, "guild_id": job.guild_id, "event": str(event),
-                                 "seconds": round(seconds, 3)}  # fmt: skip
+    fields: dict[str, object] = {
+        "job_id": job.job_id,
+        "guild_id": job.guild_id,
+        "event": str(event),
+        "seconds": round(seconds, 3),
+    }
     detail = f"{seconds:.1f} s"
     if status is not None:
         fields["status"] = str(status)
@@ -66,5 +70,10 @@ def log_job(
     log.log(level, "job %s %s (%s; %s)", job.job_id, event, where, detail, extra=fields)
     if event is JobEvent.QUEUED and log.isEnabledFor(logging.DEBUG):
         prompt, negative = job.face.prompt[:PROMPT_LOG_CHARS], job.face.negative_prompt[:PROMPT_LOG_CHARS]
-        log.debug("job %s prompt %r negative %r", job.job_id, prompt, negative,
-                  extra={"job_id": job.job_id, "event": "prompt", "prompt": prompt, "negative": negative})  # fmt: skip
+        log.debug(
+            "job %s prompt %r negative %r",
+            job.job_id,
+            prompt,
+            negative,
+            extra={"job_id": job.job_id, "event": "prompt", "prompt": prompt, "negative": negative},
+        )

@@ -80,15 +80,26 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Counter("t2f_jobs", "Jobs by how they ended.", ["outcome"], registry=self.registry)
-        self.stage_seconds = Histogram("t2f_stage_seconds", "Seconds a face spent in each stage.", ["stage"],
-                                       buckets=STAGE_BUCKETS, registry=self.registry)  # fmt: skip
-        self.batch_size = Histogram("t2f_batch_size", "Jobs painted together in one denoising loop.",
-                                    buckets=BATCH_BUCKETS, registry=self.registry)  # fmt: skip
+        self.stage_seconds = Histogram(
+            "t2f_stage_seconds",
+            "Seconds a face spent in each stage.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "t2f_batch_size",
+            "Jobs painted together in one denoising loop.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         self.warmup_seconds = Gauge("t2f_warmup_seconds", "Seconds the start-up warm-up took.", registry=self.registry)
-        self.late_acks = Counter("t2f_interactions_acknowledged_late", "Interactions answered after Discord's 3 s.",
-                                 registry=self.registry)  # fmt: skip
-        self.repaints = Counter("t2f_repaints", "Images painted again for lack of a usable face.", ["reason"],
-                                registry=self.registry)  # fmt: skip
+        self.late_acks = Counter(
+            "t2f_interactions_acknowledged_late", "Interactions answered after Discord's 3 s.", registry=self.registry
+        )
+        self.repaints = Counter(
+            "t2f_repaints", "Images painted again for lack of a usable face.", ["reason"], registry=self.registry
+        )
         self.registry.register(GpuMemoryCollector())
 
     def watch_queue(self, waiting: Callable[[], list[JobHandle]]) -> None:

@@ -262,8 +262,12 @@ class PromptFilter:
         return cls(terms, patterns, allowed, negative_terms, negative_patterns)
 
     @classmethod
-    def from_files(cls, block: Path | None = DEFAULT_BLOCKLIST, allow: Path | None = DEFAULT_ALLOWLIST,
-                   negative: Path | None = DEFAULT_NEGATIVE_BLOCKLIST) -> PromptFilter:  # fmt: skip
+    def from_files(
+        cls,
+        block: Path | None = DEFAULT_BLOCKLIST,
+        allow: Path | None = DEFAULT_ALLOWLIST,
+        negative: Path | None = DEFAULT_NEGATIVE_BLOCKLIST,
+    ) -> PromptFilter:
         """The three lists from files; ``None`` means an empty list."""
         read = [p.read_text(encoding="utf-8").splitlines() if p else [] for p in (block, allow, negative)]
         return cls.from_lines(*read)
@@ -278,8 +282,13 @@ class PromptFilter:
         terms, patterns = _parse(extra, server=True)
         if not terms and not patterns:  # the common case (a server with no terms of its own): no recompiling
             return self
-        return PromptFilter(tuple(dict.fromkeys(self.terms + terms)), self.patterns + patterns, self.allowed,
-                            self.negative_terms, self.negative_patterns)  # fmt: skip
+        return PromptFilter(
+            tuple(dict.fromkeys(self.terms + terms)),
+            self.patterns + patterns,
+            self.allowed,
+            self.negative_terms,
+            self.negative_patterns,
+        )
 
     def _hit(self, matcher: _Matcher, text: str) -> str | None:
         for reading in _variants(text):

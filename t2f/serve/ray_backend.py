@@ -163,8 +163,9 @@ class RayFaceBackend:
         attempts, wait_s = 0, self.backoff_s[0]
         while pending := [job for job in jobs if job.job_id not in results]:
             if all(cancelled(job.job_id) for job in pending):
-                results.update({job.job_id: JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
-                                for job in pending})  # fmt: skip
+                results.update(
+                    {job.job_id: JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in pending}
+                )
                 return
             if time.monotonic() >= deadline:
                 self._fail(pending, results, NO_WORKER, minutes=round(self.window_s / 60, 1))
@@ -180,8 +181,13 @@ class RayFaceBackend:
                 if reached:
                     attempts += 1
                     lost = [job.job_id for job in pending]
-                    log.warning("jobs %s lost their replica (%s): attempt %d of %d", lost, type(exc).__name__,
-                                attempts, self.max_attempts)  # fmt: skip
+                    log.warning(
+                        "jobs %s lost their replica (%s): attempt %d of %d",
+                        lost,
+                        type(exc).__name__,
+                        attempts,
+                        self.max_attempts,
+                    )
                     if attempts >= self.max_attempts:
                         self._fail(pending, results, WORKER_LOST, attempts=attempts)
                         return

@@ -69,21 +69,41 @@ def job_record(
     """The row of a newly accepted job."""
     face = job.face
     return JobRecord(
-        id=job.job_id, user_id=job.user_id, guild_id=job.guild_id, channel_id=job.channel_id, prompt=face.prompt,
-        negative_prompt=face.negative_prompt, seed=face.seed, steps=face.steps, guidance=face.guidance,
-        size=face.size, output=job.output, status=JobStatus.QUEUED, created_at=created_at,
-        interaction_token=interaction_token, application_id=application_id,
+        id=job.job_id,
+        user_id=job.user_id,
+        guild_id=job.guild_id,
+        channel_id=job.channel_id,
+        prompt=face.prompt,
+        negative_prompt=face.negative_prompt,
+        seed=face.seed,
+        steps=face.steps,
+        guidance=face.guidance,
+        size=face.size,
+        output=job.output,
+        status=JobStatus.QUEUED,
+        created_at=created_at,
+        interaction_token=interaction_token,
+        application_id=application_id,
         source="photo" if job.is_photo else "text",
-    )  # fmt: skip
+    )
 
 
 def job_request(record: JobRecord, *, upload: UploadBudget | None = None) -> JobRequest:
     """The job a stored row describes (to run it again after a restart; a photo job cannot be: no photo is kept)."""
     face = FaceRequest(
-        prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed, steps=record.steps,
-        guidance=record.guidance, size=record.size,
-    )  # fmt: skip
+        prompt=record.prompt,
+        negative_prompt=record.negative_prompt,
+        seed=record.seed,
+        steps=record.steps,
+        guidance=record.guidance,
+        size=record.size,
+    )
     return JobRequest(
-        job_id=record.id, user_id=record.user_id, face=face, output=record.output, guild_id=record.guild_id,
-        channel_id=record.channel_id, upload=upload,
-    )  # fmt: skip
+        job_id=record.id,
+        user_id=record.user_id,
+        face=face,
+        output=record.output,
+        guild_id=record.guild_id,
+        channel_id=record.channel_id,
+        upload=upload,
+    )

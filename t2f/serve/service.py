@@ -331,8 +331,11 @@ class JobService:
 
         def overdue() -> None:
             if not future.done() and not handle.result.done():
-                log.error("job %s still had no face or files %.0f s after painting; a faces or export thread "
-                          "may be stuck", job_id, self.job_timeout_s)  # fmt: skip
+                log.error(
+                    "job %s still had no face or files %.0f s after painting; a faces or export thread may be stuck",
+                    job_id,
+                    self.job_timeout_s,
+                )
                 self._finish(handle, timed_out(job_id, self.job_timeout_s))
 
         timer = asyncio.get_running_loop().call_later(self.job_timeout_s, overdue)

@@ -134,11 +134,20 @@ def _times_key(backend: LocalFaceBackend, sizes: tuple[int, ...], size: int, ste
     stage = backend.pipeline.text_to_image
     device = str(getattr(stage, "device", "cpu"))
     card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
-    return {"model": getattr(stage, "model", ""), "revision": getattr(stage, "revision", None), "card": card,
-            "torch": torch.__version__, "dtype": str(getattr(stage, "dtype", "")), "sizes": list(sizes),
-            "image_size": size, "steps": steps, "crop": backend.crop, "render": backend.render_device,
-            "detector": getattr(backend.pipeline.detector, "engine", None),
-            "single": getattr(stage, "single_unet", None) is not None}  # fmt: skip
+    return {
+        "model": getattr(stage, "model", ""),
+        "revision": getattr(stage, "revision", None),
+        "card": card,
+        "torch": torch.__version__,
+        "dtype": str(getattr(stage, "dtype", "")),
+        "sizes": list(sizes),
+        "image_size": size,
+        "steps": steps,
+        "crop": backend.crop,
+        "render": backend.render_device,
+        "detector": getattr(backend.pipeline.detector, "engine", None),
+        "single": getattr(stage, "single_unet", None) is not None,
+    }
 
 
 def _remembered_times(stage: object, key: dict[str, object]) -> dict[int, float] | None:
@@ -201,7 +210,9 @@ def _warm_note(stage: object, sizes: tuple[int, ...], before: tuple[int, int]) -
     hits, misses = (now - then for now, then in zip(_cache_counters(), before, strict=True))
     shapes = ", ".join(map(str, sizes))
     cache = getattr(stage, "compile_cache", None)
-    where = "no compile cache" if cache is None else (
-        f"compile cache {cache.folder} {'warm' if cache.warm else 'cold'} ({cache.files_before} files before)"
-    )  # fmt: skip
+    where = (
+        "no compile cache"
+        if cache is None
+        else (f"compile cache {cache.folder} {'warm' if cache.warm else 'cold'} ({cache.files_before} files before)")
+    )
     return f" (compiled batches {shapes}; {where}; {hits} graphs loaded from it, {misses} compiled)"

@@ -221,8 +221,14 @@ class TextToImage:
                 f"Model '{model}' could not be loaded ({type(exc).__name__}); its files look damaged. "
                 "Fetch it again with: t2f download"
             ) from exc
-        pipeline = prepare_pipeline(pipeline, device=device, scheduler=scheduler, channels_last=channels_last,
-                                    fuse_qkv=fuse_qkv, compile_unet=compile_unet)  # fmt: skip
+        pipeline = prepare_pipeline(
+            pipeline,
+            device=device,
+            scheduler=scheduler,
+            channels_last=channels_last,
+            fuse_qkv=fuse_qkv,
+            compile_unet=compile_unet,
+        )
         previewer = (
             LatentPreviewer.from_pretrained(taesd, device=device, dtype=torch_dtype, cache_dir=cache_dir)
             if taesd
@@ -230,9 +236,15 @@ class TextToImage:
         )
         mode = compile_mode(compile_unet)
         return cls(
-            pipeline, device=device, dtype=torch_dtype, model=model, revision=resolved.revision, previewer=previewer,
-            buckets=buckets_for(max_batch) if mode != "off" else (), single_unet=compile_single(pipeline, mode),
-        )  # fmt: skip
+            pipeline,
+            device=device,
+            dtype=torch_dtype,
+            model=model,
+            revision=resolved.revision,
+            previewer=previewer,
+            buckets=buckets_for(max_batch) if mode != "off" else (),
+            single_unet=compile_single(pipeline, mode),
+        )
 
     @property
     def max_prompt_tokens(self) -> int:
@@ -308,8 +320,11 @@ class TextToImage:
         if self.buckets and len(requests) > self.buckets[-1]:
             size = self.buckets[-1]
             parts = [requests[i : i + size] for i in range(0, len(requests), size)]
-            return [face for part in parts for face in self.generate_batch(part, on_step=on_step,
-                                                                           preview_every=preview_every)]  # fmt: skip
+            return [
+                face
+                for part in parts
+                for face in self.generate_batch(part, on_step=on_step, preview_every=preview_every)
+            ]
         count = len(requests)
         padded = list(requests) + [requests[-1]] * (bucket_for(count, self.buckets) - count if self.buckets else 0)
         try:

@@ -174,8 +174,9 @@ class PageKeepingBackend:
         if result.status == JobStatus.DONE:
             untouched = result.report is None or result.report.upload_note is None
             try:
-                self.pages.save(result.job_id, page_files(finished.face, result.files, untouched=untouched),
-                                result.report)  # fmt: skip
+                self.pages.save(
+                    result.job_id, page_files(finished.face, result.files, untouched=untouched), result.report
+                )
             except OSError:  # a full disk costs the page, not the delivery
                 log.exception("saving the page of job %s failed", result.job_id)
         return result

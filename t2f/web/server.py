@@ -141,16 +141,18 @@ def web_app(
         return web.FileResponse(path, headers=headers)
 
     link = r"/f/{job_id:[0-9a-f]{12}}/{expires:[0-9]{1,12}}/{sig:[A-Za-z0-9_-]{32}}"
-    app.add_routes([
-        web.get("/healthz", healthz),
-        web.get("/metrics", metrics_page),
-        web.get("/assets/model-viewer.min.js", viewer),
-        web.get("/assets/t2f.css", text_asset(STYLE, "text/css")),
-        web.get("/assets/studio.js", text_asset(STUDIO_SCRIPT, "text/javascript")),
-        web.get(link + "/", face),
-        web.get(link + r"/{name:[A-Za-z0-9_.-]{1,40}}", face_file),
-        *(extra_routes or []),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics_page),
+            web.get("/assets/model-viewer.min.js", viewer),
+            web.get("/assets/t2f.css", text_asset(STYLE, "text/css")),
+            web.get("/assets/studio.js", text_asset(STUDIO_SCRIPT, "text/javascript")),
+            web.get(link + "/", face),
+            web.get(link + r"/{name:[A-Za-z0-9_.-]{1,40}}", face_file),
+            *(extra_routes or []),
+        ]
+    )
     if pages is not None:
         app.cleanup_ctx.append(_pruning(pages, prune_every_s))
     return app

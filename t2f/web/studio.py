@@ -119,9 +119,14 @@ class Studio:
         seed = _whole(body, "seed")
         steps = _whole(body, "steps") or self.defaults.steps
         MEMBER_STEPS.check(steps, "Steps")
-        face = FaceRequest(prompt=prompt, negative_prompt=negative,
-                           seed=secrets.randbelow(2**32) if seed is None else SEED.check(seed, "Seed"),
-                           steps=steps, guidance=self.defaults.guidance, size=self.defaults.size)  # fmt: skip
+        face = FaceRequest(
+            prompt=prompt,
+            negative_prompt=negative,
+            seed=secrets.randbelow(2**32) if seed is None else SEED.check(seed, "Seed"),
+            steps=steps,
+            guidance=self.defaults.guidance,
+            size=self.defaults.size,
+        )
         return check_face_request(face)
 
     async def _queue(self, face: FaceRequest, member_id: int, *, chosen_seed: bool) -> JobHandle:
@@ -131,8 +136,13 @@ class Studio:
         :class:`~t2f.serve.jobs.QueueFull` or :class:`~t2f.serve.store.StoreUnavailable`.
         """
         admission = await self.policy.admit(guild_id=None, channel_id=None, user_id=member_id, request=face)
-        job = JobRequest(job_id=secrets.token_hex(6), user_id=member_id, face=face, output="glb",
-                         repaints_left=0 if chosen_seed else self.defaults.repaints)  # fmt: skip
+        job = JobRequest(
+            job_id=secrets.token_hex(6),
+            user_id=member_id,
+            face=face,
+            output="glb",
+            repaints_left=0 if chosen_seed else self.defaults.repaints,
+        )
         return await self.policy.enqueue(admission, job, job_record(job, created_at=time.time()))
 
     async def submit(self, request: web.Request) -> web.Response:
@@ -171,8 +181,9 @@ class Studio:
             self._final.popitem(last=False)
         self._handles.pop(job_id, None)
         self._previews.pop(job_id, None)
-        await self.store.finish_job(job_id, status=result.status, outcome=result.user_message or "ok",
-                                    report=result.report)  # fmt: skip
+        await self.store.finish_job(
+            job_id, status=result.status, outcome=result.user_message or "ok", report=result.report
+        )
 
     @staticmethod
     def _final_state(result: JobResult, path: str | None) -> dict[str, Any]:
@@ -192,8 +203,13 @@ class Studio:
         if not handle.started or latest is None:
             position = self.service.position(job_id)
             return {"state": "queued", "position": position, "eta_s": round(self.service.eta_seconds(position), 1)}
-        state: dict[str, Any] = {"state": "running", "phase": str(latest.phase), "step": latest.step,
-                                 "total": latest.total, "preview": None}  # fmt: skip
+        state: dict[str, Any] = {
+            "state": "running",
+            "phase": str(latest.phase),
+            "step": latest.step,
+            "total": latest.total,
+            "preview": None,
+        }
         if latest.preview is not None:
             cached = self._previews.get(job_id)
             if cached is None or cached[0] is not latest:

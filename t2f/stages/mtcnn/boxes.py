@@ -46,9 +46,13 @@ def area_grid(height: int, width: int, scale: float, device: torch.device) -> Ar
     """The grid that resizes a ``height`` x ``width`` image by ``scale``, sides truncated as TensorFlow does."""
     out_h, out_w = int(height * scale), int(width * scale)
     (rows, row_fractions), (cols, col_fractions) = area_edges(height, out_h), area_edges(width, out_w)
-    return AreaGrid(torch.from_numpy(rows).to(device), torch.from_numpy(row_fractions).to(device),
-                    torch.from_numpy(cols).to(device), torch.from_numpy(col_fractions).to(device),
-                    (height / out_h) * (width / out_w))  # fmt: skip
+    return AreaGrid(
+        torch.from_numpy(rows).to(device),
+        torch.from_numpy(row_fractions).to(device),
+        torch.from_numpy(cols).to(device),
+        torch.from_numpy(col_fractions).to(device),
+        (height / out_h) * (width / out_w),
+    )
 
 
 def integral_image(image: torch.Tensor) -> torch.Tensor:

@@ -75,12 +75,16 @@ def download_prnet(folder: Path, *, assets: PRNetAssets | None = None, progress:
         return folder
     tf_dir = folder / "tf"
     fetch_file(
-        f"{assets.data_url}/net-data/{CHECKPOINT_NAME}.index", tf_dir / f"{CHECKPOINT_NAME}.index",
-        sha256=assets.checkpoint_index_sha256, progress=progress,
-    )  # fmt: skip
+        f"{assets.data_url}/net-data/{CHECKPOINT_NAME}.index",
+        tf_dir / f"{CHECKPOINT_NAME}.index",
+        sha256=assets.checkpoint_index_sha256,
+        progress=progress,
+    )
     fetch_file(
-        assets.checkpoint_data_url, tf_dir / f"{CHECKPOINT_NAME}.data-00000-of-00001",
-        sha256=assets.checkpoint_data_sha256, progress=progress,
-    )  # fmt: skip
+        assets.checkpoint_data_url,
+        tf_dir / f"{CHECKPOINT_NAME}.data-00000-of-00001",
+        sha256=assets.checkpoint_data_sha256,
+        progress=progress,
+    )
     import_tf_checkpoint(tf_dir / CHECKPOINT_NAME, folder)
     return folder

@@ -136,8 +136,12 @@ def is_official(config: PRNetConfig) -> bool:
 
 def provenance(config: PRNetConfig) -> WeightsProvenance:
     """What a face report says about these weights."""
-    return WeightsProvenance(source=config.source or "unknown", sha256=config.sha256 or None,
-                             checkpoint_sha256=config.source_sha256 or None, official=is_official(config))  # fmt: skip
+    return WeightsProvenance(
+        source=config.source or "unknown",
+        sha256=config.sha256 or None,
+        checkpoint_sha256=config.source_sha256 or None,
+        official=is_official(config),
+    )
 
 
 def import_tf_checkpoint(prefix: Path, out_dir: Path) -> PRNetConfig:
@@ -153,8 +157,11 @@ def import_tf_checkpoint(prefix: Path, out_dir: Path) -> PRNetConfig:
     try:
         save_file(state, str(tmp_weights), metadata={"format": "pt", "source": Path(prefix).name})
         data_file = Path(f"{prefix}.data-00000-of-00001")
-        config = PRNetConfig(sha256=file_sha256(tmp_weights), source=Path(prefix).name,
-                             source_sha256=file_sha256(data_file) if data_file.is_file() else "")  # fmt: skip
+        config = PRNetConfig(
+            sha256=file_sha256(tmp_weights),
+            source=Path(prefix).name,
+            source_sha256=file_sha256(data_file) if data_file.is_file() else "",
+        )
         tmp_weights.replace(out_dir / WEIGHTS_FILE)
     finally:
         tmp_weights.unlink(missing_ok=True)

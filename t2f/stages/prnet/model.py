@@ -175,8 +175,15 @@ class PRNet:
             raise ModelUnavailable(
                 f"PRNet's {WEIGHTS_FILE} in '{folder}' does not fit ResFCN256. {FETCH_HINT}"
             ) from exc
-        return cls(network, config, device=device, dtype=dtype, channels_last=channels_last,
-                   compile_network=compile_network, buckets=buckets)  # fmt: skip
+        return cls(
+            network,
+            config,
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            compile_network=compile_network,
+            buckets=buckets,
+        )
 
     @torch.inference_mode()
     def predict(self, crops: np.ndarray) -> np.ndarray:

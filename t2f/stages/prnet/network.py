@@ -92,9 +92,21 @@ class ResBlock(nn.Module):
 # (out channels, stride) of resBlock .. resBlock_9 and of Conv2d_transpose .. Conv2d_transpose_16, for base width 16.
 ENCODER_BLOCKS = ((2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2), (16, 1), (32, 2), (32, 1))
 DECODER_LAYERS = (
-    (32, 1), (16, 2), (16, 1), (16, 1), (8, 2), (8, 1), (8, 1), (4, 2), (4, 1), (4, 1),
-    (2, 2), (2, 1), (1, 2), (1, 1),
-)  # fmt: skip
+    (32, 1),
+    (16, 2),
+    (16, 1),
+    (16, 1),
+    (8, 2),
+    (8, 1),
+    (8, 1),
+    (4, 2),
+    (4, 1),
+    (4, 1),
+    (2, 2),
+    (2, 1),
+    (1, 2),
+    (1, 1),
+)
 
 
 class ResFCN256(nn.Module):

@@ -36,9 +36,14 @@ def crop_face(image: np.ndarray, center_xy: np.ndarray, side: float) -> FaceCrop
     tform = crop_transform(center, side)
     pixels = image.astype(np.float32) / 255.0
     crop = warp(
-        pixels, ProjectiveTransform(np.linalg.inv(tform)), output_shape=(CROP_SIZE, CROP_SIZE),
-        order=1, mode="constant", cval=0.0, preserve_range=True,
-    )  # fmt: skip
+        pixels,
+        ProjectiveTransform(np.linalg.inv(tform)),
+        output_shape=(CROP_SIZE, CROP_SIZE),
+        order=1,
+        mode="constant",
+        cval=0.0,
+        preserve_range=True,
+    )
     return FaceCrop(image=crop.astype(np.float32), tform=tform, center_xy=center, side=float(side))
 
 

@@ -78,8 +78,10 @@ class UVData:
         """Read the upstream files from ``folder`` and check they agree with each other."""
         missing = [name for name in UV_FILES if not (folder / name).is_file()]
         if missing:
-            raise ModelUnavailable(f"PRNet's UV data is incomplete in '{folder}': missing {', '.join(missing)}. "
-                                   "Fetch it with: t2f download")  # fmt: skip
+            raise ModelUnavailable(
+                f"PRNet's UV data is incomplete in '{folder}': missing {', '.join(missing)}. "
+                "Fetch it with: t2f download"
+            )
         face_ind = np.loadtxt(folder / "face_ind.txt").astype(np.int64)
         triangles = np.loadtxt(folder / "triangles.txt").astype(np.int32)
         kpt_ind = np.loadtxt(folder / "uv_kpt_ind.txt").astype(np.int64)
