@@ -24,7 +24,7 @@ LAYERS = {
     "web": ("t2f.web",),
     "app": (
         "t2f.config",
-        "t2f.config_values",
+        "t2f.config.values",
         "t2f.preflight",
         "t2f.logs",
         "t2f.build",

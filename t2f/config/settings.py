@@ -1,4 +1,4 @@
-"""Typed settings, read once from the environment and ``.env``.
+"""Typed settings: every ``T2F_`` variable, its default, what it allows and what it means.
 
 Only ``bot.py`` and ``t2f.cli`` call :func:`load_settings`; everything else receives a
 :class:`Settings`. The real environment wins over ``.env`` so an operator can override a file
@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
-
 from t2f import bounds
-from t2f.config_values import BACKENDS, DETECTORS, DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
-from t2f.errors import ConfigError
+from t2f.config.environment import hf_home, read_environment
+from t2f.config.values import BACKENDS, DETECTORS, DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS
 from t2f.stages.gate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
 from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 
@@ -369,76 +367,6 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
     return Settings(**kwargs)
 
 
-def read_environment(env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
-    """Merge ``env_file`` (if it exists) under the process environment; the real environment wins."""
-    merged: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        try:
-            merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        except UnicodeDecodeError as exc:
-            line = exc.object[: exc.start].count(b"\n") + 1
-            bad = f"byte {exc.object[exc.start]:#04x} on line {line}"
-            raise ConfigError(f"{Path(env_file).name} is not UTF-8 text ({bad}); save it as UTF-8.") from None
-    merged.update(os.environ)
-    return merged
-
-
 def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     """Read :class:`Settings` from ``env_file`` and the environment."""
     return settings_from_mapping(read_environment(env_file))
-
-
-def hf_home() -> Path:
-    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, as the hub library finds it (without importing it)."""
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "huggingface"
-
-
-def _default_text(default: object) -> str:
-    """A default as it is written in ``.env``: on/off, comma-separated ids, or the plain value."""
-    if default is None:
-        return ""
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    if isinstance(default, tuple):
-        return ",".join(map(str, default))
-    return str(default)
-
-
-def settings_table() -> str:
-    """Markdown table of every setting, for the README."""
-    rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-    for f in dataclasses.fields(Settings):
-        shown = _default_text(f.default) or "(empty)"
-        rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['allowed'] or 'any'} | {f.metadata['doc']} |")
-    return "\n".join(rows)
-
-
-def env_example() -> str:
-    """The text of ``.env.example``: the token blank, every setting commented out at its default.
-
-    Nothing but the token is set, so a copy changes nothing until a line is uncommented; in particular
-    it never moves the paths a Docker image points at its volume.
-    """
-    lines = [
-        "# t2f settings. Copy to .env (git-ignored) and fill in. The real environment overrides this file.",
-        "",
-        "# Discord bot token from the Developer Portal (Bot tab). Secret: never commit it.",
-        "DISCORD_TOKEN=",
-        "",
-        '# Models, inference, the bot\'s limits, storage and logs (see README, "Configuration").',
-        "# Every line below shows the default; uncomment a line to change it.",
-    ]
-    for f in dataclasses.fields(Settings):
-        shown = _default_text(f.default)
-        allowed = f" Allowed: {f.metadata['allowed']}." if f.metadata["allowed"] else ""
-        lines += [f"# {f.metadata['doc']}{allowed}", f"# {f.metadata['env']}={shown}"]
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    example = "--env-example" in sys.argv
-    print(env_example() if example else settings_table(), end="" if example else "\n")
