@@ -31,11 +31,13 @@ bot: install
 ## Lint and run the whole test suite (CI runs exactly this).
 test: install-test
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: install-test
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 ## Paint one face from PROMPT with the configured model.

@@ -2,17 +2,16 @@
 
 ``main`` parses the command line, reads ``.env`` and the environment, and checks everything that
 needs no model (settings, files, database path, device, and the token with one REST call to
-Discord), each failure one line on stderr. Only then does it load the models once and build the
-store, job service and policy that :class:`T2FBot` receives. ``setup_hook`` warms the models
-up, loads the cogs (the face cog resumes the jobs a previous run left unfinished), registers the
-persistent buttons and syncs commands only when they changed.
+Discord), each failure one line on stderr. Only then does it load the models once and open the
+serving stack (:func:`t2f.stack.open_stack`: store, job service, policy, pages) that :class:`T2FBot`
+receives. ``setup_hook`` warms the models up, loads the cogs (the face cog resumes the jobs a previous
+run left unfinished), registers the persistent buttons and syncs commands only when they changed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import hashlib
 import json
 import logging
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import discord
+from cogs.base import FaceBot
 from discord import app_commands
 from discord.ext import commands
 
@@ -35,12 +35,13 @@ from t2f.errors import ConfigError, T2FError
 from t2f.logs import configure_logging
 from t2f.preflight import check_settings
 from t2f.serve.policy import Policy
+from t2f.serve.requests import RequestDefaults
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
 
 if TYPE_CHECKING:
+    from t2f.stack import Stack
     from t2f.web.pages import FacePages
-    from t2f.web.server import Metrics, WebServer
 
 log = logging.getLogger("t2f.bot")
 EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin")
@@ -89,7 +90,7 @@ class T2FTree(app_commands.CommandTree):
             log.warning("could not send the error message for %s", interaction.id)
 
 
-class T2FBot(commands.Bot):
+class T2FBot(FaceBot):
     """The t2f bot. Everything it depends on is passed in; nothing is created at import time."""
 
     def __init__(
@@ -99,6 +100,7 @@ class T2FBot(commands.Bot):
         store: Store,
         service: JobService,
         policy: Policy,
+        defaults: RequestDefaults,
         warm_up: Callable[[], object] | None = None,
         pages: FacePages | None = None,
     ) -> None:
@@ -112,8 +114,22 @@ class T2FBot(commands.Bot):
         self.store = store
         self.service = service
         self.policy = policy
+        self.defaults = defaults
         self.warm_up = warm_up
         self.pages = pages  # the 3D pages (T2F_WEB_PORT), or None
+
+    @classmethod
+    def on(cls, stack: Stack) -> T2FBot:
+        """The bot on an open serving stack."""
+        return cls(
+            settings=stack.settings,
+            store=stack.store,
+            service=stack.service,
+            policy=stack.policy,
+            defaults=stack.defaults,
+            warm_up=stack.warm_up,
+            pages=stack.pages,
+        )
 
     async def setup_hook(self) -> None:
         from cogs.buttons import BUTTONS
@@ -121,7 +137,7 @@ class T2FBot(commands.Bot):
         if self.warm_up is not None:  # before the cogs: a resumed job must not pay for the first compile
             log.info(
                 "warming the models up (a short generation%s)…",
-                " and compiling" if self.settings.compile != "off" else "",
+                " and compiling" if self.settings.compile_mode != "off" else "",
             )
             seconds = await self.service.warm_up(self.warm_up)
             log.info("models warmed up in %.1f s", seconds)
@@ -155,73 +171,23 @@ class T2FBot(commands.Bot):
         await super().close()
 
 
-async def start_web(
-    settings: Settings, service: JobService, *, metrics: Metrics | None = None
-) -> tuple[FacePages, WebServer]:
-    """The bot's web server (README "3D pages and t2f serve"): a page per face, ``/healthz`` and ``/metrics``.
-
-    The service's backend is wrapped so each finished face's page files are saved on its CPU thread.
-    """
-    from t2f.web.assets import installed_script
-    from t2f.web.pages import PageKeepingBackend, open_pages
-    from t2f.web.server import WebServer, exposure_warning, web_app
-
-    script = installed_script(settings.data_dir())
-    pages = await asyncio.to_thread(
-        open_pages,
-        output_dir=settings.output_dir,
-        cache_dir=settings.data_dir(),
-        secret=settings.web_secret,
-        keep_days=settings.keep_days,
-        public_url=settings.public_url,
-    )
-    service.backend = PageKeepingBackend(service.backend, pages)
-    health = functools.partial(service.health, require_warm=settings.warmup)
-    app = web_app(pages=pages, viewer_script=script, health=health, metrics=metrics)
-    server = WebServer(app, host=settings.web_host, port=settings.web_port)
-    await server.start()
-    if (warning := exposure_warning(settings.web_host, server.port)) is not None:
-        log.warning(warning)
-    return pages, server
-
-
 async def run_bot(settings: Settings, token: str) -> None:
-    """Load the models (off the event loop), open the store, and run until closed or signalled."""
-    from t2f.build import admission_policy, job_service, load_backend
-    from t2f.serve.metrics import ServiceMetrics
+    """Load the models (off the event loop), open the serving stack, and run until closed or signalled."""
+    from t2f.build import load_route
+    from t2f.stack import WebPlan, open_stack
+    from t2f.web.server import exposure_warning
 
-    backend = await asyncio.to_thread(load_backend, settings)
-    store = await Store.open(settings.db_path)
-    metrics = ServiceMetrics()
-    service = job_service(settings, backend, metrics=metrics)
-    policy = admission_policy(settings, store=store, service=service)
-    warm_up = (
-        functools.partial(
-            backend.warm_up,
-            settings.image_size,
-            max_batch=settings.max_batch,
-            compiled=settings.compile != "off",
-            steps=settings.steps,
-        )
-        if settings.warmup
-        else None
-    )
+    route, stages = await asyncio.to_thread(load_route, settings)
     # The web server, off unless T2F_WEB_PORT is set: 3D pages, /healthz (README "3D pages and t2f serve").
-    pages, web_server = (
-        await start_web(settings, service, metrics=metrics.render) if settings.web_port else (None, None)
-    )
-    try:
-        async with T2FBot(
-            settings=settings, store=store, service=service, policy=policy, warm_up=warm_up, pages=pages
-        ) as bot:
+    web = WebPlan(settings.web_host, settings.web_port) if settings.web_port else None
+    async with open_stack(settings, route, stages=stages, web=web) as stack:
+        if stack.web is not None and (warning := exposure_warning(settings.web_host, stack.web.port)) is not None:
+            log.warning(warning)
+        async with T2FBot.on(stack) as bot:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
             await bot.start(token)
-    finally:
-        if web_server is not None:
-            await web_server.stop()
-        await store.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

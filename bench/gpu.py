@@ -57,15 +57,20 @@ from t2f.errors import first_line
 from t2f.export.package import result_files
 from t2f.export.render_torch import ViewRenderer
 from t2f.faces import FaceRequest, FaceResult
-from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.faces import FaceFinder
+from t2f.serve.files import FileWriter
 from t2f.serve.jobs import JobRequest
+from t2f.serve.paint import Painter
+from t2f.serve.route import Route
 from t2f.serve.service import JobService
+from t2f.serve.warmup import LocalStages, warm_up
 from t2f.stages.compiling import buckets_for, cache_counters, use_compile_cache
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map
 from t2f.stages.prnet.uv import UVData
-from t2f.stages.text2img import TextToImage, compile_pipeline, compile_single, prepare_pipeline
+from t2f.stages.sd_pipeline import compile_pipeline, compile_single, prepare_pipeline
+from t2f.stages.text2img import TextToImage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MTCNN_S = 0.080  # MTCNN's CPU time per image on the H200 host (../shared/docs/gpu-measurements.md)
@@ -76,22 +81,34 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def build(args: argparse.Namespace, raw: np.ndarray, uv: UVData, *, overlap: bool = False) -> LocalFaceBackend:
-    """The production classes around the bench model: fp16 on CUDA, no channels-last, no fused QKV (the defaults)."""
+def build(args: argparse.Namespace, raw: np.ndarray, uv: UVData) -> LocalStages:
+    """The production stages around the bench model: fp16 on CUDA, no channels-last, no fused QKV (the defaults)."""
     pipe = tiny_pipeline() if args.smoke else sd14_pipeline()
     pipe = prepare_pipeline(pipe, device=args.device, dtype=args.dtype, scheduler="dpmpp")
     stage = TextToImage(pipe, device=args.device, dtype=args.dtype, model="bench")
     prnet = RealFacePRNet(raw, device=args.device, dtype=args.dtype, mode="off", buckets=())
     pipeline = FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
-    return LocalFaceBackend(pipeline, crop="whole", preview_every=0, overlap=overlap)
+    return LocalStages(painter=Painter(stage), faces=FaceFinder(pipeline, crop="whole"), files=FileWriter())
 
 
-def make_fast(backend: LocalFaceBackend, raw: np.ndarray, args: argparse.Namespace) -> None:
+def service_of(stages: LocalStages, args: argparse.Namespace, *, faces_thread: bool, files_threads: int) -> JobService:
+    """The job service around ``stages``: faces on the GPU thread or their own, ``files_threads`` writing files."""
+    route = Route(
+        paint=stages.painter,
+        faces=stages.faces,
+        files=stages.files,
+        faces_thread=faces_thread,
+        files_threads=files_threads,
+    )
+    return JobService(route, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600)
+
+
+def make_fast(stages: LocalStages, raw: np.ndarray, args: argparse.Namespace) -> None:
     """Compile the UNet in ``args.mode``, pad batches to the buckets and graph PRNet, as ``T2F_COMPILE`` does."""
-    stage = backend.pipeline.text_to_image
+    stage = stages.painter.text_to_image
     compile_pipeline(stage.pipeline, args.mode)
     stage.buckets, stage.single_unet = args.buckets, compile_single(stage.pipeline, args.mode)
-    backend.pipeline.prnet = fast_prnet(raw, args, channels_last=args.cuda)  # T2F_CHANNELS_LAST=auto on CUDA
+    stages.faces.pipeline.prnet = fast_prnet(raw, args, channels_last=args.cuda)  # T2F_CHANNELS_LAST=auto on CUDA
 
 
 def fast_prnet(raw: np.ndarray, args: argparse.Namespace, *, channels_last: bool) -> RealFacePRNet:
@@ -105,8 +122,8 @@ def requests(count: int, args: argparse.Namespace) -> list[FaceRequest]:
 
 
 def on_gpu_thread(service: JobService, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on the service's worker thread (where the bot runs every model call) and wait for it."""
-    return service.executor.submit(fn).result()
+    """Run ``fn`` on the service's GPU thread (where the bot runs every model call) and wait for it."""
+    return service.gpu.submit(fn).result()
 
 
 def paint_ms(service: JobService, stage: TextToImage, count: int, args: argparse.Namespace) -> float:
@@ -168,7 +185,7 @@ class LastLine(logging.Handler):
         self.said = record.getMessage()
 
 
-def warm_up_s(service: JobService, backend: LocalFaceBackend, args: argparse.Namespace) -> dict[str, Any]:
+def warm_up_s(service: JobService, stages: LocalStages, args: argparse.Namespace) -> dict[str, Any]:
     """Seconds of the start-up warm-up on the worker thread, the compile cache's hits and misses during it,
     and the warm-up's log line (where its time went)."""
     before, lines = cache_counters(), LastLine()
@@ -176,7 +193,8 @@ def warm_up_s(service: JobService, backend: LocalFaceBackend, args: argparse.Nam
     started = time.perf_counter()
     try:
         on_gpu_thread(
-            service, lambda: (backend.warm_up(args.size, max_batch=args.max_batch, compiled=True), sync(args.device))
+            service,
+            lambda: (warm_up(stages, args.size, max_batch=args.max_batch, compile_mode=args.mode), sync(args.device)),
         )
     finally:
         logging.getLogger("t2f.serve.warmup").removeHandler(lines)
@@ -188,13 +206,13 @@ def warm_up_s(service: JobService, backend: LocalFaceBackend, args: argparse.Nam
 def child_warm_up(args: argparse.Namespace, raw: np.ndarray, uv: UVData) -> None:
     """A restart: a fresh process, the same cache folder; prints the warm-up's numbers as JSON."""
     cache = use_compile_cache(args.cache)
-    backend = build(args, raw, uv)
-    make_fast(backend, raw, args)
-    backend.draw_on(args.device if args.cuda else None)  # as the parent: the kept batch times' key names it
-    backend.pipeline.text_to_image.compile_cache = cache  # the warm-up's log line names it, as in the bot
-    service = JobService(backend, max_batch=args.max_batch)
-    print(json.dumps({**warm_up_s(service, backend, args), "files_before": cache.files_before}))
-    service.executor.shutdown()
+    stages = build(args, raw, uv)
+    make_fast(stages, raw, args)
+    stages.files.draw_on(args.device if args.cuda else None)  # as the parent: the kept batch times' key names it
+    stages.painter.text_to_image.compile_cache = cache  # the warm-up's log line names it, as in the bot
+    service = service_of(stages, args, faces_thread=args.cuda, files_threads=1)
+    print(json.dumps({**warm_up_s(service, stages, args), "files_before": cache.files_before}))
+    service.gpu.shutdown()
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -274,14 +292,13 @@ def main(argv: list[str] | None = None) -> None:
 
     m = report.numbers
     section("files", files)
-    backend = build(args, raw, uv, overlap=True)
-    faces_thread, backend.faces_thread = backend.faces_thread, None  # eager: detection on the GPU thread
-    stage = backend.pipeline.text_to_image
-    eager_service = JobService(backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600)
+    stages = build(args, raw, uv)
+    stage, faces = stages.painter.text_to_image, stages.faces
+    eager_service = service_of(stages, args, faces_thread=False, files_threads=1)  # detection on the GPU thread
 
     def eager() -> None:  # 1. before the fast path: eager, detection on the GPU thread, one export thread
         m["eager_paint"] = {b: paint_ms(eager_service, stage, b, args) for b in args.buckets}
-        m["eager_prnet"] = {b: prnet_ms(eager_service, backend.pipeline.prnet, b, args) for b in args.buckets}
+        m["eager_prnet"] = {b: prnet_ms(eager_service, faces.pipeline.prnet, b, args) for b in args.buckets}
         m["eager_image"] = on_gpu_thread(eager_service, lambda: stage.generate_batch(requests(1, args))[0].image)
         if "eager-service" not in args.skip:
             m["eager_service"] = service_numbers(eager_service, args, "e")
@@ -290,26 +307,23 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(eager_service.shutdown())
 
     # 2. The fast path as the bot starts it: cache, compile, warm-up over every bucket x guidance (cold).
-    backend.faces_thread = faces_thread
-    if args.export_threads > 1:  # what T2F_EXPORT_THREADS gives t2f.build's backend: helpers for each face's parts
-        backend.export_pool = ThreadPoolExecutor(args.export_threads, thread_name_prefix="t2f-files")
-    backend.draw_on(args.device if args.cuda else None)  # as t2f.build's backend: the GPU draws
-    fast_service = JobService(
-        backend, max_batch=args.max_batch, capacity=1000, job_timeout_s=3600, export_threads=args.export_threads
-    )
+    if args.export_threads > 1:  # what T2F_EXPORT_THREADS gives t2f.build's stages: helpers for each face's parts
+        stages.files.parts_pool = ThreadPoolExecutor(args.export_threads, thread_name_prefix="t2f-files")
+    stages.files.draw_on(args.device if args.cuda else None)  # as t2f.build's stages: the GPU draws
+    fast_service = service_of(stages, args, faces_thread=True, files_threads=args.export_threads)
 
     def cold() -> None:
         cache = use_compile_cache(args.cache)
-        make_fast(backend, raw, args)
+        make_fast(stages, raw, args)
         stage.compile_cache = cache  # as t2f.build: the warm-up keeps its batch times there for the restart
-        m["cold"] = warm_up_s(fast_service, backend, args)
-        if args.cuda and not (stage.compiled and backend.pipeline.prnet.compiled):  # the warm-up logged why
+        m["cold"] = warm_up_s(fast_service, stages, args)
+        if args.cuda and not (stage.compiled and faces.pipeline.prnet.compiled):  # the warm-up logged why
             report.fell_back.append("compiling or capturing, in the warm-up (the fast rows are eager)")
 
     def fast() -> None:
         compiled_before = sum(cache_counters())
         m["fast_paint"] = {b: paint_ms(fast_service, stage, b, args) for b in args.buckets}
-        m["fast_prnet"] = {b: prnet_ms(fast_service, backend.pipeline.prnet, b, args) for b in args.buckets}
+        m["fast_prnet"] = {b: prnet_ms(fast_service, faces.pipeline.prnet, b, args) for b in args.buckets}
         other = fast_prnet(raw, args, channels_last=not args.cuda)  # the other memory format, for the choice
         m["fast_prnet_other"] = {b: prnet_ms(fast_service, other, b, args) for b in args.buckets}
         image = on_gpu_thread(fast_service, lambda: stage.generate_batch(requests(1, args))[0].image)
@@ -317,15 +331,16 @@ def main(argv: list[str] | None = None) -> None:
             m["image_diff"] = float(np.abs(image.astype(np.float32) - m["eager_image"].astype(np.float32)).mean())
         m["fast_service"] = service_numbers(fast_service, args, "f")
         m["recompiles"] = sum(cache_counters()) - compiled_before  # the warm-up covered every shape: 0
-        if backend.renderer is not None and backend.renderer.broken:
+        if stages.files.renderer is not None and stages.files.renderer.broken:
             report.fell_back.append("the fast service's GPU drawing (numpy drew its files)")
 
     def detection() -> None:  # before: the stand-in on the GPU thread; now: PyTorch MTCNN on its own thread
-        backend.crop = "detect"
+        faces.crop = "detect"
         if "detect-serial" not in args.skip:
-            backend.faces_thread, backend.pipeline.detector = None, StandInDetector(args.detect_s)
-            m["detect_serial"] = service_numbers(fast_service, args, "s")
-            backend.faces_thread = faces_thread
+            faces.pipeline.detector = StandInDetector(args.detect_s)
+            serial = service_of(stages, args, faces_thread=False, files_threads=args.export_threads)
+            m["detect_serial"] = service_numbers(serial, args, "s")
+            asyncio.run(serial.shutdown())
         if args.torch_mtcnn:
             detector = FaceCostDetector(image, args.device)
             m["mtcnn"] = {
@@ -337,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 for size in (512, 1024)
             }
-        backend.pipeline.detector = detector if args.torch_mtcnn else StandInDetector(args.detect_s)
+        faces.pipeline.detector = detector if args.torch_mtcnn else StandInDetector(args.detect_s)
         m["detect_overlap"] = service_numbers(fast_service, args, "o")
 
     section("cold warm-up", cold)

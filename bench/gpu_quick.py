@@ -28,7 +28,8 @@ from t2f.stages.compiling import cache_counters, use_compile_cache
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
-from t2f.stages.text2img import TextToImage, compile_pipeline, prepare_pipeline
+from t2f.stages.sd_pipeline import compile_pipeline, prepare_pipeline
+from t2f.stages.text2img import TextToImage
 
 
 def painter() -> TextToImage:
@@ -68,7 +69,7 @@ def main() -> None:
     crops = np.random.default_rng(0).random((1, 256, 256, 3), dtype=np.float32)
     for mode in ("off", "graphs"):
         prnet = PRNet(
-            ResFCN256().eval(), PRNetConfig(), device="cuda", dtype=torch.float16, compile_network=mode, buckets=(1,)
+            ResFCN256().eval(), PRNetConfig(), device="cuda", dtype=torch.float16, compile_mode=mode, buckets=(1,)
         )
         took = measure(lambda net=prnet: net.predict(crops), runs=50, warmup=3)["p50"]
         print(f"PRNet.predict batch 1, {mode}: {took:.2f} ms")

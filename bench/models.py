@@ -9,6 +9,7 @@ import importlib.util
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,19 @@ import torch
 from PIL import Image
 
 from t2f.faces import FaceBox
+from t2f.serve.faces import FaceFinder
+from t2f.serve.files import FileWriter
+from t2f.serve.jobs import FaceJob, Outcome, Stage
+from t2f.serve.paint import Painter
+from t2f.serve.route import Route, Watch
+from t2f.serve.warmup import LocalStages
 from t2f.stages.detect import FaceDetector
+from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
-from t2f.stages.text2img import TextToImage, prepare_pipeline
+from t2f.stages.sd_pipeline import prepare_pipeline
+from t2f.stages.text2img import TextToImage
 
 ROOT = Path(__file__).resolve().parents[1]
 SD14_SCHEDULER = dict(
@@ -109,7 +118,7 @@ def text_to_image(
     dtype: torch.dtype,
     scheduler: str = "dpmpp",
     speedups: bool = True,
-    compile_unet: bool = False,
+    compile_mode: bool | str = False,
 ) -> TextToImage:
     """A TextToImage stage around ``sd14`` or ``tiny``, prepared exactly as ``from_pretrained`` prepares one."""
     pipeline = prepare_pipeline(
@@ -119,7 +128,7 @@ def text_to_image(
         scheduler=scheduler,
         channels_last=speedups,
         fuse_qkv=speedups,
-        compile_unet=compile_unet,
+        compile_mode=compile_mode,
     )
     name = "SD v1-4 architecture, random weights" if kind == "sd14" else "tiny random SD (test fixture)"
     return TextToImage(pipeline, device=device, dtype=dtype, model=name)
@@ -149,7 +158,7 @@ class RealFacePRNet(PRNet):
             device=device,
             dtype=dtype,
             channels_last=channels_last,
-            compile_network=mode,
+            compile_mode=mode,
             buckets=buckets,
         )
         self.raw = raw
@@ -194,3 +203,43 @@ class FaceCostDetector(FaceDetector):
 def have_mtcnn_weights() -> bool:
     """Whether the mtcnn wheel's weight files and their reader (joblib, lz4) are installed."""
     return all(importlib.util.find_spec(name) is not None for name in ("mtcnn", "joblib", "lz4"))
+
+
+def local_stages(pipeline: FacePipeline, *, crop: str = "whole", parts_threads: int = 1) -> LocalStages:
+    """The route's three local stages around ``pipeline``, as t2f.build makes them."""
+    return LocalStages(
+        painter=Painter(pipeline.text_to_image),
+        faces=FaceFinder(pipeline, crop=crop),
+        files=FileWriter(parts_threads=parts_threads),
+    )
+
+
+def route_of(stages: LocalStages, *, faces_thread: bool = False, files_threads: int = 1) -> Route:
+    return Route(
+        paint=stages.painter,
+        faces=stages.faces,
+        files=stages.files,
+        faces_thread=faces_thread,
+        files_threads=files_threads,
+    )
+
+
+class InlinePainter:
+    """The naive baseline as a painter: every face found and its files written on the GPU thread, inside the
+    batch, before the next batch can start (what t2f did before files moved to their own thread)."""
+
+    def __init__(self, stages: LocalStages) -> None:
+        self.stages = stages
+
+    def paint(self, jobs: Sequence[FaceJob], watch: Watch) -> list[Outcome]:
+        ended: list[Outcome] = []
+        for outcome in self.stages.painter.paint(jobs, watch):
+            if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FACES:
+                outcome = self.stages.faces.find(outcome, watch)
+            if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FILES:
+                outcome = self.stages.files.write(outcome)
+            ended.append(outcome)
+        return ended
+
+    def route(self) -> Route:
+        return Route(paint=self, faces=self.stages.faces, files=self.stages.files)

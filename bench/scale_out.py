@@ -31,9 +31,10 @@ sys.path.insert(0, str(BENCH))
 from common import machine, publish, shared_dir, table  # noqa: E402
 from service import JOBS_PER_USER, serve  # noqa: E402
 
-from t2f.serve.backend import LocalFaceBackend  # noqa: E402
+from t2f.serve.files import FileWriter  # noqa: E402
 from t2f.serve.ray_backend import RayFaceBackend  # noqa: E402
-from t2f.serve.service import FaceBackend  # noqa: E402
+from t2f.serve.route import Route  # noqa: E402
+from t2f.serve.warmup import LocalStages  # noqa: E402
 
 USERS, MAX_BATCH = 16, 4
 
@@ -45,13 +46,13 @@ class BenchReplica:
     bench_dir: str
     uv_dir: str
 
-    def __call__(self) -> LocalFaceBackend:
+    def __call__(self) -> LocalStages:
         import sys
 
         import torch
 
         sys.path.insert(0, self.bench_dir)  # bench/models.py, bench/reconstruction.py on the replica
-        from models import RealFacePRNet, text_to_image
+        from models import RealFacePRNet, local_stages, text_to_image
         from reconstruction import reference_face
 
         from t2f.stages.pipeline import FacePipeline
@@ -60,12 +61,12 @@ class BenchReplica:
         stage = text_to_image("tiny", device="cpu", dtype=torch.float32, speedups=False)
         prnet = RealFacePRNet(reference_face()[1], device="cpu", dtype=torch.float32)
         pipeline = FacePipeline(prnet=prnet, uv=UVData.load(Path(self.uv_dir)), text_to_image=stage)
-        return LocalFaceBackend(pipeline, crop="whole", preview_every=0)
+        return local_stages(pipeline)
 
 
-async def burst(backend: FaceBackend, *, size: int, steps: int, users: int = USERS) -> dict[str, float]:
+async def burst(route: Route, *, size: int, steps: int, users: int = USERS) -> dict[str, float]:
     """``users`` x 2 faces submitted at once, as bench/service.py does, at this benchmark's batch size."""
-    return await serve(backend, max_batch=MAX_BATCH, users=users, steps=steps, size=size)
+    return await serve(route, max_batch=MAX_BATCH, users=users, steps=steps, size=size)
 
 
 def main() -> None:
@@ -76,14 +77,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     factory = BenchReplica(str(BENCH), str(shared_dir() / "prnet" / "uv-data"))
-    local = factory()
+    from models import route_of
+
+    local = route_of(factory())
     asyncio.run(burst(local, size=args.size, steps=2, users=2))
     before = asyncio.run(burst(local, size=args.size, steps=args.steps))  # no Ray threads in this process yet
     started = time.perf_counter()
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    remote = RayFaceBackend.connect(factory, address="", min_replicas=1, max_replicas=1)
+    painter = RayFaceBackend.connect(factory, address="", min_replicas=1, max_replicas=1)
+    remote = Route(paint=painter, faces=None, files=FileWriter())  # the files are written here, as the bot does
     ready_s = time.perf_counter() - started
-    backends: dict[str, FaceBackend] = {"local": local, "Ray Serve, 1 replica": remote}
+    backends: dict[str, Route] = {"local": local, "Ray Serve, 1 replica": remote}
     for backend in backends.values():  # warm-up: first calls build graphs and caches
         asyncio.run(burst(backend, size=args.size, steps=2, users=2))
     stats: dict[str, list[dict[str, float]]] = {name: [] for name in backends}

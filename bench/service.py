@@ -26,14 +26,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish, shared_dir, table
-from models import RealFacePRNet, text_to_image
+from models import InlinePainter, RealFacePRNet, local_stages, route_of, text_to_image
 from reconstruction import naive_obj, reference_face
 
 import t2f.export.package
 from t2f.faces import FaceMesh, FaceRequest
-from t2f.serve.backend import LocalFaceBackend
 from t2f.serve.jobs import JobRequest
-from t2f.serve.service import FaceBackend, JobService
+from t2f.serve.route import Route
+from t2f.serve.service import JobService
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.uv import UVData
 
@@ -47,9 +47,9 @@ def naive_obj_bytes(mesh: FaceMesh) -> bytes:
 JOBS_PER_USER = 2
 
 
-async def serve(backend: FaceBackend, *, max_batch: int, users: int, steps: int, size: int) -> dict[str, float]:
+async def serve(route: Route, *, max_batch: int, users: int, steps: int, size: int) -> dict[str, float]:
     """Submit ``users`` x 2 faces at once; per-face latency (submit to files) and throughput."""
-    service = JobService(backend, max_batch=max_batch, capacity=1000, job_timeout_s=3600)
+    service = JobService(route, max_batch=max_batch, capacity=1000, job_timeout_s=3600)
     done: list[float] = []
     start = time.perf_counter()
     handles = []
@@ -84,7 +84,7 @@ def main() -> None:
     uv = UVData.load(shared_dir() / "prnet" / "uv-data")
     _, face_map, _, _ = reference_face()
 
-    def backend(kind: str) -> LocalFaceBackend:
+    def backend(kind: str) -> Route:
         naive = kind == "naive"
         stage = text_to_image(
             args.model,
@@ -96,8 +96,8 @@ def main() -> None:
         prnet = RealFacePRNet(
             face_map, device=args.device, dtype=torch.float32 if naive else fast_dtype, channels_last=cuda and not naive
         )
-        pipeline = FacePipeline(prnet=prnet, uv=uv, text_to_image=stage)
-        return LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=not naive)
+        stages = local_stages(FacePipeline(prnet=prnet, uv=uv, text_to_image=stage))
+        return InlinePainter(stages).route() if naive else route_of(stages)
 
     configs = [
         ("naive: PNDM 50, batch 1, inline files, per-vertex OBJ", "naive", 1, 50),

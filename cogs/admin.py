@@ -8,18 +8,16 @@ the controls to everyone. Every reply is ephemeral and never pings.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.base import FaceBot
 from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
 from t2f.serve.pattern_check import server_pattern_problem
-
-if TYPE_CHECKING:
-    from bot import T2FBot
 
 NOT_A_MODERATOR = "Only members with the Manage Server permission can use /faceadmin."
 
@@ -27,7 +25,7 @@ NOT_A_MODERATOR = "Only members with the Manage Server permission can use /facea
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Moderate /face on this server"):
-    def __init__(self, bot: T2FBot) -> None:
+    def __init__(self, bot: FaceBot) -> None:
         self.bot = bot
         super().__init__()
 
@@ -172,5 +170,5 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         await self._reply(interaction, fit_lines("Recent faces:", lines, empty="none yet"))
 
 
-async def setup(bot: T2FBot) -> None:
+async def setup(bot: FaceBot) -> None:
     await bot.add_cog(AdminCog(bot))

@@ -15,20 +15,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
+from cogs.base import FaceBot, bot_of
 from cogs.replies import NO_PINGS, answer_privately
+from t2f.serve.jobs import CancelAnswer
 
 if TYPE_CHECKING:
-    from bot import T2FBot
     from cogs.face import FaceCog
 
 log = logging.getLogger(__name__)
 JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
 GONE = "This face is no longer in the records."
 REROLL_IN_SERVER = "Reroll works in the server where the face was made."
-
-
-def _bot(interaction: discord.Interaction) -> T2FBot:
-    return cast("T2FBot", interaction.client)
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"t2f:(?P<action>[a-z]+):{JOB_ID}"):
@@ -70,7 +67,7 @@ class RerollButton(JobButton, template=rf"t2f:reroll:{JOB_ID}"):
     action, label, emoji, style = "reroll", "Reroll", "🎲", discord.ButtonStyle.primary
 
     async def run(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
+        bot = bot_of(interaction)
         if interaction.guild_id is None:  # a face sent by DM: its server's rules (bans, quota) would not apply
             await interaction.response.send_message(REROLL_IN_SERVER, ephemeral=True)
             return
@@ -93,7 +90,7 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
     action, label, emoji = "info", "Info", "ℹ️"
 
     async def run(self, interaction: discord.Interaction) -> None:
-        record = await _bot(interaction).store.get_job(self.job_id)
+        record = await bot_of(interaction).store.get_job(self.job_id)
         if record is None:
             await interaction.response.send_message(GONE, ephemeral=True)
             return
@@ -146,7 +143,7 @@ class DeleteButton(JobButton, template=rf"t2f:delete:{JOB_ID}"):
     action, label, emoji, style = "delete", "Delete", "🗑️", discord.ButtonStyle.danger
 
     async def run(self, interaction: discord.Interaction) -> None:
-        record = await _bot(interaction).store.get_job(self.job_id)
+        record = await bot_of(interaction).store.get_job(self.job_id)
         permissions = interaction.permissions
         is_moderator = permissions.manage_messages or permissions.manage_guild
         if record is not None and interaction.user.id != record.user_id and not is_moderator:
@@ -158,7 +155,7 @@ class DeleteButton(JobButton, template=rf"t2f:delete:{JOB_ID}"):
             await interaction.response.send_message(GONE, ephemeral=True)
             return
         await interaction.response.send_message("Deleted.", ephemeral=True)
-        pages = _bot(interaction).pages
+        pages = bot_of(interaction).pages
         if pages is not None:  # the face's 3D page and files go at once too
             await pages.remove(self.job_id)
         if interaction.message is not None:
@@ -170,19 +167,24 @@ class CancelButton(JobButton, template=rf"t2f:cancel:{JOB_ID}"):
     action, label, emoji = "cancel", "Cancel", "✖️"
 
     async def run(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
+        bot = bot_of(interaction)
         record = await bot.store.get_job(self.job_id)
         if record is None or interaction.user.id != record.user_id:
             await interaction.response.send_message(
                 "Only the person who asked for this face can cancel it.", ephemeral=True
             )
             return
-        stopping = bot.service.cancel(self.job_id)
-        await interaction.response.send_message(
-            "Cancelling your face…" if stopping else "This face is already finished.", ephemeral=True
-        )
+        answer = bot.service.cancel(self.job_id)
+        await interaction.response.send_message(CANCEL_ANSWERS[answer], ephemeral=True)
 
 
+# One answer per thing a cancel can meet, the same at every stage of the job.
+CANCEL_ANSWERS = {
+    CancelAnswer.STOPPED: "Cancelled.",
+    CancelAnswer.STOPPING: "Cancelling your face…",
+    CancelAnswer.TOO_LATE: "Too late to cancel: your face is already being finished and will be posted.",
+    CancelAnswer.UNKNOWN: "This face is already finished.",
+}
 BUTTONS: tuple[type[JobButton], ...] = (RerollButton, InfoButton, DeleteButton, CancelButton)
 
 
@@ -199,6 +201,6 @@ def job_view(job_id: str, url: str | None = None, *, reroll: bool = True) -> dis
     return view
 
 
-async def page_url(bot: T2FBot, job_id: str) -> str | None:
+async def page_url(bot: FaceBot, job_id: str) -> str | None:
     """The public address of a face's 3D page, or None (no web server, no public URL, or no page)."""
     return None if bot.pages is None else await asyncio.to_thread(bot.pages.public_link, job_id)

@@ -15,21 +15,20 @@ import asyncio
 import contextlib
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.base import FaceBot
 from cogs.face import EditMessage, FaceCog, MeshFormat
 from cogs.replies import NO_PINGS, refusal_text, upload_budget
 from t2f.errors import T2FError
-from t2f.faces import FaceRequest
 from t2f.files.download import (
     NOT_A_PHOTO,
     DownloadLimits,
@@ -39,11 +38,8 @@ from t2f.files.download import (
     save_upload,
 )
 from t2f.files.images import load_image
-from t2f.serve.jobs import JobRequest, JobResult, JobStatus
+from t2f.serve.jobs import JobRequest, JobResult, JobStatus, new_job_id
 from t2f.serve.records import job_record
-
-if TYPE_CHECKING:
-    from bot import T2FBot
 
 log = logging.getLogger(__name__)
 MENU_NAME = "Make a 3D face"
@@ -97,7 +93,7 @@ def attachment_source(attachment: discord.Attachment, title: str) -> PhotoSource
 class PhotoCog(commands.Cog):
     """Photos to 3D faces: ``/face3d`` (an attachment or an avatar) and the message menu."""
 
-    def __init__(self, bot: T2FBot) -> None:
+    def __init__(self, bot: FaceBot) -> None:
         self.bot = bot
         self.downloads = DownloadLimits()  # Discord's CDN only; tests add SimCord's
         # Pictures decoded at once: up to ~430 MiB each at the 100-MP limit (bench/results/images-cpu.md),
@@ -158,9 +154,7 @@ class PhotoCog(commands.Cog):
         cooldown included), so a photo that could not be used costs the member nothing.
         """
         bot, settings = self.bot, self.bot.settings
-        face = FaceRequest(
-            prompt=source.title, steps=settings.steps, guidance=settings.guidance, size=settings.image_size
-        )
+        face = bot.defaults.request(source.title, seed=0)  # nothing is painted: the title only names the face
         try:
             admission = await bot.policy.admit(
                 guild_id=interaction.guild_id,
@@ -200,7 +194,7 @@ class PhotoCog(commands.Cog):
             bot.policy.release(admission)
             raise
         job = JobRequest(
-            job_id=secrets.token_hex(6),
+            job_id=new_job_id(),
             user_id=interaction.user.id,
             face=face,
             output=output,
@@ -250,5 +244,5 @@ class PhotoCog(commands.Cog):
         return message_id
 
 
-async def setup(bot: T2FBot) -> None:
+async def setup(bot: FaceBot) -> None:
     await bot.add_cog(PhotoCog(bot))

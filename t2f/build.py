@@ -1,7 +1,7 @@
-"""Building the stages and the local backend from :class:`~t2f.config.Settings` (models load here, once).
+"""Building the route's stages from :class:`~t2f.config.Settings` (models load here, once).
 
-Used by the CLI and ``bot.py``; the heavy libraries (torch, diffusers, TensorFlow) are imported inside
-these functions, so importing this module costs nothing.
+Used by the CLI, :mod:`t2f.stack` (the bot and ``t2f serve``) and each Ray replica; the heavy libraries
+(torch, diffusers, TensorFlow) are imported inside these functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING
 
 from t2f.config import Settings
 from t2f.errors import ConfigError
+from t2f.serve.requests import RequestDefaults
 
 if TYPE_CHECKING:
-    from t2f.serve.backend import LocalFaceBackend
+    from collections.abc import Callable
+
     from t2f.serve.metrics import ServiceMetrics
     from t2f.serve.moderation import PromptFilter
     from t2f.serve.policy import Policy
-    from t2f.serve.ray_backend import RayFaceBackend
-    from t2f.serve.service import FaceBackend, JobService
+    from t2f.serve.route import Route
+    from t2f.serve.service import JobService
     from t2f.serve.store import Store
+    from t2f.serve.warmup import LocalStages
     from t2f.stages.gate import GateLimits, PortraitFraming
     from t2f.stages.pipeline import FacePipeline
     from t2f.stages.text2img import TextToImage
@@ -35,7 +38,7 @@ def load_text_to_image(settings: Settings) -> TextToImage:
     from t2f.stages.compiling import use_compile_cache
     from t2f.stages.text2img import TextToImage
 
-    cache = use_compile_cache(settings.compile_dir()) if settings.compile != "off" else None
+    cache = use_compile_cache(settings.compile_dir()) if settings.compile_mode != "off" else None
 
     stage = TextToImage.from_pretrained(
         settings.model,
@@ -48,7 +51,7 @@ def load_text_to_image(settings: Settings) -> TextToImage:
         taesd=settings.taesd,
         channels_last=settings.speedup("channels_last"),
         fuse_qkv=settings.speedup("fuse_qkv"),
-        compile_unet=settings.compile,
+        compile_mode=settings.compile_mode,
         max_batch=settings.max_batch,
     )
     stage.compile_cache = cache
@@ -62,7 +65,6 @@ def load_face_pipeline(
 
     With ``crop="detect"`` the face detector is built here too, so its start-up is not a face's time.
     """
-    from t2f.stages.compiling import buckets_for
     from t2f.stages.pipeline import FacePipeline
     from t2f.stages.prnet.model import PRNet
     from t2f.stages.prnet.uv import UVData
@@ -74,8 +76,8 @@ def load_face_pipeline(
         device=settings.resolved_device(),
         dtype=TORCH_DTYPES[settings.resolved_dtype()],
         channels_last=settings.prnet_channels_last(),
-        compile_network=settings.compile,
-        buckets=buckets_for(settings.max_batch),
+        compile_mode=settings.compile_mode,
+        buckets=(1,),  # the faces stage rebuilds one face at a time, as each is found
     )
     from t2f.stages.detect import FaceDetector
 
@@ -91,61 +93,106 @@ def load_face_pipeline(
     )
 
 
-def load_backend(settings: Settings) -> LocalFaceBackend | RayFaceBackend:
-    """Every model the bot needs, behind the local backend (TAESD previews every 5 steps when configured).
+def load_stages(settings: Settings) -> LocalStages:
+    """The painter, the faces stage and the files stage on this machine, every model loaded."""
+    from t2f.serve.faces import FaceFinder
+    from t2f.serve.files import FileWriter
+    from t2f.serve.paint import Painter
+    from t2f.serve.warmup import LocalStages
 
-    With ``T2F_BACKEND=ray`` the models load on the cluster's GPU workers instead, from these settings.
+    pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
+    on_gpu = settings.resolved_device().startswith("cuda")  # the GPU also draws the preview and turntable
+    return LocalStages(
+        painter=Painter(pipeline.text_to_image, framing=framing(settings)),
+        faces=FaceFinder(pipeline, crop=settings.face_crop, gate=gate_limits(settings)),
+        files=FileWriter(
+            parts_threads=settings.resolved_export_threads(),
+            render_device=settings.resolved_device() if on_gpu else None,
+        ),
+    )
+
+
+def local_route(settings: Settings, stages: LocalStages) -> Route:
+    """The route on this machine: faces found on a thread of their own where painting runs on a GPU (on a
+    CPU both would want the same cores, so they queue behind the painting)."""
+    from t2f.serve.route import Route
+
+    return Route(
+        paint=stages.painter,
+        faces=stages.faces,
+        files=stages.files,
+        faces_thread=settings.resolved_device().startswith("cuda"),
+        files_threads=settings.resolved_export_threads(),
+    )
+
+
+def load_route(settings: Settings) -> tuple[Route, LocalStages | None]:
+    """The route the settings ask for, and its local stages (``None`` with ``T2F_BACKEND=ray``, where the
+    painting and the faces are the cluster's and only the files are written here).
 
     Raises
     ------
     ConfigError
         When the Ray cluster at ``T2F_RAY_ADDRESS`` does not answer, or the replica bounds are reversed.
     """
-    return _load_ray_backend(settings) if settings.backend == "ray" else _load_local_backend(settings)
+    if settings.backend == "ray":
+        return ray_route(settings), None
+    stages = load_stages(settings)
+    return local_route(settings, stages), stages
 
 
-def _load_local_backend(settings: Settings, *, overlap: bool = True) -> LocalFaceBackend:
-    """The local backend; with ``overlap`` faces are found off the GPU thread where painting runs on a GPU
-    (on a CPU both halves would want the same cores)."""
-    from t2f.serve.backend import LocalFaceBackend
-
-    pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
-    on_gpu = settings.resolved_device().startswith("cuda")  # the GPU also draws the preview and turntable
-    return LocalFaceBackend(
-        pipeline,
-        crop=settings.face_crop,
-        preview_every=5 if settings.taesd else 0,
-        framing=framing(settings),
-        gate=gate_limits(settings),
-        overlap=overlap and on_gpu,
-        export_threads=settings.resolved_export_threads(),
-        render_device=settings.resolved_device() if on_gpu else None,
-    )
-
-
-def load_replica_backend(settings: Settings) -> LocalFaceBackend:
-    """What each Ray replica runs once at start: the local backend from ``settings``, warmed up when configured."""
-    backend = _load_local_backend(settings, overlap=False)  # a replica streams each face as it is done
-    if settings.warmup:
-        backend.warm_up(
-            settings.image_size, max_batch=settings.max_batch, compiled=settings.compile != "off", steps=settings.steps
-        )
-    return backend
-
-
-def _load_ray_backend(settings: Settings) -> RayFaceBackend:
+def ray_route(settings: Settings) -> Route:
+    """Paint and faces on the Ray cluster's GPU workers, the files on this machine's CPUs (which paint
+    nothing, so they get the threads a GPU machine would)."""
+    from t2f import bounds
+    from t2f.serve.files import FileWriter
     from t2f.serve.ray_backend import RayFaceBackend
+    from t2f.serve.route import Route
 
     if settings.ray_max_replicas < settings.ray_min_replicas:
         raise ConfigError(
             f"T2F_RAY_MAX_REPLICAS={settings.ray_max_replicas} is below "
             f"T2F_RAY_MIN_REPLICAS={settings.ray_min_replicas}; raise the maximum or lower the minimum."
         )
-    return RayFaceBackend.connect(
-        functools.partial(load_replica_backend, settings),  # pickled to every replica, which loads the models
+    painter = RayFaceBackend.connect(
+        functools.partial(load_replica_stages, settings),  # pickled to every replica, which loads the models
         address=settings.ray_address,
         min_replicas=settings.ray_min_replicas,
         max_replicas=settings.ray_max_replicas,
+        preview_interval_s=settings.progress_interval_s,
+    )
+    threads = settings.export_threads or bounds.default_export_threads(on_gpu=True)
+    return Route(paint=painter, faces=None, files=FileWriter(parts_threads=threads), files_threads=threads)
+
+
+def load_replica_stages(settings: Settings) -> LocalStages:
+    """What each Ray replica runs once at start: the local stages from ``settings``, warmed up when configured."""
+    stages = load_stages(settings)
+    if settings.warmup:
+        warm_up_call(settings, stages)()
+    return stages
+
+
+def warm_up_call(settings: Settings, stages: LocalStages) -> Callable[[], dict[int, float]]:
+    """The start-up warm-up of ``stages`` as the settings ask (image size, batch buckets, compile mode and the
+    members' step count), for :meth:`~t2f.serve.service.JobService.warm_up` to run on the GPU thread."""
+    from t2f.serve.warmup import warm_up
+
+    return functools.partial(
+        warm_up,
+        stages,
+        settings.image_size,
+        max_batch=settings.max_batch,
+        compile_mode=settings.compile_mode,
+        steps=settings.steps,
+    )
+
+
+def request_defaults(settings: Settings) -> RequestDefaults:
+    """What a request gets for what it leaves out: ``T2F_STEPS``, ``T2F_GUIDANCE``, ``T2F_IMAGE_SIZE`` and
+    ``T2F_MAX_REPAINTS``."""
+    return RequestDefaults(
+        steps=settings.steps, guidance=settings.guidance, size=settings.image_size, max_repaints=settings.max_repaints
     )
 
 
@@ -174,17 +221,17 @@ def load_prompt_filter(settings: Settings) -> PromptFilter:
     return PromptFilter.from_file(Path(settings.blocklist_file) if settings.blocklist_file else None)
 
 
-def job_service(settings: Settings, backend: FaceBackend, *, metrics: ServiceMetrics | None = None) -> JobService:
-    """The job service of the bot and of ``t2f serve``: batch size, queue, timeout and export threads."""
+def job_service(settings: Settings, route: Route, *, metrics: ServiceMetrics | None = None) -> JobService:
+    """The job service of the bot and of ``t2f serve``: batch size, queue, timeout and how often previews show."""
     from t2f.serve.service import JobService
 
     return JobService(
-        backend,
+        route,
         max_batch=settings.max_batch,
         capacity=settings.queue_capacity,
         job_timeout_s=settings.job_timeout_s,
         metrics=metrics,
-        export_threads=settings.resolved_export_threads(),
+        preview_interval_s=settings.progress_interval_s,
     )
 
 

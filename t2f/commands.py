@@ -288,6 +288,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
     from t2f.files.weights import check_pipeline_folder, resolve_snapshot
     from t2f.stages.prnet.assets import weights_present
+    from t2f.stages.text2img import SAFETY_OFF
 
     healthy = True
     print(
@@ -329,6 +330,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         )
         healthy = False
     print(f"TAESD previews: {settings.taesd or 'off (T2F_TAESD is empty)'}")
+    print("safety checker: on" if settings.safety_checker else f"safety checker: WARNING {SAFETY_OFF}")
     if args.no_smoke or not present or not device_ok:
         print("smoke run: skipped" + ("" if present else " (no weights)") + ("" if device_ok else " (no device)"))
         return 0 if healthy else 1

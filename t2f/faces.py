@@ -39,10 +39,10 @@ class FaceImage:
     ----------
     request : the request this answers.
     image : (size, size, 3) uint8 RGB, or ``None`` when withheld.
-    nsfw : the safety checker's verdict; ``None`` when no check ran (checker switched off).
+    nsfw : the safety checker's verdict; ``None`` when no check ran (switched off, or left to the caller).
     withheld_reason : a sentence for the user when ``image`` is ``None``, else ``None``.
     dropped_prompt : the end of the prompt the text encoder could not read ("" when all fitted).
-    timings : seconds per phase: ``encode_and_denoise`` and ``decode_and_safety``, shared by a batch.
+    timings : seconds per phase (``encode_and_denoise``, ``decode``, ``safety_check``), shared by a batch.
     """
 
     request: FaceRequest

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from t2f.config import Settings
+from t2f.stack import WebPlan, open_stack
 
 if TYPE_CHECKING:
-    from t2f.serve.backend import LocalFaceBackend
-    from t2f.serve.ray_backend import RayFaceBackend
-    from t2f.serve.service import FaceBackend, JobService
-    from t2f.web.server import WebServer
+    from t2f.serve.route import Route
+    from t2f.serve.warmup import LocalStages
 
 
 def cmd_web_assets(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,89 +27,30 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """``t2f serve``: the prompt page, live progress and the 3D face, on this machine, until Ctrl-C."""
     import asyncio
 
-    from t2f.build import load_backend
+    from t2f.build import load_route
     from t2f.web.assets import installed_script
 
     host = args.host or settings.web_host
     port = args.port if args.port is not None else settings.web_port or 8080
     installed_script(settings.data_dir())  # before minutes of model loading: the page needs the viewer
-    backend = load_backend(settings)
-    asyncio.run(_serve(settings, backend, host=host, port=port))
+    route, stages = load_route(settings)
+    asyncio.run(_serve(settings, route, stages, WebPlan(host, port, studio=True)))
     return 0
 
 
-@contextlib.asynccontextmanager
-async def open_studio(
-    settings: Settings, backend: FaceBackend, *, host: str, port: int
-) -> AsyncIterator[tuple[WebServer, JobService]]:
-    """The ``t2f serve`` server around ``backend``: store, service, the bot's admission, pages, routes."""
+async def _serve(settings: Settings, route: Route, stages: LocalStages | None, plan: WebPlan) -> None:
     import asyncio
-    import functools
-
-    from t2f.build import admission_policy, job_service
-    from t2f.serve.store import Store
-    from t2f.web.assets import installed_script
-    from t2f.web.pages import PageKeepingBackend, open_pages
-    from t2f.web.server import WebServer, web_app
-    from t2f.web.studio import FaceDefaults, Studio
-
-    pages = await asyncio.to_thread(
-        open_pages,
-        output_dir=settings.output_dir,
-        cache_dir=settings.data_dir(),
-        secret=settings.web_secret,
-        keep_days=settings.keep_days,
-        public_url=settings.public_url,
-    )
-    store = await Store.open(settings.db_path)
-    service = job_service(settings, PageKeepingBackend(backend, pages))
-    policy = admission_policy(settings, store=store, service=service)
-    studio = Studio(
-        service=service,
-        store=store,
-        policy=policy,
-        pages=pages,
-        defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size, settings.max_repaints),
-    )
-    health = functools.partial(service.health, require_warm=settings.warmup)
-    app = web_app(
-        pages=pages,
-        viewer_script=installed_script(settings.data_dir()),
-        health=health,
-        metrics=service.metrics.render,
-        extra_routes=studio.routes(),
-    )
-    server = WebServer(app, host=host, port=port)
-    await server.start()
-    try:
-        yield server, service
-    finally:
-        await server.stop()
-        await service.shutdown(timeout_s=30)
-        await studio.close()
-        await store.close()
-
-
-async def _serve(settings: Settings, backend: LocalFaceBackend | RayFaceBackend, *, host: str, port: int) -> None:
-    import asyncio
-    import functools
     import signal
 
     from t2f.web.server import exposure_warning
 
-    async with open_studio(settings, backend, host=host, port=port) as (server, service):
-        if (warning := exposure_warning(host, server.port)) is not None:
+    async with open_stack(settings, route, stages=stages, web=plan) as stack:
+        assert stack.web is not None
+        if (warning := exposure_warning(plan.host, stack.web.port)) is not None:
             print(f"t2f serve: {warning}", file=sys.stderr)
-        print(f"t2f serve: open {server.url}/ (Ctrl-C stops)", file=sys.stderr)
-        if settings.warmup:  # /healthz answers 503 "warming up" meanwhile
-            warm_up = functools.partial(
-                backend.warm_up,
-                settings.image_size,
-                max_batch=settings.max_batch,
-                compiled=settings.compile != "off",
-                steps=settings.steps,
-            )
-            await service.warm_up(warm_up)
+        print(f"t2f serve: open {stack.web.url}/ (Ctrl-C stops)", file=sys.stderr)
+        if stack.warm_up is not None:  # /healthz answers 503 "warming up" meanwhile
+            await stack.service.warm_up(stack.warm_up)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

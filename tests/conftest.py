@@ -172,7 +172,23 @@ def text_stage(request: pytest.FixtureRequest, photo: PhotoTextToImage, tiny_sd:
 
 
 @pytest.fixture
-def simcord_bot(settings: Settings, store: Store, stages: FacePipeline, text_stage: object):  # type: ignore[no-untyped-def]
-    from discord_fixtures import make_bot
+async def simcord_bot(settings: Settings, store: Store, stages: FacePipeline, text_stage: object):  # type: ignore[no-untyped-def]
+    from discord_fixtures import bot_on_stack
 
-    return make_bot(settings, store, stages, text_stage)
+    async with bot_on_stack(settings, store, stages, text_stage) as bot:
+        yield bot
+
+
+@pytest.fixture
+async def fresh_bot(settings: Settings, store: Store, stages: FacePipeline, photo: PhotoTextToImage):  # type: ignore[no-untyped-def]
+    """Makes another bot on its own stack (a restart: no in-memory state), closed when the test ends."""
+    import contextlib
+
+    from discord_fixtures import bot_on_stack
+
+    async with contextlib.AsyncExitStack() as bots:
+
+        async def make(text_stage: object = photo):  # type: ignore[no-untyped-def]
+            return await bots.enter_async_context(bot_on_stack(settings, store, stages, text_stage))
+
+        yield make

@@ -7,24 +7,26 @@ Detection, PRNet (random weights), export and preview stay real.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from route_helpers import local_stages, route_of
 from skimage.data import astronaut
 
 from bot import T2FBot
-from t2f.build import admission_policy, framing, gate_limits
+from t2f.build import framing, gate_limits
 from t2f.config import Settings
 from t2f.faces import FaceImage, FaceRequest, StepProgress
-from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.service import JobService
 from t2f.serve.store import Store
+from t2f.stack import open_stack
 from t2f.stages.pipeline import FacePipeline
-from t2f.stages.text2img import TextToImage
+from t2f.stages.text2img import PreviewSteps, TextToImage
 
 
 class PhotoTextToImage:
@@ -32,16 +34,24 @@ class PhotoTextToImage:
 
     model = "test-photo/astronaut"
 
-    def __init__(self, *, step_seconds: float = 0.0, on_paint: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        step_seconds: float = 0.0,
+        on_paint: Callable[[], None] | None = None,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
         self.photo = astronaut()
         self.step_seconds = step_seconds
         self.on_paint = on_paint
+        self.on_each_step = on_step  # called on the painting thread at every step (a test's clock, a gate)
         self.prompts: list[str] = []  # in the order they were painted
         self.threads: set[str] = set()
         self.checked: list[tuple[int, ...]] = []  # shapes of the photos the safety checker saw
 
     def check_image(self, image: np.ndarray) -> bool:
-        """Nothing is flagged (the flagging checker is the tiny pipeline's: ``text_stage("tiny_flagging")``)."""
+        """Nothing is flagged (the flagging checker is the tiny pipeline's: ``text_stage("tiny_flagging")``);
+        a member's photo is checked here, a painted one by the painter itself (its ``nsfw`` is ``False``)."""
         self.checked.append(image.shape)
         return False
 
@@ -49,7 +59,7 @@ class PhotoTextToImage:
         TextToImage.check_request(request)
 
     def generate(
-        self, request: FaceRequest, *, on_step: Callable[[StepProgress], None] | None = None, preview_every: int = 0
+        self, request: FaceRequest, *, on_step: Callable[[StepProgress], None] | None = None, **options: object
     ) -> FaceImage:
         return self.generate_batch([request], on_step=on_step)[0]
 
@@ -58,7 +68,8 @@ class PhotoTextToImage:
         requests: Sequence[FaceRequest],
         *,
         on_step: Callable[[StepProgress], None] | None = None,
-        preview_every: int = 0,
+        previews: PreviewSteps | None = None,
+        check_safety: bool = True,
     ) -> list[FaceImage]:
         TextToImage.check_batch(requests)
         self.threads.add(threading.current_thread().name)
@@ -68,6 +79,8 @@ class PhotoTextToImage:
         total = requests[0].steps
         for step in range(1, total + 1):
             time.sleep(self.step_seconds)
+            if self.on_each_step is not None:
+                self.on_each_step()
             if on_step is not None:
                 on_step(StepProgress(step=step, total=total))
         size = requests[0].size
@@ -79,7 +92,7 @@ class PhotoTextToImage:
                 nsfw=False,
                 withheld_reason=None,
                 dropped_prompt="",
-                timings={"encode_and_denoise": 0.0, "decode_and_safety": 0.0},
+                timings={"encode_and_denoise": 0.0, "decode": 0.0},
             )
             for r in requests
         ]
@@ -103,17 +116,21 @@ def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-
     return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
 
 
-def make_bot(settings: Settings, store: Store, stages: FacePipeline, text_to_image: object) -> T2FBot:
-    """A fresh bot around the shared, already-loaded PRNet and detector, with ``text_to_image`` swapped in."""
+@contextlib.asynccontextmanager
+async def bot_on_stack(
+    settings: Settings, store: Store, stages: FacePipeline, text_to_image: object
+) -> AsyncIterator[T2FBot]:
+    """A fresh bot on the serving stack (:func:`t2f.stack.open_stack`) around the shared, already-loaded
+    PRNet and detector, with ``text_to_image`` swapped in as the painter's stage."""
     pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=text_to_image)
-    backend = LocalFaceBackend(
-        pipeline, crop=settings.face_crop, preview_every=0, framing=framing(settings), gate=gate_limits(settings)
-    )
-    service = JobService(
-        backend, max_batch=settings.max_batch, capacity=settings.queue_capacity, job_timeout_s=settings.job_timeout_s
-    )
-    policy = admission_policy(settings, store=store, service=service)
-    return T2FBot(settings=settings, store=store, service=service, policy=policy)
+    local = local_stages(pipeline, crop=settings.face_crop, gate=gate_limits(settings), framing=framing(settings))
+    async with open_stack(settings, route_of(local), stages=local, store=store) as stack:
+        yield T2FBot.on(stack)
+
+
+def painter_of(bot: T2FBot) -> Any:
+    """The text-to-image stage the bot's route paints with (a test's stand-in)."""
+    return bot.service.route.paint.text_to_image  # type: ignore[attr-defined]
 
 
 # -- helpers for the SimCord tests ----------------------------------------------------------------
@@ -153,10 +170,10 @@ async def attachment_bytes(message, name: str) -> bytes:  # type: ignore[no-unty
 
 
 async def refused(env, member, channel, **options):  # type: ignore[no-untyped-def]
-    before = len(env.bot.service.backend.pipeline.text_to_image.prompts)
+    before = len(painter_of(env.bot).prompts)
     result = await member.slash(channel, "face", **options)
     assert result.ephemeral and callbacks(env)[-1] == 4  # an immediate ephemeral answer, no deferral
-    assert len(env.bot.service.backend.pipeline.text_to_image.prompts) == before  # no GPU work
+    assert len(painter_of(env.bot).prompts) == before  # no GPU work
     return result.response.content
 
 

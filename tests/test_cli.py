@@ -44,7 +44,7 @@ def test_generate_writes_image_and_metadata(
     assert meta["model"] == {"id": str(tiny_sd), "revision": None}
     assert meta["settings"]["scheduler"] == "dpmpp"
     assert meta["nsfw"] is None and meta["files"] == ["image.png", "metadata.json"]
-    assert set(meta["timings_s"]) == {"load", "encode_and_denoise", "decode_and_safety"}
+    assert set(meta["timings_s"]) == {"load", "encode_and_denoise", "decode"}  # no checker: no safety_check
     assert all(v >= 0 for v in meta["timings_s"].values())
     assert "wrote" in capsys.readouterr().out
 
@@ -148,6 +148,16 @@ def test_doctor_reports_missing_weights(clean_env: Path, capsys: pytest.CaptureF
     assert "device: cpu" in out
     assert "diffusion model: MISSING" in out and "t2f download" in out
     assert "smoke run: skipped (no weights)" in out
+    assert "safety checker: on\n" in out
+
+
+def test_doctor_warns_when_the_safety_checker_is_off(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from t2f.stages.text2img import SAFETY_OFF
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("T2F_SAFETY_CHECKER", "off")
+        run_cli("doctor", "--no-smoke")
+    assert f"safety checker: WARNING {SAFETY_OFF}\n" in capsys.readouterr().out
 
 
 def test_doctor_smoke_runs_a_present_model(

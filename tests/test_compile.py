@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from route_helpers import local_stages, through_route
 
 from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
 from t2f.faces import FaceRequest
-from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.jobs import JobRequest
+from t2f.serve.jobs import JobRequest, JobResult
+from t2f.serve.warmup import warm_up
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs g++")
 
@@ -32,7 +33,7 @@ def test_compiled_models_never_recompile_after_the_warm_up(
         model=str(tiny_sd),
         prnet_dir=str(prnet_dir),
         safety_checker=False,
-        compile="default",
+        compile_mode="default",
         channels_last="on",
         fuse_qkv="on",
         max_batch=4,
@@ -43,12 +44,12 @@ def test_compiled_models_never_recompile_after_the_warm_up(
     # The settings reach both models: compiled wrappers, buckets, PRNet channels-last, a cold cache.
     assert isinstance(stage.pipeline.unet, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(pipeline.prnet.forward, torch._dynamo.eval_frame.OptimizedModule)
-    assert stage.buckets == pipeline.prnet.buckets == (1, 2, 4)
+    assert stage.buckets == (1, 2, 4) and pipeline.prnet.buckets == (1,)  # the faces stage: one face at a time
     assert pipeline.prnet.memory_format == torch.channels_last
     assert stage.compile_cache is not None and not stage.compile_cache.warm
-    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    local = local_stages(pipeline, crop="whole")
     with caplog.at_level(logging.INFO, logger="t2f.serve.warmup"):
-        seconds = backend.warm_up(64, max_batch=settings.max_batch, compiled=True)
+        seconds = warm_up(local, 64, max_batch=settings.max_batch, compile_mode=settings.compile_mode)
     assert set(seconds) == {1, 2, 4} and all(s > 0 for s in seconds.values())
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up took")]
     assert "compiled batches 1, 2, 4;" in line  # guided: unguided batches run the eager UNet
@@ -58,25 +59,31 @@ def test_compiled_models_never_recompile_after_the_warm_up(
     took = float(re.match(r"warm-up took ([\d.]+) s", line)[1])  # type: ignore[index]
     assert abs(sum(float(s) for _, s in parts) - took) <= 0.05 * len(parts)  # the parts cover the whole
     assert any(path.is_file() for path in settings.compile_dir().rglob("*"))  # compiled code kept for a restart
-    # The batch is dynamic: the guided UNet batches 2, 4 and 8 share one graph. Static shapes compiled one
-    # per bucket and guidance, six here (each ~53 s cold and ~10.7 s from the cache on an H100).
+    # The batch is dynamic: the guided UNet batches 2, 4 and 8 share one graph (static shapes compiled one per
+    # bucket and guidance, six here).
     unet_forward = type(stage.pipeline.unet._orig_mod).forward
     assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(unet_forward)) == 1
 
     # Every batch the service can form after start-up: any size up to max_batch (3 is padded to 4), other
-    # steps, guidance with and without classifier-free guidance. A recompile here would raise.
+    # steps, guided jobs of different scales together, and unguided batches. A recompile here would raise.
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for count, guidance, steps in [(3, 7.5, 3), (2, 4.0, 2), (1, 1.0, 3), (4, 7.5, 2), (3, 1.0, 2)]:
+        for guidances, steps in [
+            ((7.5,) * 3, 3),
+            ((4.0, 9.0), 2),
+            ((1.0,), 3),
+            ((7.5, 2.0, 12.0, 5.0), 2),
+            ((1.0,) * 3, 2),
+        ]:
             jobs = [
                 JobRequest(
-                    f"{count}{seed:011d}",
+                    f"{len(guidances)}{seed:011d}",
                     seed,
                     FaceRequest("a face", seed=seed, steps=steps, guidance=guidance, size=64),
                 )
-                for seed in range(count)
+                for seed, guidance in enumerate(guidances)
             ]
-            results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
-            assert [r.status for r in results] == ["done"] * count, [r.user_message for r in results]
+            results = [r for r in through_route(local, jobs) if isinstance(r, JobResult)]
+            assert [r.status for r in results] == ["done"] * len(jobs), [r.user_message for r in results]
             assert all(r.files["face.obj"].startswith(b"# t2f face mesh") for r in results)
             assert stage.compiled  # an unguided batch borrowed the eager UNet and gave the compiled one back
 
@@ -91,7 +98,7 @@ def test_graphs_single_paints_one_face_on_a_static_graph_beside_the_dynamic_one(
         model=str(tiny_sd),
         prnet_dir=str(prnet_dir),
         safety_checker=False,
-        compile="graphs-single",
+        compile_mode="graphs-single",
         device="cpu",
         max_batch=4,
         cache_dir=tmp_path,
@@ -102,16 +109,19 @@ def test_graphs_single_paints_one_face_on_a_static_graph_beside_the_dynamic_one(
     assert isinstance(stage.single_unet, torch._dynamo.eval_frame.OptimizedModule)
     assert stage.single_unet._orig_mod is stage.pipeline.unet._orig_mod  # one set of weights, two wrappers
     pipeline = load_face_pipeline(settings, text_to_image=stage, crop="whole")
-    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
-    assert set(backend.warm_up(64, max_batch=4, compiled=True)) == {1, 2, 4}
+    assert set(warm_up(local_stages(pipeline, crop="whole"), 64, max_batch=4, compile_mode="graphs-single")) == {
+        1,
+        2,
+        4,
+    }
     entries = torch._dynamo.eval_frame._debug_get_cache_entry_list(unet_forward)  # per code object, process-wide
     assert len(entries) - entries_before == 2  # this model's: one dynamic, one static
     used: list[object] = []
     run = stage._run_pipeline
 
-    def watched(requests: object, step_end: object) -> object:
+    def watched(requests: object, guidance: float, step_end: object) -> object:
         used.append(stage.pipeline.unet)
-        return run(requests, step_end)  # type: ignore[arg-type]
+        return run(requests, guidance, step_end)  # type: ignore[arg-type]
 
     monkeypatch.setattr(stage, "_run_pipeline", watched)
     with torch._dynamo.config.patch(error_on_recompile=True):

@@ -98,7 +98,7 @@ def test_speedups_are_opt_in_because_they_lose_at_batch_1() -> None:
     assert not Settings(device="cpu").speedup("channels_last")
     assert Settings(device="cpu", fuse_qkv="on").speedup("fuse_qkv")
     assert Settings(device="cuda", channels_last="on").speedup("channels_last")
-    assert Settings().compile == "off" and Settings().max_batch == 8  # 8: the measured knee (195 vs 146 faces/min)
+    assert Settings().compile_mode == "off" and Settings().max_batch == 8  # 8: the measured knee (195 vs 146 faces/min)
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping({"T2F_FUSE_QKV": "maybe"})
     assert caught.value.user_message == "T2F_FUSE_QKV='maybe' is not allowed; allowed: auto, on, off."
@@ -141,7 +141,7 @@ def test_export_threads_one_beside_cpu_painting_else_half_the_cores_up_to_four(m
     ],
 )
 def test_compile_takes_a_mode_and_the_old_switch_values(raw: str, mode: str) -> None:
-    assert settings_from_mapping({"T2F_COMPILE": raw}).compile == mode
+    assert settings_from_mapping({"T2F_COMPILE": raw}).compile_mode == mode
 
 
 def test_compile_refuses_other_values_in_one_sentence() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import time
 
 import numpy as np
 import pytest
@@ -40,16 +41,48 @@ async def test_face_defers_queues_and_delivers_a_mesh(simcord_env, photo: PhotoT
     assert photo.prompts == ["a smiling astronaut"] and photo.threads == {"t2f-gpu_0"}
 
 
-@pytest.mark.bot_settings(steps=12, progress_interval_s=1.0)
-async def test_progress_edits_are_spaced_and_coalesced(simcord_env) -> None:  # type: ignore[no-untyped-def]
-    simcord_env.bot.service.backend.pipeline.text_to_image.step_seconds = 0.25  # 12 steps over 3 s
+async def test_progress_edits_are_spaced_and_coalesced() -> None:
+    """Twelve steps a quarter of a second apart on the follower's clock, edits at most once a second: the
+    first step, then the latest state once a second has passed (steps 5 and 9), never one per step. The
+    clock is the test's, so a busy machine cannot change the answer."""
+    import asyncio
+    import types
+
+    from cogs.face.follow import Followers
+    from t2f.faces import FaceRequest
+    from t2f.serve.jobs import JobPhase, JobProgress, JobRequest, JobResult, JobStatus
+    from t2f.serve.queue import JobHandle
+
+    now = [0.0]
+    bot = types.SimpleNamespace(settings=types.SimpleNamespace(progress_interval_s=1.0))
+    followers = Followers(bot, clock=lambda: now[0])  # type: ignore[arg-type]
+    handle = JobHandle(JobRequest("a" * 12, 1, FaceRequest("a face", steps=12)), asyncio.get_running_loop())
+    edits: list[str] = []
+
+    async def edit(**reply: object) -> object:
+        edits.append(str(reply["content"]))
+        return None
+
+    shown = asyncio.create_task(followers._show_progress(handle, edit, started_at=time.monotonic()))
+    for step in range(1, 13):
+        now[0] += 0.25
+        handle.update(JobProgress(handle.job.job_id, JobPhase.PAINTING, step, 12))
+        while handle.changed.is_set():  # the follower has seen this step before the clock moves on
+            await asyncio.sleep(0)
+    handle.finish(JobResult(handle.job.job_id, JobStatus.DONE))
+    assert await shown is edit  # still the message's edit: the result goes into it
+    steps = [int(text.split("step ")[1].split("/")[0]) for text in edits]
+    assert steps == [1, 5, 9] and all("▰" in text or "▱" in text for text in edits)
+    assert handle.preview_watchers == 0  # it stopped asking for previews when the job ended
+
+
+@pytest.mark.bot_settings(steps=12, progress_interval_s=60.0)
+async def test_the_result_replaces_the_progress_in_the_same_message(simcord_env) -> None:  # type: ignore[no-untyped-def]
     _, channel, alice = world(simcord_env)
-    await alice.slash(channel, "face", prompt="a smiling astronaut")
+    result = await alice.slash(channel, "face", prompt="a smiling astronaut")
     edits = original_edits(simcord_env)
-    progress = [e for e in edits if "step" in e]
-    assert 1 <= len(progress) <= 4  # at most one edit per second over ~3 s, never one per step (12)
-    assert all("▰" in e or "▱" in e for e in progress)
-    assert edits[-1] == ""  # the final edit replaces the text with the result embed
+    assert edits[0].startswith("⏳ Queued as #1") and len([e for e in edits if "step" in e]) <= 1  # 60 s apart
+    assert edits[-1] == "" and result.response.embeds  # the final edit replaces the text with the result embed
 
 
 async def test_each_refusal_is_ephemeral_and_does_no_gpu_work(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import discord
-from discord_fixtures import PhotoTextToImage, button_ids, make_bot, world
+from discord_fixtures import PhotoTextToImage, button_ids, world
 
 from t2f.serve.store import Store
 
 
-async def test_buttons_work_after_a_restart(simcord_env, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
+async def test_buttons_work_after_a_restart(simcord_env, fresh_bot, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
     guild, channel, alice = world(simcord_env)
     bob = guild.add_member(simcord_env.create_user("bob"))
     first = await alice.slash(channel, "face", prompt="a smiling astronaut", seed=7)
     job_id = first.response.embeds[0].footer.text.removeprefix("job ")
-    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))  # a fresh bot: no in-memory state
+    await simcord_env.restart_bot(await fresh_bot())  # a fresh bot: no in-memory state
 
     info = await bob.click(first.response, custom_id=f"t2f:info:{job_id}")
     assert info.ephemeral
@@ -36,7 +36,7 @@ async def test_buttons_work_after_a_restart(simcord_env, settings, store, stages
     assert first.response is None  # the message is gone
 
 
-async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
+async def test_queued_jobs_resume_after_a_restart(simcord_env, fresh_bot, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
     import time
 
     from t2f.serve.records import JobRecord
@@ -62,7 +62,7 @@ async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, 
             application_id=1,
         )
     )
-    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
+    await simcord_env.restart_bot(await fresh_bot())
     message = channel.last_message
     assert message.content == f"<@{alice.id}> your face is ready."
     assert {a.filename for a in message.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.glb"}
@@ -72,13 +72,13 @@ async def test_queued_jobs_resume_after_a_restart(simcord_env, settings, store, 
 
 
 async def test_restart_resumes_through_a_live_token_and_does_not_resync(
-    simcord_env, settings, store, stages, photo
+    simcord_env, fresh_bot, settings, store, stages, photo
 ) -> None:  # type: ignore[no-untyped-def]
     _, channel, alice = world(simcord_env)
     simcord_env.bot.service.pause()
     queued = await alice.slash(channel, "face", prompt="a patient astronaut")
     assert queued.response.content.startswith("⏳ Queued as #1")
-    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))  # the queued job only survives in SQLite
+    await simcord_env.restart_bot(await fresh_bot())  # the queued job only survives in SQLite
     message = queued.response  # the same message, edited through the stored token
     assert message.embeds and message.embeds[0].title == "a patient astronaut"
     assert {a.filename for a in message.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
@@ -96,7 +96,7 @@ async def test_cancel_button_is_for_the_author(simcord_env, photo: PhotoTextToIm
     other = await bob.click(queued.response, custom_id=cancel_id)
     assert other.ephemeral and other.response.content == "Only the person who asked for this face can cancel it."
     mine = await alice.click(queued.response, custom_id=cancel_id)
-    assert mine.ephemeral and mine.response.content == "Cancelling your face…"
+    assert mine.ephemeral and mine.response.content == "Cancelled."  # it was waiting: stopped at once
     simcord_env.bot.service.resume()
     await simcord_env.settle()
     assert queued.response.content.startswith("Cancelled. · job `")

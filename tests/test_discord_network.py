@@ -15,13 +15,13 @@ import time
 import aiohttp
 import discord
 import pytest
-from discord_fixtures import PhotoTextToImage, burst, make_bot, moderator, world
+from discord_fixtures import PhotoTextToImage, burst, moderator, world
 from simcord.http.client import FakeWebhookAdapter
 from skimage.data import astronaut, coffee
 from test_discord_photo import allow_simcord, png
 
 from cogs.photo import UNREADABLE
-from t2f.serve.backend import NO_FACE_IN_PHOTO
+from t2f.serve.faces import NO_FACE_IN_PHOTO
 from t2f.serve.store import Store
 
 FILES = {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
@@ -82,7 +82,7 @@ async def test_a_delivery_whose_connection_drops_is_recorded_undelivered(
 
 
 async def test_a_face_whose_interaction_expired_is_cancelled_not_resumed(
-    simcord_env, settings, store: Store, stages, photo: PhotoTextToImage
+    simcord_env, fresh_bot, settings, store: Store, stages, photo: PhotoTextToImage
 ) -> None:  # type: ignore[no-untyped-def]
     guild, channel, alice = world(simcord_env)
     simcord_env.bot.service.pause(guild.id)
@@ -94,7 +94,7 @@ async def test_a_face_whose_interaction_expired_is_cancelled_not_resumed(
     assert "Unknown interaction" in str(error)
     (record,) = await store.recent_jobs(guild.id)
     assert record.status == "cancelled"  # she saw "The application did not respond": nothing is on its way
-    await simcord_env.restart_bot(make_bot(settings, store, stages, photo))
+    await simcord_env.restart_bot(await fresh_bot())
     assert photo.prompts == [] and channel.last_message is None  # no face painted, no ping after the restart
 
 

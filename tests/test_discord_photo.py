@@ -20,7 +20,7 @@ from skimage.data import astronaut, coffee
 
 from cogs.photo import AVATAR_PX, MENU_NAME, NO_IMAGE, PHOTOS_OFF
 from t2f.files.download import DISCORD_CDN_HOSTS, DownloadLimits
-from t2f.serve.backend import NO_FACE_IN_PHOTO, PHOTO_FLAGGED
+from t2f.serve.faces import NO_FACE_IN_PHOTO, PHOTO_FLAGGED
 from t2f.serve.store import Store
 
 SIMCORD_CDN = "cdn.simcord.invalid"

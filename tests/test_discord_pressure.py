@@ -74,16 +74,16 @@ async def test_the_filter_reads_the_negative_prompt(simcord_env) -> None:  # typ
 class OneBadPrompt(PhotoTextToImage):
     """Paints the photo, but a request whose prompt says "break" breaks the whole batch it is in."""
 
-    def generate_batch(self, requests, *, on_step=None, preview_every=0) -> list[FaceImage]:  # type: ignore[no-untyped-def, override]
+    def generate_batch(self, requests, *, on_step=None, **options) -> list[FaceImage]:  # type: ignore[no-untyped-def, override]
         if any("break" in r.prompt for r in requests):
             raise InvalidRequest("This prompt cannot be painted.")
-        return super().generate_batch(requests, on_step=on_step, preview_every=preview_every)
+        return super().generate_batch(requests, on_step=on_step, **options)
 
 
 @pytest.mark.bot_settings(max_batch=4, user_pending=4, cooldown_s=0.0)
 async def test_one_bad_job_fails_alone_and_the_rest_of_its_batch_finishes(simcord_env) -> None:  # type: ignore[no-untyped-def]
     stage = OneBadPrompt()
-    simcord_env.bot.service.backend.pipeline.text_to_image = stage
+    simcord_env.bot.service.route.paint.text_to_image = stage
     guild, channel, _ = world(simcord_env)
     mod = moderator(simcord_env, guild)
     members = [guild.add_member(simcord_env.create_user(f"m{i}")) for i in range(4)]

@@ -14,14 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from route_helpers import local_stages, through_route
 from tiny_models import randomised_resfcn256
 
 from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
 from t2f.faces import FaceRequest
-from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.jobs import JobRequest
-from t2f.stages.compiling import bucket_for, buckets_for, compile_mode, use_compile_cache
+from t2f.serve.jobs import JobRequest, JobResult
+from t2f.serve.warmup import LocalStages, warm_up
+from t2f.stages.compiling import bucket_for, buckets_for, parse_compile_mode, use_compile_cache
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import GraphedNetwork, PRNet
 from t2f.stages.text2img import TextToImage
@@ -45,7 +46,11 @@ def test_buckets_are_powers_of_two_up_to_max_batch() -> None:
     assert buckets_for(1) == (1,) and buckets_for(8) == (1, 2, 4, 8) and buckets_for(6) == (1, 2, 4, 6)
     assert buckets_for(32) == (1, 2, 4, 8, 16, 32)
     assert [bucket_for(n, (1, 2, 4, 8)) for n in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 8]
-    assert (compile_mode(True), compile_mode(False), compile_mode("graphs")) == ("default", "off", "graphs")
+    assert (parse_compile_mode(True), parse_compile_mode(False), parse_compile_mode("graphs")) == (
+        "default",
+        "off",
+        "graphs",
+    )
     # With and without guidance the UNet meets 2b and b for every bucket b: never over dynamo's limit of 8.
     assert all(len({n * k for n in buckets_for(m) for k in (1, 2)}) <= 8 for m in range(1, 33))
 
@@ -120,24 +125,24 @@ def test_a_compile_error_falls_back_to_eager_with_one_log_line(
         model=str(tiny_sd),
         prnet_dir=str(prnet_dir),
         safety_checker=False,
-        compile="graphs",
+        compile_mode="graphs",
         max_batch=2,
         cache_dir=tmp_path,
     )
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
     stage = pipeline.text_to_image
-    assert stage.compiled and pipeline.prnet.compiled and stage.buckets == pipeline.prnet.buckets == (1, 2)
-    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    assert stage.compiled and pipeline.prnet.compiled and stage.buckets == (1, 2) and pipeline.prnet.buckets == (1,)
+    local = local_stages(pipeline, crop="whole")
     with caplog.at_level(logging.INFO):
-        seconds = backend.warm_up(64, max_batch=2, compiled=True)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        seconds = warm_up(local, 64, max_batch=2, compile_mode="graphs")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "t2f.serve.warmup"]
     assert warnings == ["compiling or capturing failed (RuntimeError: forced capture error); both models run eagerly"]
     assert any(r.getMessage().startswith("warm-up took ") for r in caplog.records)
     assert set(seconds) == {1} and seconds[1] > 0
     assert not stage.compiled and not pipeline.prnet.compiled and stage.buckets == pipeline.prnet.buckets == ()
     jobs = [JobRequest(f"{seed:012d}", seed, FaceRequest("a face", seed=seed, steps=2, size=64)) for seed in range(3)]
-    results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
-    assert [r.status for r in results] == ["done"] * 3  # the bot goes on, eagerly
+    results = through_route(local, jobs)
+    assert [r.status for r in results if isinstance(r, JobResult)] == ["done"] * 3  # the bot goes on, eagerly
 
 
 @cuda
@@ -150,7 +155,7 @@ def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers(channels_last:
         randomised_resfcn256(0),
         PRNetConfig(),
         device="cuda",
-        compile_network="graphs",
+        compile_mode="graphs",
         buckets=(1, 2, 4),
         channels_last=channels_last,
     )
@@ -172,22 +177,23 @@ def test_graphs_mode_never_recompiles_after_the_warm_up(
         model=str(tiny_sd),
         prnet_dir=str(prnet_dir),
         safety_checker=False,
-        compile=mode,
+        compile_mode=mode,
         device="cuda",
         max_batch=4,
         cache_dir=tmp_path,
     )
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
-    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
-    assert set(backend.warm_up(64, max_batch=4, compiled=True)) == {1, 2, 4}
+    local = local_stages(pipeline, crop="whole")
+    assert set(warm_up(local, 64, max_batch=4, compile_mode=mode)) == {1, 2, 4}
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for count, guidance in [(3, 7.5), (1, 1.0), (4, 7.5), (2, 1.0), (1, 7.5)]:
+        for guidances in [(7.5, 4.0, 9.0), (1.0,), (7.5,) * 4, (1.0, 1.0), (7.5,)]:
             jobs = [
-                JobRequest(f"{count}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=guidance, size=64))
-                for s in range(count)
+                JobRequest(f"{len(guidances)}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=g, size=64))
+                for s, g in enumerate(guidances)
             ]
-            assert [r.status for r in backend.run_batch(jobs, lambda p: None, lambda j: False)] == ["done"] * count
-    assert sorted(pipeline.prnet.forward.graphs) == [1, 2, 4]  # type: ignore[union-attr]
+            results = [r for r in through_route(local, jobs) if isinstance(r, JobResult)]
+            assert [r.status for r in results] == ["done"] * len(jobs)
+    assert sorted(pipeline.prnet.forward.graphs) == [1]  # type: ignore[union-attr]  # one face at a time
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])  # cpu: the test's own code runs here
@@ -240,18 +246,13 @@ def test_a_warm_restart_takes_the_eta_batch_times_from_the_last_start(
     settings = Settings(model=str(tiny_sd), prnet_dir=str(prnet_dir), safety_checker=False)
     stage = load_text_to_image(settings)
     stage.buckets = (1, 2)  # what a compiled stage has; the timing runs are the same eagerly
-    backend = LocalFaceBackend(
-        load_face_pipeline(settings, text_to_image=stage, crop="whole"),
-        crop="whole",
-        preview_every=0,
-        defer_exports=False,
-    )
+    local = local_stages(load_face_pipeline(settings, text_to_image=stage, crop="whole"), crop="whole")
     timed: list[int] = []
     estimate = warmup._estimate
 
-    def counted(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:
+    def counted(stages: LocalStages, count: int, size: int, steps: int) -> float:
         timed.append(count)
-        return estimate(backend, count, size, steps)
+        return estimate(stages, count, size, steps)
 
     monkeypatch.setattr(warmup, "_estimate", counted)
 
@@ -259,7 +260,7 @@ def test_a_warm_restart_takes_the_eta_batch_times_from_the_last_start(
         stage.compile_cache = CompileCache(tmp_path, files_before=files_before)
         timed.clear()
         with caplog.at_level(logging.INFO, logger="t2f.serve.warmup"):
-            return backend.warm_up(64, max_batch=2, compiled=True, steps=steps)
+            return warm_up(local, 64, max_batch=2, compile_mode="default", steps=steps)
 
     first = start(files_before=0)  # a cold cache: every bucket timed, and the times kept
     assert timed == [1, 2] and set(first) == {1, 2} and (tmp_path / warmup.TIMES_FILE).is_file()

@@ -6,7 +6,7 @@ import json
 import logging
 
 import pytest
-from test_service import FakeBackend
+from test_service import FakeBackend, route
 
 from t2f.faces import FaceRequest
 from t2f.logs import JsonFormatter, NoiseFilter
@@ -40,7 +40,7 @@ def test_noise_filter_drops_known_third_party_notices_only() -> None:
 async def test_one_structured_line_per_job_state_and_the_prompt_only_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    service = JobService(FakeBackend(steps=2))
+    service = JobService(route(FakeBackend(steps=2)))
     request = JobRequest("job1", user_id=7, face=FaceRequest("a secret prompt"), guild_id=42)
     with caplog.at_level(logging.INFO, logger="t2f.jobs"):
         await service.submit(request).result
@@ -48,12 +48,13 @@ async def test_one_structured_line_per_job_state_and_the_prompt_only_at_debug(
     assert [(r.event, getattr(r, "status", None)) for r in lines] == [  # type: ignore[attr-defined]
         ("queued", None),
         ("started", None),
+        ("exporting", None),
         ("finished", "done"),
     ]
     assert all(r.job_id == "job1" and r.guild_id == 42 and r.seconds >= 0 for r in lines)  # type: ignore[attr-defined]
     assert lines[1].batch_size == 1  # type: ignore[attr-defined]
     assert lines[0].getMessage() == "job job1 queued (guild 42; 0.0 s)"
-    assert lines[2].getMessage().startswith("job job1 finished (guild 42; done, ")
+    assert lines[-1].getMessage().startswith("job job1 finished (guild 42; done, ")
     assert "secret" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger="t2f.jobs"):

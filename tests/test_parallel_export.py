@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from discord_fixtures import PhotoTextToImage
 from mesh_fixtures import reference_mesh
+from route_helpers import local_stages, route_of
 
 from t2f.export.package import result_files
 from t2f.export.parallel import run_parts
 from t2f.faces import FaceRequest, FaceResult
-from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.files import FileWriter
 from t2f.serve.jobs import JobRequest, JobStatus
 from t2f.serve.service import JobService
 from t2f.stages.pipeline import FacePipeline
@@ -108,11 +109,11 @@ async def test_a_backends_export_threads_share_out_one_faces_turntable(
 
     monkeypatch.setattr(turntable, "render_frame", watched)
     painted = FacePipeline(prnet=stages.prnet, uv=stages.uv, text_to_image=PhotoTextToImage())
-    backend = LocalFaceBackend(painted, crop="whole", preview_every=0, export_threads=2)
-    service = JobService(backend, max_batch=1)
+    local = local_stages(painted, crop="whole", parts_threads=2)
+    service = JobService(route_of(local), max_batch=1)
     job = JobRequest("job1", user_id=1, face=FaceRequest("a face", steps=2, size=64))
     result = await asyncio.wait_for(service.submit(job).result, 60)
     await service.shutdown()
     assert result.status == JobStatus.DONE and {"turntable.gif", "face.obj"} <= set(result.files)
-    assert drawn_on == {"t2f-cpu", "t2f-files"}  # the thread exporting the face, and the backend's helpers
-    assert LocalFaceBackend(stages, crop="whole").export_pool is None  # one thread: no helpers at all
+    assert drawn_on == {"t2f-cpu", "t2f-files"}  # the thread exporting the face, and the files stage's helpers
+    assert FileWriter().parts_pool is None  # one thread: no helpers at all

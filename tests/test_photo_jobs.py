@@ -7,12 +7,12 @@ import asyncio
 import numpy as np
 import pytest
 from discord_fixtures import PhotoTextToImage
+from route_helpers import RecordingWatch, local_stages
 from skimage.data import astronaut
 
 from t2f.faces import FaceRequest
 from t2f.files.download import DownloadLimits, DownloadRefused, check_photo_format, check_url, download, save_upload
-from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.jobs import FinishedFace, JobRequest
+from t2f.serve.jobs import FaceJob, JobRequest
 from t2f.serve.queue import JobHandle, JobQueue
 from t2f.stages.pipeline import FacePipeline
 
@@ -105,10 +105,10 @@ def test_photo_jobs_join_any_batch() -> None:
         loop.close()
 
 
-def test_a_mixed_batch_paints_only_the_text_jobs_and_reconstructs_all_together(stages: FacePipeline) -> None:
+def test_a_mixed_batch_paints_only_the_text_jobs_and_rebuilds_each_face_alone(stages: FacePipeline) -> None:
     painter = PhotoTextToImage()
     pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=painter)
-    backend = LocalFaceBackend(pipeline, preview_every=0)
+    local = local_stages(pipeline)
     predicted: list[int] = []
     predict = stages.prnet.predict
 
@@ -117,16 +117,20 @@ def test_a_mixed_batch_paints_only_the_text_jobs_and_reconstructs_all_together(s
         return predict(batch)
 
     pipeline.prnet.predict = counting  # type: ignore[method-assign]  # the session's PRNet: restored below
+    photo = astronaut()
     try:
-        photo = astronaut()
-        outcomes = backend.run_batch([job("text1"), job("photo1", photo=photo)], lambda p: None, lambda j: False)
+        painted = local.painter.paint([FaceJob(job("text1")), FaceJob(job("photo1", photo=photo))], RecordingWatch())
+        assert painter.prompts == ["a face"]  # the photo job came back from the painter as it was
+        assert isinstance(painted[1], FaceJob) and painted[1].painting is None and painted[1].image is photo
+        found = [local.faces.find(outcome, RecordingWatch()) for outcome in painted]  # type: ignore[arg-type]
     finally:
         del pipeline.prnet.predict
-    assert painter.prompts == ["a face"] and painter.checked == [(512, 512, 3)]
-    assert predicted == [2]  # one PRNet pass for the painted face and the photo
-    text, photo_face = outcomes
-    assert isinstance(text, FinishedFace) and isinstance(photo_face, FinishedFace)
-    assert photo_face.face.image is photo and photo_face.report.request is None
+    assert painter.checked == [(512, 512, 3)]  # the safety checker saw the photo (the painter judged its own)
+    assert predicted == [1, 1]  # each face rebuilt as soon as it is found, not with its batch
+    text, photo_face = found
+    assert isinstance(text, FaceJob) and isinstance(photo_face, FaceJob)
+    assert photo_face.face is not None and photo_face.face.image is photo
+    assert photo_face.report is not None and photo_face.report.request is None
     assert photo_face.face.faces_found == 1
-    assert "image.png" not in backend.export(photo_face).files  # the member's photo is not sent back
-    assert "image.png" in backend.export(text).files
+    assert "image.png" not in local.files.write(photo_face).files  # the member's photo is not sent back
+    assert "image.png" in local.files.write(text).files

@@ -204,10 +204,11 @@ def test_tiny_faces_are_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch) -
 def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: Path) -> None:
     import torch
     from discord_fixtures import PhotoTextToImage
+    from route_helpers import local_stages, through_route
 
     from t2f.faces import FaceRequest
-    from t2f.serve.backend import OUT_OF_MEMORY, LocalFaceBackend
-    from t2f.serve.jobs import JobRequest
+    from t2f.serve.jobs import FAILED, JobRequest
+    from t2f.serve.paint import OUT_OF_MEMORY
 
     class SmallGpuPhoto(PhotoTextToImage):
         """Room for two images at a time; "huge" never fits."""
@@ -218,7 +219,7 @@ def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: 
             self.failed_batches: list[weakref.ref[torch.Tensor]] = []  # what each failed try held
             self.still_held: list[int] = []
 
-        def generate_batch(self, requests, *, on_step=None, preview_every=0):  # type: ignore[no-untyped-def]
+        def generate_batch(self, requests, *, on_step=None, **options):  # type: ignore[no-untyped-def]
             self.tried.append(len(requests))
             # A retry runs with the memory of the tries that failed before it given back.
             self.still_held.append(sum(ref() is not None for ref in self.failed_batches))
@@ -230,28 +231,29 @@ def test_out_of_memory_halves_the_batch_and_a_single_job_fails_alone(prnet_dir: 
 
     stage = SmallGpuPhoto()
     pipeline = load_face_pipeline(Settings(prnet_dir=str(prnet_dir)), text_to_image=stage)
-    backend = LocalFaceBackend(pipeline, crop="whole", preview_every=0, defer_exports=False)
+    local = local_stages(pipeline, crop="whole")
     prompts = ["face 0", "face 1", "face 2", "face 3", "huge"]
     jobs = [
         JobRequest(job_id=f"{i:012d}", user_id=i, face=FaceRequest(p, steps=2, size=128)) for i, p in enumerate(prompts)
     ]
-    results = backend.run_batch(jobs, lambda progress: None, lambda job_id: False)
-    assert [r.status for r in results] == ["done"] * 4 + ["failed"]
-    assert results[4].user_message == OUT_OF_MEMORY.format(job_id="000000000004")
+    results = through_route(local, jobs)
+    assert [r.status for r in results] == ["done"] * 4 + ["failed"]  # type: ignore[union-attr]
+    assert results[4].user_message == OUT_OF_MEMORY.format(job_id="000000000004")  # type: ignore[union-attr]
     assert stage.tried == [5, 2, 3, 1, 2, 1, 1]  # 5 -> 2 + 3; 3 -> 1 + 2; the 2 with "huge" -> 1 + 1
     assert stage.still_held == [0] * 7 and len(stage.failed_batches) == 4  # the traceback held them before
     assert stage.prompts == ["face 0", "face 1", "face 2", "face 3"]
 
-    # PRNet out of memory over the batch's faces: each face is reconstructed alone.
+    # PRNet out of memory for one face (each face is rebuilt alone): that face fails, the next one is made.
     predict, sizes = pipeline.prnet.predict, []
 
-    def small_gpu_predict(crops: np.ndarray) -> np.ndarray:
+    def full_once(crops: np.ndarray) -> np.ndarray:
         sizes.append(len(crops))
-        if len(crops) > 1:
+        if len(sizes) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return predict(crops)
 
-    pipeline.prnet.predict = small_gpu_predict  # type: ignore[method-assign]
-    results = backend.run_batch(jobs[:2], lambda progress: None, lambda job_id: False)
-    assert [r.status for r in results] == ["done", "done"] and sizes == [2, 1, 1]
-    assert all(r.files["face.obj"].startswith(b"# t2f face mesh") for r in results)
+    pipeline.prnet.predict = full_once  # type: ignore[method-assign]
+    results = through_route(local, jobs[:2])
+    assert [r.status for r in results] == ["failed", "done"] and sizes == [1, 1]  # type: ignore[union-attr]
+    assert results[0].user_message == FAILED.format(job_id="000000000000")  # type: ignore[union-attr]
+    assert results[1].files["face.obj"].startswith(b"# t2f face mesh")  # type: ignore[union-attr]

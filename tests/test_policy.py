@@ -10,6 +10,7 @@ from t2f.bounds import COOLDOWN_S
 from t2f.faces import FaceRequest
 from t2f.serve.moderation import PromptFilter
 from t2f.serve.policy import Limits, Policy, Refused
+from t2f.serve.route import Route
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
 
@@ -25,8 +26,14 @@ class ManualClock:
 
 
 class NoBackend:
-    def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
+    def paint(self, jobs, watch):  # type: ignore[no-untyped-def]
         raise AssertionError("admission never runs GPU work")
+
+    def write(self, job):  # type: ignore[no-untyped-def]
+        raise AssertionError("admission never writes files")
+
+    def route(self) -> Route:
+        return Route(paint=self, faces=None, files=self)
 
 
 async def test_cooldown_refuses_then_admits_and_forgets_old_members(tmp_path: Path) -> None:
@@ -34,7 +41,7 @@ async def test_cooldown_refuses_then_admits_and_forgets_old_members(tmp_path: Pa
     clock = ManualClock()
     policy = Policy(
         store=store,
-        service=JobService(NoBackend(), max_batch=1),
+        service=JobService(NoBackend().route(), max_batch=1),
         prompt_filter=PromptFilter.from_file(),
         limits=Limits(cooldown_s=20.0),
         clock=clock,

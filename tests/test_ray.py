@@ -21,14 +21,17 @@ from pathlib import Path
 import pytest
 import trimesh
 from discord_fixtures import attachment_bytes, callbacks, original_edits, world
+from route_helpers import RecordingWatch, local_stages
 
 from t2f.config import Settings
 from t2f.errors import ConfigError
 from t2f.faces import FaceRequest
-from t2f.serve.backend import LocalFaceBackend
-from t2f.serve.jobs import JobPhase, JobProgress, JobRequest, JobResult, JobStatus
+from t2f.serve.files import FileWriter
+from t2f.serve.jobs import FaceJob, JobPhase, JobProgress, JobRequest, JobResult, JobStatus, Outcome, Stage
 from t2f.serve.ray_backend import RayFaceBackend
 from t2f.serve.ray_deployment import WorkerUpdate
+from t2f.serve.route import Route
+from t2f.serve.warmup import LocalStages
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -42,19 +45,19 @@ LOOPBACK_ENV = {
 
 @dataclasses.dataclass(frozen=True)
 class PhotoReplica:
-    """Picklable replica factory: the real pipeline with the astronaut photo as its text-to-image stage."""
+    """Picklable replica factory: the real stages with the astronaut photo as the painter's text-to-image stage."""
 
     prnet_dir: str
     step_seconds: float = 0.0
 
-    def __call__(self) -> LocalFaceBackend:
+    def __call__(self) -> LocalStages:
         from discord_fixtures import PhotoTextToImage
 
         from t2f.build import load_face_pipeline
 
         photo = PhotoTextToImage(step_seconds=self.step_seconds)
         pipeline = load_face_pipeline(Settings(prnet_dir=self.prnet_dir), text_to_image=photo, crop="whole")
-        return LocalFaceBackend(pipeline, crop="whole", preview_every=0)
+        return local_stages(pipeline, crop="whole")
 
 
 @pytest.fixture(scope="module")
@@ -84,24 +87,26 @@ def job(job_id: str, *, user_id: int = 1, steps: int = 3) -> JobRequest:
     return JobRequest(job_id, user_id, FaceRequest(f"a face {job_id}", seed=1, steps=steps, size=256))
 
 
+def ray_route(backend: RayFaceBackend, files: object | None = None) -> Route:
+    """The Ray route as t2f.build makes it: paint and faces on the cluster, the files on this machine."""
+    return Route(paint=backend, faces=None, files=files or FileWriter())  # type: ignore[arg-type]
+
+
+def paint(backend: RayFaceBackend, jobs: list[JobRequest], watch: RecordingWatch | None = None) -> list[Outcome]:
+    return backend.paint([FaceJob(j) for j in jobs], watch or RecordingWatch())
+
+
 # -- the bot through SimCord, on the cluster ------------------------------------------------------
 
 
 @pytest.fixture
-def simcord_bot(settings: Settings, store, ray_backend: RayFaceBackend):  # type: ignore[no-untyped-def]
-    """The real bot (cogs, policy, service) with the Ray backend behind its job service."""
+async def simcord_bot(settings: Settings, store, ray_backend: RayFaceBackend):  # type: ignore[no-untyped-def]
+    """The real bot (cogs, policy, service) on the serving stack, with the Ray route behind its job service."""
     from bot import T2FBot
-    from t2f.build import admission_policy
-    from t2f.serve.service import JobService
+    from t2f.stack import open_stack
 
-    service = JobService(
-        ray_backend,
-        max_batch=settings.max_batch,
-        capacity=settings.queue_capacity,
-        job_timeout_s=settings.job_timeout_s,
-    )
-    policy = admission_policy(settings, store=store, service=service)
-    return T2FBot(settings=settings, store=store, service=service, policy=policy)
+    async with open_stack(settings, ray_route(ray_backend), store=store) as stack:
+        yield T2FBot.on(stack)
 
 
 @pytest.mark.simcord(settle_timeout=120)
@@ -118,7 +123,7 @@ async def test_face_is_painted_on_a_replica_and_delivered_through_discord(simcor
     mesh = trimesh.load(io.BytesIO(await attachment_bytes(message, "face.obj")), file_type="obj", process=False)
     assert mesh.faces.shape == (86_906, 3)
     job_id = embed.footer.text.removeprefix("job ")
-    (replica,) = simcord_env.bot.service.backend.replicas_seen[job_id]
+    (replica,) = simcord_env.bot.service.route.paint.replicas_seen[job_id]
     host, pid = replica.rsplit(":", 1)
     assert host == socket.gethostname() and int(pid) != os.getpid()  # painted in a replica's process
 
@@ -126,11 +131,17 @@ async def test_face_is_painted_on_a_replica_and_delivered_through_discord(simcor
 # -- bursts and faults on the cluster --------------------------------------------------------------
 
 
-async def test_two_replicas_both_serve_a_burst(ray_backend: RayFaceBackend) -> None:
+async def test_two_replicas_both_serve_a_burst_and_each_face_gets_its_page(
+    ray_backend: RayFaceBackend, tmp_path: Path
+) -> None:
     from t2f.serve.service import JobService
+    from t2f.web.links import LinkSigner
+    from t2f.web.pages import FacePages, PageKeepingFiles
 
-    service = JobService(ray_backend, max_batch=4, capacity=50, job_timeout_s=300)
-    jobs = [job(f"burst{user}{n}", user_id=user) for user in range(4) for n in range(2)]
+    pages = FacePages(tmp_path / "out", LinkSigner(b"secret"), keep_s=3600.0)
+    route = ray_route(ray_backend, PageKeepingFiles(FileWriter(), pages))
+    service = JobService(route, max_batch=4, capacity=50, job_timeout_s=300)
+    jobs = [job(f"{user:06x}{n:06x}", user_id=user) for user in range(4) for n in range(2)]  # page-shaped ids
     handles = [service.submit(j) for j in jobs]
     results: list[JobResult] = await asyncio.gather(*(h.result for h in handles))
     await service.shutdown()
@@ -138,22 +149,26 @@ async def test_two_replicas_both_serve_a_burst(ray_backend: RayFaceBackend) -> N
     assert all(r.status == JobStatus.DONE and "face.obj" in r.files for r in results)
     replicas = {replica for j in jobs for replica in ray_backend.replicas_seen[j.job_id]}
     assert len(replicas) == 2  # each batch of 4 was split 2 + 2 over the two replicas
+    for j in jobs:  # the files are written here, so a face painted on a replica has its 3D page too
+        assert {"face.glb", "face.obj", "metadata.json"} <= {p.name for p in (tmp_path / "out" / j.job_id).iterdir()}
 
 
 async def test_a_replica_killed_mid_batch_has_its_jobs_finished_once_elsewhere(ray_backend: RayFaceBackend) -> None:
     jobs = [job(f"kill{n}", steps=6) for n in range(4)]
     killed: list[str] = []
-    reports: list[JobProgress] = []
 
-    def report(progress: JobProgress) -> None:
-        reports.append(progress)
-        if progress.phase == JobPhase.PAINTING and not killed:  # the first chunk to paint loses its replica
-            killed.append(ray_backend.replicas_seen[progress.job_id][-1])
-            os.kill(int(killed[0].rsplit(":", 1)[1]), signal.SIGKILL)
+    class KillingWatch(RecordingWatch):
+        def report(self, progress: JobProgress) -> None:
+            super().report(progress)
+            if progress.phase == JobPhase.PAINTING and not killed:  # the first chunk to paint loses its replica
+                killed.append(ray_backend.replicas_seen[progress.job_id][-1])
+                os.kill(int(killed[0].rsplit(":", 1)[1]), signal.SIGKILL)
 
-    results = await asyncio.to_thread(ray_backend.run_batch, jobs, report, lambda _: False)
-    assert [r.job_id for r in results] == [j.job_id for j in jobs]  # one result per job, in order
-    assert all(isinstance(r, JobResult) and r.status == JobStatus.DONE and "face.obj" in r.files for r in results)
+    watch = KillingWatch()
+    outcomes = await asyncio.to_thread(paint, ray_backend, jobs, watch)
+    assert [o.job_id for o in outcomes] == [j.job_id for j in jobs]  # one outcome per job, in order
+    assert all(isinstance(o, FaceJob) and o.next_stage is Stage.FILES for o in outcomes)  # found, for their files
+    assert sorted(o.job_id for o in watch.handed) == sorted(j.job_id for j in jobs)  # each handed on as it came
     moved = [j.job_id for j in jobs if ray_backend.replicas_seen[j.job_id][0] == killed[0]]
     assert len(moved) == 2  # the killed replica's chunk
     for job_id in moved:
@@ -162,19 +177,19 @@ async def test_a_replica_killed_mid_batch_has_its_jobs_finished_once_elsewhere(r
 
 
 def test_an_unreachable_cluster_is_one_clear_line() -> None:
-    from t2f.build import load_backend
+    from t2f.build import load_route
 
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(ConfigError) as caught:
-        load_backend(Settings(backend="ray", ray_address=f"127.0.0.1:{port}"))
+        load_route(Settings(backend="ray", ray_address=f"127.0.0.1:{port}"))
     assert caught.value.user_message == (
         f"T2F_RAY_ADDRESS='127.0.0.1:{port}': no Ray cluster answers there; start the head node "
         "(`ray start --head`) or leave T2F_RAY_ADDRESS empty for a local cluster."
     )
     with pytest.raises(ConfigError) as caught:
-        load_backend(Settings(backend="ray", ray_min_replicas=3, ray_max_replicas=2))
+        load_route(Settings(backend="ray", ray_min_replicas=3, ray_max_replicas=2))
     assert caught.value.user_message.startswith("T2F_RAY_MAX_REPLICAS=2 is below T2F_RAY_MIN_REPLICAS=3;")
 
 
@@ -192,13 +207,13 @@ class ScriptedHandle:
     def options(self, *, stream: bool) -> ScriptedHandle:
         return self
 
-    def remote(self, jobs: list[JobRequest]) -> ScriptedStream:
+    def remote(self, jobs: list[FaceJob]) -> ScriptedStream:
         self.calls.append([j.job_id for j in jobs])
         return ScriptedStream(self.scripts.pop(0), jobs, len(self.calls))
 
 
 class ScriptedStream:
-    def __init__(self, script: str, jobs: list[JobRequest], call: int) -> None:
+    def __init__(self, script: str, jobs: list[FaceJob], call: int) -> None:
         self.script, self.jobs, self.replica = script, jobs, f"host:{call}"
 
     def cancel(self) -> None:
@@ -213,7 +228,7 @@ class ScriptedStream:
         )
         done = self.jobs[:1] if self.script == "ok1" else self.jobs
         if self.script != "dies":
-            yield WorkerUpdate(self.replica, results=tuple(JobResult(j.job_id, JobStatus.DONE) for j in done))
+            yield WorkerUpdate(self.replica, outcomes=tuple(JobResult(j.job_id, JobStatus.DONE) for j in done))
         if self.script in ("dies", "ok1"):
             raise RuntimeError("ActorDiedError stand-in")
 
@@ -224,26 +239,26 @@ def scripted(*scripts: str) -> RayFaceBackend:
 
 def test_an_unreachable_cluster_later_makes_jobs_wait_then_finish_once() -> None:
     backend = scripted("unreachable", "unreachable", "ok")
-    reports: list[JobProgress] = []
-    results = backend.run_batch([job("w1"), job("w2")], reports.append, lambda _: False)
-    assert [(r.job_id, r.status) for r in results] == [("w1", JobStatus.DONE), ("w2", JobStatus.DONE)]
-    waiting = [p.job_id for p in reports if p.phase == JobPhase.WAITING_FOR_WORKER]
+    watch = RecordingWatch()
+    results = paint(backend, [job("w1"), job("w2")], watch)
+    assert [(r.job_id, r.status) for r in results] == [("w1", JobStatus.DONE), ("w2", JobStatus.DONE)]  # type: ignore[union-attr]
+    waiting = [p.job_id for p in watch.progress if p.phase == JobPhase.WAITING_FOR_WORKER]
     assert waiting == ["w1", "w2", "w1", "w2"]  # members saw that they wait, once per failed call
     assert backend.handle.calls == [["w1", "w2"]] * 3
 
 
 def test_a_job_whose_result_arrived_is_not_sent_again() -> None:
     backend = scripted("ok1", "ok")
-    results = backend.run_batch([job("a"), job("b")], lambda _: None, lambda _: False)
-    assert [(r.job_id, r.status) for r in results] == [("a", JobStatus.DONE), ("b", JobStatus.DONE)]
+    results = paint(backend, [job("a"), job("b")])
+    assert [(r.job_id, r.status) for r in results] == [("a", JobStatus.DONE), ("b", JobStatus.DONE)]  # type: ignore[union-attr]
     assert backend.handle.calls == [["a", "b"], ["b"]]
     assert backend.replicas_seen["a"] == ["host:1"] and backend.replicas_seen["b"] == ["host:1", "host:2"]
 
 
 def test_replicas_lost_too_often_fail_the_job_with_one_sentence() -> None:
     backend = scripted("ok1", "dies", "dies")
-    results = backend.run_batch([job("x"), job("y")], lambda _: None, lambda _: False)
-    assert results[0].status == JobStatus.DONE  # its result came back before the first replica died
+    results = paint(backend, [job("x"), job("y")])
+    assert results[0].status == JobStatus.DONE  # type: ignore[union-attr]  # back before the first replica died
     assert results[1] == JobResult(
         "y",
         JobStatus.FAILED,
@@ -255,9 +270,9 @@ def test_replicas_lost_too_often_fail_the_job_with_one_sentence() -> None:
 def test_waiting_ends_at_the_retry_window_and_cancelled_jobs_stop() -> None:
     backend = scripted(*["unreachable"] * 50)
     backend.window_s = 0.05
-    (result,) = backend.run_batch([job("late")], lambda _: None, lambda _: False)
-    assert result.status == JobStatus.FAILED
+    (result,) = paint(backend, [job("late")])
+    assert isinstance(result, JobResult) and result.status == JobStatus.FAILED
     assert result.user_message == "No GPU worker was free for 0 minutes (job late); please try again later."
     backend = scripted("unreachable")
-    (result,) = backend.run_batch([job("gone")], lambda _: None, lambda _: True)
-    assert result.status == JobStatus.CANCELLED and backend.handle.calls == []
+    (result,) = paint(backend, [job("gone")], RecordingWatch(cancelled=lambda _: True))
+    assert isinstance(result, JobResult) and result.status == JobStatus.CANCELLED and backend.handle.calls == []

@@ -16,6 +16,7 @@ import torch
 from discord_fixtures import PhotoTextToImage
 from mesh_fixtures import reference_mesh
 from PIL import Image
+from route_helpers import local_stages, route_of
 
 from t2f.export.package import result_files
 from t2f.export.preview import VIEWS, preview_strip
@@ -23,7 +24,7 @@ from t2f.export.raster import BACKGROUND, PREVIEW_LOD, draw_view, fit_to_panel, 
 from t2f.export.render_torch import ViewRenderer, rasterize_views
 from t2f.export.turntable import TURNTABLE_LOD, render_frame, swing_yaws, turntable_frames
 from t2f.faces import FaceMesh, FaceRequest, FaceResult
-from t2f.serve.backend import LocalFaceBackend
+from t2f.serve.files import FileWriter
 from t2f.serve.jobs import JobRequest, JobStatus
 from t2f.serve.service import JobService
 from t2f.stages.pipeline import FacePipeline
@@ -103,7 +104,9 @@ def test_result_files_drawn_by_torch_decode_as_the_numpy_ones(face: tuple[np.nda
     assert Image.open(io.BytesIO(drawn["preview.jpg"])).size == (1280, 256)
 
 
-def test_a_backend_with_a_render_device_draws_with_torch(stages: FacePipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_files_stage_with_a_render_device_draws_with_torch(
+    stages: FacePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     looks: list[tuple[str, ...]] = []
     draw = ViewRenderer._draw
 
@@ -113,9 +116,9 @@ def test_a_backend_with_a_render_device_draws_with_torch(stages: FacePipeline, m
 
     monkeypatch.setattr(ViewRenderer, "_draw", watched)
     painted = FacePipeline(prnet=stages.prnet, uv=stages.uv, text_to_image=PhotoTextToImage())  # a real face
-    backend = LocalFaceBackend(painted, crop="whole", preview_every=0, render_device="cpu")
-    assert isinstance(backend.renderer, ViewRenderer) and backend.renderer.device == torch.device("cpu")
-    service = JobService(backend, max_batch=1)
+    local = local_stages(painted, crop="whole", render_device="cpu")
+    assert isinstance(local.files.renderer, ViewRenderer) and local.files.renderer.device == torch.device("cpu")
+    service = JobService(route_of(local), max_batch=1)
 
     async def one() -> JobStatus:
         job = JobRequest("job1", user_id=1, face=FaceRequest("a face", steps=2, size=64))
@@ -126,7 +129,7 @@ def test_a_backend_with_a_render_device_draws_with_torch(stages: FacePipeline, m
 
     assert asyncio.run(one()) == JobStatus.DONE
     assert sorted(looks) == [("clay", "textured"), ("textured",)]  # the preview from one raster; the turntable
-    assert LocalFaceBackend(painted, crop="whole").renderer is None  # no device: numpy draws
+    assert FileWriter().renderer is None  # no device: numpy draws
 
 
 def test_a_failed_drawing_falls_back_to_numpy(

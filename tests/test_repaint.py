@@ -16,7 +16,9 @@ from skimage.data import astronaut, coffee
 
 from t2f.faces import FaceImage, FaceRequest, StepProgress
 from t2f.report import FaceReport
-from t2f.serve.jobs import JobRequest, JobResult, JobStatus, Repaint
+from t2f.serve.faces import next_seed
+from t2f.serve.jobs import FaceJob, JobRequest, JobResult, JobStatus
+from t2f.serve.route import Route
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
 
@@ -62,9 +64,9 @@ class SequencePainter(PhotoTextToImage):
         requests: Sequence[FaceRequest],
         *,
         on_step: Callable[[StepProgress], None] | None = None,
-        preview_every: int = 0,
+        **options: object,
     ) -> list[FaceImage]:
-        painted = super().generate_batch(requests, on_step=on_step, preview_every=preview_every)
+        painted = super().generate_batch(requests, on_step=on_step)
         self.requests += requests
         out = []
         for face in painted:
@@ -86,7 +88,7 @@ class SequencePainter(PhotoTextToImage):
 @pytest.mark.bot_settings(max_repaints=3, steps=3)
 async def test_the_job_repaints_until_a_frontal_face(simcord_env, shared_dir: Path, store: Store) -> None:  # type: ignore[no-untyped-def]
     painter = SequencePainter(unusable_then_frontal(shared_dir, 256), step_seconds=0.4)
-    simcord_env.bot.service.backend.pipeline.text_to_image = painter
+    simcord_env.bot.service.route.paint.text_to_image = painter
     _, channel, alice = world(simcord_env)
     result = await alice.slash(channel, "face", prompt="a pirate")
     assert result.response.embeds and result.response.embeds[0].title == "a pirate"
@@ -112,7 +114,7 @@ async def test_the_job_repaints_until_a_frontal_face(simcord_env, shared_dir: Pa
 @pytest.mark.bot_settings(max_repaints=1)
 async def test_when_every_try_fails_the_member_reads_why_and_sees_the_image(simcord_env, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
     painter = SequencePainter(unusable_then_frontal(shared_dir, 256))
-    simcord_env.bot.service.backend.pipeline.text_to_image = painter
+    simcord_env.bot.service.route.paint.text_to_image = painter
     _, channel, alice = world(simcord_env)
     message = (await alice.slash(channel, "face", prompt="a pirate")).response
     assert message.content.startswith(
@@ -126,7 +128,7 @@ async def test_when_every_try_fails_the_member_reads_why_and_sees_the_image(simc
 @pytest.mark.bot_settings(max_repaints=3)
 async def test_a_chosen_seed_is_painted_once_unless_the_member_allows_repaints(simcord_env, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
     painter = SequencePainter(unusable_then_frontal(shared_dir, 256))
-    simcord_env.bot.service.backend.pipeline.text_to_image = painter
+    simcord_env.bot.service.route.paint.text_to_image = painter
     _, channel, alice = world(simcord_env)
     once = (await alice.slash(channel, "face", prompt="a pirate", seed=42)).response
     assert once.content.startswith("No usable face: no face was found in the image.")
@@ -138,7 +140,7 @@ async def test_a_chosen_seed_is_painted_once_unless_the_member_allows_repaints(s
 
 @pytest.mark.bot_settings(prompt_template="a portrait of {prompt}, no nudity", negative_default="profile, two people")
 async def test_the_template_reaches_the_painter_and_info_and_moderation_reads_the_member(simcord_env) -> None:  # type: ignore[no-untyped-def]
-    painter = simcord_env.bot.service.backend.pipeline.text_to_image
+    painter = simcord_env.bot.service.route.paint.text_to_image
     _, channel, alice = world(simcord_env)
     result = await alice.slash(channel, "face", prompt="a smiling astronaut", negative_prompt="blur")
     assert result.response.embeds  # "nudity" is the template's, not the member's: the filter did not refuse
@@ -152,36 +154,27 @@ async def test_the_template_reaches_the_painter_and_info_and_moderation_reads_th
 
 
 class RepaintOnce:
-    """A backend whose jobs named "a*" need one repaint; it records the batches it was given."""
+    """A painter whose jobs named "a*" need one repaint; it records the batches it was given."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
 
-    def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
-        self.batches.append([f"{j.job_id}:{j.face.seed}" for j in jobs])
+    def paint(self, jobs, watch):  # type: ignore[no-untyped-def]
+        self.batches.append([f"{j.job_id}:{j.request.face.seed}" for j in jobs])
         return [
-            Repaint(
-                JobRequest(
-                    j.job_id,
-                    j.user_id,
-                    FaceRequest("x", seed=j.face.seed + 1),
-                    repaints_left=0,
-                    seeds_tried=(j.face.seed,),
-                ),
-                "no face was found in the first image",
-            )
-            if j.job_id.startswith("a") and j.repaints_left
-            else JobResult(j.job_id, JobStatus.DONE, report=FaceReport(request=j.face))
+            FaceJob(next_seed(j.request), repaint_note="no face was found in the first image")
+            if j.job_id.startswith("a") and j.request.repaints_left
+            else JobResult(j.job_id, JobStatus.DONE, report=FaceReport(request=j.request.face))
             for j in jobs
         ]
 
-    def export(self, finished):  # type: ignore[no-untyped-def]
+    def write(self, job):  # type: ignore[no-untyped-def]
         raise AssertionError("no files in this test")
 
 
 async def test_a_repaint_joins_the_next_batch_beside_other_members() -> None:
     backend = RepaintOnce()
-    service = JobService(backend, max_batch=2)
+    service = JobService(Route(paint=backend, faces=None, files=backend), max_batch=2)
     service.pause()
     jobs = [
         JobRequest(name, user, FaceRequest("x", seed=10), repaints_left=1)

@@ -1,4 +1,4 @@
-"""JobService with a controllable fake backend (timing-sensitive unit tests; the real pipeline runs in test_bot)."""
+"""JobService around a route of controllable fake stages (the real pipeline runs in the SimCord tests)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from t2f.faces import FaceRequest
-from t2f.report import FaceReport
-from t2f.serve.jobs import FAILED, FinishedFace, JobPhase, JobProgress, JobRequest, JobResult, JobStatus, QueueFull
+from t2f.serve.jobs import FAILED, FaceJob, JobPhase, JobProgress, JobRequest, JobResult, JobStatus, Outcome, QueueFull
+from t2f.serve.route import Route, Watch
 from t2f.serve.service import JobService
+
+FACE = object()  # stands for a found face: the fake files stage never looks inside
 
 
 class FakeBackend:
-    """Records batches; each step reports progress and checks cancellation; can be held or made to crash."""
+    """A painter that records batches; each step reports progress and checks cancellation; it can be held or
+    made to crash. Its jobs come back with a face, for the files stage (``export``) to finish."""
 
     def __init__(self, steps: int = 3) -> None:
         self.batches: list[list[str]] = []
@@ -25,20 +28,30 @@ class FakeBackend:
         self.steps = steps
         self.crash_on: set[str] = set()
 
-    def run_batch(
-        self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult]:
+    def paint(self, jobs: Sequence[FaceJob], watch: Watch) -> list[Outcome]:
         self.threads.add(threading.current_thread().name)
         self.batches.append([j.job_id for j in jobs])
         if self.crash_on & {j.job_id for j in jobs}:
             raise RuntimeError("boom")
         for step in range(1, self.steps + 1):
             self.gate.wait(5)
-            if all(cancelled(j.job_id) for j in jobs):
+            if all(watch.cancelled(j.job_id) for j in jobs):
                 return [JobResult(j.job_id, JobStatus.CANCELLED, user_message="Cancelled.") for j in jobs]
             for job in jobs:
-                report(JobProgress(job.job_id, JobPhase.PAINTING, step, self.steps))
-        return [JobResult(j.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"}) for j in jobs]
+                watch.report(JobProgress(job.job_id, JobPhase.PAINTING, step, self.steps))
+        return [FaceJob(j.request, face=FACE) for j in jobs]  # type: ignore[arg-type]
+
+    def export(self, job: FaceJob) -> JobResult:
+        return JobResult(job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
+
+
+class FakeFiles:
+    def __init__(self, write: Callable[[FaceJob], JobResult]) -> None:
+        self.write = write
+
+
+def route(backend: FakeBackend) -> Route:
+    return Route(paint=backend, faces=None, files=FakeFiles(backend.export))
 
 
 def job(job_id: str, user: int, steps: int = 25) -> JobRequest:
@@ -48,7 +61,7 @@ def job(job_id: str, user: int, steps: int = 25) -> JobRequest:
 async def test_round_robin_across_users_and_batches_of_one_shape() -> None:
     backend = FakeBackend()
     backend.gate.clear()  # hold the first batch so the queue builds up
-    service = JobService(backend, max_batch=2)
+    service = JobService(route(backend), max_batch=2)
     handles = [service.submit(job("a0", 1))]
     await asyncio.sleep(0.05)
     handles += [service.submit(job(f"a{i}", 1)) for i in range(1, 4)]
@@ -65,7 +78,7 @@ async def test_round_robin_across_users_and_batches_of_one_shape() -> None:
 
 
 async def test_progress_reaches_the_loop_and_eta_uses_measurements() -> None:
-    service = JobService(FakeBackend(steps=4))
+    service = JobService(route(FakeBackend(steps=4)))
     handle = service.submit(job("p", 1))
     seen: list[tuple[str, int]] = []
     while not handle.result.done():
@@ -74,6 +87,7 @@ async def test_progress_reaches_the_loop_and_eta_uses_measurements() -> None:
         if handle.latest is not None:
             seen.append((handle.latest.phase, handle.latest.step))
     assert (await handle.result).status == "done"
+    await service.drained()  # the batch's time is recorded once the GPU thread is done with it
     assert seen[0] == ("starting", 0) and ("painting", 4) in seen
     assert 0 < service.batch_times.overall != 10.0  # a measurement has moved the initial guess of 10 s
     # Position 5 with batches of 4: one full batch (no size-4 measurement: the overall average), then its own
@@ -83,8 +97,8 @@ async def test_progress_reaches_the_loop_and_eta_uses_measurements() -> None:
 
 
 async def test_eta_counts_each_batch_size_at_its_own_measured_time() -> None:
-    service = JobService(FakeBackend(), max_batch=8)
-    await service.warm_up(lambda: {1: 0.25, 2: 0.5, 4: 0.8, 8: 1.1})  # seeds, as LocalFaceBackend.warm_up returns
+    service = JobService(route(FakeBackend()), max_batch=8)
+    await service.warm_up(lambda: {1: 0.25, 2: 0.5, 4: 0.8, 8: 1.1})  # seeds, as t2f.serve.warmup.warm_up returns
     assert service.eta_seconds(1) == pytest.approx(0.25)
     assert service.eta_seconds(3) == pytest.approx(0.8)  # a batch of 3 is padded to the bucket of 4
     assert service.eta_seconds(19) == pytest.approx(2 * 1.1 + 0.8)  # two full batches of 8, then 3
@@ -97,22 +111,22 @@ async def test_eta_counts_each_batch_size_at_its_own_measured_time() -> None:
 async def test_cancel_waiting_and_running_jobs() -> None:
     backend = FakeBackend(steps=50)
     backend.gate.clear()
-    service = JobService(backend, max_batch=1)
+    service = JobService(route(backend), max_batch=1)
     running = service.submit(job("r", 1))
     waiting = service.submit(job("w", 2))
     await asyncio.sleep(0.05)
-    assert service.cancel("w") and (await waiting.result).status == "cancelled"
-    assert service.cancel("r")
+    assert service.cancel("w") == "stopped" and (await waiting.result).status == "cancelled"
+    assert service.cancel("r") == "stopping"  # painting: it stops at the next step
     backend.gate.set()
     assert (await running.result).status == "cancelled"
-    assert not service.cancel("r") and not service.cancel("nope")
+    assert service.cancel("r") == service.cancel("nope") == "unknown"
     assert backend.batches == [["r"]]
 
 
 async def test_a_crashing_batch_fails_its_jobs_and_the_worker_goes_on() -> None:
     backend = FakeBackend()
     backend.crash_on = {"bad"}
-    service = JobService(backend, max_batch=1)
+    service = JobService(route(backend), max_batch=1)
     bad, good = service.submit(job("bad", 1)), service.submit(job("good", 2))
     bad_result, good_result = await bad.result, await good.result
     assert bad_result.status == "failed" and bad_result.user_message == FAILED.format(job_id="bad")
@@ -123,7 +137,7 @@ async def test_a_crashing_batch_fails_its_jobs_and_the_worker_goes_on() -> None:
 async def test_timeout_stops_the_job_with_a_message() -> None:
     backend = FakeBackend(steps=1000)
     backend.gate.clear()
-    service = JobService(backend, job_timeout_s=0.2)
+    service = JobService(route(backend), job_timeout_s=0.2)
     handle = service.submit(job("slow", 1))
     threading.Timer(0.4, backend.gate.set).start()
     result = await handle.result
@@ -134,7 +148,7 @@ async def test_timeout_stops_the_job_with_a_message() -> None:
 async def test_capacity_and_shutdown_keep_waiting_jobs() -> None:
     backend = FakeBackend()
     backend.gate.clear()
-    service = JobService(backend, capacity=2, max_batch=1)
+    service = JobService(route(backend), capacity=2, max_batch=1)
     first = service.submit(job("1", 1))
     await asyncio.sleep(0.05)
     service.submit(job("2", 2))
@@ -151,7 +165,7 @@ async def test_capacity_and_shutdown_keep_waiting_jobs() -> None:
 
 
 async def test_pause_holds_jobs_until_resume() -> None:
-    service = JobService(FakeBackend())
+    service = JobService(route(FakeBackend()))
     service.pause()
     handle = service.submit(job("x", 1))
     await asyncio.sleep(0.05)
@@ -165,21 +179,57 @@ async def test_file_writing_overlaps_the_next_batch() -> None:
     export_threads: set[str] = set()
 
     class ExportingBackend(FakeBackend):
-        def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
+        def paint(self, jobs, watch):  # type: ignore[no-untyped-def]
             if len(self.batches) == 1:
                 second_batch_started.set()
-            super().run_batch(jobs, report, cancelled)
-            return [FinishedFace(job=j, face=None, report=FaceReport(request=j.face), seconds=0.0) for j in jobs]  # type: ignore[arg-type]
+            return super().paint(jobs, watch)
 
-        def export(self, finished: FinishedFace) -> JobResult:
+        def export(self, job: FaceJob) -> JobResult:
             export_threads.add(threading.current_thread().name)
             # Only finishes once the GPU thread has moved on to the next batch.
             assert second_batch_started.wait(5), "the next batch did not start while this one was exporting"
-            return JobResult(finished.job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
+            return JobResult(job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
 
-    service = JobService(ExportingBackend(), max_batch=1)
+    service = JobService(route(ExportingBackend()), max_batch=1)
     first, second = service.submit(job("one", 1)), service.submit(job("two", 2))
     assert service.pending_for(1) == 1
     results = await asyncio.gather(first.result, second.result)
     assert [r.files for r in results] == [{"face.obj": b"v 0 0 0\n"}] * 2
     assert export_threads == {"t2f-cpu_0"}
+
+
+async def test_a_cancel_while_the_files_are_written_is_too_late_and_the_face_is_delivered() -> None:
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowFiles(FakeBackend):
+        def export(self, job: FaceJob) -> JobResult:
+            writing.set()
+            assert release.wait(5)
+            return super().export(job)
+
+    service = JobService(route(SlowFiles()))
+    handle = service.submit(job("late", 1))
+    assert await asyncio.to_thread(writing.wait, 5)
+    assert service.cancel("late") == "too late"
+    release.set()
+    assert (await handle.result).status == "done"  # what the member was told: it will be delivered
+
+
+async def test_a_cancel_before_the_files_begin_stops_the_job() -> None:
+    painted, release = threading.Event(), threading.Event()
+
+    class HeldPainter(FakeBackend):
+        def paint(self, jobs, watch):  # type: ignore[no-untyped-def]
+            outcomes = super().paint(jobs, watch)
+            painted.set()
+            assert release.wait(5)  # the GPU thread holds the job, painted, until the member has cancelled
+            return outcomes
+
+    backend = HeldPainter(steps=1)
+    service = JobService(route(backend))
+    handle = service.submit(job("early", 1))
+    assert await asyncio.to_thread(painted.wait, 5)
+    assert service.cancel("early") == "stopping"
+    release.set()
+    result = await handle.result
+    assert result.status == "cancelled" and result.files == {}  # no files were written for it

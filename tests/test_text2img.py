@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from t2f.errors import InvalidRequest, ModelUnavailable
 from t2f.faces import FaceRequest, StepProgress
-from t2f.stages.text2img import WITHHELD_BY_SAFETY, TextToImage
+from t2f.stages.text2img import SAFETY_OFF, WITHHELD_BY_SAFETY, TextToImage
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,23 @@ def test_batch_equals_running_each_request_alone(stage: TextToImage) -> None:
 
 
 def test_batch_must_share_its_shape(stage: TextToImage) -> None:
-    with pytest.raises(InvalidRequest, match="must share steps, guidance and size"):
+    with pytest.raises(InvalidRequest, match="must share steps, size and whether it is guided"):
         stage.generate_batch([request(steps=3), request(steps=4)])
+    with pytest.raises(InvalidRequest, match="must share steps, size and whether it is guided"):
+        stage.generate_batch([request(guidance=7.5), request(guidance=1.0)])  # guided and unguided: other shapes
+
+
+def test_guided_requests_of_any_scale_paint_together_as_each_alone(stage: TextToImage) -> None:
+    requests = [request(seed=1, guidance=7.5), request(seed=2, guidance=3.0), request(seed=3, guidance=12.0)]
+    batch = stage.generate_batch(requests)
+    for req, together in zip(requests, batch, strict=True):
+        alone = stage.generate(req)
+        assert together.image is not None and alone.image is not None
+        assert np.abs(together.image.astype(int) - alone.image.astype(int)).max() <= 1
+    same_seed = stage.generate_batch([request(seed=5, guidance=2.0), request(seed=5, guidance=14.0)])
+    first, second = (face.image for face in same_seed)
+    assert first is not None and second is not None
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 1.0  # each was guided at its own scale
 
 
 def test_progress_callback_runs_once_per_step(stage: TextToImage) -> None:
@@ -70,15 +86,20 @@ def test_progress_callback_runs_once_per_step(stage: TextToImage) -> None:
     assert all(p.previews is None for p in seen)  # no TAESD configured
 
 
-def test_previews_from_taesd_every_n_steps(tiny_sd: Path, shared_dir: Path) -> None:
+def test_previews_from_taesd_only_on_the_steps_asked_for(tiny_sd: Path, shared_dir: Path) -> None:
     stage = TextToImage.from_pretrained(
         str(tiny_sd), safety_checker=False, taesd=str(shared_dir / "taesd" / "diffusers")
     )
     seen: list[StepProgress] = []
-    stage.generate_batch([request(seed=1), request(seed=2)], on_step=seen.append, preview_every=2)
-    with_previews = [p.step for p in seen if p.previews is not None]
-    assert with_previews == [2, 3]  # every 2nd step and always the last
-    previews = seen[-1].previews
+    asked: list[int] = []
+
+    def wanted(step: int) -> bool:  # the service answers this from who is watching, and when they last saw one
+        asked.append(step)
+        return step == 2
+
+    stage.generate_batch([request(seed=1), request(seed=2)], on_step=seen.append, previews=wanted)
+    assert asked == [1, 2, 3] and [p.step for p in seen if p.previews is not None] == [2]  # decoded when wanted
+    previews = seen[1].previews
     assert previews is not None and len(previews) == 2
     assert previews[0].shape == (64, 64, 3) and previews[0].dtype == np.uint8
 
@@ -89,6 +110,25 @@ def test_flagged_image_is_withheld_with_a_reason(tiny_sd: Path) -> None:
     assert result.nsfw is True
     assert result.image is None
     assert result.withheld_reason == WITHHELD_BY_SAFETY
+
+
+def test_the_safety_check_can_be_left_to_the_caller(tiny_sd: Path) -> None:
+    """The serving route paints without the checker (the GPU thread only paints) and checks each image on the
+    faces thread with check_image: the same checker, the same verdict."""
+    checked = TextToImage.from_pretrained(str(tiny_sd), safety_checker=True)
+    assert checked.has_safety_checker and checked.pipeline.safety_checker is None  # beside the pipeline
+    painted = checked.generate(request(), check_safety=False)
+    assert painted.nsfw is None and painted.image is not None and "safety_check" not in painted.timings
+    assert checked.check_image(painted.image) is True
+    assert checked.check_images([painted.image, painted.image]) == [True, True]
+
+
+def test_a_missing_safety_checker_is_said_at_load(tiny_sd: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="t2f.stages.text2img"):
+        unchecked = TextToImage.from_pretrained(str(tiny_sd), safety_checker=False)
+    assert [r.getMessage() for r in caplog.records] == [SAFETY_OFF]
+    assert SAFETY_OFF.startswith("T2F_SAFETY_CHECKER=off: painted images and members' photos are NOT checked")
+    assert not unchecked.has_safety_checker and unchecked.check_image(np.zeros((64, 64, 3), np.uint8)) is None
 
 
 def test_long_prompt_is_reported_as_truncated(stage: TextToImage) -> None:
@@ -183,7 +223,7 @@ def test_half_precision_paints_like_float32(tiny_sd: Path, shared_dir: Path, sta
     )
     assert half.pipeline.unet.dtype == getattr(torch, dtype) and half.pipeline.vae.dtype == getattr(torch, dtype)
     seen: list[StepProgress] = []
-    painted = half.generate(request(seed=4), on_step=seen.append, preview_every=1)
+    painted = half.generate(request(seed=4), on_step=seen.append, previews=lambda step: True)
     reference = stage.generate(request(seed=4)).image
     assert painted.image is not None and reference is not None and painted.image.dtype == np.uint8
     # Measured: mean |difference| 0.07 (float16) and 0.6 (bfloat16) grey levels of 255.

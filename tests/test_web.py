@@ -28,6 +28,7 @@ from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.faces import FaceRequest
 from t2f.files.outputs import IMAGE_FILE, png_bytes
 from t2f.report import FaceReport
+from t2f.serve.route import Route
 from t2f.serve.service import JobService
 from t2f.serve.uploads import zip_bytes
 from t2f.web.assets import INTEGRITY, SCRIPT_NAME, VERSION, install_model_viewer, integrity_of, tarball_url
@@ -285,15 +286,15 @@ def test_only_a_public_address_gets_the_warning() -> None:
 
 
 class IdleBackend:
-    def run_batch(self, jobs, report, cancelled):  # type: ignore[no-untyped-def]
+    def paint(self, jobs, watch):  # type: ignore[no-untyped-def]
         return []
 
-    def export(self, finished):  # type: ignore[no-untyped-def]
+    def write(self, job):  # type: ignore[no-untyped-def]
         raise AssertionError
 
 
 async def test_service_health_says_why() -> None:
-    service = JobService(IdleBackend())
+    service = JobService(Route(paint=IdleBackend(), faces=None, files=IdleBackend()))
     assert service.health() == (False, "warming up")
     assert service.health(require_warm=False) == (True, "ok")
     await service.warm_up(lambda: None)

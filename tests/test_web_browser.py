@@ -126,16 +126,18 @@ async def test_the_serve_page_makes_a_face_with_progress(
     tmp_path: Path,
 ) -> None:
     from discord_fixtures import PhotoTextToImage, bot_settings
+    from route_helpers import local_stages, route_of
 
-    from t2f.serve.backend import LocalFaceBackend
+    from t2f.stack import WebPlan, open_stack
     from t2f.stages.pipeline import FacePipeline
-    from t2f.web_commands import open_studio
 
     settings = bot_settings(tmp_path, cache_dir=viewer_cache, output_dir=tmp_path / "out", web_secret="s3cret")
     painter = PhotoTextToImage(step_seconds=0.25)  # slow enough for the page to show each step
     pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=painter)
-    backend = LocalFaceBackend(pipeline, crop="detect", preview_every=0)
-    async with open_studio(settings, backend, host="127.0.0.1", port=0) as (server, _):
+    local = local_stages(pipeline, crop="detect")
+    async with open_stack(settings, route_of(local), web=WebPlan("127.0.0.1", 0, studio=True)) as stack:
+        server = stack.web
+        assert server is not None
         page, errors, outside = await open_page(browser, server.url)
         await page.goto(server.url + "/")
         await page.fill("#prompt", "a portrait photo of an astronaut")

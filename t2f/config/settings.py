@@ -83,7 +83,7 @@ class Settings:
         "Fuse attention's query/key/value projections (one matmul); `auto` is off (slower at batch 1 on an H200).",
         allowed="auto, on, off",
     )
-    compile: str = _setting(
+    compile_mode: str = _setting(
         "T2F_COMPILE",
         "off",
         "torch.compile the UNet and PRNet in the start-up warm-up, per batch bucket; `graphs` also replays "

@@ -127,7 +127,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "safety_checker": _parse_bool,
     "channels_last": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
     "fuse_qkv": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
-    "compile": _parse_compile,
+    "compile_mode": _parse_compile,
     "taesd": _parse_text,
     "prnet_dir": _parse_text,
     "prnet_checkpoint_url": _parse_required_text,

@@ -1,18 +1,18 @@
-"""What the serving layer passes around: job requests, progress, results, statuses and phases.
+"""What the serving layer passes around: job requests, jobs on the route, progress, results and statuses.
 
 Numpy-only and free of I/O, so the Discord cogs can import it without pulling in torch or SQLite.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 
 from t2f.errors import T2FError
-from t2f.faces import FaceRequest, FaceResult
+from t2f.faces import FaceImage, FaceRequest, FaceResult
 from t2f.report import FaceReport
 
 MESH_FORMATS = ("obj", "textured", "glb")
@@ -117,43 +117,66 @@ class JobResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class FinishedFace:
-    """A reconstructed face whose files are still to be written (the service writes them off the GPU thread)."""
+class Stage(StrEnum):
+    """The route a job takes, in order: painted on the GPU thread, its face found, its files written."""
 
-    job: JobRequest
-    face: FaceResult
-    report: FaceReport
-    seconds: float  # spent so far, painting and reconstructing
+    PAINT = "paint"
+    FACES = "faces"
+    FILES = "files"
 
 
 @dataclass(frozen=True)
-class Repaint:
-    """An image without a usable face: ``job`` is the same job with the next seed, to queue again."""
+class FaceJob:
+    """A job on its way along the route: the request and what has been made of it so far.
 
-    job: JobRequest
-    note: str  # why, for the member's progress line
+    Where it goes next follows from what it holds (:attr:`next_stage`): nothing painted yet, to the
+    painter; an image (painted, or the member's photo), to the faces stage; a face, to the files. A
+    repaint is the same job with its next seed and nothing painted, so it goes back to the painter.
 
-
-Outcome = JobResult | FinishedFace | Repaint  # what became of a job once its face was looked for
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A painted job whose face is still being found and rebuilt on the backend's faces thread.
-
-    The GPU thread hands the second half of a batch (detection, PRNet, the mesh) to another thread and
-    takes the next batch at once; ``outcomes`` is that half's future, shared by the batch's jobs (job id
-    -> :data:`Outcome`).
+    ``report`` describes the face as far as it got; ``seconds`` is the time spent painting and finding
+    it; ``repaint_note`` says why the job is being painted again, in a member's words.
     """
 
-    job_id: str
-    outcomes: Future[dict[str, Outcome]]
+    request: JobRequest
+    painting: FaceImage | None = None
+    face: FaceResult | None = None
+    report: FaceReport | None = None
+    seconds: float = 0.0
+    repaint_note: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """(H, W, 3) uint8 RGB: the member's photo, else the painted image; ``None`` before painting."""
+        if self.request.photo is not None:
+            return self.request.photo
+        return None if self.painting is None else self.painting.image
+
+    @property
+    def next_stage(self) -> Stage:
+        if self.face is not None:
+            return Stage.FILES
+        return Stage.PAINT if self.image is None else Stage.FACES
 
 
-def job_id_of(outcome: Outcome | Pending) -> str:
-    """The job a batch's outcome belongs to."""
-    return outcome.job_id if isinstance(outcome, JobResult | Pending) else outcome.job.job_id
+Outcome = FaceJob | JobResult  # what a stage makes of a job: the job, further along, or how it ended
+
+
+class CancelAnswer(StrEnum):
+    """What :meth:`~t2f.serve.service.JobService.cancel` did: the same four answers at every stage."""
+
+    STOPPED = "stopped"  # it was waiting (or its face not yet begun): it is over, cancelled
+    STOPPING = "stopping"  # it is being painted: it stops at the next step
+    TOO_LATE = "too late"  # its files are being written: it will be delivered
+    UNKNOWN = "unknown"  # no such job, or it is already over
+
+
+def new_job_id() -> str:
+    """A new job's id: 12 hex digits (48 random bits), short enough for a button's id and a page's link."""
+    return secrets.token_hex(6)
 
 
 def failed(job_id: str) -> JobResult:

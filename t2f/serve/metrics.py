@@ -34,6 +34,7 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 # The stage names of a face report's timings, as the dashboard groups them.
 REPORT_STAGES = {
     "text_to_image": "paint",
+    "safety_check": "safety",
     "detect": "detect",
     "prnet": "prnet",
     "postprocess": "postprocess",
@@ -100,6 +101,9 @@ class ServiceMetrics:
         self.repaints = Counter(
             "t2f_repaints", "Images painted again for lack of a usable face.", ["reason"], registry=self.registry
         )
+        self.painting = Counter(
+            "t2f_painting_seconds", "Seconds the GPU thread spent painting (its busy time).", registry=self.registry
+        )
         self.registry.register(GpuMemoryCollector())
 
     def watch_queue(self, waiting: Callable[[], list[JobHandle]]) -> None:
@@ -112,6 +116,9 @@ class ServiceMetrics:
         now = time.monotonic()
         for handle in handles:
             self.stage_seconds.labels("queue_wait").observe(max(0.0, now - handle.queued_at))
+
+    def painted(self, seconds: float) -> None:
+        self.painting.inc(seconds)
 
     def repainted(self, note: str) -> None:
         self.repaints.labels(note.split(" in ")[0]).inc()

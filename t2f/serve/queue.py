@@ -11,9 +11,8 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
-from t2f.serve.jobs import JobProgress, JobRequest, JobResult
+from t2f.serve.jobs import FaceJob, JobProgress, JobRequest, JobResult, Stage
 
 
 class JobHandle:
@@ -27,8 +26,29 @@ class JobHandle:
         self.started = False
         self.queued_at = time.monotonic()  # for the job log's seconds (t2f.serve.joblog)
         self.started_at: float | None = None
+        self.stage: Stage | None = None  # where on the route it is; None while it waits in the queue
+        self.preview_watchers = 0  # followers that would show a preview now (see watch_previews)
         self.changed = asyncio.Event()
         self._on_start: list[Callable[[], None]] = []
+
+    @property
+    def face_job(self) -> FaceJob:
+        """The job as the route takes it from the queue: nothing painted yet (or a member's photo)."""
+        return FaceJob(request=self.job, repaint_note=self.repaint_note)
+
+    def watch_previews(self) -> Callable[[], None]:
+        """Count a follower that shows step previews (a message it can still edit, a page's live stream);
+        previews are decoded only while one watches. Returns the call that stops watching."""
+        self.preview_watchers += 1
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                self.preview_watchers -= 1
+
+        return stop
 
     def when_active(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the event loop when the worker takes this job, or when it ends without
@@ -48,6 +68,7 @@ class JobHandle:
 
     def start(self) -> None:
         self.started = True
+        self.stage = Stage.PAINT
         self.started_at = time.monotonic()
         self._activate()
 
@@ -62,19 +83,11 @@ class JobHandle:
         self._activate()
 
 
-class PastGpu(NamedTuple):
-    """A job the GPU is done with: its face being found (a :class:`Pending`) or its files written; ``since``
-    is when it left the GPU (``time.monotonic()``)."""
-
-    handle: JobHandle
-    future: asyncio.Future[Any]
-    since: float
-
-
-def batch_shape(job: JobRequest) -> tuple[int, float, int] | None:
-    """Jobs share a denoising loop only when steps, guidance and size match; ``None`` for a photo job,
-    which is not painted and so joins any batch (only its PRNet pass is shared)."""
-    return None if job.is_photo else (job.face.steps, job.face.guidance, job.face.size)
+def batch_shape(job: JobRequest) -> tuple[int, int, bool] | None:
+    """Jobs share a denoising loop when their tensors have the same shapes: the same steps and size, and
+    guided or not (guidance above 1 doubles the UNet's batch; its scale changes no shape, so guided jobs of
+    any scale paint together). ``None`` for a photo job, which is not painted and so joins any batch."""
+    return None if job.is_photo else (job.face.steps, job.face.size, job.face.guidance > 1)
 
 
 class JobQueue:

@@ -1,8 +1,10 @@
-"""The Ray backend: the service's batches run on a Ray Serve cluster of GPU workers.
+"""The Ray backend: the route's paint and faces stages on a Ray Serve cluster of GPU workers.
 
-:class:`RayFaceBackend` implements the service's ``FaceBackend`` on its worker thread. Each batch is
-split across the replicas (one chunk per replica at most), every chunk is one streaming call to a
-:class:`~t2f.serve.ray_deployment.FaceWorker`, and progress is reported as updates arrive.
+:class:`RayFaceBackend` is the route's painter (:class:`~t2f.serve.route.PaintStage`) on the service's GPU
+thread, and it finds the faces too: each batch is split across the replicas (one chunk per replica at
+most), every chunk is one streaming call to a :class:`~t2f.serve.ray_deployment.FaceWorker`, progress is
+reported as updates arrive, and each job is handed on the moment its face comes back, to have its files
+(and its page) written on this machine like any other face.
 
 Serve keeps no queue of its own that survives a replica: a call on a replica that dies fails. So the
 client retries here, by job id: a job whose result has arrived is never sent again, and each job
@@ -23,19 +25,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from t2f.errors import ConfigError
-from t2f.serve.jobs import (
-    CANCELLED,
-    FinishedFace,
-    JobPhase,
-    JobProgress,
-    JobRequest,
-    JobResult,
-    JobStatus,
-    Repaint,
-    failed,
-    job_id_of,
-)
-from t2f.serve.ray_deployment import DEPLOYMENT, BackendFactory, WorkerUpdate, face_deployment
+from t2f.serve.jobs import CANCELLED, FaceJob, JobPhase, JobProgress, JobResult, JobStatus, Outcome, failed
+from t2f.serve.ray_deployment import DEPLOYMENT, StagesFactory, WorkerUpdate, face_deployment
+from t2f.serve.route import Watch
 
 log = logging.getLogger(__name__)
 APP = "t2f"
@@ -99,7 +91,14 @@ class RayFaceBackend:
 
     @classmethod
     def connect(
-        cls, make_backend: BackendFactory, *, address: str, min_replicas: int, max_replicas: int, num_gpus: float = 1.0
+        cls,
+        make_stages: StagesFactory,
+        *,
+        address: str,
+        min_replicas: int,
+        max_replicas: int,
+        num_gpus: float = 1.0,
+        preview_interval_s: float = 2.5,
     ) -> RayFaceBackend:
         """Join the cluster at ``address`` (empty: start a local one), deploy the workers, wait until they are up.
 
@@ -121,62 +120,53 @@ class RayFaceBackend:
             except ConnectionError:  # `auto` with no node started on this machine
                 raise ConfigError(UNREACHABLE.format(address=address)) from None
         serve.start(proxy_location="Disabled")  # the bot calls through handles; no HTTP ingress
-        app = face_deployment(make_backend, min_replicas=min_replicas, max_replicas=max_replicas, num_gpus=num_gpus)
+        app = face_deployment(
+            make_stages,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            num_gpus=num_gpus,
+            preview_interval_s=preview_interval_s,
+        )
         handle = serve.run(app, name=APP, route_prefix=None)
         log.info("Ray Serve app %r: %d to %d %s replicas", APP, min_replicas, max_replicas, DEPLOYMENT)
         return cls(handle, chunks=max_replicas)
 
-    def warm_up(self, size: int = 512, *, max_batch: int = 1, compiled: bool = False, steps: int = 2) -> None:
+    def warm_up(self) -> None:
         """Wait until a replica answers (replicas load and warm their models up when they start)."""
         log.info("first face worker ready: %s", self.handle.ready.remote().result())
 
-    def export(self, finished: FinishedFace) -> JobResult:
-        """Never called: replicas write the files and return finished results."""
-        raise NotImplementedError("the Ray backend returns finished results")
-
-    def run_batch(
-        self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult | FinishedFace | Repaint]:
-        """On the service's worker thread: the batch on the cluster, one result per job, in order."""
-        return asyncio.run(self._run(list(jobs), report, cancelled))
+    def paint(self, jobs: Sequence[FaceJob], watch: Watch) -> list[Outcome]:
+        """On the service's GPU thread: the batch on the cluster, one outcome per job, in order; each job is
+        also handed on (``watch.hand_on``) as soon as it comes back."""
+        return asyncio.run(self._run(list(jobs), watch))
 
     # -- on this thread's own event loop -----------------------------------------------------------
-    async def _run(
-        self, jobs: list[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> list[JobResult | FinishedFace | Repaint]:
+    async def _run(self, jobs: list[FaceJob], watch: Watch) -> list[Outcome]:
         deadline = time.monotonic() + self.window_s
-        results: dict[str, JobResult | Repaint] = {}
+        results: dict[str, Outcome] = {}
         size = -(-len(jobs) // min(self.chunks, len(jobs)))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        await asyncio.gather(*(self._run_chunk(chunk, report, cancelled, results, deadline) for chunk in chunks))
+        await asyncio.gather(*(self._run_chunk(chunk, watch, results, deadline) for chunk in chunks))
         return [results[job.job_id] for job in jobs]
 
-    async def _run_chunk(
-        self,
-        jobs: list[JobRequest],
-        report: Callable[[JobProgress], None],
-        cancelled: Callable[[str], bool],
-        results: dict[str, JobResult | Repaint],
-        deadline: float,
-    ) -> None:
+    async def _run_chunk(self, jobs: list[FaceJob], watch: Watch, results: dict[str, Outcome], deadline: float) -> None:
         """Call a replica until every job of the chunk has its one result (see the module docstring)."""
         attempts, wait_s = 0, self.backoff_s[0]
         while pending := [job for job in jobs if job.job_id not in results]:
-            if all(cancelled(job.job_id) for job in pending):
-                results.update(
-                    {job.job_id: JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED) for job in pending}
-                )
+            if all(watch.cancelled(job.job_id) for job in pending):
+                for job in pending:
+                    results[job.job_id] = JobResult(job.job_id, JobStatus.CANCELLED, user_message=CANCELLED)
                 return
             if time.monotonic() >= deadline:
                 self._fail(pending, results, NO_WORKER, minutes=round(self.window_s / 60, 1))
                 return
             reached = False
             try:
-                async for update in self._call(pending, cancelled):
+                async for update in self._call(pending, watch.cancelled):
                     reached = True
-                    self._take(update, report, cancelled, results)
+                    self._take(update, watch, results)
             except Exception as exc:  # Ray's errors: a replica died, none is reachable, the call was cancelled
-                if all(cancelled(job.job_id) for job in pending):
+                if all(watch.cancelled(job.job_id) for job in pending):
                     continue
                 if reached:
                     attempts += 1
@@ -194,16 +184,17 @@ class RayFaceBackend:
                 else:
                     log.warning("no face worker reachable (%s); retrying in %.1f s", type(exc).__name__, wait_s)
                     for job in pending:
-                        report(JobProgress(job.job_id, JobPhase.WAITING_FOR_WORKER))
-                    await self._sleep(min(wait_s, max(0.0, deadline - time.monotonic())), pending, cancelled)
+                        watch.report(JobProgress(job.job_id, JobPhase.WAITING_FOR_WORKER))
+                    await self._sleep(min(wait_s, max(0.0, deadline - time.monotonic())), pending, watch.cancelled)
                     wait_s = min(2 * wait_s, self.backoff_s[1])
                 continue
             for job in pending:  # the stream ended cleanly without this job's result: a replica bug
                 if job.job_id not in results:
                     log.error("job %s ended without a result on its replica", job.job_id)
                     results[job.job_id] = failed(job.job_id)
+                    watch.hand_on(results[job.job_id])
 
-    async def _call(self, jobs: list[JobRequest], cancelled: Callable[[str], bool]) -> AsyncIterator[WorkerUpdate]:
+    async def _call(self, jobs: list[FaceJob], cancelled: Callable[[str], bool]) -> AsyncIterator[WorkerUpdate]:
         """One streaming call; cancelled once every one of ``jobs`` is (the replica stops at its next step)."""
         stream = self.handle.options(stream=True).run.remote(jobs)
 
@@ -219,28 +210,25 @@ class RayFaceBackend:
         finally:
             watcher.cancel()
 
-    def _take(
-        self,
-        update: WorkerUpdate,
-        report: Callable[[JobProgress], None],
-        cancelled: Callable[[str], bool],
-        results: dict[str, JobResult | Repaint],
-    ) -> None:
-        """Record where the jobs run, pass progress on, keep each job's first result only."""
-        if not update.progress and not update.results:  # a replica took the chunk
+    def _take(self, update: WorkerUpdate, watch: Watch, results: dict[str, Outcome]) -> None:
+        """Record where the jobs run, pass progress on, keep and hand on each job's first outcome only."""
+        if not update.progress and not update.outcomes:  # a replica took the chunk
             return
         for progress in update.progress:
             self._seen(progress.job_id, update.replica)
             if progress.job_id not in results:
-                report(progress)
-        for result in update.results:
-            job_id = job_id_of(result)
+                watch.report(progress)
+        for outcome in update.outcomes:
+            job_id = outcome.job_id
             self._seen(job_id, update.replica)
             if job_id in results:
-                continue  # idempotent by job id: a result is delivered once
-            if cancelled(job_id) and not (isinstance(result, JobResult) and result.status == JobStatus.CANCELLED):
-                result = JobResult(job_id, JobStatus.CANCELLED, user_message=CANCELLED)
-            results[job_id] = result
+                continue  # idempotent by job id: a job goes on once
+            if watch.cancelled(job_id) and not (
+                isinstance(outcome, JobResult) and outcome.status == JobStatus.CANCELLED
+            ):
+                outcome = JobResult(job_id, JobStatus.CANCELLED, user_message=CANCELLED)
+            results[job_id] = outcome
+            watch.hand_on(outcome)
 
     def _seen(self, job_id: str, replica: str) -> None:
         history = self.replicas_seen.setdefault(job_id, [])
@@ -251,7 +239,7 @@ class RayFaceBackend:
             self.replicas_seen.popitem(last=False)
 
     @staticmethod
-    def _fail(jobs: list[JobRequest], results: dict[str, JobResult | Repaint], message: str, **values: object) -> None:
+    def _fail(jobs: list[FaceJob], results: dict[str, Outcome], message: str, **values: object) -> None:
         for job in jobs:
             log.error("job %s failed: %s", job.job_id, message.format(job_id=job.job_id, **values))
             results[job.job_id] = JobResult(
@@ -259,7 +247,7 @@ class RayFaceBackend:
             )
 
     @staticmethod
-    async def _sleep(seconds: float, jobs: list[JobRequest], cancelled: Callable[[str], bool]) -> None:
+    async def _sleep(seconds: float, jobs: list[FaceJob], cancelled: Callable[[str], bool]) -> None:
         """Wait ``seconds``, or less once every job is cancelled."""
         end = time.monotonic() + seconds
         while time.monotonic() < end and not all(cancelled(job.job_id) for job in jobs):

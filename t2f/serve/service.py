@@ -1,97 +1,101 @@
-"""The job service: a fair queue in front of one GPU worker thread.
+"""The job service: a fair queue in front of the route (paint -> faces -> files, :mod:`t2f.serve.route`).
 
-``submit`` -> progress -> result is the whole interface, so another backend (a distributed engine)
-can replace :class:`~t2f.serve.backend.LocalFaceBackend`. Jobs wait in per-member lines served round
-robin (:class:`~t2f.serve.queue.JobQueue`); the worker takes up to ``max_batch`` waiting jobs of the
-same shape at once. GPU work runs on one executor thread; a finished face's files are written on a
-second (CPU) thread while the GPU paints the next batch. Progress and results come back to the event
-loop with ``call_soon_threadsafe``. No task waits while the queue is empty: a drain task exists only
-while there is work, which also makes shutdown simple.
+``submit`` -> progress -> result is the whole interface the bot and the web app use. Jobs wait in
+per-member lines served round robin (:class:`~t2f.serve.queue.JobQueue`); the GPU thread takes up to
+``max_batch`` waiting jobs of one shape and paints them together; then each job goes on alone, to the
+faces stage and to a files thread, the moment its own work is done, while the GPU paints the next batch.
+The service keeps the queue, fairness, timeouts, cancellation (one meaning at every stage) and health;
+what a stage does is the stage's. Progress and results come back to the event loop with
+``call_soon_threadsafe``. No task waits while the queue is empty: a drain task exists only while there is
+work, which also makes shutdown simple.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
 
 from t2f.errors import T2FError
+from t2f.serve.after_gpu import AfterGpu
 from t2f.serve.eta import BatchTimes
 from t2f.serve.joblog import JobEvent, log_job
 from t2f.serve.jobs import (
+    CANCELLED,
     MESH_FORMATS,
-    FinishedFace,
+    CancelAnswer,
+    FaceJob,
     JobPhase,
     JobProgress,
     JobRequest,
     JobResult,
     JobStatus,
     Outcome,
-    Pending,
     QueueFull,
-    Repaint,
+    Stage,
     failed,
     timed_out,
 )
 from t2f.serve.metrics import ServiceMetrics
-from t2f.serve.queue import JobHandle, JobQueue, PastGpu
+from t2f.serve.queue import JobHandle, JobQueue
+from t2f.serve.route import Route
+from t2f.serve.watch import StageWatch
 
 log = logging.getLogger(__name__)
 
 
-class FaceBackend(Protocol):
-    """Runs a batch on the worker thread. Must call ``report`` for progress and honour ``cancelled``.
-
-    A job's entry is its final :class:`JobResult`, a :class:`FinishedFace` whose files the service then
-    asks :meth:`export` for on its CPU thread, a :class:`Repaint` that the service queues again, or a
-    :class:`Pending` face still being found on the backend's own thread (the worker goes on meanwhile).
-    """
-
-    def run_batch(
-        self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> Sequence[Outcome | Pending]: ...
-
-    def export(self, finished: FinishedFace) -> JobResult: ...
-
-
 class JobService:
-    """Queue, fairness, batching, timeouts and cancellation around a :class:`FaceBackend`."""
+    """Queue, fairness, batching, timeouts and cancellation around a :class:`~t2f.serve.route.Route`.
+
+    Parameters
+    ----------
+    route : the stages and where they run.
+    max_batch : most jobs painted together.
+    capacity : most jobs waiting at once.
+    job_timeout_s : a batch painting longer is stopped at its next step; a job still without its face or
+        files this long after painting is told it timed out.
+    preview_interval_s : least seconds between two step previews of a job (its messages are edited no
+        more often than this, so more previews would never be seen).
+    """
 
     def __init__(
         self,
-        backend: FaceBackend,
+        route: Route,
         *,
         max_batch: int = 4,
         capacity: int = 50,
         job_timeout_s: float = 600.0,
-        executor: ThreadPoolExecutor | None = None,
         metrics: ServiceMetrics | None = None,
-        export_threads: int = 1,
+        preview_interval_s: float = 2.5,
     ) -> None:
         self.metrics = metrics or ServiceMetrics()  # a private registry nobody scrapes, when none is given
         self.metrics.watch_queue(self.queued)
-        self.backend = backend
+        self.route = route
         self.max_batch = max_batch
         self.capacity = capacity
         self.job_timeout_s = job_timeout_s
-        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
-        # files are written here while the GPU paints: several threads keep up with a fast GPU's bursts
-        self.cpu_executor = ThreadPoolExecutor(max_workers=export_threads, thread_name_prefix="t2f-cpu")
+        self.preview_interval_s = preview_interval_s
+        self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
+        self._cancel: set[str] = set()
+        self.after_gpu = AfterGpu(
+            route,
+            gpu=self.gpu,
+            job_timeout_s=job_timeout_s,
+            cancelled=self._cancel,
+            on_outcome=self._dispatch,
+            on_overdue=lambda handle: self._finish(handle, timed_out(handle.job.job_id, self.job_timeout_s)),
+        )
         self.batch_times = BatchTimes()  # seeded by the warm-up, then measured as batches finish
-        self._queue = JobQueue()
-        # jobs past the GPU, until their future is done (also after the member was told it timed out)
-        self._past_gpu_jobs: dict[str, PastGpu] = {}
+        self.painting_s = 0.0  # seconds the GPU thread spent painting, for its busy fraction
         self.stuck_margin_s = 60.0  # past its timeout by this much, a batch or a face means a stuck thread
+        self.warmed = False  # the models ran once (warm-up or a first batch): see health()
+        self._queue = JobQueue()
         self._handles: dict[str, JobHandle] = {}
         self._running: list[JobHandle] = []
-        self._cancel: set[str] = set()
         self._drain: asyncio.Task[None] | None = None
         self._closing = False
-        self.warmed = False  # the models ran once (warm-up or a first batch): see health()
         self._batch_started = 0.0  # monotonic time the running batch started
 
     # -- queries -----------------------------------------------------------------------------------
@@ -116,8 +120,8 @@ class JobService:
         return list(self._running)
 
     def pending_for(self, user_id: int) -> int:
-        """Jobs of this member waiting, running or writing their files."""
-        busy = [*self._running, *(p.handle for p in self._past_gpu_jobs.values() if not p.handle.result.done())]
+        """Jobs of this member waiting, painting, or having their face found or files written."""
+        busy = {*self._running, *self.after_gpu.handles()}
         return self._queue.waiting_for(user_id) + sum(h.job.user_id == user_id for h in busy)
 
     def position(self, job_id: str) -> int:
@@ -136,19 +140,20 @@ class JobService:
 
         Unhealthy while shutting down, after the drain task died of an unexpected error, and (with
         ``require_warm``) until :meth:`warm_up` or a first batch has run the models once. A batch that
-        outlives the job timeout by a minute means the worker thread is stuck (the timeout stops a
-        batch at its next denoising step, so a live worker never gets there); so does a face still being
-        found, or its files written, a minute past the timeout (the faces or an export thread is stuck).
+        outlives the job timeout by a minute means the GPU thread is stuck (the timeout stops a batch at its
+        next denoising step, so a live thread never gets there); so does a face still being found, or its
+        files written, a minute past the timeout (the faces or a files thread is stuck).
         """
         if self._closing:
             return False, "shutting down"
         drain = self._drain
         if drain is not None and drain.done() and not drain.cancelled() and drain.exception() is not None:
             return False, "the worker stopped after an unexpected error"
-        busy_s = time.monotonic() - self._batch_started if self._running and self._batch_started else 0.0
+        now = time.monotonic()
+        busy_s = now - self._batch_started if self._running and self._batch_started else 0.0
         if busy_s > self.job_timeout_s + self.stuck_margin_s:
             return False, f"the worker has been on one batch for {busy_s:.0f} s"
-        past_s = time.monotonic() - min((p.since for p in self._past_gpu_jobs.values()), default=time.monotonic())
+        past_s = now - (self.after_gpu.oldest() or now)
         if past_s > self.job_timeout_s + self.stuck_margin_s:
             return False, f"a face has waited {past_s:.0f} s for its face or its files"
         if require_warm and not self.warmed:
@@ -189,16 +194,16 @@ class JobService:
         self._kick()
         return handle
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a waiting job at once, or a running one at its next denoising step. False if unknown or over."""
+    def cancel(self, job_id: str) -> CancelAnswer:
+        """Stop a job: at once while it waits, at its next denoising step while painted, before its face or
+        files are made after that; once its files are being written it is too late (it will be delivered)."""
         handle = self._handles.get(job_id)
         if handle is None or handle.result.done():
-            return False
+            return CancelAnswer.UNKNOWN
         if self._queue.remove(handle):
-            self._finish(handle, JobResult(job_id, JobStatus.CANCELLED, user_message="Cancelled."))
-            return True
-        self._cancel.add(job_id)
-        return True
+            self._finish(handle, JobResult(job_id, JobStatus.CANCELLED, user_message=CANCELLED))
+            return CancelAnswer.STOPPED
+        return CancelAnswer.STOPPING if self.after_gpu.stop(job_id) else CancelAnswer.TOO_LATE
 
     def pause(self, guild_id: int | None = None) -> None:
         """Hold the waiting jobs of one server, or of every server when ``guild_id`` is None.
@@ -214,14 +219,14 @@ class JobService:
         self._kick()
 
     async def warm_up(self, run: Callable[[], object]) -> float:
-        """Run ``run`` once on the worker thread (model warm-up); returns its seconds.
+        """Run ``run`` once on the GPU thread (model warm-up); returns its seconds.
 
-        When ``run`` returns batch size -> seconds (``LocalFaceBackend.warm_up`` does), those seed the
+        When ``run`` returns batch size -> seconds (:func:`t2f.serve.warmup.warm_up` does), those seed the
         per-size ETA estimates until real batches of each size replace them; otherwise the warm-up's
         whole time seeds the overall estimate.
         """
         started = time.perf_counter()
-        timings = await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        timings = await asyncio.get_running_loop().run_in_executor(self.gpu, run)
         seconds = time.perf_counter() - started
         self.batch_times.seed(timings, seconds)
         self.warmed = True
@@ -229,10 +234,9 @@ class JobService:
         return seconds
 
     async def shutdown(self, *, timeout_s: float = 30.0) -> list[JobRequest]:
-        """Stop taking jobs, let the running batch finish (or cancel it after ``timeout_s``).
-
-        Returns the jobs still waiting, for the caller to persist; their futures are left pending.
-        """
+        """Stop taking jobs, let the running batch finish (or cancel it after ``timeout_s``) and the faces
+        past the GPU get their files. Returns the jobs still waiting, for the caller to persist; their
+        futures are left pending."""
         self._closing = True
         self._queue.hold(None)
         if self._drain is not None and not self._drain.done():
@@ -242,14 +246,19 @@ class JobService:
                 self._cancel.update(h.job.job_id for h in self._running)
                 await self._drain
         deadline = time.monotonic() + timeout_s
-        while self._past_gpu_jobs and (left := deadline - time.monotonic()) > 0:  # a found face then writes files
-            await asyncio.wait([past.future for past in self._past_gpu_jobs.values()], timeout=left)
+        while (busy := self.after_gpu.running()) and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(busy, timeout=left)
         waiting = [h.job for h in self.queued()]
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.cpu_executor.shutdown(wait=False, cancel_futures=True)
+        self.gpu.shutdown(wait=False, cancel_futures=True)
+        self.after_gpu.shutdown()
         return waiting
 
-    # -- worker ------------------------------------------------------------------------------------
+    async def drained(self) -> None:
+        """Wait until the GPU thread has no batch (nor a batch's faces, where they share its thread) left."""
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
+
+    # -- the GPU thread ----------------------------------------------------------------------------
     def _kick(self) -> None:
         if self.runnable() and (self._drain is None or self._drain.done()):
             self._drain = asyncio.get_running_loop().create_task(self._drain_queue(), name="t2f-drain")
@@ -260,136 +269,91 @@ class JobService:
             self._running = batch
             for handle in batch:
                 handle.start()
-                waited = time.monotonic() - handle.queued_at
-                log_job(handle.job, JobEvent.STARTED, seconds=waited, batch_size=len(batch))
-            self.metrics.batch_started(batch)
-            for handle in batch:
+                log_job(
+                    handle.job, JobEvent.STARTED, seconds=time.monotonic() - handle.queued_at, batch_size=len(batch)
+                )
                 handle.update(JobProgress(handle.job.job_id, JobPhase.STARTING, note=handle.repaint_note))
-            by_id = {h.job.job_id: h for h in batch}
-
-            def report(progress: JobProgress, by_id: dict[str, JobHandle] = by_id) -> None:
-                handle = by_id.get(progress.job_id)
-                if handle is not None:
-                    if progress.note is None and handle.repaint_note is not None:  # a repaint says why throughout
-                        progress = dataclasses.replace(progress, note=handle.repaint_note)
-                    loop.call_soon_threadsafe(handle.update, progress)
-
+            self.metrics.batch_started(batch)
+            watch = self._watch(loop, batch)
             started = time.perf_counter()
             self._batch_started = time.monotonic()
-            jobs = [h.job for h in batch]
-            future = loop.run_in_executor(self.executor, self._run_batch, jobs, report)
+            future = loop.run_in_executor(self.gpu, self._paint, [h.face_job for h in batch], watch)
             overran = False
             try:
-                results = await asyncio.wait_for(asyncio.shield(future), self.job_timeout_s)
+                outcomes = await asyncio.wait_for(asyncio.shield(future), self.job_timeout_s)
             except TimeoutError:
                 overran = True
-                self._cancel.update(by_id)  # the backend stops at its next step
-                results = await future
-            self.batch_times.record(len(batch), time.perf_counter() - started)
+                self._cancel.update(h.job.job_id for h in batch)  # the painter stops at its next step
+                outcomes = await future
+            painting_s = time.perf_counter() - started
+            self.painting_s += painting_s
+            self.metrics.painted(painting_s)
             self.warmed = True
-            for handle, result in zip(batch, results, strict=True):
-                if overran and not (isinstance(result, JobResult) and result.status == JobStatus.DONE):
+            for handle, outcome in zip(batch, outcomes, strict=True):
+                if watch.handed_on(handle.job.job_id):
+                    continue
+                if overran and not (isinstance(outcome, JobResult) and outcome.status == JobStatus.DONE):
                     self._finish(handle, timed_out(handle.job.job_id, self.job_timeout_s))
                 else:
-                    self._dispatch(handle, result)
+                    self._dispatch(handle, outcome)
+            if not self.route.faces_thread:  # faces queued behind the painting: the batch ends with them
+                await loop.run_in_executor(self.gpu, time.perf_counter)
+            self.batch_times.record(len(batch), time.perf_counter() - started)
             self._running = []
 
-    def _dispatch(self, handle: JobHandle, outcome: Outcome | Pending) -> None:
-        """Send a job on from what its batch gave: files to write, a repaint, a face still being found, or its end."""
-        if isinstance(outcome, FinishedFace):
-            self._export_later(handle, outcome)
-        elif isinstance(outcome, Repaint):
-            self._repaint(handle, outcome)
-        elif isinstance(outcome, Pending):
-            self._await_face(handle, outcome)
-        else:
+    def _watch(self, loop: asyncio.AbstractEventLoop, handles: list[JobHandle]) -> StageWatch:
+        return StageWatch(
+            loop,
+            handles,
+            cancelled=self._cancel.__contains__,
+            dispatch=self._dispatch,
+            preview_interval_s=self.preview_interval_s,
+        )
+
+    def _paint(self, jobs: list[FaceJob], watch: StageWatch) -> list[Outcome]:
+        """On the GPU thread: the painter; a crash fails the batch's jobs, never the worker."""
+        try:
+            return list(self.route.paint.paint(jobs, watch))
+        except Exception:
+            log.exception("batch %s failed", [job.job_id for job in jobs])
+            return [failed(job.job_id) for job in jobs]
+
+    # -- after the GPU: each job alone (t2f.serve.after_gpu runs the stages) ------------------------
+    def _dispatch(self, handle: JobHandle, outcome: Outcome) -> None:
+        """Send a job where it needs to go next: its end, back to the painter, its face, or its files."""
+        if handle.result.done():  # timed out, or cancelled meanwhile: nothing more
+            return
+        if isinstance(outcome, JobResult):
             self._finish(handle, outcome)
+        elif outcome.next_stage is Stage.PAINT:
+            self._repaint(handle, outcome)
+        elif outcome.next_stage is Stage.FILES or self.route.faces is not None:
+            self._after_gpu_step(handle, outcome)
+        else:
+            log.error("job %s needs a faces stage, and the route has none", handle.job.job_id)
+            self._finish(handle, failed(handle.job.job_id))
 
-    def _await_face(self, handle: JobHandle, pending: Pending) -> None:
-        """Wait, off the worker, for a face the backend is still finding; meanwhile the GPU paints on."""
-        job_id = handle.job.job_id
-        future = asyncio.wrap_future(pending.outcomes)
-
-        def done(finished_future: asyncio.Future[dict[str, Outcome]]) -> None:
-            if handle.result.done() or finished_future.cancelled():  # timed out, or shut down: nothing more
-                return
-            try:
-                outcome: Outcome = finished_future.result()[job_id]
-            except Exception:
-                log.exception("finding the face of job %s failed", job_id)
-                outcome = failed(job_id)
-            self._dispatch(handle, outcome)
-
-        self._track_past_gpu(handle, future, done)
-
-    def _track_past_gpu(self, handle: JobHandle, future: asyncio.Future[Any], done: Callable[[Any], None]) -> None:
-        """Track a job the GPU is done with until ``future`` ends (then ``done``); after the job timeout the
-        member is told it timed out, and the entry stays, for :meth:`health`, until the thread lets go."""
-        job_id = handle.job.job_id
-        past = PastGpu(handle, future, time.monotonic())
-        self._past_gpu_jobs[job_id] = past
-
-        def overdue() -> None:
-            if not future.done() and not handle.result.done():
-                log.error(
-                    "job %s still had no face or files %.0f s after painting; a faces or export thread may be stuck",
-                    job_id,
-                    self.job_timeout_s,
-                )
-                self._finish(handle, timed_out(job_id, self.job_timeout_s))
-
-        timer = asyncio.get_running_loop().call_later(self.job_timeout_s, overdue)
-
-        def finished(finished_future: asyncio.Future[Any]) -> None:
-            timer.cancel()
-            if self._past_gpu_jobs.get(job_id) is past:
-                del self._past_gpu_jobs[job_id]
-            done(finished_future)
-
-        future.add_done_callback(finished)
-
-    def _repaint(self, handle: JobHandle, repaint: Repaint) -> None:
+    def _repaint(self, handle: JobHandle, job: FaceJob) -> None:
         """Queue the job again with its next seed; it joins the next batch, beside other members' jobs."""
-        handle.job = repaint.job
-        handle.repaint_note = repaint.note
-        self.metrics.repainted(repaint.note)
-        handle.update(JobProgress(handle.job.job_id, JobPhase.REPAINTING, note=repaint.note))
+        handle.job, handle.repaint_note, handle.stage = job.request, job.repaint_note, None
+        note = job.repaint_note or ""
+        self.metrics.repainted(note)
+        handle.update(JobProgress(handle.job.job_id, JobPhase.REPAINTING, note=note))
         self._queue.add_front(handle)
         self._kick()  # a repaint from the faces thread may come after the worker found the queue empty
 
-    def _export_later(self, handle: JobHandle, finished: FinishedFace) -> None:
-        """Write a job's files on the CPU thread; the GPU worker goes on with the next batch meanwhile."""
-        handle.update(JobProgress(handle.job.job_id, JobPhase.EXPORTING))
-        log_job(handle.job, JobEvent.EXPORTING, seconds=time.monotonic() - (handle.started_at or handle.queued_at))
-        job_id = handle.job.job_id
-
-        def run() -> JobResult:
-            if handle.result.done():  # told it timed out while it queued behind a stuck export: no files
-                return timed_out(job_id, self.job_timeout_s)
-            try:
-                return self.backend.export(finished)
-            except Exception:
-                log.exception("writing the files of job %s failed", job_id)
-                return failed(job_id)
-
-        future = asyncio.get_running_loop().run_in_executor(self.cpu_executor, run)
-
-        def done(finished_future: asyncio.Future[JobResult]) -> None:  # cancelled: shut down before it ran
-            self._finish(handle, failed(job_id) if finished_future.cancelled() else finished_future.result())
-
-        self._track_past_gpu(handle, future, done)
-
-    def _run_batch(self, jobs: list[JobRequest], report: Callable[[JobProgress], None]) -> list[Outcome | Pending]:
-        """On the worker thread: run the backend; a crash fails the batch's jobs, never the worker."""
-        try:
-            return list(self.backend.run_batch(jobs, report, self._cancel.__contains__))
-        except Exception:
-            log.exception("batch %s failed", [j.job_id for j in jobs])
-            return [failed(j.job_id) for j in jobs]
+    def _after_gpu_step(self, handle: JobHandle, job: FaceJob) -> None:
+        """Find the job's face or write its files, on that stage's thread; the GPU paints on meanwhile."""
+        if job.next_stage is Stage.FILES:
+            handle.update(JobProgress(job.job_id, JobPhase.EXPORTING))
+            log_job(handle.job, JobEvent.EXPORTING, seconds=time.monotonic() - (handle.started_at or handle.queued_at))
+        self.after_gpu.run(handle, job, self._watch(asyncio.get_running_loop(), [handle]))
 
     def _finish(self, handle: JobHandle, result: JobResult) -> None:
-        self._cancel.discard(handle.job.job_id)
-        self._handles.pop(handle.job.job_id, None)
+        job_id = handle.job.job_id
+        self._cancel.discard(job_id)
+        self.after_gpu.forget(job_id)
+        self._handles.pop(job_id, None)
         if not handle.result.done():
             log_job(handle.job, JobEvent.FINISHED, seconds=time.monotonic() - handle.queued_at, status=result.status)
             self.metrics.job_finished(result)

@@ -1,8 +1,9 @@
-"""The start-up warm-up of the local backend: every shape the models will meet runs once before any job.
+"""The start-up warm-up: the route's own stages run once for every shape the models will meet, before any job.
 
 Runs on the service's GPU thread (``JobService.warm_up``): CUDA graphs recorded by ``torch.compile``'s
 "reduce-overhead" mode belong to the thread that recorded them, so warming up anywhere else would leave
-the first member of each batch size to record them again.
+the first member of each batch size to record them again. The painter paints, the faces stage runs the
+detector and PRNet, and the files stage draws a face, as they will for members.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from t2f.errors import first_line
 from t2f.faces import FaceRequest, FaceResult
+from t2f.serve.jobs import FaceJob, JobRequest, Outcome
 
 if TYPE_CHECKING:
-    from t2f.serve.backend import LocalFaceBackend
+    from t2f.serve.faces import FaceFinder
+    from t2f.serve.files import FileWriter
+    from t2f.serve.paint import Painter
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +37,53 @@ def _cache_counters() -> tuple[int, int]:
     return cache_counters()
 
 
-def warm_up(
-    backend: LocalFaceBackend, size: int, *, max_batch: int, compiled: bool, steps: int = 2
-) -> dict[int, float]:
+@dataclass(frozen=True)
+class LocalStages:
+    """The route's stages on this machine, as the warm-up needs them (their concrete types)."""
+
+    painter: Painter
+    faces: FaceFinder
+    files: FileWriter
+
+
+class Unwatched:
+    """A :class:`~t2f.serve.route.Watch` for the warm-up's jobs: nobody follows them."""
+
+    def report(self, progress: object) -> None:
+        pass
+
+    def cancelled(self, job_id: str) -> bool:
+        return False
+
+    def previews_due(self, job_ids: object) -> bool:
+        return False
+
+    def hand_on(self, outcome: Outcome) -> None:
+        pass
+
+
+def warm_up(stages: LocalStages, size: int, *, max_batch: int, compile_mode: str, steps: int = 2) -> dict[int, float]:
     """Short generations and reconstructions, so no member's job pays start-up costs.
 
-    With a compiled stage (``T2F_COMPILE``) every batch bucket runs once with classifier-free guidance,
+    With a compiled painter (``T2F_COMPILE``) every batch bucket runs once with classifier-free guidance,
     so each shape the UNet and PRNet can meet is compiled, or captured into CUDA graphs, here and never
     in a job (unguided batches run the eager UNet); then each bucket is timed painting 2 and 4 steps, and
     its time for ``steps`` (the members' default) extrapolated: painting grows by the step, PRNet and
     the mesh do not. Those times are kept beside the compiled code (:data:`TIMES_FILE`), and a restart
     whose compile cache is warm, for the same model, card, shapes and steps, takes them from there
     instead of timing again (the service's moving averages correct them as batches finish): a few
-    seconds of every restart. ``compiled`` asks for the same on a stage without buckets (one face, then
-    ``max_batch`` faces). A compile or capture error turns both models eager with one warning line and
-    the warm-up goes on eagerly: it never stops the bot.
+    seconds of every restart. A ``compile_mode`` other than ``off`` asks for the same on a stage without
+    buckets (one face, then ``max_batch`` faces). A compile or capture error turns both models eager with
+    one warning line and the warm-up goes on eagerly: it never stops the bot.
 
     Returns
     -------
     seconds : batch size -> estimated seconds of a ``steps``-step batch (a 2-step batch's seconds when
         nothing compiled: the eager CPU path pays for no extra timing runs), to seed the service's ETA.
     """
-    stage, prnet = backend.pipeline.text_to_image, backend.pipeline.prnet
+    stage, prnet = stages.painter.text_to_image, stages.faces.pipeline.prnet
     buckets = tuple(getattr(stage, "buckets", ()))
+    compiled = compile_mode != "off"
     fast = bool(buckets) or compiled or getattr(stage, "compiled", False) or prnet.compiled
     sizes = buckets or ((1, max_batch) if compiled and max_batch > 1 else (1,))
     started = time.perf_counter()
@@ -64,12 +93,12 @@ def warm_up(
         seconds: dict[int, float] = {}
         for count in sizes:  # guided: unguided batches run the eager UNet (TextToImage._paint)
             with phases.timed(f"batch {count}"):
-                seconds.setdefault(count, sum(_warm_run(backend, count, size)))
+                seconds.setdefault(count, sum(_warm_run(stages, count, size)))
         if fast:  # the runs above compiled: time each size again at two step counts, or as last time
-            key = _times_key(backend, sizes, size, steps)
+            key = _times_key(stages, sizes, size, steps)
             remembered = _remembered_times(stage, key)
             with phases.timed("batch times" if remembered is None else "batch times kept from the last start"):
-                seconds = remembered or {count: _estimate(backend, count, size, steps) for count in sizes}
+                seconds = remembered or {count: _estimate(stages, count, size, steps) for count in sizes}
             if remembered is None:
                 _remember_times(stage, key, seconds)
     except Exception as exc:
@@ -80,10 +109,10 @@ def warm_up(
             stage.use_eager()
         prnet.use_eager()
         with phases.timed("eager batch 1"):
-            seconds = {1: sum(_warm_run(backend, 1, size))}
-    if backend.renderer is not None:  # the first draw on the GPU loads its kernels: not in a member's job
+            seconds = {1: sum(_warm_run(stages, 1, size))}
+    if stages.files.renderer is not None:  # the first draw on the GPU loads its kernels: not in a member's job
         with phases.timed("drawing"):
-            _warm_render(backend, size)
+            _warm_render(stages, size)
     took = time.perf_counter() - started
     log.info("warm-up took %.1f s%s; %s", took, _warm_note(stage, sizes, hits_misses), phases.said(took))
     return seconds
@@ -111,15 +140,15 @@ class WarmUpPhases:
         return ", ".join([*parts, f"other {max(0.0, total - sum(self.seconds.values())):.1f} s"])
 
 
-def _warm_render(backend: LocalFaceBackend, size: int) -> None:
-    """Draw one face's preview and turntable with ``backend.renderer`` (a mesh of a blank image). A failure
+def _warm_render(stages: LocalStages, size: int) -> None:
+    """Draw one face's preview and turntable through the files stage (a mesh of a blank image). A failure
     only logs: the renderer falls back to numpy by itself, and nothing here may stop the bot."""
-    from t2f.export.package import result_files
-
     try:
-        made = backend.pipeline.reconstruct_many([np.zeros((size, size, 3), np.uint8)], crop="whole")
-        if isinstance(made[0], FaceResult):
-            result_files(made[0], outputs=(), renderer=backend.renderer)
+        image = np.zeros((size, size, 3), np.uint8)
+        (face,) = stages.faces.pipeline.reconstruct_many([image], crop="whole")
+        if isinstance(face, FaceResult):
+            request = JobRequest(job_id="warm-up", user_id=0, face=FaceRequest("warm-up", size=size))
+            stages.files.write(FaceJob(request=request, face=face))
     except Exception as exc:
         log.warning("warming up the drawing failed (%s)", first_line(exc))
 
@@ -127,11 +156,11 @@ def _warm_render(backend: LocalFaceBackend, size: int) -> None:
 TIMES_FILE = "t2f-batch-times.json"  # in the compile cache folder
 
 
-def _times_key(backend: LocalFaceBackend, sizes: tuple[int, ...], size: int, steps: int) -> dict[str, object]:
+def _times_key(stages: LocalStages, sizes: tuple[int, ...], size: int, steps: int) -> dict[str, object]:
     """What the batch times depend on: the model, the card and software, the shapes, the steps, the crop."""
     import torch
 
-    stage = backend.pipeline.text_to_image
+    stage = stages.painter.text_to_image
     device = str(getattr(stage, "device", "cpu"))
     card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
     return {
@@ -143,9 +172,9 @@ def _times_key(backend: LocalFaceBackend, sizes: tuple[int, ...], size: int, ste
         "sizes": list(sizes),
         "image_size": size,
         "steps": steps,
-        "crop": backend.crop,
-        "render": backend.render_device,
-        "detector": getattr(backend.pipeline.detector, "engine", None),
+        "crop": stages.faces.crop,
+        "render": stages.files.render_device,
+        "detector": getattr(stages.faces.pipeline.detector, "engine", None),
         "single": getattr(stage, "single_unet", None) is not None,
     }
 
@@ -178,28 +207,32 @@ def _remember_times(stage: object, key: dict[str, object], seconds: dict[int, fl
         log.warning("could not keep the warm-up's batch times in %s (%s)", path, exc)
 
 
-def _estimate(backend: LocalFaceBackend, count: int, size: int, steps: int) -> float:
+def _estimate(stages: LocalStages, count: int, size: int, steps: int) -> float:
     """Seconds of a ``steps``-step batch of ``count``, from timed 2- and 4-step batches."""
-    paint_2, rest_2 = _warm_run(backend, count, size, steps=2)
-    paint_4, rest_4 = _warm_run(backend, count, size, steps=4)
+    paint_2, rest_2 = _warm_run(stages, count, size, steps=2)
+    paint_4, rest_4 = _warm_run(stages, count, size, steps=4)
     per_step = max(0.0, (paint_4 - paint_2) / 2)
     return paint_2 + per_step * max(0, steps - 2) + min(rest_2, rest_4)
 
 
-def _warm_run(backend: LocalFaceBackend, count: int, size: int, steps: int = 2) -> tuple[float, float]:
-    """Paint and reconstruct ``count`` guided faces of ``steps`` steps; (seconds painting, seconds after)."""
+def _warm_run(stages: LocalStages, count: int, size: int, steps: int = 2) -> tuple[float, float]:
+    """Paint ``count`` guided faces of ``steps`` steps with the route's painter, then run the faces stage's
+    detector and PRNet on one of them; (seconds painting, seconds after)."""
     started = time.perf_counter()
-    requests = [
-        FaceRequest("a portrait photo of a face", seed=seed, steps=steps, guidance=7.5, size=size)
+    jobs = [
+        FaceJob(
+            JobRequest(
+                job_id=f"warm-up-{seed}",
+                user_id=0,
+                face=FaceRequest("a portrait photo of a face", seed=seed, steps=steps, guidance=7.5, size=size),
+            )
+        )
         for seed in range(count)
     ]
-    pipeline = backend.pipeline
-    painted = pipeline.text_to_image.generate_batch(requests)
+    painted = stages.painter.paint_batch(jobs, Unwatched())  # errors stop the warm-up: it has no member to tell
     painting = time.perf_counter() - started
-    images = [p.image if p.image is not None else np.zeros((size, size, 3), np.uint8) for p in painted]
-    if backend.crop != "whole":  # the detector's first call builds its graphs; its verdict does not matter
-        pipeline.reconstruct_many(images, crop=backend.crop)
-    pipeline.reconstruct_many(images, crop="whole")  # PRNet at this batch size, face or not
+    image = painted[0].image
+    stages.faces.warm_up(image if image is not None else np.zeros((size, size, 3), np.uint8))
     return painting, time.perf_counter() - started - painting
 
 

@@ -31,7 +31,7 @@ def replays_graphs(mode: str) -> bool:
     return mode.startswith("graphs")
 
 
-def compile_mode(value: bool | str) -> str:
+def parse_compile_mode(value: bool | str) -> str:
     """A ``T2F_COMPILE`` mode from a mode name or the old switch (True is ``default``).
 
     Raises

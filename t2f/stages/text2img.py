@@ -1,18 +1,21 @@
 """Text-to-image stage: a Stable Diffusion 1.x pipeline from diffusers, wrapped for t2f.
 
-``TextToImage.generate(request) -> FaceImage`` reads like the diffusers pipeline it wraps:
-1. check the request, 2. build a per-request generator from the seed, 3. run the denoising loop
-with a step callback, 4. read the safety checker's verdict, 5. return a :class:`FaceImage`.
-It never re-implements the pipeline.
+``TextToImage.generate_batch(requests) -> list[FaceImage]`` reads like the diffusers pipeline it wraps:
+1. check the requests, 2. pad the batch to its compiled bucket, 3. paint (a generator per seed, the
+denoising loop with a step callback, the decode), 4. the safety checker's verdict, 5. the
+:class:`FaceImage` results. It never re-implements the pipeline. The safety checker is kept beside the
+pipeline rather than inside it, so the serving route can run it off the GPU thread (``check_safety=False``
+and :meth:`TextToImage.check_image`); loading or setting up the pipeline is :mod:`t2f.stages.sd_pipeline`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,113 +24,19 @@ from t2f.bounds import check_face_request
 from t2f.errors import InvalidRequest, ModelUnavailable, first_line
 from t2f.faces import FaceImage, FaceRequest, StepCallback, StepProgress
 from t2f.files.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
-from t2f.stages.compiling import (
-    TORCH_MODES,
-    CompileCache,
-    bucket_for,
-    buckets_for,
-    compile_mode,
-    is_compile_error,
-)
+from t2f.stages.compiling import CompileCache, bucket_for, buckets_for, is_compile_error, parse_compile_mode
+from t2f.stages.sd_pipeline import compile_single, prepare_pipeline
 from t2f.stages.taesd import LatentPreviewer
 from t2f.streams import StreamPerThread
 
 log = logging.getLogger(__name__)
 WITHHELD_BY_SAFETY = "The safety filter flagged this image, so it was withheld. Try a different prompt or seed."
+SAFETY_OFF = (
+    "T2F_SAFETY_CHECKER=off: painted images and members' photos are NOT checked for sexual content; "
+    "only the prompt filter stands between a prompt and the channel"
+)
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def make_scheduler(name: str, config: Any) -> Any:
-    """Build the named diffusers scheduler from a pipeline's scheduler config."""
-    import diffusers
-
-    if name == "dpmpp":
-        # solver_order=2 is what the DPM-Solver++ authors recommend for guided sampling.
-        return diffusers.DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    classes = {
-        "pndm": diffusers.PNDMScheduler,
-        "ddim": diffusers.DDIMScheduler,
-        "euler": diffusers.EulerDiscreteScheduler,
-        "euler_a": diffusers.EulerAncestralDiscreteScheduler,
-        "unipc": diffusers.UniPCMultistepScheduler,
-    }
-    if name not in classes:
-        raise ValueError(f"unknown scheduler {name!r}; allowed: dpmpp, {', '.join(classes)}")
-    return classes[name].from_config(config)
-
-
-def prepare_pipeline(
-    pipeline: Any,
-    *,
-    device: str,
-    dtype: torch.dtype | None = None,
-    scheduler: str = "dpmpp",
-    channels_last: bool = False,
-    fuse_qkv: bool = False,
-    compile_unet: bool | str = False,
-) -> Any:
-    """Scheduler, attention kernels, placement and optional speed-ups for a loaded SD 1.x pipeline.
-
-    ``dtype`` casts the weights when given (``from_pretrained`` already loaded them in the right one).
-    ``compile_unet`` is a ``T2F_COMPILE`` mode (``off``, ``default``, ``graphs``) or the old switch.
-    """
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
-    # Scaled-dot-product attention: PyTorch picks flash or memory-efficient kernels on CUDA.
-    pipeline.unet.set_attn_processor(AttnProcessor2_0())
-    pipeline.vae.set_attn_processor(AttnProcessor2_0())
-    if fuse_qkv:  # one matmul for query, key and value instead of three
-        pipeline.fuse_qkv_projections()
-    pipeline = pipeline.to(device) if dtype is None else pipeline.to(device=device, dtype=dtype)
-    if channels_last:  # NHWC convolutions are the fast path for tensor cores
-        pipeline.unet.to(memory_format=torch.channels_last)
-        pipeline.vae.to(memory_format=torch.channels_last)
-    return compile_pipeline(pipeline, compile_mode(compile_unet))
-
-
-def compile_pipeline(pipeline: Any, mode: str) -> Any:
-    """Wrap the UNet in ``torch.compile`` for a ``T2F_COMPILE`` mode (``off`` leaves it eager).
-
-    Only the UNet: it is 25 (x2 with guidance) of the ~27 model calls per image, and its ~2,500 kernel
-    launches per step are what CUDA graphs remove. The VAE decode runs once per image and is bound by
-    its convolutions' arithmetic (28.5 ms of 218 ms on an H200 with the UNet replayed), and
-    DPM-Solver++ keeps its sigma table on the CPU: both stay eager (their gain on a GPU is unmeasured).
-
-    Shapes: static but for the batch, which is marked dynamic on every call (:func:`_dynamic_batch`).
-    Fully static, each bucket with and without guidance compiled alone (~53 s each, and ~10.7 s each
-    again from the cache at every restart, on an H100); ``dynamic=True`` made the image sides symbolic
-    too and one compile ran past 7 minutes. With the batch alone dynamic the UNet compiles into a
-    graph per range of batch sizes that dynamo tells apart (UNet batches 2-15 and 16+ on a CPU, where the
-    convolution backend depends on it; guided batches are never 1), and CUDA graphs are still recorded
-    per bucket, in the warm-up. Compiled lazily: the warm-up's first calls pay for it.
-    """
-    torch_mode = TORCH_MODES[mode]
-    if torch_mode is not None and not hasattr(pipeline.unet, "_orig_mod"):
-        unet = cast(torch.nn.Module, torch.compile(pipeline.unet, mode=torch_mode, dynamic=False, fullgraph=False))
-        unet.register_forward_pre_hook(_dynamic_batch, with_kwargs=True)  # runs eagerly, before dynamo's frame
-        pipeline.unet = unet
-    return pipeline
-
-
-def compile_single(pipeline: Any, mode: str) -> torch.nn.Module | None:
-    """``graphs-single``'s second UNet: compiled fully static for one guided face (a UNet batch of 2), or ``None``.
-
-    The batch-dynamic graph paints one face in ~295 ms on an H200 where static graphs took 218 ms
-    (bench/results/gpu-nvidia-h200.md); this one costs one more graph at every start (~10.7 s from the
-    cache on an H100). A separate ``torch.compile`` wrapper: dynamo keeps each wrapper's entries apart.
-    """
-    if mode != "graphs-single":
-        return None
-    unet = getattr(pipeline.unet, "_orig_mod", pipeline.unet)
-    return cast(torch.nn.Module, torch.compile(unet, mode=TORCH_MODES[mode], dynamic=False, fullgraph=False))
-
-
-def _dynamic_batch(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Mark the batch dimension of the UNet's latents and text embeddings dynamic (where dynamo can keep it so)."""
-    for tensor in (args[0] if args else kwargs.get("sample"), kwargs.get("encoder_hidden_states")):
-        if isinstance(tensor, torch.Tensor) and tensor.dim() > 0:
-            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+PreviewSteps = Callable[[int], bool]  # whether to decode previews after this (1-based) step
 
 
 class TextToImage:
@@ -165,7 +74,13 @@ class TextToImage:
         self.model = model
         self.revision = revision
         self.previewer = previewer
-        self.checks = StreamPerThread(device)  # photos are checked on the faces thread, beside the painting
+        # The safety checker runs beside the pipeline, not inside its call: on the faces thread (its own
+        # CUDA stream) while the GPU thread paints the next batch.
+        self.safety_checker = getattr(pipeline, "safety_checker", None)
+        self.feature_extractor = getattr(pipeline, "feature_extractor", None)
+        if self.safety_checker is not None:
+            pipeline.safety_checker = None
+        self.checks = StreamPerThread(device)
         self.pipeline.set_progress_bar_config(disable=True)
 
     @property
@@ -192,12 +107,12 @@ class TextToImage:
         taesd: str = "",
         channels_last: bool = False,
         fuse_qkv: bool = False,
-        compile_unet: bool | str = False,
+        compile_mode: bool | str = False,
         max_batch: int = 1,
     ) -> TextToImage:
         """Load a Stable Diffusion 1.x pipeline from a local folder or the hub cache, never the network.
 
-        With ``compile_unet`` (a ``T2F_COMPILE`` mode) batches are padded to the buckets up to ``max_batch``.
+        With ``compile_mode`` (a ``T2F_COMPILE`` mode) batches are padded to the buckets up to ``max_batch``.
 
         Raises
         ------
@@ -209,8 +124,9 @@ class TextToImage:
         resolved = resolve_snapshot(model, revision=revision, cache_dir=cache_dir)
         check_pipeline_folder(resolved, skip=() if safety_checker else SAFETY_COMPONENTS)
         extra: dict[str, Any] = {}
-        if not safety_checker:
+        if not safety_checker:  # diffusers' own warning is muted with it: t2f says it instead
             extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+            log.warning(SAFETY_OFF)
         torch_dtype = TORCH_DTYPES[dtype]
         try:
             pipeline = StableDiffusionPipeline.from_pretrained(
@@ -227,14 +143,14 @@ class TextToImage:
             scheduler=scheduler,
             channels_last=channels_last,
             fuse_qkv=fuse_qkv,
-            compile_unet=compile_unet,
+            compile_mode=compile_mode,
         )
         previewer = (
             LatentPreviewer.from_pretrained(taesd, device=device, dtype=torch_dtype, cache_dir=cache_dir)
             if taesd
             else None
         )
-        mode = compile_mode(compile_unet)
+        mode = parse_compile_mode(compile_mode)
         return cls(
             pipeline,
             device=device,
@@ -259,21 +175,30 @@ class TextToImage:
             return ""
         return tokenizer.decode(ids[self.max_prompt_tokens :]).strip()
 
-    @torch.no_grad()
-    def check_image(self, image: np.ndarray) -> bool:
-        """Whether the pipeline's safety checker flags ``image`` (H, W, 3) uint8 RGB (a member's photo).
+    @property
+    def has_safety_checker(self) -> bool:
+        """Whether images are checked (``False`` with ``T2F_SAFETY_CHECKER=off``)."""
+        return self.safety_checker is not None and self.feature_extractor is not None
 
-        The same ``StableDiffusionSafetyChecker`` and CLIP feature extractor that judge painted images;
-        ``False`` when the pipeline was loaded without them (``T2F_SAFETY_CHECKER=off``).
-        """
-        checker, extractor = self.pipeline.safety_checker, self.pipeline.feature_extractor
+    def check_image(self, image: np.ndarray) -> bool | None:
+        """Whether the safety checker flags ``image`` (H, W, 3) uint8 RGB, a painted image or a member's photo;
+        ``None`` when the pipeline was loaded without it (``T2F_SAFETY_CHECKER=off``)."""
+        flags = self.check_images([image])
+        return None if flags is None else flags[0]
+
+    @torch.no_grad()
+    def check_images(self, images: Sequence[np.ndarray]) -> list[bool] | None:
+        """The safety checker's verdicts on (H, W, 3) uint8 RGB images, on this thread's own CUDA stream: the
+        same ``StableDiffusionSafetyChecker`` and CLIP feature extractor the pipeline would run."""
+        checker, extractor = self.safety_checker, self.feature_extractor
         if checker is None or extractor is None:
-            return False
+            return None
         with self.checks():
-            features = extractor(images=[image], return_tensors="pt").pixel_values.to(self.device, checker.dtype)
+            features = extractor(images=list(images), return_tensors="pt").pixel_values.to(self.device, checker.dtype)
             # The checker also blanks flagged images; it takes them as (N, H, W, 3) floats in [0, 1].
-            _, flags = checker(images=image[None].astype(np.float32) / 255.0, clip_input=features)
-            return bool(flags[0])
+            floats = np.stack(images).astype(np.float32) / 255.0
+            _, flags = checker(images=floats, clip_input=features)
+            return [bool(flag) for flag in flags]
 
     @staticmethod
     def check_request(request: FaceRequest) -> None:
@@ -282,117 +207,135 @@ class TextToImage:
 
     @staticmethod
     def check_batch(requests: Sequence[FaceRequest]) -> None:
-        """A batch shares one denoising loop, so steps, guidance and size must match."""
+        """A batch shares one denoising loop: steps and size must match, and either every request is guided
+        (guidance above 1, any scale) or none is, since guidance doubles the UNet's batch."""
         if not requests:
             raise InvalidRequest("The batch is empty.")
         for request in requests:
             TextToImage.check_request(request)
-        shapes = {(r.steps, r.guidance, r.size) for r in requests}
+        shapes = {(r.steps, r.size, r.guidance > 1) for r in requests}
         if len(shapes) > 1:
-            raise InvalidRequest(f"A batch must share steps, guidance and size; got {sorted(shapes)}.")
+            raise InvalidRequest(f"A batch must share steps, size and whether it is guided; got {sorted(shapes)}.")
 
     def generate(
-        self, request: FaceRequest, *, on_step: StepCallback | None = None, preview_every: int = 0
+        self,
+        request: FaceRequest,
+        *,
+        on_step: StepCallback | None = None,
+        previews: PreviewSteps | None = None,
+        check_safety: bool = True,
     ) -> FaceImage:
         """Paint one image. See :meth:`generate_batch`."""
-        return self.generate_batch([request], on_step=on_step, preview_every=preview_every)[0]
+        return self.generate_batch([request], on_step=on_step, previews=previews, check_safety=check_safety)[0]
 
     @torch.no_grad()
     def generate_batch(
-        self, requests: Sequence[FaceRequest], *, on_step: StepCallback | None = None, preview_every: int = 0
+        self,
+        requests: Sequence[FaceRequest],
+        *,
+        on_step: StepCallback | None = None,
+        previews: PreviewSteps | None = None,
+        check_safety: bool = True,
     ) -> list[FaceImage]:
         """Paint several images in one denoising loop.
 
-        Each request gets its own ``torch.Generator`` seeded from its seed, so a request paints
-        the same pixels (up to float tolerance) alone or in any batch on the same device. With
-        ``buckets`` the batch is padded up to its bucket with copies of its last request (their
-        images are dropped), so a compiled UNet only ever sees the shapes the warm-up compiled; a
-        batch larger than every bucket runs in bucket-sized parts.
+        Each request gets its own ``torch.Generator`` seeded from its seed, and its own guidance scale, so a
+        request paints the same pixels (up to float tolerance) alone or in any batch on the same device.
+        With ``buckets`` the batch is padded up to its bucket with copies of its last request (their images
+        are dropped), so a compiled UNet only ever sees the shapes the warm-up compiled; a batch larger than
+        every bucket runs in bucket-sized parts.
 
         Parameters
         ----------
-        requests : requests sharing steps, guidance and size.
+        requests : requests sharing steps and size, all guided or none (:meth:`check_batch`).
         on_step : called on this thread after every denoising step.
-        preview_every : with a TAESD previewer, attach previews every N steps and on the last (0: never).
+        previews : with a TAESD previewer, called after every step: whether to attach previews to it.
+        check_safety : run the safety checker here; ``False`` leaves it to the caller (the serving route
+            runs it off the GPU thread), and every ``nsfw`` is then ``None``.
         """
         # 1. Check inputs.
         self.check_batch(requests)
+        # 2. Split a batch larger than every bucket; pad the rest to its bucket.
         if self.buckets and len(requests) > self.buckets[-1]:
             size = self.buckets[-1]
             parts = [requests[i : i + size] for i in range(0, len(requests), size)]
             return [
                 face
                 for part in parts
-                for face in self.generate_batch(part, on_step=on_step, preview_every=preview_every)
+                for face in self.generate_batch(part, on_step=on_step, previews=previews, check_safety=check_safety)
             ]
         count = len(requests)
         padded = list(requests) + [requests[-1]] * (bucket_for(count, self.buckets) - count if self.buckets else 0)
+        # 3. Paint: noise from each seed, the denoising loop, the decode (uint8 on the device).
         try:
-            output, timings = self._paint(padded, count, on_step, preview_every)
+            pixels, timings = self._paint(padded, count, on_step, previews)
         except Exception as exc:
             if not (self.compiled and is_compile_error(exc)):
                 raise
             # One line, then eager for good: a compile failure must never stop the bot.
             log.warning("the compiled UNet failed (%s); painting eagerly from now on", first_line(exc))
             self.use_eager()
-            output, timings = self._paint(list(requests), count, on_step, preview_every)
-
-        # 4. Read the safety verdict; 5. build results (padding copies dropped).
-        flags: list[bool] | None = output.nsfw_content_detected
-        results = []
-        for i, request in enumerate(requests):
-            nsfw = None if flags is None else bool(flags[i])
-            pixels = np.clip(np.round(output.images[i] * 255.0), 0, 255).astype(np.uint8)
-            results.append(
-                FaceImage(
-                    request=request,
-                    image=None if nsfw else pixels,
-                    nsfw=nsfw,
-                    withheld_reason=WITHHELD_BY_SAFETY if nsfw else None,
-                    dropped_prompt=self.dropped_prompt_text(request.prompt),
-                    timings=dict(timings),
-                )
+            pixels, timings = self._paint(list(requests), count, on_step, previews)
+        images = list(pixels[:count])
+        # 4. The safety checker's verdict.
+        flags = None
+        if check_safety and self.has_safety_checker:
+            started = time.perf_counter()
+            flags = self.check_images(images)
+            timings["safety_check"] = time.perf_counter() - started
+        # 5. The results (padding copies dropped).
+        return [
+            FaceImage(
+                request=request,
+                image=None if flags is not None and flags[i] else image,
+                nsfw=None if flags is None else flags[i],
+                withheld_reason=WITHHELD_BY_SAFETY if flags is not None and flags[i] else None,
+                dropped_prompt=self.dropped_prompt_text(request.prompt),
+                timings=dict(timings),
             )
-        return results
+            for i, (request, image) in enumerate(zip(requests, images, strict=True))
+        ]
 
     def _paint(
-        self, requests: Sequence[FaceRequest], count: int, on_step: StepCallback | None, preview_every: int
-    ) -> tuple[Any, dict[str, float]]:
-        """Steps 2-3 of :meth:`generate_batch` for a (padded) batch; previews cover the first ``count``."""
-        first = requests[0]
+        self, requests: Sequence[FaceRequest], count: int, on_step: StepCallback | None, previews: PreviewSteps | None
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Step 3 of :meth:`generate_batch` for a (padded) batch: (N, H, W, 3) uint8 images and the seconds
+        denoising and decoding; previews cover the first ``count`` requests."""
         marks: dict[str, float] = {"start": time.perf_counter()}
 
-        # 3. Denoise, reporting each step.
         def step_end(pipe: Any, step_index: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             marks["last_step"] = time.perf_counter()
             if on_step is not None:
-                total = int(pipe.num_timesteps)
-                step = step_index + 1
-                previews = None
-                if self.previewer is not None and preview_every > 0 and (step % preview_every == 0 or step == total):
-                    previews = tuple(self.previewer.decode(kwargs["latents"][:count], max_side=256))
-                on_step(StepProgress(step=step, total=total, previews=previews))
+                total, step = int(pipe.num_timesteps), step_index + 1
+                shown = None
+                if self.previewer is not None and previews is not None and previews(step):
+                    shown = tuple(self.previewer.decode(kwargs["latents"][:count], max_side=256))
+                on_step(StepProgress(step=step, total=total, previews=shown))
             return kwargs
 
         compiled_unet = self.pipeline.unet
         # Unguided (guidance <= 1, a rare request): the eager UNet. Its batch of one would be one more
-        # compiled graph to load at every start (~10.7 s each from the cache on an H100).
-        unguided = self.compiled and first.guidance <= 1
-        if unguided:
+        # compiled graph to load at every start.
+        if self.compiled and requests[0].guidance <= 1:
             self.pipeline.unet = compiled_unet._orig_mod
         elif self.single_unet is not None and len(requests) == 1:  # one face alone: the static graph
             self.pipeline.unet = self.single_unet
         try:
-            output = self._run_pipeline(requests, step_end)
+            with per_request_guidance(self.pipeline.unet, [r.guidance for r in requests]) as scale:
+                output = self._run_pipeline(requests, scale, step_end)
+            decoded = output.images  # (N, 3, H, W) in [0, 1] on the device
+            pixels = (decoded.float() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         finally:
             self.pipeline.unet = compiled_unet
         end = time.perf_counter()
         last_step = marks.get("last_step", end)
-        return output, {"encode_and_denoise": last_step - marks["start"], "decode_and_safety": end - last_step}
+        return pixels, {"encode_and_denoise": last_step - marks["start"], "decode": end - last_step}
 
-    def _run_pipeline(self, requests: Sequence[FaceRequest], step_end: Callable[..., dict[str, Any]]) -> Any:
+    def _run_pipeline(
+        self, requests: Sequence[FaceRequest], guidance: float, step_end: Callable[..., dict[str, Any]]
+    ) -> Any:
         first = requests[0]
-        # 2. One generator per request makes its noise independent of the batch around it.
+        # One generator per request makes its noise independent of the batch around it.
         generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in requests]
         return self.pipeline(
             prompt=[r.prompt for r in requests],
@@ -400,9 +343,37 @@ class TextToImage:
             height=first.size,
             width=first.size,
             num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
+            guidance_scale=guidance,
             generator=generators,
-            output_type="np",
+            output_type="pt",
             callback_on_step_end=step_end,
             callback_on_step_end_tensor_inputs=["latents"],
         )
+
+
+@contextmanager
+def per_request_guidance(unet: torch.nn.Module, scales: Sequence[float]) -> Iterator[float]:
+    """Guide each request of a batch at its own scale through one pipeline call; yields the call's scale.
+
+    diffusers guides a whole batch with one ``guidance_scale`` ``g``: ``uncond + g * (text - uncond)``. When
+    the scales differ, the call gets the largest, and a forward hook on the UNet rescales each request's
+    text half to ``uncond + (g_i / g) * (text - uncond)``, so the pipeline's own step gives
+    ``uncond + g_i * (text - uncond)``. The hook runs outside any compiled graph and changes no shape,
+    which is why guided jobs of any scale share a batch.
+    """
+    top = max(scales)
+    if len(set(scales)) == 1 or top <= 1:
+        yield top
+        return
+
+    def rescale(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
+        noise = output[0]
+        uncond, text = noise.chunk(2)
+        ratio = torch.tensor([g / top for g in scales], device=noise.device, dtype=noise.dtype).view(-1, 1, 1, 1)
+        return (torch.cat([uncond, uncond + ratio * (text - uncond)]), *output[1:])
+
+    hook = unet.register_forward_hook(rescale, with_kwargs=True)
+    try:
+        yield top
+    finally:
+        hook.remove()

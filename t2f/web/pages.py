@@ -2,9 +2,9 @@
 
 :class:`FacePages` saves a finished face's files and report, answers which file a signed link may
 serve, removes a face at once (Delete) and prunes faces older than ``T2F_KEEP_DAYS``.
-:class:`PageKeepingBackend` wraps a :class:`~t2f.serve.service.FaceBackend` so every finished face's
-page files are written on the service's CPU thread, never on the event loop: the full mesh in every
-format (OBJ, textured OBJ as a zip, GLB), whatever the chat's upload budget made of the delivered files.
+:class:`PageKeepingFiles` wraps the route's files stage so every finished face's page files are written
+on its files thread, never on the event loop: the full mesh in every format (OBJ, textured OBJ as a zip,
+GLB), whatever the chat's upload budget made of the delivered files.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.faces import FaceResult
 from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, json_bytes, write_files
 from t2f.report import FaceReport
-from t2f.serve.jobs import FinishedFace, JobProgress, JobRequest, JobResult, JobStatus, Outcome, Pending
-from t2f.serve.service import FaceBackend
+from t2f.serve.jobs import FaceJob, JobResult, JobStatus
+from t2f.serve.route import FilesStage
 from t2f.serve.uploads import zip_bytes
 from t2f.web.links import JOB_ID, LinkSigner
 
@@ -157,26 +157,19 @@ class FacePages:
         return path if path.is_file() and (self.folder(job_id) / REPORT_FILE).is_file() else None
 
 
-class PageKeepingBackend:
-    """A :class:`FaceBackend` that also saves each finished face's page (on the service's CPU thread)."""
+class PageKeepingFiles:
+    """The route's files stage, plus each finished face's page (:class:`~t2f.serve.route.FilesStage`)."""
 
-    def __init__(self, inner: FaceBackend, pages: FacePages) -> None:
+    def __init__(self, inner: FilesStage, pages: FacePages) -> None:
         self.inner = inner
         self.pages = pages
 
-    def run_batch(
-        self, jobs: Sequence[JobRequest], report: Callable[[JobProgress], None], cancelled: Callable[[str], bool]
-    ) -> Sequence[Outcome | Pending]:
-        return self.inner.run_batch(jobs, report, cancelled)
-
-    def export(self, finished: FinishedFace) -> JobResult:
-        result = self.inner.export(finished)
-        if result.status == JobStatus.DONE:
+    def write(self, job: FaceJob) -> JobResult:
+        result = self.inner.write(job)
+        if result.status == JobStatus.DONE and job.face is not None:
             untouched = result.report is None or result.report.upload_note is None
             try:
-                self.pages.save(
-                    result.job_id, page_files(finished.face, result.files, untouched=untouched), result.report
-                )
+                self.pages.save(result.job_id, page_files(job.face, result.files, untouched=untouched), result.report)
             except OSError:  # a full disk costs the page, not the delivery
                 log.exception("saving the page of job %s failed", result.job_id)
         return result

@@ -14,23 +14,22 @@ import base64
 import hashlib
 import json
 import logging
-import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS, SEED, check_face_request
+from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
 from t2f.errors import InvalidRequest, T2FError
 from t2f.faces import FaceRequest
 from t2f.files.outputs import png_bytes
-from t2f.serve.jobs import JobProgress, JobRequest, JobResult, JobStatus, QueueFull
+from t2f.serve.jobs import JobProgress, JobRequest, JobResult, JobStatus, QueueFull, new_job_id
 from t2f.serve.moderation import PromptRejected
 from t2f.serve.policy import Policy
 from t2f.serve.queue import JobHandle
 from t2f.serve.records import job_record
+from t2f.serve.requests import RequestDefaults
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
 from t2f.web.html import studio_page
@@ -39,16 +38,6 @@ from t2f.web.pages import FacePages
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often an event stream looks at its job (cheap: no I/O unless something changed)
 KEEP_FINISHED = 1000  # final states remembered for reconnecting pages (a few hundred bytes each)
-
-
-@dataclass(frozen=True)
-class FaceDefaults:
-    """What a page's request gets unless it says otherwise (``T2F_STEPS``, ``T2F_GUIDANCE``, ``T2F_IMAGE_SIZE``)."""
-
-    steps: int = 25
-    guidance: float = 7.5
-    size: int = 512
-    repaints: int = 0  # T2F_MAX_REPAINTS: seeds tried after an image without a usable face
 
 
 def client_member_id(address: str) -> int:
@@ -84,7 +73,7 @@ class Studio:
         store: Store,
         policy: Policy,
         pages: FacePages,
-        defaults: FaceDefaults,
+        defaults: RequestDefaults,
     ) -> None:
         self.service = service
         self.store = store
@@ -117,17 +106,10 @@ class Studio:
             raise InvalidRequest(f"The prompt needs at least {MEMBER_PROMPT_CHARS.low} characters.")
         negative = _text(body, "negative_prompt", MEMBER_NEGATIVE_CHARS.high).strip()
         seed = _whole(body, "seed")
-        steps = _whole(body, "steps") or self.defaults.steps
-        MEMBER_STEPS.check(steps, "Steps")
-        face = FaceRequest(
-            prompt=prompt,
-            negative_prompt=negative,
-            seed=secrets.randbelow(2**32) if seed is None else SEED.check(seed, "Seed"),
-            steps=steps,
-            guidance=self.defaults.guidance,
-            size=self.defaults.size,
-        )
-        return check_face_request(face)
+        steps = _whole(body, "steps")
+        if steps is not None:  # a member's own number is checked against a member's range, 0 included
+            MEMBER_STEPS.check(steps, "Steps")
+        return self.defaults.request(prompt, negative_prompt=negative, seed=seed, steps=steps)
 
     async def _queue(self, face: FaceRequest, member_id: int, *, chosen_seed: bool) -> JobHandle:
         """The bot's admission for a page request (the one place that calls the policy), then the queue.
@@ -137,11 +119,11 @@ class Studio:
         """
         admission = await self.policy.admit(guild_id=None, channel_id=None, user_id=member_id, request=face)
         job = JobRequest(
-            job_id=secrets.token_hex(6),
+            job_id=new_job_id(),
             user_id=member_id,
             face=face,
             output="glb",
-            repaints_left=0 if chosen_seed else self.defaults.repaints,
+            repaints_left=self.defaults.repaints(seed=face.seed if chosen_seed else None),
         )
         return await self.policy.enqueue(admission, job, job_record(job, created_at=time.time()))
 
@@ -229,14 +211,19 @@ class Studio:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
         shown = None
-        while (state := await self._state(job_id)) is not None:
-            text = json.dumps(state)
-            if text != shown:
-                await response.write(f"data: {text}\n\n".encode())
-                shown = text
-            if state["state"] in ("done", "failed"):
-                break
-            await asyncio.sleep(POLL_S)
+        stop_watching = handle.watch_previews() if handle is not None else None  # this page shows its previews
+        try:
+            while (state := await self._state(job_id)) is not None:
+                text = json.dumps(state)
+                if text != shown:
+                    await response.write(f"data: {text}\n\n".encode())
+                    shown = text
+                if state["state"] in ("done", "failed"):
+                    break
+                await asyncio.sleep(POLL_S)
+        finally:
+            if stop_watching is not None:
+                stop_watching()
         return response
 
     async def close(self) -> None:

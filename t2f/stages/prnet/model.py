@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from t2f.errors import ModelUnavailable, first_line, is_out_of_memory
-from t2f.stages.compiling import bucket_for, compile_mode, is_compile_error, replays_graphs
+from t2f.stages.compiling import bucket_for, is_compile_error, parse_compile_mode, replays_graphs
 from t2f.stages.prnet.checkpoint import CONFIG_FILE, WEIGHTS_FILE, PRNetConfig, file_sha256
 from t2f.stages.prnet.network import ResFCN256
 from t2f.streams import StreamPerThread
@@ -96,7 +96,7 @@ class PRNet:
     config : its :class:`PRNetConfig`.
     device, dtype : where it runs (half precision is optional on CUDA).
     channels_last : NHWC memory format.
-    compile_network : a ``T2F_COMPILE`` mode: ``default`` wraps the network in ``torch.compile``;
+    compile_mode : a ``T2F_COMPILE`` mode: ``default`` wraps the network in ``torch.compile``;
         ``graphs`` replays it from CUDA graphs on CUDA (elsewhere it compiles as ``default``). ``True`` is ``default``.
     buckets : batch sizes the network sees when it is compiled or graphed; ``predict`` pads up to them.
     """
@@ -109,14 +109,14 @@ class PRNet:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
-        compile_network: bool | str = False,
+        compile_mode: bool | str = False,
         buckets: tuple[int, ...] = (),
     ) -> None:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         network = network.to(device=device, dtype=dtype).eval()
         # Module.to(memory_format=...) works at run time; torch's overloads leave the keyword out.
         self.network = network.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        mode = compile_mode(compile_network)
+        mode = parse_compile_mode(compile_mode)
         self.forward: torch.nn.Module | GraphedNetwork = self.network
         if replays_graphs(mode) and str(device).startswith("cuda"):
             self.forward = GraphedNetwork(lambda crops: self._step(self.network, crops).contiguous(), device)
@@ -146,7 +146,7 @@ class PRNet:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
-        compile_network: bool | str = False,
+        compile_mode: bool | str = False,
         buckets: tuple[int, ...] = (),
     ) -> PRNet:
         """Load ``config.json`` and ``model.safetensors`` from ``folder``, verifying the checksum.
@@ -181,7 +181,7 @@ class PRNet:
             device=device,
             dtype=dtype,
             channels_last=channels_last,
-            compile_network=compile_network,
+            compile_mode=compile_mode,
             buckets=buckets,
         )
 

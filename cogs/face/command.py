@@ -1,0 +1,201 @@
+"""``/face``: validate, enqueue, show progress, deliver. No model code here: it talks to ``bot.service``.
+
+The cog owns its jobs' lives: it follows each job it queued (:mod:`cogs.face.follow`), delivers it
+(:mod:`cogs.face.delivery`), and on load queues again the jobs a previous run left unfinished
+(:mod:`cogs.face.resume`).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.base import FaceBot
+from cogs.buttons import CancelButton
+from cogs.face.delivery import Delivery
+from cogs.face.follow import Deliver, EditMessage, Followers, record
+from cogs.face.resume import resume_jobs
+from cogs.replies import MAX_SEED, NO_PINGS, queued_text, refusal_text, upload_budget
+from t2f.bounds import MEMBER_GUIDANCE, MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
+from t2f.errors import T2FError
+from t2f.serve.jobs import JobRequest, JobResult, JobStatus, new_job_id
+from t2f.serve.queue import JobHandle
+from t2f.serve.records import job_record
+
+log = logging.getLogger(__name__)
+SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
+ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost
+NOT_ANSWERED = "the interaction expired before the bot answered"
+
+
+class MeshFormat(enum.Enum):
+    """What the mesh is delivered as."""
+
+    obj = "obj"
+    textured = "textured"
+    glb = "glb"
+
+
+class FaceCog(commands.Cog):
+    """The ``/face`` command and the life of each job's message."""
+
+    def __init__(self, bot: FaceBot) -> None:
+        self.bot = bot
+        self.delivery = Delivery(bot)
+        self.followers = Followers(bot)
+
+    async def cog_load(self) -> None:
+        await resume_jobs(self.bot, self.followers, self.deliver)
+
+    async def cog_unload(self) -> None:
+        """Let results that are on their way be delivered (the service has stopped taking jobs by now)."""
+        await self.followers.wait(SHUTDOWN_WAIT_S)
+
+    async def deliver(
+        self, job: JobRequest, result: JobResult, edit: EditMessage | None, started_at: float
+    ) -> int | None:
+        """Post a finished job (see :meth:`Delivery.deliver`); the photo cog wraps it."""
+        return await self.delivery.deliver(job, result, edit, started_at)
+
+    @app_commands.command(name="face", description="Paint a face from your words and get it as a 3D mesh.")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What the face looks like, e.g. 'a smiling woman with curly hair'",
+        negative_prompt="What the picture should not show, e.g. 'glasses, blur'",
+        seed="Same prompt + same seed = same face; leave empty for a surprise",
+        steps="Denoising steps: more is slower and finer",
+        guidance="How closely to follow your words (higher is stricter)",
+        mesh="File format of the 3D mesh",
+        repaint="Paint again with the next seed when the image has no usable face (default: on, off with a seed)",
+    )
+    async def face(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, MEMBER_PROMPT_CHARS.low, MEMBER_PROMPT_CHARS.high],
+        negative_prompt: app_commands.Range[str, MEMBER_NEGATIVE_CHARS.low, MEMBER_NEGATIVE_CHARS.high] = "",
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        steps: app_commands.Range[int, MEMBER_STEPS.low, MEMBER_STEPS.high] | None = None,
+        guidance: app_commands.Range[float, MEMBER_GUIDANCE.low, MEMBER_GUIDANCE.high] | None = None,
+        mesh: MeshFormat = MeshFormat.obj,
+        repaint: bool | None = None,
+    ) -> None:
+        """Paint a face and reconstruct it in 3D."""
+        await self.start_job(
+            interaction,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            output=mesh.value,
+            repaint=repaint,
+        )
+
+    async def start_job(
+        self,
+        interaction: discord.Interaction,
+        *,
+        prompt: str,
+        negative_prompt: str = "",
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        output: str = "obj",
+        repaint: bool | None = None,
+    ) -> None:
+        """Admit, defer, enqueue and follow one job (used by /face and the Reroll button).
+
+        ``repaint`` (None: on unless the member chose the seed, so a chosen seed paints that seed only)
+        lets the job try the next seeds when an image has no usable face.
+
+        Every check (the request's values, the filter on both prompts, the limits) and the job's row
+        (written before the job can be painted) come before the deferral, so every refusal is private.
+        """
+        bot = self.bot
+        received = time.monotonic()
+        try:
+            face = bot.defaults.request(
+                prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance
+            )
+            admission = await bot.policy.admit(
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
+                request=face,
+            )
+        except T2FError as refusal:
+            await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
+            self._count_late(received)
+            return
+        job = JobRequest(
+            job_id=new_job_id(),
+            user_id=interaction.user.id,
+            face=face,
+            output=output,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            upload=upload_budget(interaction.filesize_limit),
+            repaints_left=bot.defaults.repaints(seed=seed, repaint=repaint),
+        )
+        row = job_record(
+            job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
+        )
+        try:  # the row is written (within about a second, or refused) before anything can paint it
+            handle = await bot.policy.enqueue(admission, job, row)
+        except T2FError as refusal:  # the database was busy, or the queue filled up meanwhile
+            await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
+            self._count_late(received)
+            return
+        try:
+            await interaction.response.defer(thinking=True)
+        except BaseException:  # the interaction is gone (too late, a dropped connection, a shutdown): unseen
+            bot.service.cancel(job.job_id)
+            ended = bot.store.finish_job(job.job_id, status=JobStatus.CANCELLED, outcome=NOT_ANSWERED)
+            await record(ended, job.job_id)  # so no restart paints it for a member who saw nothing
+            raise
+        self._count_late(received)
+        await self.announce(interaction, job, handle)
+
+    async def announce(
+        self, interaction: discord.Interaction, job: JobRequest, handle: JobHandle, *, deliver: Deliver | None = None
+    ) -> None:
+        """Show a queued job's place in the queue, then follow it (:meth:`follow`) whatever that edit did.
+
+        A failed edit is logged, not raised: the job is on its way, and its progress edits and its
+        delivery try the message again. Its id is kept so that a restart edits this message.
+        """
+        bot = self.bot
+        position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
+        text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
+        if bot.service.is_paused(job.guild_id):
+            text += " · the moderators paused the queue; it starts when they resume it"
+        try:
+            queued = await interaction.edit_original_response(
+                content=text,
+                view=discord.ui.View(timeout=None).add_item(CancelButton(job.job_id)),
+                allowed_mentions=NO_PINGS,
+            )
+            await record(bot.store.set_message(job.job_id, queued.id), job.job_id)
+        except Exception as exc:
+            log.warning("job %s: showing its place in the queue failed (%s: %s)", job.job_id, type(exc).__name__, exc)
+        finally:  # even when this task is cancelled: a queued job is always followed to its end
+            self.followers.follow(
+                handle,
+                edit=interaction.edit_original_response,
+                started_at=time.monotonic(),
+                deliver=deliver or self.deliver,
+            )
+
+    def _count_late(self, received: float) -> None:
+        """Discord drops an interaction not answered within 3 s: count the ones this bot came close to."""
+        if time.monotonic() - received > ACK_WARNING_S:
+            self.bot.service.metrics.acknowledged_late()
+
+
+async def setup(bot: FaceBot) -> None:
+    await bot.add_cog(FaceCog(bot))

@@ -1,0 +1,78 @@
+"""Building and running the route's stages in tests, without the service around them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from t2f.serve.faces import FaceFinder
+from t2f.serve.files import FileWriter
+from t2f.serve.jobs import FaceJob, JobProgress, JobRequest, Outcome, Stage
+from t2f.serve.paint import Painter
+from t2f.serve.route import Route
+from t2f.serve.warmup import LocalStages
+from t2f.stages.gate import GateLimits, PortraitFraming
+from t2f.stages.pipeline import FacePipeline
+
+
+class RecordingWatch:
+    """A :class:`~t2f.serve.route.Watch` that keeps what the stages reported and handed on."""
+
+    def __init__(self, cancelled: Callable[[str], bool] = lambda job_id: False, previews: bool = False) -> None:
+        self.progress: list[JobProgress] = []
+        self.handed: list[Outcome] = []
+        self._cancelled = cancelled
+        self._previews = previews
+
+    def report(self, progress: JobProgress) -> None:
+        self.progress.append(progress)
+
+    def cancelled(self, job_id: str) -> bool:
+        return self._cancelled(job_id)
+
+    def previews_due(self, job_ids: Sequence[str]) -> bool:
+        return self._previews
+
+    def hand_on(self, outcome: Outcome) -> None:
+        self.handed.append(outcome)
+
+
+def local_stages(
+    pipeline: FacePipeline,
+    *,
+    crop: str = "detect",
+    gate: GateLimits | None = None,
+    framing: PortraitFraming | None = None,
+    parts_threads: int = 1,
+    render_device: str | None = None,
+) -> LocalStages:
+    """The three local stages around ``pipeline`` (its ``text_to_image`` is the painter's stage)."""
+    return LocalStages(
+        painter=Painter(pipeline.text_to_image, framing=framing),
+        faces=FaceFinder(pipeline, crop=crop, gate=gate),
+        files=FileWriter(parts_threads=parts_threads, render_device=render_device),
+    )
+
+
+def route_of(stages: LocalStages, *, faces_thread: bool = False, files_threads: int = 1) -> Route:
+    return Route(
+        paint=stages.painter,
+        faces=stages.faces,
+        files=stages.files,
+        faces_thread=faces_thread,
+        files_threads=files_threads,
+    )
+
+
+def through_route(stages: LocalStages, jobs: list[JobRequest], watch: RecordingWatch | None = None) -> list[Outcome]:
+    """One batch painted, then each job's face found and files written, on this thread, in order. A repaint
+    comes back as the job to paint again; a final result as itself."""
+    watch = watch or RecordingWatch()
+    outcomes = stages.painter.paint([FaceJob(job) for job in jobs], watch)
+    ended = []
+    for outcome in outcomes:
+        if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FACES:
+            outcome = stages.faces.find(outcome, watch)
+        if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FILES:
+            outcome = stages.files.write(outcome)
+        ended.append(outcome)
+    return ended
