@@ -158,11 +158,14 @@ class T2FBot(commands.Bot):
 async def start_web(
     settings: Settings, service: JobService, *, metrics: Metrics | None = None
 ) -> tuple[FacePages, WebServer]:
-    """The bot's web server (README "3D pages and t2f serve"): a page per face, ``/healthz`` and ``/metrics``.
+    """The bot's web server (README "3D pages and t2f serve"): a page per face and ``/healthz``; ``/metrics``
+    on its own listener when ``T2F_METRICS_PORT`` is set.
 
     The service's backend is wrapped so each finished face's page files are saved on its CPU thread.
     """
+    from t2f.web.access import WebAccess
     from t2f.web.assets import installed_script
+    from t2f.web.metrics_listener import metrics_listener
     from t2f.web.pages import PageKeepingBackend, open_pages
     from t2f.web.server import WebServer, exposure_warning, web_app
 
@@ -177,7 +180,9 @@ async def start_web(
     )
     service.backend = PageKeepingBackend(service.backend, pages)
     health = functools.partial(service.health, require_warm=settings.warmup)
-    app = web_app(pages=pages, viewer_script=script, health=health, metrics=metrics)
+    access = WebAccess.from_settings(settings, listen_host=settings.web_host)
+    metrics_server = metrics_listener(metrics, settings)
+    app = web_app(pages=pages, viewer_script=script, health=health, access=access, metrics=metrics_server)
     server = WebServer(app, host=settings.web_host, port=settings.web_port)
     await server.start()
     if (warning := exposure_warning(settings.web_host, server.port)) is not None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from t2f.config import Settings
+from t2f.errors import InvalidInput
 
 if TYPE_CHECKING:
     from t2f.serve.backend import LocalFaceBackend
@@ -35,10 +36,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.web_host
     port = args.port if args.port is not None else settings.web_port or 8080
+    check_listening(settings, host, port)  # before minutes of model loading, like the viewer below
     installed_script(settings.data_dir())  # before minutes of model loading: the page needs the viewer
     backend = load_backend(settings)
     asyncio.run(_serve(settings, backend, host=host, port=port))
     return 0
+
+
+def check_listening(settings: Settings, host: str, port: int) -> None:
+    """``t2f serve`` can listen on ``host:port`` (and the metrics on theirs), else :class:`InvalidInput`."""
+    from t2f.web.connections import listen_problem
+
+    listeners = [("t2f serve", host, port)]
+    if settings.metrics_port:
+        if settings.metrics_port == port:
+            raise InvalidInput(f"T2F_METRICS_PORT={port} is also the web port; give the metrics a port of their own.")
+        listeners.append(("The metrics", settings.metrics_host, settings.metrics_port))
+    for who, on_host, on_port in listeners:
+        if (problem := listen_problem(on_host, on_port)) is not None:
+            raise InvalidInput(f"{who} cannot listen on {on_host[:100]}:{on_port}: {problem}.")
 
 
 @contextlib.asynccontextmanager
@@ -51,7 +67,9 @@ async def open_studio(
 
     from t2f.build import admission_policy, job_service
     from t2f.serve.store import Store
+    from t2f.web.access import WebAccess
     from t2f.web.assets import installed_script
+    from t2f.web.metrics_listener import metrics_listener
     from t2f.web.pages import PageKeepingBackend, open_pages
     from t2f.web.server import WebServer, web_app
     from t2f.web.studio import FaceDefaults, Studio
@@ -73,13 +91,17 @@ async def open_studio(
         policy=policy,
         pages=pages,
         defaults=FaceDefaults(settings.steps, settings.guidance, settings.image_size, settings.max_repaints),
+        web_pending=settings.web_pending,
     )
     health = functools.partial(service.health, require_warm=settings.warmup)
+    access = WebAccess.from_settings(settings, listen_host=host)
+    metrics = metrics_listener(service.metrics.render, settings)
     app = web_app(
         pages=pages,
         viewer_script=installed_script(settings.data_dir()),
         health=health,
-        metrics=service.metrics.render,
+        access=access,
+        metrics=metrics,
         extra_routes=studio.routes(),
     )
     server = WebServer(app, host=host, port=port)
