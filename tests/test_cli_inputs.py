@@ -214,9 +214,9 @@ def test_no_progress_bar_reaches_a_log(tiny_sd: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    command = ["generate", "a face", "--model", str(tiny_sd), "--steps", "2", "--size", "64", "--image-only"]
     proc = subprocess.run(
-        [sys.executable, "-m", "t2f", "generate", "a face", "--model", str(tiny_sd), "--steps", "2"]
-        + ["--size", "64", "--image-only", "--out", "out", "--seed", "1"],
+        [sys.executable, "-m", "t2f", *command, "--out", "out", "--seed", "1"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -257,7 +257,7 @@ async def test_metrics_listener_with_and_without_a_token(tmp_path: Path) -> None
     public = web_app(pages=None, viewer_script=None, health=lambda: (True, "ok"), metrics=guarded)
     server = WebServer(public, host="127.0.0.1", port=0)
     await server.start()  # the listener starts with the app it was given to
-    await open_one.server.start()
+    await open_one.start()
     try:
         assert await scrape(server.url + "/metrics") == (404, "Not found.\n", "")
         needs = (401, "This listener needs a bearer token (Authorization: Bearer ...).\n", "Bearer")
@@ -270,7 +270,7 @@ async def test_metrics_listener_with_and_without_a_token(tmp_path: Path) -> None
         assert await scrape(open_one.url, {"Host": "metrics.lan:9100"}) == (200, "t2f_up 1\n", "")
         assert await scrape(open_one.url, {"Host": "evil.example"}) == (421, WRONG_HOST, "")  # DNS rebinding
     finally:
-        await open_one.server.stop()
+        await open_one.stop()
         await server.stop()
     with pytest.raises(aiohttp.ClientConnectionError):
         await scrape(guarded.url)  # stopped with the app

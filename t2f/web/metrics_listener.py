@@ -70,12 +70,18 @@ class MetricsListener:
     def url(self) -> str:
         return self.server.url + "/metrics"
 
-    async def context(self, app: web.Application) -> AsyncIterator[None]:
-        """An aiohttp ``cleanup_ctx``: listen while ``app`` runs."""
+    async def start(self) -> None:
         await self.server.start()
         log.info("metrics at %s%s", self.url, " (bearer token required)" if self.token else "")
-        yield
+
+    async def stop(self) -> None:
         await self.server.stop()
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        """An aiohttp ``cleanup_ctx``: listen while ``app`` runs."""
+        await self.start()
+        yield
+        await self.stop()
 
 
 class MetricsSettings(Protocol):
