@@ -1,8 +1,9 @@
 """Who the web server answers: host names it serves, pages that may ask it for work, and who each visitor is.
 
-- **Host**: a request whose ``Host`` is not loopback, ``T2F_PUBLIC_URL``'s host or one of
-  ``T2F_WEB_ALLOWED_HOSTS`` gets ``421`` in one line. A page on another site that re-points its own name
-  at 127.0.0.1 (DNS rebinding) still sends its own name as the host, so it never reads an answer.
+- **Host**: a request whose ``Host`` is not loopback, the address the server listens on,
+  ``T2F_PUBLIC_URL``'s host or one of ``T2F_WEB_ALLOWED_HOSTS`` gets ``421`` in one line. A page on
+  another site that re-points its own name at 127.0.0.1 (DNS rebinding) still sends its own name as
+  the host, so it never reads an answer.
 - **Origin**: a request that can change something (``POST``) from a browser must come from one of the
   app's own pages: ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``, typed by the person), and
   ``Origin`` the app's own origin or ``T2F_PUBLIC_URL``'s; else ``403``. A client that is no browser
@@ -165,9 +166,9 @@ class WebAccess:
         return checked
 
 
+LOOPBACK_ONLY = WebAccess()  # loopback host names only, no public URL, no trusted proxy
+
+
 def visitor_of(request: web.Request) -> VisitorKey:
     """The visitor's key the access middleware found, else the connecting address's (no proxy trusted)."""
     return request.get(VISITOR) or visitor_key(request.remote, forwarded_for=[], forwarded=[], trusted=())
-
-
-LOOPBACK_ONLY = WebAccess()  # loopback host names only, no public URL, no trusted proxy
