@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import discord
-from cogs.base import FaceBot
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.base import FaceBot
 from cogs.replies import NO_PINGS, answer_privately, refusal_text
 from t2f.config import Settings, read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError

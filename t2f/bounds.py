@@ -117,6 +117,8 @@ def check_face_request(request: FaceRequest) -> FaceRequest:
     return request
 
 
-# The web server (t2f.web): its port (0: off) and how long a face's page and files live.
+# The web server (t2f.web): its port (0: off), how long a face's page and files live, and how many faces
+# anonymous web visitors may have on the way together.
 WEB_PORT = Bound(0, 65535)
 KEEP_DAYS = Bound(1, 3650)
+WEB_PENDING = Bound(1, 1000)

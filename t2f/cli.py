@@ -1,7 +1,8 @@
 """The ``t2f`` command line: parsing, logging and one-line error reporting.
 
-Every failure is one line on stderr and a non-zero exit code (2 for bad settings); ``--debug``
-shows tracebacks and library logs. The commands themselves are in :mod:`t2f.commands`.
+Every failure is one line on stderr and a non-zero exit code: 2 for a bad setting, argument or input
+file (all found before any model loads), 3 for a prompt the filter refuses, 1 for anything else;
+``--debug`` shows tracebacks and library logs. The commands themselves are in :mod:`t2f.commands`.
 """
 
 from __future__ import annotations
@@ -16,29 +17,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from t2f import __version__, commands, web_commands
-from t2f.config import read_environment, settings_from_mapping
-from t2f.errors import ConfigError, T2FError
+from t2f.config import load_environment, setting_names, settings_from_mapping
+from t2f.errors import ConfigError, InvalidImage, InvalidInput, InvalidRequest, T2FError
 from t2f.logs import configure_logging, quiet_third_party
 
 EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # a bad setting, argument or input file: the same code as argparse's own refusals
+EXIT_REFUSED = commands.EXIT_REFUSED  # a prompt the filter refuses
 EXIT_INTERRUPTED = 130
 OVERRIDES = {"model": "T2F_MODEL", "device": "T2F_DEVICE"}
 
 
-def quiet_libraries(debug: bool, *, show_downloads: bool = False) -> None:
+def quiet_libraries(debug: bool, *, show_downloads: bool = False, terminal: bool | None = None) -> None:
     """Quiet the model libraries unless debugging; their warnings are for developers, not users.
 
-    Done through the variables diffusers, transformers and the hub read when they load, so nothing
+    Done through the variables diffusers, transformers, tqdm and the hub read when they load, so nothing
     heavy is imported before a command needs it (``t2f --help`` answers at once). ``show_downloads``
-    keeps the hub's progress bars (size, speed, time left) for commands that fetch gigabytes.
+    keeps the hub's progress bars (size, speed, time left) for commands that fetch gigabytes. Progress
+    bars (the hub's, diffusers' "Loading pipeline components", denoising) are drawn only when stderr is
+    a ``terminal`` (default: asked of stderr): in a log file each redraw is another line.
     """
     if debug:
         return
     warnings.filterwarnings("ignore")
     quiet_third_party()
-    if not show_downloads:
+    if terminal is None:
+        terminal = sys.stderr.isatty()
+    if not show_downloads or not terminal:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not terminal:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm when it is imported: every bar built on it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", help="output folder (default: T2F_OUTPUT_DIR/<time>-<seed>)")
     gen.add_argument("--image-only", action="store_true", help="stop after the image (no face detection or mesh)")
     gen.add_argument("--whole-image", action="store_true", help="use the whole image as the face crop (no detection)")
+    gen.add_argument(
+        "--no-filter", action="store_true", help="paint a prompt the prompt filter refuses (exit 3 without it)"
+    )
     gen.set_defaults(handler=commands.cmd_generate)
 
     rec = sub.add_parser("reconstruct", parents=[common], help="build the 3D face mesh of an existing photo")
@@ -107,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     assets.set_defaults(handler=web_commands.cmd_web_assets)
     serve = sub.add_parser("serve", parents=[common], help="the web app: prompt, progress and the 3D face in a browser")
     serve.add_argument("--host", help="address to listen on (default: T2F_WEB_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default: T2F_WEB_PORT, or 8080 when that is 0)")
+    serve.add_argument("--port", type=int, help="port, 1 to 65535 (default: T2F_WEB_PORT, or 8080 when that is 0)")
     serve.set_defaults(handler=web_commands.cmd_serve)
 
     doc = sub.add_parser("doctor", parents=[common], help="show versions, device and weights, and do a smoke run")
@@ -121,16 +132,32 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     quiet_libraries(debug, show_downloads=args.command == "download")
     try:
-        env = read_environment(getattr(args, "env_file", ".env"))
+        # --env-file names a file that must exist; the default .env may be absent.
+        environment = load_environment(
+            getattr(args, "env_file", ".env"), required=hasattr(args, "env_file"), known=setting_names()
+        )
+        for warning in environment.warnings:
+            print(f"t2f: warning: {warning}", file=sys.stderr)
         # Command-line overrides go through the same validation as the environment.
-        env.update({var: getattr(args, name) for name, var in OVERRIDES.items() if hasattr(args, name)})
+        env = {
+            **environment.values,
+            **{var: getattr(args, name) for name, var in OVERRIDES.items() if hasattr(args, name)},
+        }
         settings = settings_from_mapping(env)
         configure_logging(settings.log_level or "warning", settings.log_format, debug=debug)
         return int(args.handler(args, settings))
     except ConfigError as exc:
         print(f"t2f: configuration error: {exc.user_message}", file=sys.stderr)
         return EXIT_CONFIG
+    except (InvalidRequest, InvalidInput, InvalidImage) as exc:  # an argument or input file t2f cannot use
+        print(f"t2f: error: {exc.user_message}", file=sys.stderr)
+        return EXIT_CONFIG
     except T2FError as exc:
+        from t2f.serve.moderation import PromptRejected  # here, not at the top: `t2f --help` stays quick
+
+        if isinstance(exc, PromptRejected):
+            print(f"t2f: refused: {exc.user_message}", file=sys.stderr)
+            return EXIT_REFUSED
         print(f"t2f: error: {exc.user_message}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

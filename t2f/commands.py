@@ -15,17 +15,19 @@ from t2f import __version__
 from t2f.bounds import check_face_request
 from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
-from t2f.errors import ConfigError, NoFaceFound, T2FError
+from t2f.errors import ConfigError, InvalidInput, NoFaceFound, T2FError
 from t2f.faces import FaceRequest, StepProgress
+from t2f.files.checks import IMAGE_FILE_BYTES, MIB, check_output_folder, read_input_file
 from t2f.files.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
-from t2f.preflight import check_device
+from t2f.preflight import check_blocklist, check_device
 from t2f.report import RANDOM_WEIGHTS_NOTE, FaceReport
 
 if TYPE_CHECKING:
     from t2f.stages.pipeline import FacePipeline
 
-EXIT_REFUSED = 3  # check-prompt: at least one prompt is refused
+EXIT_REFUSED = 3  # check-prompt: at least one prompt is refused; generate: the prompt is refused
 ECHO_CHARS = 200  # the most of a user's text a note quotes back (a 100k-character prompt is not echoed whole)
+PROMPT_LIST_BYTES = MIB  # eval-faces' prompt file: 100 prompts are about 6 KB
 
 
 def clip(text: str, limit: int = ECHO_CHARS) -> str:
@@ -33,11 +35,18 @@ def clip(text: str, limit: int = ECHO_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
-def check_out(out: Path) -> Path:
-    """``--out`` must be a folder (or not exist yet): checked before any model loads, not after painting."""
-    if out.exists() and not out.is_dir():
-        raise T2FError(f"--out {clip(str(out), 100)} is a file; give a folder (it is created when missing).")
-    return out
+def check_prompt_allowed(settings: Settings, request: FaceRequest) -> None:
+    """The prompt filter's verdict on ``request``, as for a member: :class:`PromptRejected` when it refuses."""
+    from t2f.build import load_prompt_filter
+    from t2f.serve.moderation import PromptRejected
+
+    check_blocklist(settings.blocklist_file)
+    verdict = load_prompt_filter(settings).judge(request.prompt, request.negative_prompt)
+    if not verdict.allowed:
+        which = "prompt" if verdict.field == "prompt" else "negative prompt"
+        raise PromptRejected(
+            f"The prompt filter refuses this {which} (t2f check-prompt shows why); --no-filter paints it anyway."
+        )
 
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
@@ -88,9 +97,12 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         size=settings.image_size if args.size is None else args.size,
     )
     check_face_request(request)  # every value refused here, in milliseconds, before any model loads
-    out = check_out(
-        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}"
+    out = check_output_folder(
+        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}",
+        what="--out",
     )
+    if not args.no_filter:
+        check_prompt_allowed(settings, request)
     check_device(settings.device)
     crop = "whole" if args.whole_image else settings.face_crop
     started = time.perf_counter()
@@ -143,9 +155,10 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
     from t2f.files.images import load_image
 
     source = Path(args.image)
-    loaded = load_image(source)
-    out = check_out(
-        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}"
+    loaded = load_image(read_input_file(source, what="The image", max_bytes=IMAGE_FILE_BYTES))
+    out = check_output_folder(
+        Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{source.stem}",
+        what="--out",
     )
     check_device(settings.device)
     crop = "whole" if args.whole_image else settings.face_crop
@@ -172,7 +185,7 @@ def cmd_prnet_import(args: argparse.Namespace, settings: Settings) -> int:
     from t2f.stages.prnet.assets import PRNetAssets, install_uv_data
     from t2f.stages.prnet.checkpoint import import_tf_checkpoint
 
-    folder = Path(args.out) if args.out else settings.resolved_prnet_dir()
+    folder = check_output_folder(Path(args.out), what="--out") if args.out else settings.resolved_prnet_dir()
     config = import_tf_checkpoint(Path(args.checkpoint), folder)
     print(f"converted {args.checkpoint} -> {folder / 'model.safetensors'} (sha256 {config.sha256[:12]}…)")
     if args.uv_data:
@@ -223,12 +236,15 @@ def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
     from t2f.stages.detect import FaceDetector
 
     source = Path(args.prompts)
+    data = read_input_file(source, what="The prompt list", max_bytes=PROMPT_LIST_BYTES)
     try:
-        prompts = read_prompts(source.read_text(encoding="utf-8").splitlines())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise T2FError(f"Could not read the prompt list {source.name} ({type(exc).__name__}).") from None
+        prompts = read_prompts(data.decode("utf-8").splitlines())
+    except UnicodeDecodeError:
+        raise InvalidInput(f"The prompt list {source.name} is not UTF-8 text; save it as UTF-8.") from None
+    if args.out:
+        check_output_folder(Path(args.out).absolute().parent, what="The folder of --out")
     if not prompts or args.runs < 1:
-        raise T2FError("Give at least one prompt and --runs 1 or more.")
+        raise InvalidInput("Give at least one prompt and --runs 1 or more.")
     request = check_face_request(
         FaceRequest(
             "eval",

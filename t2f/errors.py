@@ -32,6 +32,10 @@ class InvalidRequest(T2FError):
     """A generation request asks for something the stage cannot do (bad size, steps, batch mix)."""
 
 
+class InvalidInput(T2FError):
+    """A file, folder or address named on the command line cannot be used (missing, special, too large, taken)."""
+
+
 class InvalidImage(T2FError):
     """An input file is not an image t2f can read, or is unusable (empty, absurdly large)."""
 

@@ -1,4 +1,5 @@
-"""The serving stack, built once and closed in reverse: store, metrics, pages, service, policy, web server.
+"""The serving stack, built once and closed in reverse: store, metrics (and their listener), pages, service,
+policy, web server.
 
 ``bot.py``, ``t2f serve`` and the tests open the same stack around a :class:`~t2f.serve.route.Route`
 with :func:`open_stack`; only what sits on top differs (the Discord bot, or the studio's page). Every
@@ -23,6 +24,7 @@ from t2f.serve.requests import RequestDefaults
 from t2f.serve.route import Route
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
+from t2f.web.metrics_listener import metrics_listener
 
 if TYPE_CHECKING:
     from t2f.serve.warmup import LocalStages
@@ -92,6 +94,9 @@ async def open_stack(
         service = job_service(settings, route, metrics=metrics)
         resources.push_async_callback(service.shutdown, timeout_s=SHUTDOWN_S)
         policy = admission_policy(settings, store=store, service=service)
+        if (listener := metrics_listener(metrics.render, settings)) is not None:  # T2F_METRICS_PORT, on its own
+            await listener.start()
+            resources.push_async_callback(listener.stop)
         stack = Stack(
             settings=settings,
             store=store,
@@ -131,14 +136,23 @@ async def _open_pages(settings: Settings) -> FacePages:
 
 @contextlib.asynccontextmanager
 async def _web_server(stack: Stack, pages: FacePages, plan: WebPlan) -> AsyncIterator[WebServer]:
-    """The web server: the face pages, ``/healthz`` and ``/metrics``; with ``plan.studio`` the prompt page."""
+    """The web server: the face pages and ``/healthz`` (never ``/metrics``: that has a listener of its own);
+    with ``plan.studio`` the prompt page."""
+    from t2f.web.access import WebAccess
     from t2f.web.assets import installed_script
     from t2f.web.server import WebServer, web_app
     from t2f.web.studio import Studio
 
     settings, service = stack.settings, stack.service
     studio = (
-        Studio(service=service, store=stack.store, policy=stack.policy, pages=pages, defaults=stack.defaults)
+        Studio(
+            service=service,
+            store=stack.store,
+            policy=stack.policy,
+            pages=pages,
+            defaults=stack.defaults,
+            web_pending=settings.web_pending,
+        )
         if plan.studio
         else None
     )
@@ -146,7 +160,7 @@ async def _web_server(stack: Stack, pages: FacePages, plan: WebPlan) -> AsyncIte
         pages=pages,
         viewer_script=installed_script(settings.data_dir()),
         health=functools.partial(service.health, require_warm=settings.warmup),
-        metrics=stack.metrics.render,
+        access=WebAccess.from_settings(settings, listen_host=plan.host),
         extra_routes=studio.routes() if studio is not None else None,
     )
     server = WebServer(app, host=plan.host, port=plan.port)

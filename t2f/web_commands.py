@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from t2f.config import Settings
+from t2f.errors import InvalidInput
 from t2f.stack import WebPlan, open_stack
 
 if TYPE_CHECKING:
@@ -32,10 +33,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.web_host
     port = args.port if args.port is not None else settings.web_port or 8080
+    check_listening(settings, host, port)  # before minutes of model loading, like the viewer below
     installed_script(settings.data_dir())  # before minutes of model loading: the page needs the viewer
     route, stages = load_route(settings)
     asyncio.run(_serve(settings, route, stages, WebPlan(host, port, studio=True)))
     return 0
+
+
+def check_listening(settings: Settings, host: str, port: int) -> None:
+    """``t2f serve`` can listen on ``host:port`` (and the metrics on theirs), else :class:`InvalidInput`."""
+    from t2f.web.connections import listen_problem
+
+    listeners = [("t2f serve", host, port)]
+    if settings.metrics_port:
+        if settings.metrics_port == port:
+            raise InvalidInput(f"T2F_METRICS_PORT={port} is also the web port; give the metrics a port of their own.")
+        listeners.append(("The metrics", settings.metrics_host, settings.metrics_port))
+    for who, on_host, on_port in listeners:
+        if (problem := listen_problem(on_host, on_port)) is not None:
+            raise InvalidInput(f"{who} cannot listen on {on_host[:100]}:{on_port}: {problem}.")
 
 
 async def _serve(settings: Settings, route: Route, stages: LocalStages | None, plan: WebPlan) -> None:

@@ -78,7 +78,7 @@ def test_check_config_validates_without_starting(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "t2f bot: configuration error: T2F_STEPS=500 is out of range; allowed: 1..150."
+    assert proc.stderr.strip() == "t2f bot: configuration error: T2F_STEPS=500 is out of range; allowed: 5..50."
 
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"

@@ -268,8 +268,9 @@ def no_models(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_generate_refuses_bad_values_before_loading(
     args: tuple[str, ...], message: str, clean_env: Path, no_models: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`--steps 0` used to run 25 steps (`args.steps or default`); now it is refused in one line, at once."""
-    assert run_cli("generate", "a face", *args) == 1
+    """`--steps 0` used to run 25 steps (`args.steps or default`); now it is refused in one line, at once,
+    with exit code 2 like argparse's own type errors."""
+    assert run_cli("generate", "a face", *args) == 2
     assert capsys.readouterr().err.strip() == message
 
 
@@ -277,7 +278,7 @@ def test_out_that_is_a_file_fails_before_painting(
     clean_env: Path, no_models: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (clean_env / "taken").write_text("x", encoding="utf-8")
-    assert run_cli("generate", "a face", "--out", "taken") == 1
+    assert run_cli("generate", "a face", "--out", "taken") == 2
     assert capsys.readouterr().err.strip() == (
         "t2f: error: --out taken is a file; give a folder (it is created when missing)."
     )
@@ -315,18 +316,23 @@ def test_a_huge_prompt_is_not_echoed_whole(
     assert len(err) < 2000  # was ~100 KB
 
 
-def test_download_keeps_the_hub_progress_bars(tmp_path: Path) -> None:
-    """`t2f download` shows the hub's bars (size, speed); the other commands turn them off."""
+def test_progress_bars_only_on_a_terminal(tmp_path: Path) -> None:
+    """`t2f download` on a terminal shows the hub's bars (size, speed); elsewhere, and for other commands,
+    they are off. Off a terminal every tqdm bar is off too (diffusers' "Loading pipeline components")."""
     code = (
-        "import sys; from t2f import cli; cli.quiet_libraries(False, show_downloads=sys.argv[1] == 'download'); "
-        "from huggingface_hub.utils import are_progress_bars_disabled; print(are_progress_bars_disabled())"
+        "import sys; from t2f import cli; "
+        "cli.quiet_libraries(False, show_downloads=sys.argv[1] == 'download', terminal=sys.argv[2] == 'tty'); "
+        "from huggingface_hub.utils import are_progress_bars_disabled; from tqdm.auto import tqdm; "
+        "print(are_progress_bars_disabled(), tqdm(total=1, file=open('/dev/null', 'w')).disable)"
     )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     shown = [
-        subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, env=env, timeout=60)
-        for command in ("download", "generate")
+        subprocess.run(
+            [sys.executable, "-c", code, command, where], capture_output=True, text=True, env=env, timeout=60
+        ).stdout.split()
+        for command, where in (("download", "tty"), ("generate", "tty"), ("download", "log"), ("generate", "log"))
     ]
-    assert [proc.stdout.strip() for proc in shown] == ["False", "True"]
+    assert shown == [["False", "False"], ["True", "False"], ["True", "True"], ["True", "True"]]
 
 
 def test_eval_faces_reports_the_yield(
@@ -358,8 +364,8 @@ def test_eval_faces_reports_the_yield(
     assert "| usable first time | 0/4 (0 %) |" in report and "| images painted | 8 |" in report
     assert "| no face was found | 8 |" in report
     assert out_file.read_text(encoding="utf-8") == report
-    assert run_cli("eval-faces", str(clean_env / "missing.txt")) == 1
-    assert "Could not read the prompt list missing.txt" in capsys.readouterr().err
+    assert run_cli("eval-faces", "missing.txt") == 2
+    assert capsys.readouterr().err == "t2f: error: The prompt list missing.txt does not exist.\n"
 
 
 def test_the_shipped_prompt_list_has_100_prompts() -> None:

@@ -35,9 +35,12 @@ def test_env_file_is_read_and_real_environment_wins(clean_env: Path, monkeypatch
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("T2F_STEPS", "abc", "T2F_STEPS='abc' is not a whole number; allowed: 1..150."),
-        ("T2F_STEPS", "0", "T2F_STEPS=0 is out of range; allowed: 1..150."),
-        ("T2F_GUIDANCE", "99", "T2F_GUIDANCE=99 is out of range; allowed: 0..30."),
+        ("T2F_STEPS", "abc", "T2F_STEPS='abc' is not a whole number; allowed: 5..50."),
+        ("T2F_STEPS", "0", "T2F_STEPS=0 is out of range; allowed: 5..50."),
+        # A default every member gets must be a value a member may ask for (the bounds of /face's options).
+        ("T2F_STEPS", "100", "T2F_STEPS=100 is out of range; allowed: 5..50."),
+        ("T2F_GUIDANCE", "99", "T2F_GUIDANCE=99 is out of range; allowed: 1..15."),
+        ("T2F_GUIDANCE", "0.5", "T2F_GUIDANCE=0.5 is out of range; allowed: 1..15."),
         ("T2F_IMAGE_SIZE", "500", "T2F_IMAGE_SIZE=500 is not a multiple of 8; allowed: 64..1024, a multiple of 8."),
         (
             "T2F_SCHEDULER",
@@ -195,3 +198,101 @@ def test_env_example_sets_nothing_but_the_token() -> None:
 
     root = Path(__file__).resolve().parents[1]
     assert dotenv_values(root / ".env.example") == {"DISCORD_TOKEN": ""}  # every setting is a comment
+
+
+def test_web_access_settings_are_parsed_and_checked() -> None:
+    settings = settings_from_mapping(
+        {
+            "T2F_WEB_ALLOWED_HOSTS": " Faces.Example.org., [::1], 192.168.1.5 ",
+            "T2F_TRUSTED_PROXIES": "10.0.0.1, 172.16.0.0/12, fd00::/8",
+        }
+    )
+    assert settings.web_allowed_hosts == ("faces.example.org", "::1", "192.168.1.5")
+    assert settings.trusted_proxies == ("10.0.0.1/32", "172.16.0.0/12", "fd00::/8")
+    assert (settings.metrics_port, settings.metrics_host, settings.metrics_token) == (0, "127.0.0.1", "")
+    assert (
+        settings.to_dict()["metrics_token"] == "" and Settings(metrics_token="x").to_dict()["metrics_token"] == "(set)"
+    )
+    refused = {
+        "T2F_WEB_ALLOWED_HOSTS": (
+            "T2F_WEB_ALLOWED_HOSTS='faces.example.org:8080' has 'faces.example.org:8080', which is not a host name; "
+            "allowed: host names or addresses without a port, comma-separated (* for any)."
+        ),
+        "T2F_TRUSTED_PROXIES": (
+            "T2F_TRUSTED_PROXIES='10.0.0.0/33' has '10.0.0.0/33', which is not an address or network; "
+            "allowed: addresses or CIDR networks, comma-separated."
+        ),
+    }
+    values = {"T2F_WEB_ALLOWED_HOSTS": "faces.example.org:8080", "T2F_TRUSTED_PROXIES": "10.0.0.0/33"}
+    for variable, message in refused.items():
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping({variable: values[variable]})
+        assert caught.value.user_message == message
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"T2F_WEB_PORT": "8080", "T2F_METRICS_PORT": "8080"})
+    assert caught.value.user_message == (
+        "T2F_METRICS_PORT=8080 is also T2F_WEB_PORT; give the metrics a port of their own."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("T2F_STEPS=20\nT2F_GUIDANCE='7\n", ".env line 2 is not NAME=value; check its quotes and its '='."),
+        (
+            "# settings\nT2F_STEPS=20\n\nT2F_SCHEDULER\n",
+            ".env line 4 has no '=': write T2F_SCHEDULER=value, or remove it.",
+        ),
+    ],
+)
+def test_an_env_line_that_is_not_name_value_is_refused_by_its_number(clean_env: Path, text: str, message: str) -> None:
+    (clean_env / ".env").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.user_message == message
+
+
+def test_an_unknown_t2f_name_is_a_warning_naming_the_nearest_setting(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from t2f.config import load_environment, setting_names
+
+    (clean_env / ".env").write_text("DISCORD_TOKEN=x\nT2F_STEP=12\nT2F_QUUX=1\nT2F_STEPS=30\n", encoding="utf-8")
+    monkeypatch.setenv("T2F_GUIDENCE", "7")
+    monkeypatch.setenv("T2F_SHARED_DIR", "/work/shared")  # the tests' own variable, not a typo
+    environment = load_environment(".env", known=setting_names())
+    assert environment.warnings == (
+        ".env line 2: T2F_STEP is not a t2f setting and is ignored; did you mean T2F_STEPS?",
+        '.env line 3: T2F_QUUX is not a t2f setting and is ignored; see README, "Configuration".',
+        "the environment's T2F_GUIDENCE is not a t2f setting and is ignored; did you mean T2F_GUIDANCE?",
+    )
+    assert environment.values["T2F_STEPS"] == "30" and environment.values["DISCORD_TOKEN"] == "x"
+
+
+def test_a_missing_env_file_is_an_error_only_when_named(clean_env: Path) -> None:
+    from t2f.config import load_environment
+
+    assert "T2F_STEPS" not in load_environment(".env").values  # the default .env may be absent
+    with pytest.raises(ConfigError) as caught:
+        load_environment("prod.env", required=True)
+    assert caught.value.user_message == "The settings file prod.env does not exist."
+    with pytest.raises(ConfigError) as caught:
+        load_environment("/dev/zero", required=True)
+    assert caught.value.user_message == (
+        "The settings file /dev/zero is not a regular file (a device, pipe or socket); give a file."
+    )
+
+
+def test_env_file_may_come_from_process_substitution(clean_env: Path) -> None:
+    """`t2f --env-file <(decrypt prod.env)` hands over a pipe: it is read (within the same 1 MiB cap)."""
+    import os
+
+    from t2f.config import load_environment
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"T2F_STEPS=30\n")
+    os.close(write_end)
+    try:
+        assert load_environment(f"/dev/fd/{read_end}", required=True).values["T2F_STEPS"] == "30"
+    finally:
+        os.close(read_end)

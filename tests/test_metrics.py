@@ -1,4 +1,5 @@
-"""Prometheus metrics: counted and timed as a /face goes through the bot, scraped over HTTP at /metrics."""
+"""Prometheus metrics: counted and timed as a /face goes through the bot, scraped over HTTP at /metrics
+on its own listener (T2F_METRICS_PORT)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from t2f.faces import FaceRequest
 from t2f.report import FaceReport
 from t2f.serve.jobs import JobResult, JobStatus
 from t2f.serve.metrics import ServiceMetrics
-from t2f.web.server import WebServer, web_app
+from t2f.web.metrics_listener import MetricsListener
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -42,24 +43,23 @@ async def test_a_face_is_counted_and_timed_at_the_metrics_endpoint(
     simcord_env, photo: PhotoTextToImage, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     service = simcord_env.bot.service
-    app = web_app(pages=None, viewer_script=None, health=lambda: (True, "ok"), metrics=service.metrics.render)
-    server = WebServer(app, host="127.0.0.1", port=0)
-    await server.start()
+    listener = MetricsListener(service.metrics.render, host="127.0.0.1", port=0)
+    await listener.start()
     try:
         guild, channel, alice = world(simcord_env)
         mod = moderator(simcord_env, guild)
         await mod.slash(channel, "faceadmin pause")
         await alice.slash(channel, "face", prompt="a smiling astronaut")
-        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as response:
+        async with aiohttp.ClientSession() as session, session.get(listener.url) as response:
             waiting = samples(await response.text())
         assert waiting[("t2f_queue_depth", (("guild", str(guild.id)),))] == 1.0
         assert waiting[("t2f_queue_depth_total", ())] == 1.0
         await mod.slash(channel, "faceadmin resume")
-        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as response:
+        async with aiohttp.ClientSession() as session, session.get(listener.url) as response:
             assert response.status == 200 and response.content_type == "text/plain"
             scraped = samples(await response.text())
     finally:
-        await server.stop()
+        await listener.stop()
     assert scraped[("t2f_jobs_total", (("outcome", "done"),))] == 1.0
     for stage in ("queue_wait", "paint", "detect", "prnet", "export", "delivery"):
         assert scraped[("t2f_stage_seconds_count", (("stage", stage),))] == 1.0, stage

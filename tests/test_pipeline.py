@@ -125,14 +125,14 @@ def test_prnet_import_then_reconstruct_with_defaults(
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "message", "code"),
     [
-        (b"hello, not an image", "That file is not an image t2f can read"),
-        (None, "No face found in the image."),
+        (b"hello, not an image", "That file is not an image t2f can read", 2),  # a bad input, before loading
+        (None, "No face found in the image.", 1),
     ],
 )
 def test_reconstruct_refuses_bad_input_in_one_line(
-    prnet_env: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str
+    prnet_env: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str, code: int
 ) -> None:
     path = prnet_env / "input.png"
     if content is None:
@@ -140,7 +140,7 @@ def test_reconstruct_refuses_bad_input_in_one_line(
         Image.fromarray(noise).save(path)
     else:
         path.write_bytes(content)
-    assert cli.main(["reconstruct", str(path), "--out", str(prnet_env / "x")]) == 1
+    assert cli.main(["reconstruct", str(path), "--out", str(prnet_env / "x")]) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"t2f: error: {message}") and "\n" not in err and "Traceback" not in err
 

@@ -1,5 +1,5 @@
 """The web layer without a browser: the viewer download, signed links, face pages on disk, the server's
-answers (404s that say nothing, path tricks, /healthz, /metrics) and the service's health.
+answers (404s that say nothing, path tricks, /healthz, /metrics on its own listener) and the service's health.
 
 The viewer comes from a loopback registry serving the real npm tarball (``npm pack``), through the same
 code path as ``t2f web-assets``. Browser tests are in tests/test_web_browser.py.
@@ -34,6 +34,7 @@ from t2f.serve.uploads import zip_bytes
 from t2f.web.assets import INTEGRITY, SCRIPT_NAME, VERSION, install_model_viewer, integrity_of, tarball_url
 from t2f.web.html import NOT_FOUND
 from t2f.web.links import LinkSigner, load_secret
+from t2f.web.metrics_listener import MetricsListener
 from t2f.web.pages import FacePages
 from t2f.web.server import WebServer, exposure_warning, web_app
 
@@ -184,16 +185,19 @@ async def served(tmp_path: Path, viewer_cache: Path):  # type: ignore[no-untyped
     pages = FacePages(tmp_path / "out", LinkSigner(b"secret"), keep_s=7 * DAY, clock=clock)
     pages.save(JOB, {IMAGE_FILE: b"png-bytes", "face.glb": b"glb-bytes"}, sample_report())
     healthy = [False, "warming up"]
+    metrics = MetricsListener(
+        lambda: (b"t2f_up 1\n", "text/plain; version=0.0.4; charset=utf-8"), host="127.0.0.1", port=0
+    )
     app = web_app(
         pages=pages,
         viewer_script=viewer_cache / "web" / SCRIPT_NAME,
-        health=lambda: tuple(healthy),
-        metrics=lambda: (b"t2f_up 1\n", "text/plain; version=0.0.4; charset=utf-8"),
-    )  # type: ignore[arg-type]
+        health=lambda: tuple(healthy),  # type: ignore[arg-type,return-value]
+        metrics=metrics,
+    )
     server = WebServer(app, host="127.0.0.1", port=0)
     await server.start()
     async with aiohttp.ClientSession(server.url) as session:
-        yield session, pages, clock, healthy
+        yield session, pages, clock, healthy, metrics
     await server.stop()
 
 
@@ -203,7 +207,7 @@ async def get(session: aiohttp.ClientSession, path: str) -> tuple[int, str]:
 
 
 async def test_a_valid_link_serves_the_page_and_its_files(served) -> None:  # type: ignore[no-untyped-def]
-    session, pages, _, _ = served
+    session, pages, _, _, _ = served
     status, body = await get(session, pages.path(JOB))
     assert status == 200
     assert "a &lt;b&gt;bold&lt;/b&gt; test face" in body and "<b>bold" not in body  # the prompt is escaped
@@ -218,7 +222,7 @@ async def test_a_valid_link_serves_the_page_and_its_files(served) -> None:  # ty
 
 
 async def test_forged_expired_and_deleted_links_get_the_same_404(served) -> None:  # type: ignore[no-untyped-def]
-    session, pages, clock, _ = served
+    session, pages, clock, _, _ = served
     good = pages.path(JOB)
     _, _, job, expires, signature, _ = good.split("/")
     forged = [
@@ -250,7 +254,7 @@ async def test_forged_expired_and_deleted_links_get_the_same_404(served) -> None
     ],
 )
 async def test_path_traversal_is_refused(served, path: str) -> None:  # type: ignore[no-untyped-def]
-    session, pages, _, _ = served
+    session, pages, _, _, _ = served
     url = path.format(good=pages.path(JOB).lstrip("/").removeprefix("f/"))
     async with session.get(url) as response:
         body = await response.read()
@@ -258,12 +262,14 @@ async def test_path_traversal_is_refused(served, path: str) -> None:  # type: ig
     assert b"glb-bytes" not in body and b"saved_at" not in body and b"root:" not in body
 
 
-async def test_healthz_and_metrics(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    session, _, _, healthy = served
+async def test_healthz_and_metrics_on_their_own_listener(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    session, _, _, healthy, metrics = served
     assert await get(session, "/healthz") == (503, "warming up\n")
     healthy[:] = [True, "ok"]
     assert await get(session, "/healthz") == (200, "ok\n")
-    async with session.get("/metrics") as response:
+    assert await get(session, "/metrics") == (404, NOT_FOUND)  # the public pages never serve them
+    assert metrics.server.port not in (0, int(str(session._base_url).rsplit(":", 1)[1]))
+    async with aiohttp.ClientSession() as scraper, scraper.get(metrics.url) as response:
         assert (response.status, await response.text()) == (200, "t2f_up 1\n")
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     bare = WebServer(web_app(pages=None, viewer_script=None, health=lambda: (True, "ok")), host="127.0.0.1", port=0)

@@ -7,6 +7,16 @@ import dataclasses
 from t2f.config.settings import Settings
 
 
+def documented_fields() -> list[dataclasses.Field[object]]:
+    """Every setting in reading order: :class:`Settings`' own fields, then its bases' (the web server's).
+
+    A dataclass lists a base's fields first; people read the models' settings first.
+    """
+    own = vars(Settings).get("__annotations__", {})
+    fields = dataclasses.fields(Settings)
+    return [f for f in fields if f.name in own] + [f for f in fields if f.name not in own]
+
+
 def _default_text(default: object) -> str:
     """A default as it is written in ``.env``: on/off, comma-separated ids, or the plain value."""
     if default is None:
@@ -21,7 +31,7 @@ def _default_text(default: object) -> str:
 def settings_table() -> str:
     """Markdown table of every setting, for the README."""
     rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-    for f in dataclasses.fields(Settings):
+    for f in documented_fields():
         shown = _default_text(f.default) or "(empty)"
         rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['allowed'] or 'any'} | {f.metadata['doc']} |")
     return "\n".join(rows)
@@ -42,7 +52,7 @@ def env_example() -> str:
         '# Models, inference, the bot\'s limits, storage and logs (see README, "Configuration").',
         "# Every line below shows the default; uncomment a line to change it.",
     ]
-    for f in dataclasses.fields(Settings):
+    for f in documented_fields():
         shown = _default_text(f.default)
         allowed = f" Allowed: {f.metadata['allowed']}." if f.metadata["allowed"] else ""
         lines += [f"# {f.metadata['doc']}{allowed}", f"# {f.metadata['env']}={shown}"]

@@ -1,13 +1,17 @@
-"""Reading setting values: one parser per setting, each naming the variable and what it allows.
+"""Declaring and reading setting values: one parser per setting, each naming the variable and what it allows.
 
-Every parser takes the variable's name and its raw text and returns the typed value, or raises
+:func:`setting` declares a field of :class:`t2f.config.Settings` with its variable, meaning and allowed
+values. Every parser takes the variable's name and its raw text and returns the typed value, or raises
 :class:`~t2f.errors.ConfigError` with one sentence for the operator. :data:`PARSERS` maps each field
 of :class:`t2f.config.Settings` to its parser.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,14 @@ BACKENDS = ("local", "ray")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 COMPILE_MODES = ("off", "default", "graphs", "graphs-single")
+HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+
+
+def setting(env: str, default: Any, doc: str, *, allowed: str = "", secret: bool = False) -> Any:
+    """A settings field: its variable ``env``, default, meaning (``doc``), allowed values and whether it is secret."""
+    return field(default=default, metadata={"env": env, "doc": doc, "allowed": allowed, "secret": secret})
 
 
 def _parse_number(var: str, raw: str, bound: Bound[Any]) -> Any:
@@ -115,13 +125,50 @@ def _parse_public_url(var: str, raw: str) -> str:
     return value
 
 
+def _parse_hosts(var: str, raw: str) -> tuple[str, ...]:
+    """Host names or addresses, without ports, lower-cased (``[::1]`` is ``::1``); ``*`` is any host."""
+    names = []
+    for part in (p.strip().lower().rstrip(".") for p in raw.split(",") if p.strip()):
+        name = part[1:-1] if part.startswith("[") and part.endswith("]") else part
+        if name != "*" and not HOST_NAME.fullmatch(name) and not _is_address(name):
+            raise ConfigError(
+                f"{var}={raw!r} has {part!r}, which is not a host name; allowed: host names or addresses "
+                "without a port, comma-separated (* for any)."
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_networks(var: str, raw: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks (``10.0.0.0/8``, ``::1``), each kept in its normal form."""
+    networks = []
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{var}={raw!r} has {part!r}, which is not an address or network; allowed: addresses or CIDR "
+                "networks, comma-separated."
+            ) from None
+    return tuple(networks)
+
+
 PARSERS: dict[str, Callable[[str, str], Any]] = {
     "model": _parse_required_text,
     "model_revision": _parse_required_text,
     "device": _parse_device,
     "dtype": lambda var, raw: _parse_choice(var, raw, DTYPES),
-    "steps": lambda var, raw: _parse_number(var, raw, bounds.STEPS),
-    "guidance": lambda var, raw: _parse_number(var, raw, bounds.GUIDANCE),
+    # The defaults every member gets, so they must be values a member may ask for.
+    "steps": lambda var, raw: _parse_number(var, raw, bounds.MEMBER_STEPS),
+    "guidance": lambda var, raw: _parse_number(var, raw, bounds.MEMBER_GUIDANCE),
     "image_size": _parse_image_size,
     "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
     "safety_checker": _parse_bool,
@@ -163,6 +210,12 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "public_url": lambda var, raw: _parse_public_url(var, raw),
     "web_secret": _parse_text,
     "keep_days": lambda var, raw: _parse_number(var, raw, bounds.KEEP_DAYS),
+    "web_allowed_hosts": _parse_hosts,
+    "trusted_proxies": _parse_networks,
+    "web_pending": lambda var, raw: _parse_number(var, raw, bounds.WEB_PENDING),
+    "metrics_port": lambda var, raw: _parse_number(var, raw, bounds.WEB_PORT),
+    "metrics_host": _parse_required_text,
+    "metrics_token": _parse_text,
     "backend": lambda var, raw: _parse_choice(var, raw, BACKENDS),
     "ray_address": _parse_text,
     "ray_min_replicas": lambda var, raw: _parse_number(var, raw, bounds.RAY_REPLICAS),

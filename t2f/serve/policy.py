@@ -42,7 +42,11 @@ FILTER_CACHE = 256  # compiled filters kept for servers with their own terms (co
 
 
 class Refused(T2FError):
-    """A request this server's rules do not allow right now."""
+    """A request this server's rules do not allow right now; ``retry_after_s``: when it may be, if known."""
+
+    def __init__(self, user_message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(user_message)
+        self.retry_after_s = retry_after_s
 
 
 class WrongChannel(Refused):
@@ -143,13 +147,19 @@ class Policy:
         previous = self._last_request.get(key)
         waited = self.clock() - (float("-inf") if previous is None else previous)
         if waited < cooldown:
-            raise Refused(f"Slow down: you can ask for another face in {cooldown - waited:.0f} s.")
+            raise Refused(
+                f"Slow down: you can ask for another face in {cooldown - waited:.0f} s.",
+                retry_after_s=cooldown - waited,
+            )
         reserved_by_member = sum(n for (_, user), n in self._reserved.items() if user == user_id)
         pending = self.service.pending_for(user_id) + reserved_by_member
         if pending >= self.limits.user_pending:
             raise Refused(f"You already have {pending} faces on the way; wait for one to finish.")
         if made_today + self._reserved[key] >= quota:
-            raise Refused(f"You have reached today's limit of {quota} faces on this server; it resets at midnight UTC.")
+            raise Refused(
+                f"You have reached today's limit of {quota} faces on this server; it resets at midnight UTC.",
+                retry_after_s=midnight + 86400 - time.time(),
+            )
         capacity = self.limits.queue_capacity if settings.queue_cap is None else settings.queue_cap
         waiting = len(self.service.queued()) + sum(self._reserved.values())
         if waiting >= capacity:

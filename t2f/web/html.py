@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any
+
+from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS, SEED
 
 VIEWER_SCRIPT = "/assets/model-viewer.min.js"
 NOT_FOUND = "Not found.\n"  # the same for a forged, an expired, a deleted and a never-made face
@@ -111,6 +114,17 @@ def _pose(data: dict[str, Any]) -> str | None:
     return f"yaw {pose['yaw']:.0f}° · pitch {pose['pitch']:.0f}° · roll {pose['roll']:.0f}°"
 
 
+def public_model_name(model: object) -> str | None:
+    """A model as a page may name it: a hub id (``owner/name``) as it is, a folder by its last part only.
+
+    Pages saved before :meth:`~t2f.web.pages.FacePages.save` stripped folders may still hold a path.
+    """
+    if not isinstance(model, str) or not model:
+        return None
+    looks_like_path = model.startswith(("/", "~", ".")) or model.count("/") != 1 or "\\" in model
+    return PurePosixPath(model.replace("\\", "/")).name if looks_like_path else model
+
+
 def face_page(data: dict[str, Any], *, expires: int) -> str:
     """The page of one face from its saved report (``metadata.json``); file links are relative."""
     prompt = str(data.get("prompt") or "A face")
@@ -121,7 +135,7 @@ def face_page(data: dict[str, Any], *, expires: int) -> str:
         "Steps": data.get("steps"),
         "Guidance": data.get("guidance"),
         "Pose": _pose(data),
-        "Model": model.get("id"),
+        "Model": public_model_name(model.get("id")),
         "Job": data.get("job_id"),
     }
     rows = "".join(
@@ -141,16 +155,22 @@ def face_page(data: dict[str, Any], *, expires: int) -> str:
     )
 
 
-def studio_page(*, steps: int, max_steps: int, prompt_chars: int) -> str:
-    """The ``t2f serve`` page: the prompt form, live progress, then the image, the 3D view and downloads."""
+def studio_page(*, steps: int) -> str:
+    """The ``t2f serve`` page: the prompt form, live progress, then the image, the 3D view and downloads.
+
+    The form's limits are the server's (:mod:`t2f.bounds`), so the browser refuses what the server would.
+    """
+    prompt, negative = MEMBER_PROMPT_CHARS, MEMBER_NEGATIVE_CHARS
     return (
         _head("t2f · text to a 3D face")
         + "<body><main><h1>Text to a 3D face</h1>"
-        + '<form id="ask"><textarea id="prompt" rows="2" required minlength="3" '
-        + f'maxlength="{prompt_chars}" placeholder="a portrait photo of a smiling woman with curly hair"></textarea>'
-        + '<div class="row"><label>Negative prompt<input id="negative" maxlength="300" placeholder="glasses, blur">'
-        + '</label><label>Seed<input id="seed" type="number" min="0" placeholder="random"></label>'
-        + f'<label>Steps<input id="steps" type="number" min="1" max="{max_steps}" value="{steps}"></label></div>'
+        + f'<form id="ask"><textarea id="prompt" rows="2" required minlength="{prompt.low}" '
+        + f'maxlength="{prompt.high}" placeholder="a portrait photo of a smiling woman with curly hair"></textarea>'
+        + f'<div class="row"><label>Negative prompt<input id="negative" maxlength="{negative.high}" '
+        + 'placeholder="glasses, blur"></label>'
+        + f'<label>Seed<input id="seed" type="number" min="{SEED.low}" max="{SEED.high}" placeholder="random">'
+        + f'</label><label>Steps<input id="steps" type="number" min="{MEMBER_STEPS.low}" max="{MEMBER_STEPS.high}" '
+        + f'value="{steps}" required></label></div>'
         + '<div><button id="go" type="submit">Make the face</button></div></form>'
         + '<p id="error" role="alert" hidden></p>'
         + '<section id="progress" hidden><p id="status"></p><progress id="bar" max="1" value="0"></progress>'

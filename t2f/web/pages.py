@@ -23,10 +23,12 @@ from t2f.export.glb import glb_bytes
 from t2f.export.obj import obj_bytes, textured_obj_files
 from t2f.faces import FaceResult
 from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, json_bytes, write_files
+from t2f.files.weights import is_local_reference
 from t2f.report import FaceReport
 from t2f.serve.jobs import FaceJob, JobResult, JobStatus
 from t2f.serve.route import FilesStage
 from t2f.serve.uploads import zip_bytes
+from t2f.web.html import public_model_name
 from t2f.web.links import JOB_ID, LinkSigner
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,13 @@ SERVED = {
     REPORT_FILE: "application/json",
 }
 DOWNLOADS = (OBJ_FILE, TEXTURED_ZIP, GLB_FILE)
+
+
+def served_model_name(model: str | None) -> str | None:
+    """The model as a page names it: a hub id as it is, a local folder by its own name (never its path)."""
+    if model is None or not is_local_reference(model):
+        return public_model_name(model)
+    return Path(model).expanduser().name or public_model_name(model)
 
 
 def page_files(face: FaceResult, delivered: Mapping[str, bytes], *, untouched: bool) -> dict[str, bytes]:
@@ -93,6 +102,8 @@ class FacePages:
         write_files(folder, {name: data for name, data in files.items() if name in SERVED and name != REPORT_FILE})
         document: dict[str, Any] = {"job_id": job_id, "saved_at": round(self.clock(), 3)}
         document.update(report.to_json() if report is not None else {})
+        if isinstance(document.get("model"), dict):  # served to anyone with the link: no folder of this server
+            document["model"] = {**document["model"], "id": served_model_name(document["model"].get("id"))}
         write_files(folder, {REPORT_FILE: json_bytes(document)})
 
     def remove_face(self, job_id: str) -> bool:

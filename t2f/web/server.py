@@ -1,9 +1,12 @@
-"""The aiohttp server: face pages, ``/healthz``, ``/metrics``, the viewer script, and the studio's routes.
+"""The aiohttp server: face pages, ``/healthz``, the viewer script, and the studio's routes.
 
 One server runs inside the bot (when ``T2F_WEB_PORT`` is set) or as ``t2f serve``. It listens on
 loopback unless told otherwise; a reverse proxy publishes it at ``T2F_PUBLIC_URL``. Every handler that
 touches the disk does it in a thread. Any refusal of a face link (forged, expired, deleted, unknown
-file, path tricks) is the same 404, so a link never tells whether a face exists.
+file, path tricks) is the same 404, so a link never tells whether a face exists. Host names, origins
+and visitors are judged by :class:`~t2f.web.access.WebAccess`, connections are limited by
+:mod:`t2f.web.connections`, and ``/metrics`` is never served here: it has a listener of its own
+(:mod:`t2f.web.metrics_listener`) that starts and stops with this app.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from pathlib import Path
 
 from aiohttp import web
 
+from t2f.web.access import LOOPBACK_ONLY, WebAccess
+from t2f.web.api import MAX_BODY_BYTES
+from t2f.web.connections import WebServer, answered
 from t2f.web.html import NOT_FOUND, STUDIO_SCRIPT, STYLE, face_page
+from t2f.web.metrics_listener import Metrics, MetricsListener
 from t2f.web.pages import SERVED, FacePages
 
+__all__ = ["Health", "Metrics", "WebServer", "exposure_warning", "is_loopback", "web_app"]
 log = logging.getLogger(__name__)
 Health = Callable[[], tuple[bool, str]]  # (healthy, reason)
-Metrics = Callable[[], tuple[bytes, str]]  # (body, content type)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRUNE_EVERY_S = 3600.0
 # model-viewer instantiates WebAssembly and uses blob: workers and URLs; its shadow DOM brings inline styles.
@@ -75,7 +82,8 @@ def web_app(
     pages: FacePages | None,
     viewer_script: Path | None,
     health: Health,
-    metrics: Metrics | None = None,
+    access: WebAccess = LOOPBACK_ONLY,
+    metrics: MetricsListener | None = None,
     extra_routes: list[web.RouteDef] | None = None,
     prune_every_s: float = PRUNE_EVERY_S,
 ) -> web.Application:
@@ -86,20 +94,16 @@ def web_app(
     pages : the face pages, or None (no ``/f/`` routes).
     viewer_script : the installed ``<model-viewer>`` script (``t2f.web.assets``); None serves a 404 for it.
     health : answers ``GET /healthz``: 200 ``ok`` or 503 and the reason.
-    metrics : answers ``GET /metrics`` with (body, content type); None: 404.
+    access : the host names it answers, the origins that may post to it, the proxies it believes
+        (default: loopback only, no public URL, no proxy).
+    metrics : the ``/metrics`` listener to run while this app runs, or None; ``/metrics`` here is a 404.
     extra_routes : more routes (the studio's, for ``t2f serve``).
     """
-    app = web.Application(middlewares=[_hardened], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[_hardened, answered, access.middleware()], client_max_size=MAX_BODY_BYTES)
 
     async def healthz(request: web.Request) -> web.Response:
         healthy, reason = health()
         return web.Response(status=200 if healthy else 503, text=f"{reason}\n", headers={"Cache-Control": "no-store"})
-
-    async def metrics_page(request: web.Request) -> web.Response:
-        if metrics is None:
-            raise _not_found()
-        body, content_type = metrics()
-        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     async def viewer(request: web.Request) -> web.StreamResponse:
         if viewer_script is None or not viewer_script.is_file():
@@ -144,7 +148,6 @@ def web_app(
     app.add_routes(
         [
             web.get("/healthz", healthz),
-            web.get("/metrics", metrics_page),
             web.get("/assets/model-viewer.min.js", viewer),
             web.get("/assets/t2f.css", text_asset(STYLE, "text/css")),
             web.get("/assets/studio.js", text_asset(STUDIO_SCRIPT, "text/javascript")),
@@ -155,6 +158,8 @@ def web_app(
     )
     if pages is not None:
         app.cleanup_ctx.append(_pruning(pages, prune_every_s))
+    if metrics is not None:
+        app.cleanup_ctx.append(metrics.context)
     return app
 
 
@@ -178,33 +183,3 @@ def _pruning(pages: FacePages, every_s: float) -> Callable[[web.Application], As
         task.cancel()
 
     return context
-
-
-class WebServer:
-    """Start and stop an application on ``host:port`` (port 0 picks a free one; see :attr:`port`)."""
-
-    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        if runner.addresses:  # the port the system picked when asked for port 0
-            self.port = int(runner.addresses[0][1])
-        log.info("web server listening on %s", self.url)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"

@@ -1,10 +1,12 @@
 """The ``t2f serve`` page: one machine, no Discord. A prompt box, live progress, then the face.
 
-The browser posts a request to ``/api/faces``; the same admission as the bot judges it (the prompt
-filter on prompt and negative prompt, then :class:`~t2f.serve.policy.Policy` with the client's address
-as the member and no server); the job goes to the same :class:`~t2f.serve.service.JobService`. Progress
-(queue place, denoising steps, TAESD previews) streams back as Server-Sent Events from
-``/api/faces/<job_id>/events``; the last event names the face's signed page, whose files the page shows.
+The browser posts a request to ``/api/faces`` (a JSON object: :mod:`t2f.web.api`); the same admission
+as the bot judges it (the prompt filter on prompt and negative prompt, then
+:class:`~t2f.serve.policy.Policy` with the visitor as the member and no server: :mod:`t2f.web.visitors`);
+the job goes to the same :class:`~t2f.serve.service.JobService`. All web visitors together may have at
+most ``web_pending`` faces on the way (``T2F_WEB_PENDING``), so members sharing the GPU are never starved
+by the page. Progress (queue place, denoising steps, TAESD previews) streams back as Server-Sent Events
+from ``/api/faces/<job_id>/events``; the last event names the face's signed page, whose files the page shows.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from typing import Any
@@ -26,23 +29,27 @@ from t2f.faces import FaceRequest
 from t2f.files.outputs import png_bytes
 from t2f.serve.jobs import JobProgress, JobRequest, JobResult, JobStatus, QueueFull, new_job_id
 from t2f.serve.moderation import PromptRejected
-from t2f.serve.policy import Policy
+from t2f.serve.policy import Policy, Refused
 from t2f.serve.queue import JobHandle
 from t2f.serve.records import job_record
 from t2f.serve.requests import RequestDefaults
 from t2f.serve.service import JobService
 from t2f.serve.store import Store
+from t2f.web.access import visitor_of
+from t2f.web.api import BODY_TIMEOUT_S, Refusal, read_json_object
 from t2f.web.html import studio_page
 from t2f.web.pages import FacePages
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often an event stream looks at its job (cheap: no I/O unless something changed)
 KEEP_FINISHED = 1000  # final states remembered for reconnecting pages (a few hundred bytes each)
+WEB_PENDING = 10  # T2F_WEB_PENDING: faces all web visitors together may have on the way
 
 
-def client_member_id(address: str) -> int:
-    """A stable member id for a client address: 56 bits of its sha256 (fits SQLite's signed 64-bit integers)."""
-    return int.from_bytes(hashlib.sha256(address.encode("utf-8")).digest()[:7], "big")
+def client_member_id(visitor: str) -> int:
+    """A stable member id for a visitor (:func:`~t2f.web.access.visitor_of`): 56 bits of its sha256 (fits
+    SQLite's signed 64-bit integers)."""
+    return int.from_bytes(hashlib.sha256(visitor.encode("utf-8")).digest()[:7], "big")
 
 
 def _text(body: dict[str, Any], name: str, limit: int) -> str:
@@ -74,12 +81,17 @@ class Studio:
         policy: Policy,
         pages: FacePages,
         defaults: RequestDefaults,
+        web_pending: int = WEB_PENDING,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.service = service
         self.store = store
         self.policy = policy
         self.pages = pages
         self.defaults = defaults
+        self.web_pending = web_pending
+        self.body_timeout_s = body_timeout_s
+        self._admitting = 0  # requests between the cap's check and their handle (admission awaits the store)
         self._handles: dict[str, JobHandle] = {}
         self._final: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()  # job -> (member, state)
         self._followers: set[asyncio.Task[None]] = set()
@@ -93,10 +105,7 @@ class Studio:
         ]
 
     async def page(self, request: web.Request) -> web.Response:
-        body = studio_page(
-            steps=self.defaults.steps, max_steps=MEMBER_STEPS.high, prompt_chars=MEMBER_PROMPT_CHARS.high
-        )
-        return web.Response(text=body, content_type="text/html")
+        return web.Response(text=studio_page(steps=self.defaults.steps), content_type="text/html")
 
     # -- submitting ----------------------------------------------------------------------------------
     def _face_request(self, body: dict[str, Any]) -> FaceRequest:
@@ -129,29 +138,52 @@ class Studio:
 
     async def submit(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "The request is not JSON."}, status=400)
-        if not isinstance(body, dict):
-            return web.json_response({"error": "The request is not a JSON object."}, status=400)
-        member_id = client_member_id(request.remote or "unknown")
-        try:
-            face = self._face_request(body)
-            handle = await self._queue(face, member_id, chosen_seed=_whole(body, "seed") is not None)
-        except QueueFull as refusal:
-            return web.json_response({"error": refusal.user_message}, status=503)
-        except InvalidRequest as refusal:
-            return web.json_response({"error": refusal.user_message}, status=400)
-        except PromptRejected as refusal:
-            return web.json_response({"error": refusal.user_message}, status=403)
-        except T2FError as refusal:  # the policy's refusals: cooldown, pending faces, daily quota, full queue
-            return web.json_response({"error": refusal.user_message}, status=429)
+            body = await read_json_object(request, timeout_s=self.body_timeout_s)
+            handle = await self._admit(body, client_member_id(visitor_of(request)))
+        except Refusal as refusal:
+            return refusal.response()
         job_id = handle.job.job_id
         self._handles[job_id] = handle
         task = asyncio.get_running_loop().create_task(self._record(handle))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
         return web.json_response({"job_id": job_id})
+
+    async def _admit(self, body: dict[str, Any], member_id: int) -> JobHandle:
+        """The request, the web visitors' share of the queue, then the bot's admission.
+
+        Every refusal is a :class:`~t2f.web.api.Refusal` with its HTTP status.
+        """
+        try:
+            face = self._face_request(body)
+        except InvalidRequest as refusal:
+            raise Refusal(400, refusal.user_message) from None
+        on_the_way = len(self._handles) + self._admitting
+        if on_the_way >= self.web_pending:
+            raise Refusal(
+                503,
+                f"The web page has {on_the_way} faces on the way, its most; please try again in a minute.",
+                retry_after_s=self._wait_s(),
+            )
+        self._admitting += 1
+        try:
+            return await self._queue(face, member_id, chosen_seed=body.get("seed") is not None)
+        except QueueFull as refusal:
+            raise Refusal(503, refusal.user_message, retry_after_s=self._wait_s()) from None
+        except InvalidRequest as refusal:
+            raise Refusal(400, refusal.user_message) from None
+        except PromptRejected as refusal:
+            raise Refusal(403, refusal.user_message) from None
+        except Refused as refusal:  # the policy's: cooldown, pending faces, daily quota, full queue
+            raise Refusal(429, refusal.user_message, retry_after_s=refusal.retry_after_s or self._wait_s()) from None
+        except T2FError as refusal:  # the store is unavailable
+            raise Refusal(503, refusal.user_message, retry_after_s=self._wait_s()) from None
+        finally:
+            self._admitting -= 1
+
+    def _wait_s(self) -> float:
+        """Roughly when a place frees up: the queue's estimated wait, between 1 s and an hour."""
+        return min(3600.0, max(1.0, math.ceil(self.service.eta_seconds(max(1, len(self.service.queued()))))))
 
     async def _record(self, handle: JobHandle) -> None:
         """When the job ends: remember its final state for the page, drop its bytes, record it in the store."""
@@ -206,7 +238,7 @@ class Studio:
         job_id = request.match_info["job_id"]
         handle = self._handles.get(job_id)
         owner = handle.job.user_id if handle is not None else self._final.get(job_id, (None, {}))[0]
-        if owner is None or owner != client_member_id(request.remote or "unknown"):  # only its client may follow it
+        if owner is None or owner != client_member_id(visitor_of(request)):  # only its visitor may follow it
             raise web.HTTPNotFound()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
