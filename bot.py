@@ -30,7 +30,7 @@ from discord.ext import commands
 
 from cogs.base import FaceBot
 from cogs.replies import NO_PINGS, answer_privately, refusal_text
-from t2f.config import Settings, read_environment, settings_from_mapping
+from t2f.config import Settings, load_environment, setting_names, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
 from t2f.logs import configure_logging
 from t2f.preflight import check_settings
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--offline", action="store_true", help="do not ask Discord whether the token is valid before loading models"
     )
-    parser.add_argument("--env-file", default=".env", help="settings file to read (default: .env)")
+    parser.add_argument("--env-file", help="settings file to read, which must exist (default: .env, if there is one)")
     parser.add_argument("--debug", action="store_true", help="log everything, third-party notices included")
     return parser
 
@@ -255,9 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     """Check all that needs no model (settings, files, device, the token with Discord), then run the bot."""
     args = build_parser().parse_args(argv)
     try:
-        env = read_environment(args.env_file)
+        environment = load_environment(
+            args.env_file or ".env", required=args.env_file is not None, known=setting_names()
+        )
+        env = environment.values
         settings = settings_from_mapping(env)
         configure_logging(settings.log_level or "info", settings.log_format, debug=args.debug)
+        for warning in environment.warnings:  # an unknown T2F_ name: a typo the bot would otherwise ignore
+            log.warning(warning)
         token = check_token(env.get("DISCORD_TOKEN"))
         check_settings(settings)
         if not args.offline:

@@ -124,6 +124,16 @@ def test_start_up_problems_are_one_line(tmp_path: Path, lines: bytes, message: s
         assert TOKEN not in proc.stderr + proc.stdout
 
 
+def test_a_named_env_file_must_exist_and_unknown_names_are_warned(tmp_path: Path) -> None:
+    proc = run_bot_py(tmp_path, b"", "--check-config", "--offline", "--env-file", "prod.env")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("t2f bot: configuration error: ") and "prod.env" in proc.stderr
+    proc = run_bot_py(tmp_path, f"DISCORD_TOKEN={TOKEN}\nT2F_COOLDOWN=5\n".encode(), "--check-config", "--offline")
+    assert proc.returncode == 0 and proc.stdout == "t2f bot: configuration ok\n", proc.stderr
+    (warning,) = proc.stderr.strip().splitlines()  # the typo is said, with the setting it probably meant
+    assert "WARNING" in warning and "T2F_COOLDOWN" in warning and "T2F_COOLDOWN_S" in warning
+
+
 def test_help_answers_without_loading_models() -> None:
     code = (
         "import sys; sys.argv = ['bot.py', '--help']; import bot\n"
