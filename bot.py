@@ -34,6 +34,7 @@ from t2f.config import Settings, load_environment, setting_names, settings_from_
 from t2f.errors import ConfigError, T2FError
 from t2f.logs import configure_logging
 from t2f.preflight import check_settings
+from t2f.serve.deliveries import SavedResults
 from t2f.serve.policy import Policy
 from t2f.serve.requests import RequestDefaults
 from t2f.serve.service import JobService
@@ -101,6 +102,7 @@ class T2FBot(FaceBot):
         service: JobService,
         policy: Policy,
         defaults: RequestDefaults,
+        saved: SavedResults,
         warm_up: Callable[[], object] | None = None,
         pages: FacePages | None = None,
     ) -> None:
@@ -115,6 +117,7 @@ class T2FBot(FaceBot):
         self.service = service
         self.policy = policy
         self.defaults = defaults
+        self.saved = saved
         self.warm_up = warm_up
         self.pages = pages  # the 3D pages (T2F_WEB_PORT), or None
 
@@ -127,6 +130,7 @@ class T2FBot(FaceBot):
             service=stack.service,
             policy=stack.policy,
             defaults=stack.defaults,
+            saved=stack.saved,
             warm_up=stack.warm_up,
             pages=stack.pages,
         )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from t2f.config import Settings
+    from t2f.serve.deliveries import SavedResults
     from t2f.serve.policy import Policy
     from t2f.serve.requests import RequestDefaults
     from t2f.serve.service import JobService
@@ -29,6 +30,7 @@ class FaceBot(commands.Bot):
     service: JobService
     policy: Policy
     defaults: RequestDefaults  # what a /face leaves out
+    saved: SavedResults  # results kept until their delivery is recorded
     warm_up: Callable[[], object] | None
     pages: FacePages | None  # the 3D pages (T2F_WEB_PORT), or None
 

@@ -90,6 +90,8 @@ PHASES = {
 
 
 def queued_text(job_id: str, position: int, eta_s: float) -> str:
+    if position == 0:  # the worker took it before its place could be shown
+        return f"⏳ Starting · job `{job_id}`"
     return f"⏳ Queued as #{position} · about {max(1, round(eta_s))} s · job `{job_id}`"
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from t2f.build import admission_policy, job_service, request_defaults, warm_up_call
 from t2f.config import Settings
+from t2f.serve.deliveries import SavedResults
 from t2f.serve.metrics import ServiceMetrics
 from t2f.serve.policy import Policy
 from t2f.serve.requests import RequestDefaults
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from t2f.web.server import WebServer
 
 SHUTDOWN_S = 30.0  # how long the running batch may finish, and faces past the GPU get their files
+DELIVERIES = "deliveries"  # under T2F_OUTPUT_DIR: results kept until their delivery is recorded
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Stack:
     ----------
     warm_up : the start-up warm-up for :meth:`JobService.warm_up` (``None``: none is configured, or the Ray
         cluster warms its replicas itself and this only waits for one to answer).
+    saved : finished results kept until their delivery is recorded (``<T2F_OUTPUT_DIR>/deliveries``).
     pages : the 3D pages (``None`` without a web server); ``web`` the running server.
     """
 
@@ -60,6 +63,7 @@ class Stack:
     service: JobService
     policy: Policy
     defaults: RequestDefaults
+    saved: SavedResults
     warm_up: Callable[[], object] | None
     pages: FacePages | None = None
     web: WebServer | None = None
@@ -104,6 +108,7 @@ async def open_stack(
             service=service,
             policy=policy,
             defaults=request_defaults(settings),
+            saved=SavedResults(settings.output_dir / DELIVERIES),
             warm_up=_warm_up(settings, route, stages),
             pages=pages,
         )

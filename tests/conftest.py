@@ -24,6 +24,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# How long SimCord waits for the bot to settle after each action. Its own default (5 s) is a wall-clock bound a
+# busy 2-core CI machine can miss while a face's files are written; settling ends as soon as the bot is idle, so
+# a long bound costs nothing and only catches a bot that never settles.
+SETTLE_S = 120.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("simcord") is None:
+            item.add_marker(pytest.mark.simcord(settle_timeout=SETTLE_S))
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's shared data (T2F_SHARED_DIR, default ../shared beside the project root)."""

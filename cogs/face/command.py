@@ -7,6 +7,7 @@ The cog owns its jobs' lives: it follows each job it queued (:mod:`cogs.face.fol
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -30,6 +31,8 @@ from t2f.serve.records import job_record
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
 ACK_WARNING_S = 2.5  # Discord allows 3 s to answer an interaction; past this the answer was nearly lost
+ANSWER_WITHIN_S = 2.0  # what the checks may take before the member is answered anyway (the answer needs the rest)
+SLOW_DATABASE = "The bot's database is slow to answer right now; please try again in a minute."
 NOT_ANSWERED = "the interaction expired before the bot answered"
 
 
@@ -118,20 +121,58 @@ class FaceCog(commands.Cog):
         """
         bot = self.bot
         received = time.monotonic()
+        admitted = asyncio.create_task(
+            self._admit(
+                interaction,
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                seed=seed,
+                steps=steps,
+                guidance=guidance,
+                output=output,
+                repaint=repaint,
+            )
+        )
+        done, _ = await asyncio.wait({admitted}, timeout=ANSWER_WITHIN_S)
+        if not done:  # the database is slow: answer now, and undo whatever the admission still does
+            admitted.add_done_callback(self._abandon)
+            await interaction.response.send_message(SLOW_DATABASE, ephemeral=True, allowed_mentions=NO_PINGS)
+            return
         try:
-            face = bot.defaults.request(
-                prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance
-            )
-            admission = await bot.policy.admit(
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                user_id=interaction.user.id,
-                request=face,
-            )
+            job, handle, place = admitted.result()
         except T2FError as refusal:
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
             self._count_late(received)
             return
+        try:
+            await interaction.response.defer(thinking=True)
+        except BaseException:  # the interaction is gone (too late, a dropped connection, a shutdown): unseen
+            bot.service.cancel(job.job_id)
+            ended = bot.store.finish_job(job.job_id, status=JobStatus.CANCELLED, outcome=NOT_ANSWERED)
+            await record(ended, job.job_id)  # so no restart paints it for a member who saw nothing
+            raise
+        self._count_late(received)
+        await self.announce(interaction, job, handle, place=place)
+
+    async def _admit(
+        self,
+        interaction: discord.Interaction,
+        *,
+        prompt: str,
+        negative_prompt: str,
+        seed: int | None,
+        steps: int | None,
+        guidance: float | None,
+        output: str,
+        repaint: bool | None,
+    ) -> tuple[JobRequest, JobHandle, tuple[int, float]]:
+        """The request with its defaults, every check, then its row written and the job queued, with its place
+        in the queue and its ETA at that moment (or a :class:`T2FError` saying why not)."""
+        bot = self.bot
+        face = bot.defaults.request(prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance)
+        admission = await bot.policy.admit(
+            guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id, request=face
+        )
         job = JobRequest(
             job_id=new_job_id(),
             user_id=interaction.user.id,
@@ -145,33 +186,44 @@ class FaceCog(commands.Cog):
         row = job_record(
             job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
         )
-        try:  # the row is written (within about a second, or refused) before anything can paint it
-            handle = await bot.policy.enqueue(admission, job, row)
-        except T2FError as refusal:  # the database was busy, or the queue filled up meanwhile
-            await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
-            self._count_late(received)
+        # the row is written (within about a second, or refused) before anything can paint it
+        handle = await bot.policy.enqueue(admission, job, row)
+        position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
+        return job, handle, (position, bot.service.eta_seconds(position))
+
+    def _abandon(self, admitted: asyncio.Task[tuple[JobRequest, JobHandle, tuple[int, float]]]) -> None:
+        """A request already answered "slow database" whose admission went through after all: its job is
+        cancelled and recorded so, so nothing is painted or posted for a member who was told to try again."""
+        if admitted.cancelled() or admitted.exception() is not None:  # refused, or gave its slot back
             return
-        try:
-            await interaction.response.defer(thinking=True)
-        except BaseException:  # the interaction is gone (too late, a dropped connection, a shutdown): unseen
-            bot.service.cancel(job.job_id)
-            ended = bot.store.finish_job(job.job_id, status=JobStatus.CANCELLED, outcome=NOT_ANSWERED)
-            await record(ended, job.job_id)  # so no restart paints it for a member who saw nothing
-            raise
-        self._count_late(received)
-        await self.announce(interaction, job, handle)
+        job, _, _ = admitted.result()
+        self.bot.service.cancel(job.job_id)
+        store = self.bot.store
+        store.eventually(
+            lambda: store.finish_job(job.job_id, status=JobStatus.CANCELLED, outcome=NOT_ANSWERED),
+            f"cancelling job {job.job_id}",
+        )
 
     async def announce(
-        self, interaction: discord.Interaction, job: JobRequest, handle: JobHandle, *, deliver: Deliver | None = None
+        self,
+        interaction: discord.Interaction,
+        job: JobRequest,
+        handle: JobHandle,
+        *,
+        deliver: Deliver | None = None,
+        place: tuple[int, float] | None = None,
     ) -> None:
-        """Show a queued job's place in the queue, then follow it (:meth:`follow`) whatever that edit did.
+        """Show a queued job's place in the queue (``place``: its place and ETA when it was queued), then follow
+        it whatever that edit did.
 
         A failed edit is logged, not raised: the job is on its way, and its progress edits and its
         delivery try the message again. Its id is kept so that a restart edits this message.
         """
         bot = self.bot
-        position = bot.service.position(job.job_id)  # before any await: the worker may take it at once
-        text = queued_text(job.job_id, position, bot.service.eta_seconds(position))
+        if place is None:  # before any await: the worker may take it at once
+            position = bot.service.position(job.job_id)
+            place = (position, bot.service.eta_seconds(position))
+        text = queued_text(job.job_id, *place)
         if bot.service.is_paused(job.guild_id):
             text += " · the moderators paused the queue; it starts when they resume it"
         try:

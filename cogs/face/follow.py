@@ -75,26 +75,44 @@ class Followers:
             await record(self.bot.store.set_status(job_id, JobStatus.RUNNING), job_id)
         edit = await self._show_progress(handle, edit, started_at)
         result = await handle.result
-        await record(self.bot.store.set_status(job_id, JobStatus.DELIVERING), job_id)
+        await self.deliver_once(handle.job, result, edit, started_at, deliver)
+
+    async def deliver_once(
+        self, job: JobRequest, result: JobResult, edit: EditMessage | None, started_at: float, deliver: Deliver
+    ) -> None:
+        """Send a finished job so that it reaches its member once, whatever stops the bot on the way.
+
+        1. Keep the result on disk (:class:`~t2f.serve.deliveries.SavedResults`): from now on a restart
+           re-sends it, or finds it sent, and never paints the job again.
+        2. Mark the row delivering, and send it.
+        3. Record how it ended, with the message's id, retried in the background until the database takes it;
+           then let the kept result go.
+        """
+        store, saved, job_id = self.bot.store, self.bot.saved, job.job_id
+        await asyncio.to_thread(saved.save, result)
+        await record(store.set_status(job_id, JobStatus.DELIVERING), job_id)
         delivering = time.monotonic()
         try:
-            message_id = await deliver(handle.job, result, edit, started_at)
+            message_id = await deliver(job, result, edit, started_at)
             self.bot.service.metrics.delivered(time.monotonic() - delivering)
+            status, outcome = result.status, result.user_message or "ok"
         except Exception:  # e.g. a lost permission or connection: record it, never retry forever
             log.exception("delivering job %s failed", job_id)
-            undelivered = self.bot.store.finish_job(
-                job_id, status=JobStatus.UNDELIVERED, outcome="delivery failed", report=result.report
-            )
-            await record(undelivered, job_id)
-            return
-        finished = self.bot.store.finish_job(
-            job_id,
-            status=result.status,
-            outcome=result.user_message or "ok",
-            report=result.report,
-            message_id=message_id,
-        )
-        await record(finished, job_id)
+            message_id, status, outcome = None, JobStatus.UNDELIVERED, "delivery failed"
+        self.record_end(job_id, status=status, outcome=outcome, result=result, message_id=message_id)
+
+    def record_end(
+        self, job_id: str, *, status: JobStatus, outcome: str, result: JobResult | None, message_id: int | None
+    ) -> None:
+        """Record how a job ended (retried until it lands), then drop its kept result."""
+        store, saved = self.bot.store, self.bot.saved
+
+        async def write() -> None:
+            report = None if result is None else result.report
+            await store.finish_job(job_id, status=status, outcome=outcome, report=report, message_id=message_id)
+            await asyncio.to_thread(saved.drop, job_id)
+
+        store.eventually(write, f"recording how job {job_id} ended")
 
     async def _show_progress(
         self, handle: JobHandle, edit: EditMessage | None, started_at: float

@@ -4,7 +4,9 @@ The only module with SQL. The database runs in WAL mode; every query runs on a w
 (``asyncio.to_thread``) behind one lock, so the event loop never waits on disk. Rows come back as
 dataclasses. Another process holding the write lock (a backup, an admin's sqlite3 shell) makes a
 query wait ``busy_timeout_s`` and retry a few times; after that it raises :class:`StoreUnavailable`,
-whose message asks the member to try again.
+whose message asks the member to try again (or says the disk is full, when it is). A write that must
+land whatever happens (how a job ended) goes through :meth:`Store.eventually`, which keeps trying in the
+background until it does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,8 @@ COUNT_SINCE = (
     "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ? AND created_at >= ? AND status != 'refused'"
 )
 BUSY = "The bot's database is busy right now; please try again in a minute."
+DISK_FULL = "The bot's disk is full, so it cannot take new faces right now; its operator has been told."
+RETRY_LATER_S = (1.0, 60.0)  # a write that must land: first wait, longest wait between tries
 GET_GUILD = "SELECT * FROM guild_settings WHERE guild_id = ?"
 UPSERT_GUILD = """
 INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms, photo_input)
@@ -138,6 +142,8 @@ class Store:
         self._lock = threading.Lock()
         self.retries = retries
         self.retry_wait_s = retry_wait_s
+        self.retry_later_s = RETRY_LATER_S
+        self._later: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -163,8 +169,48 @@ class Store:
 
         return cls(await asyncio.to_thread(connect), retries=retries, retry_wait_s=retry_wait_s)
 
-    async def close(self) -> None:
+    async def close(self, *, settle_s: float = 10.0) -> None:
+        """Close, after giving the writes still being retried ``settle_s`` to land (the rest are logged)."""
+        if self._later:
+            _, left = await asyncio.wait(set(self._later), timeout=settle_s)
+            for task in left:
+                task.cancel()
+            if left:
+                log.error("closing the database with %d writes that never landed", len(left))
         await asyncio.to_thread(self._db.close)
+
+    def eventually(self, write: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
+        """Run ``write`` now and, while the database refuses it (locked, a full disk), again in the background,
+        waiting longer each time, until it lands. For writes that must not be lost: how a job ended, so a
+        restart neither repaints nor re-sends it.
+
+        Parameters
+        ----------
+        write : makes the write (called again for each try, so it must be safe to repeat).
+        what : what it is, for the log.
+        """
+
+        async def keep_trying() -> None:
+            wait, longest = self.retry_later_s
+            while True:
+                try:
+                    await write()
+                except StoreUnavailable as exc:
+                    log.warning("%s did not land (%s); trying again in %.0f s", what, exc.user_message, wait)
+                    await asyncio.sleep(wait)
+                    wait = min(2 * wait, longest)
+                    continue
+                return
+
+        task = asyncio.get_running_loop().create_task(keep_trying(), name=f"t2f-store: {what}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+        return task
+
+    @property
+    def writes_waiting(self) -> int:
+        """Writes still being retried (:meth:`eventually`)."""
+        return len(self._later)
 
     async def _run(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = (), *, retries: int | None = None
@@ -178,6 +224,9 @@ class Store:
             try:
                 return await asyncio.to_thread(run)
             except sqlite3.OperationalError as exc:
+                if "full" in str(exc):  # SQLITE_FULL: no retry helps until the operator frees space
+                    log.error("the database's disk is full: %s", exc)
+                    raise StoreUnavailable(DISK_FULL) from exc
                 busy = "locked" in str(exc) or "busy" in str(exc)
                 if not busy or attempt == retries:
                     log.warning("database query failed (%s, attempt %d): %s", type(exc).__name__, attempt + 1, exc)
