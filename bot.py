@@ -16,11 +16,11 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import signal
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ from discord.ext import commands
 from cogs.replies import NO_PINGS, answer_privately, refusal_text
 from t2f.config import Settings, read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
-from t2f.logs import configure_logging
+from t2f.logs import configure_logging, say, wants_json
 from t2f.preflight import check_settings
 from t2f.serve.policy import Policy
 from t2f.serve.service import JobService
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from t2f.web.server import Metrics, WebServer
 
 log = logging.getLogger("t2f.bot")
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
 EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
 DISCORD_API = "https://discord.com/api/v10"  # module constant so tests point it at a loopback server
@@ -285,9 +287,16 @@ async def verify_token(token: str, *, api_base: str = DISCORD_API, timeout_s: fl
     return str(data.get("username", "?")) if isinstance(data, dict) else "?"
 
 
+def fail(line: str, code: int, *, json_lines: bool) -> int:
+    """Say the one line that ends a failed start (a JSON record with ``T2F_LOG_FORMAT=json``) and return ``code``."""
+    say(line, json_lines=json_lines, level=logging.ERROR, logger="t2f.bot")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check all that needs no model (settings, files, device, the token with Discord), then run the bot."""
     args = build_parser().parse_args(argv)
+    env: Mapping[str, str] = os.environ  # until .env is read: how to write a line about .env itself
     try:
         env = read_environment(args.env_file)
         settings = settings_from_mapping(env)
@@ -298,25 +307,21 @@ def main(argv: list[str] | None = None) -> int:
             name = asyncio.run(verify_token(token, api_base=DISCORD_API))
             log.info("Discord accepted the token of %s", name)
     except ConfigError as exc:
-        print(f"t2f bot: configuration error: {exc.user_message}", file=sys.stderr)
-        return 2
+        return fail(f"t2f bot: configuration error: {exc.user_message}", EXIT_CONFIG, json_lines=wants_json(env))
     except T2FError as exc:
-        print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return fail(f"t2f bot: error: {exc.user_message}", EXIT_FAILURE, json_lines=wants_json(env))
     if args.check_config:  # `make bot` and the Docker image check this before downloading weights
         print("t2f bot: configuration ok")
         return 0
+    json_lines = settings.log_format == "json"
     try:
         asyncio.run(run_bot(settings, token))
     except discord.LoginFailure:
-        print(f"t2f bot: configuration error: {TOKEN_REJECTED}", file=sys.stderr)
-        return 2
+        return fail(f"t2f bot: configuration error: {TOKEN_REJECTED}", EXIT_CONFIG, json_lines=json_lines)
     except T2FError as exc:
-        print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return fail(f"t2f bot: error: {exc.user_message}", EXIT_FAILURE, json_lines=json_lines)
     except (aiohttp.ClientError, discord.GatewayNotFound, TimeoutError) as exc:  # the network went away later
-        print(f"t2f bot: error: {network_message('discord.com', exc)}", file=sys.stderr)
-        return 1
+        return fail(f"t2f bot: error: {network_message('discord.com', exc)}", EXIT_FAILURE, json_lines=json_lines)
     except KeyboardInterrupt:
         return 0
     return 0

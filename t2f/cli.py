@@ -7,9 +7,10 @@ shows tracebacks and library logs. The commands themselves are in :mod:`t2f.comm
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 import warnings
+from collections.abc import Mapping
 
 # TensorFlow (MTCNN, checkpoint import) prints C++ start-up logs unless told otherwise before it loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -18,7 +19,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from t2f import __version__, commands, web_commands
 from t2f.config import read_environment, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
-from t2f.logs import configure_logging, quiet_third_party
+from t2f.logs import configure_logging, quiet_third_party, say, wants_json
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -116,31 +117,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail(line: str, code: int, env: Mapping[str, str]) -> int:
+    """Say the one line that ends a failed command (a JSON record with ``T2F_LOG_FORMAT=json``); return ``code``."""
+    say(line, json_lines=wants_json(env), level=logging.ERROR, logger="t2f")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     quiet_libraries(debug, show_downloads=args.command == "download")
+    env: Mapping[str, str] = os.environ  # until .env is read: how to write a line about .env itself
     try:
-        env = read_environment(getattr(args, "env_file", ".env"))
+        values = read_environment(getattr(args, "env_file", ".env"))
         # Command-line overrides go through the same validation as the environment.
-        env.update({var: getattr(args, name) for name, var in OVERRIDES.items() if hasattr(args, name)})
+        values.update({var: getattr(args, name) for name, var in OVERRIDES.items() if hasattr(args, name)})
+        env = values
         settings = settings_from_mapping(env)
         configure_logging(settings.log_level or "warning", settings.log_format, debug=debug)
         return int(args.handler(args, settings))
     except ConfigError as exc:
-        print(f"t2f: configuration error: {exc.user_message}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"t2f: configuration error: {exc.user_message}", EXIT_CONFIG, env)
     except T2FError as exc:
-        print(f"t2f: error: {exc.user_message}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(f"t2f: error: {exc.user_message}", EXIT_FAILURE, env)
     except KeyboardInterrupt:
-        print("t2f: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return fail("t2f: interrupted", EXIT_INTERRUPTED, env)
     except Exception as exc:
         if debug:
             raise
-        print(
-            f"t2f: error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+        line = f"t2f: error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)"
+        return fail(line, EXIT_FAILURE, env)

@@ -18,6 +18,7 @@ from t2f.config import Settings
 from t2f.errors import ConfigError, NoFaceFound, T2FError
 from t2f.faces import FaceRequest, StepProgress
 from t2f.files.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
+from t2f.logs import say
 from t2f.preflight import check_device
 from t2f.report import RANDOM_WEIGHTS_NOTE, FaceReport
 
@@ -69,10 +70,15 @@ def _finish(out: Path, files: dict[str, bytes], report: FaceReport | None, metad
     write_files(out, files)
 
 
-def _say_weights_note(report: FaceReport) -> None:
+def json_lines(settings: Settings) -> bool:
+    """Whether stderr carries JSON records only (``T2F_LOG_FORMAT=json``): notes are records, bars are off."""
+    return settings.log_format == "json"
+
+
+def _say_weights_note(report: FaceReport, settings: Settings) -> None:
     """Unofficial PRNet weights make meaningless geometry: say so where the user looks, not only in metadata."""
     if report.prnet is not None and report.prnet.note:
-        print(f"note: {report.prnet.note}", file=sys.stderr)
+        say(f"note: {report.prnet.note}", json_lines=json_lines(settings))
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,7 +105,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     stage = load_text_to_image(settings)
     stage.check_request(request)
     load_s = time.perf_counter() - started
-    with tqdm(total=request.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+    with tqdm(total=request.steps, desc="denoising", unit="step", file=sys.stderr, disable=json_lines(settings)) as bar:
 
         def on_step(progress: StepProgress) -> None:
             bar.total = progress.total
@@ -116,10 +122,10 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         **_base_metadata(settings),
     }
     if painted.prompt_truncated:
-        print(
+        say(
             f"note: the prompt was longer than {stage.max_prompt_tokens} tokens; "
             f"this part was ignored: {clip(painted.dropped_prompt)!r}",
-            file=sys.stderr,
+            json_lines=json_lines(settings),
         )
     files: dict[str, bytes] = {}
     if painted.image is None:
@@ -135,7 +141,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             raise NoFaceFound(f"{exc.user_message} The image was kept in {out}.") from None
     _finish(out, files, report, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out} (seed {request.seed})")
-    _say_weights_note(report)
+    _say_weights_note(report, settings)
     return 0
 
 
@@ -164,7 +170,7 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
     report = _reconstruct_into(pipeline, loaded.pixels, crop, report, files)
     _finish(out, files, report, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out}")
-    _say_weights_note(report)
+    _say_weights_note(report, settings)
     return 0
 
 
@@ -211,7 +217,7 @@ def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
             ) from exc
         print(f"TAESD {settings.taesd}: {folder}")
     assets = PRNetAssets(checkpoint_data_url=settings.prnet_checkpoint_url, data_url=settings.prnet_data_url)
-    prnet_dir = download_prnet(settings.resolved_prnet_dir(), assets=assets)
+    prnet_dir = download_prnet(settings.resolved_prnet_dir(), assets=assets, progress=not json_lines(settings))
     print(f"PRNet: {prnet_dir} (weights and UV data verified)")
     return 0
 
