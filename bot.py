@@ -47,7 +47,9 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
-DISCORD_API = "https://discord.com/api/v10"  # module constant so tests point it at a loopback server
+# discord.py's own REST address (a module constant, so tests point it at a loopback server): the token check
+# asks the same Discord the bot then logs in to.
+DISCORD_API = discord.http.Route.BASE
 TOKEN_REJECTED = "Discord rejected DISCORD_TOKEN; reset it in the Developer Portal (Bot tab) and update .env."
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
 
@@ -131,6 +133,10 @@ class T2FBot(commands.Bot):
             await self.load_extension(extension)
         self.add_dynamic_items(*BUTTONS)
         await self.sync_commands()
+
+    async def on_ready(self) -> None:
+        """The gateway session is up and commands are answered: the line an operator waits for."""
+        log.info("ready: logged in as %s, in %d servers", self.user, len(self.guilds))
 
     async def sync_commands(self) -> None:
         """Sync to the configured servers (instant) or globally, only when the command tree changed.

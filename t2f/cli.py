@@ -81,8 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="PRNet folder to write (default: T2F_PRNET_DIR)")
     imp.set_defaults(handler=commands.cmd_prnet_import)
 
-    down = sub.add_parser("download", parents=[common], help="fetch the configured weights into the cache")
+    down = sub.add_parser(
+        "download", parents=[common], help="fetch the configured weights and the 3D viewer into the cache"
+    )
     down.add_argument("--force", action="store_true", help="contact the hub even when the files are already cached")
+    down.add_argument("--registry", help="npm registry to fetch the 3D viewer from (default: registry.npmjs.org)")
     down.set_defaults(handler=commands.cmd_download)
 
     check = sub.add_parser(
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # t2f web-assets, t2f serve (t2f.web): the 3D viewer download and the web app on one machine.
     assets = sub.add_parser("web-assets", parents=[common], help="fetch the 3D viewer for web pages (once)")
-    assets.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry to fetch it from")
+    assets.add_argument("--registry", help="npm registry to fetch it from (default: registry.npmjs.org)")
     assets.set_defaults(handler=web_commands.cmd_web_assets)
     serve = sub.add_parser("serve", parents=[common], help="the web app: prompt, progress and the 3D face in a browser")
     serve.add_argument("--host", help="address to listen on (default: T2F_WEB_HOST, 127.0.0.1)")

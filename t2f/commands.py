@@ -190,6 +190,7 @@ def cmd_prnet_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
     from t2f.files.weights import check_pipeline_folder, download_pipeline, is_local_reference, resolve_snapshot
     from t2f.stages.prnet.assets import PRNetAssets, download_prnet
+    from t2f.web.assets import PACKAGE, VERSION, install_model_viewer
 
     try:
         # Already complete in the cache: nothing to fetch, and no network needed (`make bot` runs this each start).
@@ -219,6 +220,9 @@ def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
     assets = PRNetAssets(checkpoint_data_url=settings.prnet_checkpoint_url, data_url=settings.prnet_data_url)
     prnet_dir = download_prnet(settings.resolved_prnet_dir(), assets=assets, progress=not json_lines(settings))
     print(f"PRNet: {prnet_dir} (weights and UV data verified)")
+    # The 3D viewer of the web pages (the bot with T2F_WEB_PORT, `t2f serve`), as `t2f web-assets` fetches it.
+    viewer = install_model_viewer(settings.data_dir(), registry=args.registry)
+    print(f"3D viewer {PACKAGE} {VERSION}: {viewer}")
     return 0
 
 
