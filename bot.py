@@ -201,6 +201,9 @@ async def run_bot(settings: Settings, token: str) -> None:
     backend = await asyncio.to_thread(load_backend, settings)
     store = await Store.open(settings.db_path)
     metrics = ServiceMetrics()
+    metrics.watch_disk(
+        {"outputs": settings.output_dir, "database": settings.db_path.parent, "models": settings.data_dir()}
+    )
     service = job_service(settings, backend, metrics=metrics)
     policy = admission_policy(settings, store=store, service=service)
     warm_up = (
