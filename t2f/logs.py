@@ -71,7 +71,7 @@ class JsonLines(io.TextIOBase):
     """``sys.stderr`` in JSON mode: each line written here that is not already a JSON object becomes one.
 
     Catches what bypasses logging: a library's own stderr handler (diffusers and transformers keep one),
-    a progress bar someone forgot to turn off (only the last redraw of a ``\r`` line is kept), a crash
+    a progress bar someone forgot to turn off (only the last redraw of a ``\\r`` line is kept), a crash
     dump. Such a line is a ``WARNING`` of the logger ``stderr``: nothing says how grave it is.
     """
 
