@@ -11,20 +11,30 @@ ARG WITH_COMPILER=0
 
 # The paths live on the /data volume. .env.example sets none of them (every setting there is a
 # comment), so `--env-file .env` does not move them; an operator's own .env should not either.
+# The web server (3D pages, /healthz) listens on every interface of the container, so the published
+# port 8080 reaches it. /metrics is served on a port of its own, 9464, which is neither exposed nor
+# published: a Prometheus on the same Docker network scrapes t2f:9464 (set T2F_METRICS_TOKEN to ask it
+# for a bearer token), and publishing it is the operator's choice (compose.yaml says how).
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/data/hf \
     T2F_OUTPUT_DIR=/data/outputs \
     T2F_DB_PATH=/data/t2f.sqlite3 \
-    T2F_WEB_PORT=8080
+    T2F_WEB_PORT=8080 \
+    T2F_WEB_HOST=0.0.0.0 \
+    T2F_METRICS_PORT=9464 \
+    T2F_METRICS_HOST=0.0.0.0
 
+# tini is PID 1 (the ENTRYPOINT below): a shell there ignores SIGTERM, so `docker stop` waited out the
+# grace period and killed the bot mid-batch, and nothing reaped the processes the libraries leave behind.
 # hadolint ignore=DL3008
-RUN if [ "$WITH_COMPILER" = "1" ]; then \
-        apt-get update \
-        && apt-get install -y --no-install-recommends g++ \
-        && rm -rf /var/lib/apt/lists/*; \
-    fi
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && if [ "$WITH_COMPILER" = "1" ]; then \
+        apt-get install -y --no-install-recommends g++; \
+    fi \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 t2f \
     && mkdir -p /data/hf /data/outputs \
@@ -49,7 +59,10 @@ EXPOSE 8080
 # about 5 GB and warms the models up, hence the long start period.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15m --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('T2F_WEB_PORT', '8080'), timeout=4)"]
-# Settings, files, device and the token (asked of Discord) are checked first, weights are fetched on
-# the first start (a no-op once cached), then the bot runs as PID 1's exec'd process, so SIGTERM
-# reaches it and it drains (up to 30 s for the running batch plus 15 s for deliveries).
-CMD ["sh", "-c", "python bot.py --check-config && t2f download && exec python bot.py"]
+# The 3D viewer is fetched first (9.4 MB, a no-op once on the volume) so that the check finds it; then
+# settings, files, device, the viewer and the token (asked of Discord) are checked before the weights are
+# fetched on the first start (about 5 GB, a no-op once cached); then the shell execs the bot. tini -g
+# passes SIGTERM to the whole process group: a download stops, and the bot drains (up to 30 s for the
+# running batch plus 15 s for deliveries). tests/test_docker_start.py runs this command with this ENV.
+ENTRYPOINT ["tini", "-g", "--"]
+CMD ["sh", "-c", "t2f web-assets && python bot.py --check-config && t2f download && exec python bot.py"]

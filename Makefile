@@ -22,8 +22,9 @@ $(VENV)/.test: $(VENV)/.runtime
 install: $(VENV)/.runtime
 install-test: $(VENV)/.test
 
-## Set up, check .env, fetch weights on first run, start the bot.
+## Set up, fetch the 3D viewer, check .env, fetch weights on first run, start the bot (the Docker image's order).
 bot: install
+	$(VENV)/bin/t2f web-assets
 	$(PY) bot.py --check-config
 	$(VENV)/bin/t2f download
 	$(PY) bot.py

@@ -15,11 +15,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import signal
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ from cogs.base import FaceBot
 from cogs.replies import NO_PINGS, answer_privately, refusal_text
 from t2f.config import Settings, load_environment, setting_names, settings_from_mapping
 from t2f.errors import ConfigError, T2FError
-from t2f.logs import configure_logging
+from t2f.logs import configure_logging, say, wants_json
 from t2f.preflight import check_settings
 from t2f.serve.deliveries import SavedResults
 from t2f.serve.policy import Policy
@@ -45,9 +45,13 @@ if TYPE_CHECKING:
     from t2f.web.pages import FacePages
 
 log = logging.getLogger("t2f.bot")
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
 EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin")
 # Discord bot tokens are three base64url parts separated by dots.
-DISCORD_API = "https://discord.com/api/v10"  # module constant so tests point it at a loopback server
+# discord.py's own REST address (a module constant, so tests point it at a loopback server): the token check
+# asks the same Discord the bot then logs in to.
+DISCORD_API = discord.http.Route.BASE
 TOKEN_REJECTED = "Discord rejected DISCORD_TOKEN; reset it in the Developer Portal (Bot tab) and update .env."
 TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
 
@@ -149,6 +153,10 @@ class T2FBot(FaceBot):
             await self.load_extension(extension)
         self.add_dynamic_items(*BUTTONS)
         await self.sync_commands()
+
+    async def on_ready(self) -> None:
+        """The gateway session is up and commands are answered: the line an operator waits for."""
+        log.info("ready: logged in as %s, in %d servers", self.user, len(self.guilds))
 
     async def sync_commands(self) -> None:
         """Sync to the configured servers (instant) or globally, only when the command tree changed.
@@ -255,9 +263,16 @@ async def verify_token(token: str, *, api_base: str = DISCORD_API, timeout_s: fl
     return str(data.get("username", "?")) if isinstance(data, dict) else "?"
 
 
+def fail(line: str, code: int, *, json_lines: bool) -> int:
+    """Say the one line that ends a failed start (a JSON record with ``T2F_LOG_FORMAT=json``) and return ``code``."""
+    say(line, json_lines=json_lines, level=logging.ERROR, logger="t2f.bot")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check all that needs no model (settings, files, device, the token with Discord), then run the bot."""
     args = build_parser().parse_args(argv)
+    env: Mapping[str, str] = os.environ  # until .env is read: how to write a line about .env itself
     try:
         environment = load_environment(
             args.env_file or ".env", required=args.env_file is not None, known=setting_names()
@@ -273,25 +288,21 @@ def main(argv: list[str] | None = None) -> int:
             name = asyncio.run(verify_token(token, api_base=DISCORD_API))
             log.info("Discord accepted the token of %s", name)
     except ConfigError as exc:
-        print(f"t2f bot: configuration error: {exc.user_message}", file=sys.stderr)
-        return 2
+        return fail(f"t2f bot: configuration error: {exc.user_message}", EXIT_CONFIG, json_lines=wants_json(env))
     except T2FError as exc:
-        print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return fail(f"t2f bot: error: {exc.user_message}", EXIT_FAILURE, json_lines=wants_json(env))
     if args.check_config:  # `make bot` and the Docker image check this before downloading weights
         print("t2f bot: configuration ok")
         return 0
+    json_lines = settings.log_format == "json"
     try:
         asyncio.run(run_bot(settings, token))
     except discord.LoginFailure:
-        print(f"t2f bot: configuration error: {TOKEN_REJECTED}", file=sys.stderr)
-        return 2
+        return fail(f"t2f bot: configuration error: {TOKEN_REJECTED}", EXIT_CONFIG, json_lines=json_lines)
     except T2FError as exc:
-        print(f"t2f bot: error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return fail(f"t2f bot: error: {exc.user_message}", EXIT_FAILURE, json_lines=json_lines)
     except (aiohttp.ClientError, discord.GatewayNotFound, TimeoutError) as exc:  # the network went away later
-        print(f"t2f bot: error: {network_message('discord.com', exc)}", file=sys.stderr)
-        return 1
+        return fail(f"t2f bot: error: {network_message('discord.com', exc)}", EXIT_FAILURE, json_lines=json_lines)
     except KeyboardInterrupt:
         return 0
     return 0

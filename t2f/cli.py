@@ -8,9 +8,11 @@ file (all found before any model loads), 3 for a prompt the filter refuses, 1 fo
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 
 # TensorFlow (MTCNN, checkpoint import) prints C++ start-up logs unless told otherwise before it loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -19,7 +21,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from t2f import __version__, commands, web_commands
 from t2f.config import load_environment, setting_names, settings_from_mapping
 from t2f.errors import ConfigError, InvalidImage, InvalidInput, InvalidRequest, T2FError
-from t2f.logs import configure_logging, quiet_third_party
+from t2f.logs import configure_logging, quiet_third_party, say, wants_json
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2  # a bad setting, argument or input file: the same code as argparse's own refusals
@@ -91,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="PRNet folder to write (default: T2F_PRNET_DIR)")
     imp.set_defaults(handler=commands.cmd_prnet_import)
 
-    down = sub.add_parser("download", parents=[common], help="fetch the configured weights into the cache")
+    down = sub.add_parser(
+        "download", parents=[common], help="fetch the configured weights and the 3D viewer into the cache"
+    )
     down.add_argument("--force", action="store_true", help="contact the hub even when the files are already cached")
+    down.add_argument("--registry", help="npm registry to fetch the 3D viewer from (default: registry.npmjs.org)")
     down.set_defaults(handler=commands.cmd_download)
 
     check = sub.add_parser(
@@ -114,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # t2f web-assets, t2f serve (t2f.web): the 3D viewer download and the web app on one machine.
     assets = sub.add_parser("web-assets", parents=[common], help="fetch the 3D viewer for web pages (once)")
-    assets.add_argument("--registry", default="https://registry.npmjs.org", help="npm registry to fetch it from")
+    assets.add_argument("--registry", help="npm registry to fetch it from (default: registry.npmjs.org)")
     assets.set_defaults(handler=web_commands.cmd_web_assets)
     serve = sub.add_parser("serve", parents=[common], help="the web app: prompt, progress and the 3D face in a browser")
     serve.add_argument("--host", help="address to listen on (default: T2F_WEB_HOST, 127.0.0.1)")
@@ -127,17 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail(line: str, code: int, env: Mapping[str, str]) -> int:
+    """Say the one line that ends a failed command (a JSON record with ``T2F_LOG_FORMAT=json``); return ``code``."""
+    say(line, json_lines=wants_json(env), level=logging.ERROR, logger="t2f")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     quiet_libraries(debug, show_downloads=args.command == "download")
+    env: Mapping[str, str] = os.environ  # until .env is read: how to write a line about .env itself
     try:
         # --env-file names a file that must exist; the default .env may be absent.
         environment = load_environment(
             getattr(args, "env_file", ".env"), required=hasattr(args, "env_file"), known=setting_names()
         )
         for warning in environment.warnings:
-            print(f"t2f: warning: {warning}", file=sys.stderr)
+            say(f"t2f: warning: {warning}", json_lines=wants_json(environment.values), logger="t2f")
         # Command-line overrides go through the same validation as the environment.
         env = {
             **environment.values,
@@ -147,27 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.log_level or "warning", settings.log_format, debug=debug)
         return int(args.handler(args, settings))
     except ConfigError as exc:
-        print(f"t2f: configuration error: {exc.user_message}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"t2f: configuration error: {exc.user_message}", EXIT_CONFIG, env)
     except (InvalidRequest, InvalidInput, InvalidImage) as exc:  # an argument or input file t2f cannot use
-        print(f"t2f: error: {exc.user_message}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"t2f: error: {exc.user_message}", EXIT_CONFIG, env)
     except T2FError as exc:
         from t2f.serve.moderation import PromptRejected  # here, not at the top: `t2f --help` stays quick
 
         if isinstance(exc, PromptRejected):
-            print(f"t2f: refused: {exc.user_message}", file=sys.stderr)
-            return EXIT_REFUSED
-        print(f"t2f: error: {exc.user_message}", file=sys.stderr)
-        return EXIT_FAILURE
+            return fail(f"t2f: refused: {exc.user_message}", EXIT_REFUSED, env)
+        return fail(f"t2f: error: {exc.user_message}", EXIT_FAILURE, env)
     except KeyboardInterrupt:
-        print("t2f: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return fail("t2f: interrupted", EXIT_INTERRUPTED, env)
     except Exception as exc:
         if debug:
             raise
-        print(
-            f"t2f: error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+        line = f"t2f: error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)"
+        return fail(line, EXIT_FAILURE, env)

@@ -19,6 +19,7 @@ from t2f.errors import ConfigError, InvalidInput, NoFaceFound, T2FError
 from t2f.faces import FaceRequest, StepProgress
 from t2f.files.checks import IMAGE_FILE_BYTES, MIB, check_output_folder, read_input_file
 from t2f.files.outputs import IMAGE_FILE, json_bytes, png_bytes, write_files
+from t2f.logs import say
 from t2f.preflight import check_blocklist, check_device
 from t2f.report import RANDOM_WEIGHTS_NOTE, FaceReport
 
@@ -78,10 +79,15 @@ def _finish(out: Path, files: dict[str, bytes], report: FaceReport | None, metad
     write_files(out, files)
 
 
-def _say_weights_note(report: FaceReport) -> None:
+def json_lines(settings: Settings) -> bool:
+    """Whether stderr carries JSON records only (``T2F_LOG_FORMAT=json``): notes are records, bars are off."""
+    return settings.log_format == "json"
+
+
+def _say_weights_note(report: FaceReport, settings: Settings) -> None:
     """Unofficial PRNet weights make meaningless geometry: say so where the user looks, not only in metadata."""
     if report.prnet is not None and report.prnet.note:
-        print(f"note: {report.prnet.note}", file=sys.stderr)
+        say(f"note: {report.prnet.note}", json_lines=json_lines(settings))
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,7 +117,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     stage = load_text_to_image(settings)
     stage.check_request(request)
     load_s = time.perf_counter() - started
-    with tqdm(total=request.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+    # disable=None: drawn on a terminal only (in a log every redraw is a line); never in JSON mode
+    off = True if json_lines(settings) else None
+    with tqdm(total=request.steps, desc="denoising", unit="step", file=sys.stderr, disable=off) as bar:
 
         def on_step(progress: StepProgress) -> None:
             bar.total = progress.total
@@ -128,10 +136,10 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         **_base_metadata(settings),
     }
     if painted.prompt_truncated:
-        print(
+        say(
             f"note: the prompt was longer than {stage.max_prompt_tokens} tokens; "
             f"this part was ignored: {clip(painted.dropped_prompt)!r}",
-            file=sys.stderr,
+            json_lines=json_lines(settings),
         )
     files: dict[str, bytes] = {}
     if painted.image is None:
@@ -147,7 +155,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             raise NoFaceFound(f"{exc.user_message} The image was kept in {out}.") from None
     _finish(out, files, report, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out} (seed {request.seed})")
-    _say_weights_note(report)
+    _say_weights_note(report, settings)
     return 0
 
 
@@ -177,7 +185,7 @@ def cmd_reconstruct(args: argparse.Namespace, settings: Settings) -> int:
     report = _reconstruct_into(pipeline, loaded.pixels, crop, report, files)
     _finish(out, files, report, metadata)
     print(f"wrote {', '.join(sorted(files))} to {out}")
-    _say_weights_note(report)
+    _say_weights_note(report, settings)
     return 0
 
 
@@ -197,6 +205,7 @@ def cmd_prnet_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
     from t2f.files.weights import check_pipeline_folder, download_pipeline, is_local_reference, resolve_snapshot
     from t2f.stages.prnet.assets import PRNetAssets, download_prnet
+    from t2f.web.assets import PACKAGE, VERSION, install_model_viewer
 
     try:
         # Already complete in the cache: nothing to fetch, and no network needed (`make bot` runs this each start).
@@ -224,8 +233,11 @@ def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
             ) from exc
         print(f"TAESD {settings.taesd}: {folder}")
     assets = PRNetAssets(checkpoint_data_url=settings.prnet_checkpoint_url, data_url=settings.prnet_data_url)
-    prnet_dir = download_prnet(settings.resolved_prnet_dir(), assets=assets)
+    prnet_dir = download_prnet(settings.resolved_prnet_dir(), assets=assets, progress=not json_lines(settings))
     print(f"PRNet: {prnet_dir} (weights and UV data verified)")
+    # The 3D viewer of the web pages (the bot with T2F_WEB_PORT, `t2f serve`), as `t2f web-assets` fetches it.
+    viewer = install_model_viewer(settings.data_dir(), registry=args.registry)
+    print(f"3D viewer {PACKAGE} {VERSION}: {viewer}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """Checks of the settings that need no model: files readable, database writable, device present.
 
 ``bot.py --check-config``, the bot's start and ``t2f doctor``/``generate`` run them before anything
-loads, so a wrong path or a missing GPU is one line in seconds instead of a traceback after the models
-loaded. Each check raises :class:`ConfigError` naming the variable and what to do.
+loads, so a wrong path, a missing GPU or a missing 3D viewer is one line in seconds instead of a traceback
+or an exit after the models loaded. Each check raises :class:`ConfigError` naming the variable and what to do.
 """
 
 from __future__ import annotations
@@ -101,10 +101,27 @@ def check_device(device: str) -> None:
         raise ConfigError(f"T2F_DEVICE={device}, but PyTorch sees {count} GPU(s): cuda:0 to cuda:{count - 1}.")
 
 
+def check_viewer(settings: Settings) -> None:
+    """With the web server on (``T2F_WEB_PORT``), the 3D viewer is downloaded: the server cannot start without it.
+
+    Checked here, so a missing viewer is one line in seconds, not an exit after every model has loaded.
+    """
+    if not settings.web_port:
+        return
+    from t2f.web.assets import PACKAGE, VERSION, script_path
+
+    if not script_path(settings.data_dir()).is_file():
+        raise ConfigError(
+            f"T2F_WEB_PORT={settings.web_port} serves 3D pages, but the 3D viewer ({PACKAGE} {VERSION}) is not "
+            f"downloaded in {settings.data_dir()}; fetch it with: t2f web-assets (t2f download fetches it too)."
+        )
+
+
 def check_settings(settings: Settings, *, device: bool = True) -> None:
     """Every check above, cheapest first; the first problem raises :class:`ConfigError`."""
     check_blocklist(settings.blocklist_file)
     check_db_path(settings.db_path)
     check_output_dir(settings.output_dir)
+    check_viewer(settings)
     if device:
         check_device(settings.device)

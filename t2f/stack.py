@@ -90,6 +90,9 @@ async def open_stack(
             store = await Store.open(settings.db_path)
             resources.push_async_callback(store.close)
         metrics = ServiceMetrics()
+        metrics.watch_disk(  # the filesystems whose filling up stops faces (the disk alert reads these)
+            {"outputs": settings.output_dir, "database": settings.db_path.parent, "models": settings.data_dir()}
+        )
         pages = await _open_pages(settings) if web is not None else None
         if pages is not None:
             from t2f.web.pages import PageKeepingFiles

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_web import loopback_registry, model_viewer_tarball  # noqa: F401  (fixtures)
 
 from t2f import cli, commands
 
@@ -179,10 +180,16 @@ def test_download_local_folder_and_unreachable_hub(
     capsys: pytest.CaptureFixture[str],
     network_attempts: list[object],
 ) -> None:
+    from t2f.web.assets import script_path
+
     monkeypatch.setenv("T2F_PRNET_DIR", str(prnet_dir))  # already complete: nothing to fetch
+    monkeypatch.setenv("T2F_CACHE_DIR", str(clean_env / "cache"))
+    script_path(clean_env / "cache").parent.mkdir(parents=True)
+    script_path(clean_env / "cache").write_text("// the viewer, already downloaded\n", encoding="utf-8")
     assert run_cli("download", "--model", str(tiny_sd)) == 0
     out = capsys.readouterr().out
     assert "local folder, nothing to download" in out and "PRNet:" in out
+    assert f"3D viewer @google/model-viewer 4.4.0: {script_path(clean_env / 'cache')}" in out
     assert network_attempts == []  # complete already: no network needed
     assert run_cli("download") == 1
     assert network_attempts  # the hub was tried, refused, and that is one line
@@ -193,6 +200,24 @@ def test_download_local_folder_and_unreachable_hub(
     )
     assert err.strip().endswith("Check the network and try again.") and "offline" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_download_fetches_the_viewer(
+    tiny_sd: Path,
+    prnet_dir: Path,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    loopback_registry: str,  # noqa: F811  (a fixture)
+) -> None:
+    """As t2f/web/assets.py says: `t2f download` fetches the 3D viewer too (checked against its integrity)."""
+    from t2f.web.assets import script_path
+
+    monkeypatch.setenv("T2F_PRNET_DIR", str(prnet_dir))
+    monkeypatch.setenv("T2F_CACHE_DIR", str(clean_env / "cache"))
+    assert run_cli("download", "--model", str(tiny_sd), "--registry", loopback_registry) == 0
+    assert f"3D viewer @google/model-viewer 4.4.0: {script_path(clean_env / 'cache')}" in capsys.readouterr().out
+    assert script_path(clean_env / "cache").read_bytes().startswith(b"/**")  # the script, unpacked
 
 
 def test_download_failures_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

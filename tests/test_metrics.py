@@ -3,6 +3,12 @@ on its own listener (T2F_METRICS_PORT)."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
 import aiohttp
 import pytest
 from discord_fixtures import PhotoTextToImage, moderator, world
@@ -13,6 +19,8 @@ from t2f.report import FaceReport
 from t2f.serve.jobs import JobResult, JobStatus
 from t2f.serve.metrics import ServiceMetrics
 from t2f.web.metrics_listener import MetricsListener
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -53,7 +61,7 @@ async def test_a_face_is_counted_and_timed_at_the_metrics_endpoint(
         async with aiohttp.ClientSession() as session, session.get(listener.url) as response:
             waiting = samples(await response.text())
         assert waiting[("t2f_queue_depth", (("guild", str(guild.id)),))] == 1.0
-        assert waiting[("t2f_queue_depth_total", ())] == 1.0
+        assert waiting[("t2f_queue_depth_all_servers", ())] == 1.0
         await mod.slash(channel, "faceadmin resume")
         async with aiohttp.ClientSession() as session, session.get(listener.url) as response:
             assert response.status == 200 and response.content_type == "text/plain"
@@ -64,28 +72,77 @@ async def test_a_face_is_counted_and_timed_at_the_metrics_endpoint(
     for stage in ("queue_wait", "paint", "detect", "prnet", "export", "delivery"):
         assert scraped[("t2f_stage_seconds_count", (("stage", stage),))] == 1.0, stage
     assert scraped[("t2f_batch_size_count", ())] == 1.0 and scraped[("t2f_batch_size_sum", ())] == 1.0
-    assert scraped[("t2f_queue_depth_total", ())] == 0.0
+    assert scraped[("t2f_queue_depth_all_servers", ())] == 0.0
+    assert scraped[("t2f_longest_running_job_seconds", ())] == 0.0  # finished: nothing is running
     assert scraped[("t2f_interactions_acknowledged_late_total", ())] == 0.0
     assert ("t2f_gpu_memory_bytes", (("kind", "in_use"),)) not in scraped  # no GPU here: no made-up numbers
     assert photo.prompts == ["a smiling astronaut"]
 
 
-def test_the_dashboard_reads_only_metrics_that_exist() -> None:
-    import json
-    import re
-    from pathlib import Path
-
-    dashboard = json.loads((Path(__file__).resolve().parents[1] / "ops" / "grafana-dashboard.json").read_text())
-    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    used = {name for expr in expressions for name in re.findall(r"\bt2f_[a-z_]+", expr)}
+def full_scrape(tmp_path: Path) -> str:
+    """A scrape with every metric t2f exports holding a value (GPU memory only exists with a GPU)."""
     metrics = ServiceMetrics()
-    from types import SimpleNamespace
-
     metrics.watch_queue(lambda: [SimpleNamespace(job=SimpleNamespace(guild_id=5))])  # type: ignore[arg-type, return-value]
+    metrics.watch_disk({"outputs": tmp_path / "outputs", "database": tmp_path})
+    metrics.batch_started([SimpleNamespace(job=SimpleNamespace(job_id="d" * 12), queued_at=0.0)])  # type: ignore[list-item]
     metrics.job_finished(JobResult("c" * 12, JobStatus.DONE, report=FaceReport(timings_s={"prnet": 0.1})))
     metrics.repainted("no face was found in the first image")
-    metrics.batch_size.observe(2)
-    exported = {
-        s.name for family in text_string_to_metric_families(metrics.render()[0].decode()) for s in family.samples
-    } | {"t2f_gpu_memory_bytes"}  # exported only with a GPU
-    assert used and used <= exported, used - exported
+    metrics.warmup_seconds.set(3.5)
+    metrics.painted(0.3)
+    metrics.acknowledged_late()
+    metrics.delivered(0.4)
+    return metrics.render()[0].decode()
+
+
+def exported_names(tmp_path: Path) -> set[str]:
+    names = {s.name for family in text_string_to_metric_families(full_scrape(tmp_path)) for s in family.samples}
+    return names | {"t2f_gpu_memory_bytes"}  # only with a GPU
+
+
+def test_the_dashboard_reads_only_metrics_that_exist(tmp_path: Path) -> None:
+    dashboard = json.loads((ROOT / "ops" / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\bt2f_[a-z_]+", expr)}
+    assert used and used <= exported_names(tmp_path), used - exported_names(tmp_path)
+
+
+def test_the_longest_running_job_is_timed_from_its_batch_until_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the "GPU thread stalled" alert reads: a job's age in its batch; 0 once nothing runs."""
+    import t2f.serve.metrics as metrics_module
+
+    now = [1000.0]
+    monkeypatch.setattr(metrics_module.time, "monotonic", lambda: now[0])
+    metrics = ServiceMetrics()
+
+    def longest() -> float:
+        return samples(metrics.render()[0].decode())[("t2f_longest_running_job_seconds", ())]
+
+    def handle(job_id: str) -> SimpleNamespace:
+        return SimpleNamespace(job=SimpleNamespace(job_id=job_id), queued_at=now[0])
+
+    assert longest() == 0.0
+    metrics.batch_started([handle("a"), handle("b")])  # type: ignore[list-item]
+    now[0] += 30.0
+    assert longest() == 30.0
+    metrics.job_finished(JobResult("a", JobStatus.DONE))
+    metrics.batch_started([handle("c")])  # type: ignore[list-item]
+    now[0] += 5.0
+    assert longest() == 35.0  # "b" still runs
+    metrics.job_finished(JobResult("b", JobStatus.FAILED))
+    assert longest() == 5.0
+    metrics.batch_started([handle("c")])  # a repaint: a new batch, a new clock
+    assert longest() == 0.0
+    metrics.job_finished(JobResult("c", JobStatus.DONE))
+    assert longest() == 0.0
+
+
+def test_disk_space_is_one_series_per_filesystem(tmp_path: Path) -> None:
+    metrics = ServiceMetrics()
+    metrics.watch_disk({"outputs": tmp_path / "not-yet" / "outputs", "database": tmp_path})
+    scraped = samples(metrics.render()[0].decode())
+    free = {labels: value for (name, labels), value in scraped.items() if name == "t2f_disk_free_bytes"}
+    size = {labels: value for (name, labels), value in scraped.items() if name == "t2f_disk_size_bytes"}
+    usage = shutil.disk_usage(tmp_path)
+    assert list(free) == list(size) == [(("holds", "database,outputs"),)]  # a missing folder counts where it will be
+    assert size[(("holds", "database,outputs"),)] == usage.total
+    assert 0 < free[(("holds", "database,outputs"),)] <= usage.total

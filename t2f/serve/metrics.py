@@ -4,18 +4,21 @@ Each :class:`ServiceMetrics` has its own registry (no process-wide state: two se
 never mix their counts). The service reports jobs as they start and finish; the Discord cog reports
 delivery times and late acknowledgements; queue depth and GPU memory are read when scraped.
 
-What an operator watches (README "Metrics"): ``t2f_queue_depth`` (waiting faces, per server and in
-total), ``t2f_jobs_total`` by outcome, ``t2f_stage_seconds`` (queue wait, paint, detect, PRNet, export,
-delivery), ``t2f_batch_size``, ``t2f_gpu_memory_bytes`` (in use and peak), ``t2f_warmup_seconds`` and
-``t2f_interactions_acknowledged_late_total``.
+What an operator watches (README "Metrics"): ``t2f_queue_depth`` (waiting faces, per server) and
+``t2f_queue_depth_all_servers``, ``t2f_jobs_total`` by outcome, ``t2f_stage_seconds`` (queue wait, paint,
+detect, PRNet, export, delivery), ``t2f_batch_size``, ``t2f_longest_running_job_seconds``,
+``t2f_disk_free_bytes``, ``t2f_gpu_memory_bytes`` (in use and peak), ``t2f_warmup_seconds`` and
+``t2f_interactions_acknowledged_late_total``. The alert rules in ``ops/alerts.yaml`` read them.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -57,9 +60,70 @@ class QueueCollector(Collector):
         for guild, count in sorted(per_server.items()):
             depth.add_metric([guild], count)
         yield depth
+        # Not `_total`: that suffix says counter, and this goes down too (promtool check metrics refuses it).
         yield GaugeMetricFamily(
-            "t2f_queue_depth_total", "Faces waiting for the worker.", value=sum(per_server.values())
+            "t2f_queue_depth_all_servers", "Faces waiting for the worker, all servers.", value=sum(per_server.values())
         )
+
+
+class RunningJobsCollector(Collector):
+    """How long the longest-running started job has been in its current batch, counting its export.
+
+    A worker thread that hangs (a stuck CUDA call, a deadlock) leaves this growing past the job timeout,
+    which a live worker never lets a job outlive by more than a step: the "GPU thread stalled" alert.
+    """
+
+    def __init__(self, started: Mapping[str, float]) -> None:
+        self.started = started
+
+    def collect(self) -> Iterator[Metric]:
+        since = list(self.started.values())  # a copy: the event loop adds and removes jobs meanwhile
+        longest = time.monotonic() - min(since) if since else 0.0
+        yield GaugeMetricFamily(
+            "t2f_longest_running_job_seconds",
+            "Seconds the longest-running unfinished job has spent in its current batch and export (0: none).",
+            value=longest,
+        )
+
+
+def _existing(folder: Path) -> Path:
+    """``folder``, or its nearest parent that exists (an output folder is created with its first face)."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+class DiskCollector(Collector):
+    """Free and total bytes of each filesystem t2f writes to, once per filesystem, read at scrape.
+
+    ``holds`` names what lives there (``database,models,outputs`` when, as in the Docker image, one volume
+    holds them all), so one full disk is one series and one alert.
+    """
+
+    def __init__(self, folders: Mapping[str, Path]) -> None:
+        self.folders = folders
+
+    def collect(self) -> Iterator[Metric]:
+        by_device: dict[int, tuple[Path, list[str]]] = {}
+        for name, folder in sorted(self.folders.items()):
+            existing = _existing(folder)
+            try:
+                device = existing.stat().st_dev
+            except OSError:
+                continue
+            by_device.setdefault(device, (existing, []))[1].append(name)
+        free = GaugeMetricFamily("t2f_disk_free_bytes", "Bytes free for t2f's files.", labels=["holds"])
+        size = GaugeMetricFamily("t2f_disk_size_bytes", "Size of the filesystem of t2f's files.", labels=["holds"])
+        for folder, names in by_device.values():
+            try:
+                usage = shutil.disk_usage(folder)
+            except OSError:
+                continue
+            free.add_metric([",".join(names)], float(usage.free))
+            size.add_metric([",".join(names)], float(usage.total))
+        yield free
+        yield size
 
 
 class GpuMemoryCollector(Collector):
@@ -105,10 +169,16 @@ class ServiceMetrics:
             "t2f_painting_seconds", "Seconds the GPU thread spent painting (its busy time).", registry=self.registry
         )
         self.registry.register(GpuMemoryCollector())
+        self.running_since: dict[str, float] = {}  # started, unfinished job id -> when its batch started
+        self.registry.register(RunningJobsCollector(self.running_since))
 
     def watch_queue(self, waiting: Callable[[], list[JobHandle]]) -> None:
         """Report ``waiting()`` (the service's queue) as the queue depth at every scrape."""
         self.registry.register(QueueCollector(waiting))
+
+    def watch_disk(self, folders: Mapping[str, Path]) -> None:
+        """Report the free space under ``folders`` (by what they hold: ``outputs``, ``database``…) at every scrape."""
+        self.registry.register(DiskCollector(folders))
 
     # -- what the service reports -------------------------------------------------------------------
     def batch_started(self, handles: list[JobHandle]) -> None:
@@ -116,6 +186,7 @@ class ServiceMetrics:
         now = time.monotonic()
         for handle in handles:
             self.stage_seconds.labels("queue_wait").observe(max(0.0, now - handle.queued_at))
+            self.running_since[handle.job.job_id] = now  # a repaint's new batch starts its clock again
 
     def painted(self, seconds: float) -> None:
         self.painting.inc(seconds)
@@ -124,6 +195,7 @@ class ServiceMetrics:
         self.repaints.labels(note.split(" in ")[0]).inc()
 
     def job_finished(self, result: JobResult) -> None:
+        self.running_since.pop(result.job_id, None)
         self.jobs.labels(str(result.status)).inc()
         if result.report is not None:
             self.observe_stages(result.report.timings_s)

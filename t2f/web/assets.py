@@ -57,8 +57,10 @@ def integrity_of(data: bytes) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
 
 
-def install_model_viewer(cache_dir: Path, *, registry: str = REGISTRY, timeout: float = 60.0) -> Path:
+def install_model_viewer(cache_dir: Path, *, registry: str | None = None, timeout: float = 60.0) -> Path:
     """Download, check and unpack ``<model-viewer>`` into the cache (a no-op when it is already there).
+
+    ``registry`` defaults to :data:`REGISTRY`, read at call time (tests point it at a loopback registry).
 
     Raises
     ------
@@ -69,6 +71,7 @@ def install_model_viewer(cache_dir: Path, *, registry: str = REGISTRY, timeout: 
     dest = script_path(cache_dir)
     if dest.is_file():
         return dest
+    registry = registry or REGISTRY
     url = tarball_url(registry)
     try:
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
