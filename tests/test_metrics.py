@@ -62,6 +62,7 @@ async def test_a_face_is_counted_and_timed_at_the_metrics_endpoint(
             waiting = samples(await response.text())
         assert waiting[("t2f_queue_depth", (("guild", str(guild.id)),))] == 1.0
         assert waiting[("t2f_queue_depth_all_servers", ())] == 1.0
+        assert waiting[("t2f_queue_runnable", ())] == 0.0  # held by its server's moderators: not a stuck queue
         await mod.slash(channel, "faceadmin resume")
         async with aiohttp.ClientSession() as session, session.get(listener.url) as response:
             assert response.status == 200 and response.content_type == "text/plain"

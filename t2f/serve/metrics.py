@@ -49,10 +49,12 @@ REPORT_STAGES = {
 
 
 class QueueCollector(Collector):
-    """Waiting faces per server (``guild="none"`` for the CLI and the web app) and in total, read at scrape."""
+    """Waiting faces per server (``guild="none"`` for the CLI and the web app), in total, and those that may start
+    now (their server is not paused), read at scrape."""
 
-    def __init__(self, waiting: Callable[[], list[JobHandle]]) -> None:
+    def __init__(self, waiting: Callable[[], list[JobHandle]], runnable: Callable[[], list[JobHandle]]) -> None:
         self.waiting = waiting
+        self.runnable = runnable
 
     def collect(self) -> Iterator[Metric]:
         per_server = Tally(str(h.job.guild_id) if h.job.guild_id is not None else "none" for h in self.waiting())
@@ -63,6 +65,12 @@ class QueueCollector(Collector):
         # Not `_total`: that suffix says counter, and this goes down too (promtool check metrics refuses it).
         yield GaugeMetricFamily(
             "t2f_queue_depth_all_servers", "Faces waiting for the worker, all servers.", value=sum(per_server.values())
+        )
+        # What the "queue stuck" alert reads: a paused server's faces wait by choice, not because the worker hangs.
+        yield GaugeMetricFamily(
+            "t2f_queue_runnable",
+            "Faces waiting that may start now (their server is not paused).",
+            value=len(self.runnable()),
         )
 
 
@@ -172,9 +180,12 @@ class ServiceMetrics:
         self.running_since: dict[str, float] = {}  # started, unfinished job id -> when its batch started
         self.registry.register(RunningJobsCollector(self.running_since))
 
-    def watch_queue(self, waiting: Callable[[], list[JobHandle]]) -> None:
-        """Report ``waiting()`` (the service's queue) as the queue depth at every scrape."""
-        self.registry.register(QueueCollector(waiting))
+    def watch_queue(
+        self, waiting: Callable[[], list[JobHandle]], runnable: Callable[[], list[JobHandle]] | None = None
+    ) -> None:
+        """Report ``waiting()`` (the service's queue) as the queue depth at every scrape, and ``runnable()`` (those
+        whose server is not paused; default: all of them)."""
+        self.registry.register(QueueCollector(waiting, runnable or waiting))
 
     def watch_disk(self, folders: Mapping[str, Path]) -> None:
         """Report the free space under ``folders`` (by what they hold: ``outputs``, ``database``…) at every scrape."""

@@ -71,7 +71,7 @@ class JobService:
         preview_interval_s: float = 2.5,
     ) -> None:
         self.metrics = metrics or ServiceMetrics()  # a private registry nobody scrapes, when none is given
-        self.metrics.watch_queue(self.queued)
+        self.metrics.watch_queue(self.queued, self.runnable)
         self.route = route
         self.max_batch = max_batch
         self.capacity = capacity
