@@ -31,8 +31,8 @@ async def resume_jobs(
 ) -> None:
     """Finish what a previous run left unfinished, so each member gets their face once.
 
-    A job that was started is first looked for (``posted``: :func:`posted_message`): when its result is
-    already posted it is only recorded. Otherwise a job with a kept result is sent from it, never painted
+    Each job is first looked for (``posted``: :meth:`PostedMessages.find`): when its result is already
+    posted it is only recorded. Otherwise a job with a kept result is sent from it, never painted
     again, and any other unfinished job is queued again (a photo job is told its photo is gone). Results go
     to the original message while its token lives, else to the channel.
     """
@@ -44,8 +44,8 @@ async def resume_jobs(
     for row in rows:
         age = time.time() - row.created_at
         edit = token_edit(bot, row, age)
-        # Started jobs may have been sent: on a full disk neither the kept result nor the status may have landed.
-        if row.status != JobStatus.QUEUED and (message_id := await find(bot, row, age)) is not None:
+        # Any of them may have been sent: on a full disk neither its kept result nor a status may have landed.
+        if (message_id := await find(bot, row, age)) is not None:
             log.info("job %s was delivered before the restart (message %s); recorded now", row.id, message_id)
             result = await asyncio.to_thread(bot.saved.load, row.id) if row.id in kept else None
             status, outcome = (JobStatus.DONE, "ok") if result is None else (result.status, result.user_message or "ok")
@@ -116,13 +116,20 @@ class PostedMessages:
             except discord.HTTPException:  # deleted, or the token is gone after all: look in the channel
                 pass
         for message in await self._recent(bot, row.channel_id or 0):
-            if message.author == bot.user and carries_result(message, row.id):
+            # the bot's own messages, and its interactions' responses (sent by the application's webhook)
+            mine = bot.user is not None and message.author.id == bot.user.id
+            if (mine or (message.webhook_id is not None and message.webhook_id == bot.application_id)) and (
+                carries_result(message, row.id)
+            ):
                 return message.id
         return None
 
     async def _recent(self, bot: FaceBot, channel_id: int) -> list[discord.Message]:
         if channel_id not in self._history:
-            channel = bot.get_channel(channel_id)
+            channel: object = bot.get_channel(channel_id)
+            if channel is None and channel_id:  # at start-up the cache is still empty: ask Discord
+                with contextlib.suppress(discord.HTTPException):
+                    channel = await bot.fetch_channel(channel_id)
             messages: list[discord.Message] = []
             if isinstance(channel, discord.abc.Messageable):
                 with contextlib.suppress(discord.HTTPException):  # no Read Message History there: nothing found
