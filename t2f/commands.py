@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
-import secrets
 import sys
 import time
 from datetime import UTC, datetime
@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2f import __version__
-from t2f.bounds import check_face_request
-from t2f.build import load_face_pipeline, load_text_to_image
+from t2f.build import load_face_pipeline, load_text_to_image, request_defaults
 from t2f.config import Settings
 from t2f.errors import ConfigError, InvalidInput, NoFaceFound, T2FError
 from t2f.faces import FaceRequest, StepProgress
@@ -93,16 +92,14 @@ def _say_weights_note(report: FaceReport, settings: Settings) -> None:
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    request = FaceRequest(
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        seed=secrets.randbelow(2**32) if args.seed is None else args.seed,
-        # `is None`, not `or`: an explicit 0 is a value to refuse, not a request for the default.
-        steps=settings.steps if args.steps is None else args.steps,
-        guidance=settings.guidance if args.guidance is None else args.guidance,
-        size=settings.image_size if args.size is None else args.size,
+    # The defaults fill what was left out; an explicit 0 is a value to refuse. Every value is checked here,
+    # in milliseconds, before any model loads.
+    defaults = request_defaults(settings)
+    if args.size is not None:
+        defaults = dataclasses.replace(defaults, size=args.size)
+    request = defaults.request(
+        args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance
     )
-    check_face_request(request)  # every value refused here, in milliseconds, before any model loads
     out = check_output_folder(
         Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}",
         what="--out",
@@ -257,14 +254,10 @@ def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
         check_output_folder(Path(args.out).absolute().parent, what="The folder of --out")
     if not prompts or args.runs < 1:
         raise InvalidInput("Give at least one prompt and --runs 1 or more.")
-    request = check_face_request(
-        FaceRequest(
-            "eval",
-            steps=settings.steps if args.steps is None else args.steps,
-            guidance=settings.guidance,
-            size=settings.image_size if args.size is None else args.size,
-        )
-    )
+    defaults = request_defaults(settings)
+    if args.size is not None:
+        defaults = dataclasses.replace(defaults, size=args.size)
+    request = defaults.request("eval", seed=0, steps=args.steps)
     stage = load_text_to_image(settings)
     detector = FaceDetector(engine=settings.detector, device=settings.resolved_device())
     trials = evaluate(
