@@ -305,6 +305,11 @@ async def test_service_health_says_why() -> None:
 def test_textured_zip_keeps_relative_paths(shared_dir: Path) -> None:
     files = sample_files(shared_dir)
     with zipfile.ZipFile(BytesIO(files["face_textured.zip"])) as archive:
-        assert sorted(archive.namelist()) == ["face_textured.mtl", "face_textured.obj", "face_textured.png"]
+        assert sorted(archive.namelist()) == [
+            "face_textured.mtl",
+            "face_textured.obj",
+            "face_textured.png",
+            "face_textured_photo.obj",
+        ]
         assert b"map_Kd face_textured.png" in archive.read("face_textured.mtl")
     assert np.frombuffer(files["face.glb"][:4], np.uint8).tobytes() == b"glTF"

@@ -35,7 +35,7 @@ def result_files(
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
     Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
-    ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb". With a ``pool`` the files
+    ``face_textured.obj/_photo.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb". With a ``pool`` the files
     (and the turntable's frames) are made on its threads as well as this one; the bytes are the same.
     With a ``renderer`` (:mod:`t2f.export.render_torch`, a GPU) the preview's and turntable's views are drawn there.
     """
