@@ -133,9 +133,10 @@ class FaceMesh:
     ----------
     vertices : (V, 3) float32 source-image pixels (x right, y down, z towards the camera).
     triangles : (F, 3) int32 0-based, counter-clockwise in the image plane (y down).
-    colors : (V, 3) uint8 RGB sampled from the source image.
+    colors : (V, 3) uint8 RGB from the source image where the camera saw the face, borrowed from the
+        mirrored side where it did not (``t2f.stages.prnet.texture``).
     uv : (V, 2) float32 texture coordinates in [0, 1), u right, v down.
-    texture : (256, 256, 3) uint8 UV texture map.
+    texture : (256, 256, 3) uint8 UV texture map, made the same way.
     landmarks : (68, 3) float32 iBUG-68 points, same frame as ``vertices``.
     pose : (3,) float64 yaw, pitch, roll in radians (all NaN when the geometry has no pose).
     image_shape : (height, width) of the source image.
