@@ -14,7 +14,7 @@ from mesh_fixtures import REFERENCE_MESHES, reference_mesh, turned_mesh
 from PIL import Image
 
 from t2f.export.glb import glb_bytes, srgb_to_linear
-from t2f.export.obj import obj_bytes, textured_obj_files
+from t2f.export.obj import obj_bytes, photo_obj_files, textured_obj_files
 from t2f.export.text import format_table
 from t2f.faces import FaceMesh, decimate, frontal_frame
 from t2f.files.outputs import jpeg_bytes, png_bytes
@@ -64,7 +64,7 @@ def test_colour_obj_parses_back_upright_and_facing_the_camera(mesh: FaceMesh) ->
 
 
 def test_textured_obj_mtl_and_png_refer_to_each_other(mesh: FaceMesh, tmp_path: Path) -> None:
-    files = textured_obj_files(mesh, stem="face_textured")
+    files = {**textured_obj_files(mesh, stem="face_textured"), **photo_obj_files(mesh, stem="face_textured")}
     assert set(files) == {"face_textured.obj", "face_textured_photo.obj", "face_textured.mtl", "face_textured.png"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)

@@ -23,17 +23,15 @@ import numpy as np
 import pytest
 
 from t2f.errors import ModelUnavailable
-from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.faces import FaceRequest
+from t2f.faces import FaceRequest, FaceResult
 from t2f.files.outputs import IMAGE_FILE, png_bytes
 from t2f.report import FaceReport
 from t2f.serve.service import JobService
-from t2f.serve.uploads import zip_bytes
+from t2f.stages.prnet.postprocess import crop_whole_image
 from t2f.web.assets import INTEGRITY, SCRIPT_NAME, VERSION, install_model_viewer, integrity_of, tarball_url
 from t2f.web.html import NOT_FOUND
 from t2f.web.links import LinkSigner, load_secret
-from t2f.web.pages import FacePages
+from t2f.web.pages import FacePages, page_files
 from t2f.web.server import WebServer, exposure_warning, web_app
 
 JOB = "0123456789ab"
@@ -87,16 +85,12 @@ def viewer_cache(loopback_registry: str, tmp_path_factory: pytest.TempPathFactor
 
 
 def sample_files(shared_dir: Path) -> dict[str, bytes]:
-    """A real PRNet face's page files (AFLW2000 image00050)."""
+    """A real PRNet face's page files (AFLW2000 image00050), as :func:`page_files` makes them."""
     from mesh_fixtures import reference_mesh
 
     image, mesh = reference_mesh(shared_dir)
-    return {
-        IMAGE_FILE: png_bytes(image),
-        "face.obj": obj_bytes(mesh),
-        "face.glb": glb_bytes(mesh),
-        "face_textured.zip": zip_bytes(textured_obj_files(mesh, stem="face_textured")),
-    }
+    face = FaceResult(image=image, mesh=mesh, crop=crop_whole_image(image), box=None, faces_found=1)
+    return page_files(face, {IMAGE_FILE: png_bytes(image)}, untouched=False)
 
 
 def sample_report() -> FaceReport:

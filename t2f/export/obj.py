@@ -3,10 +3,10 @@
 The files hold the head as :class:`~t2f.faces.FrontalFrame` places it, the same coordinates as the
 GLB: its pose undone (upright, facing +z), centred on its bounding box, y up, and 1 unit = the face's
 height. Each triangle's corners are reversed (the y axis turned up is a reflection), so front faces are
-counter-clockwise seen from +z, the viewer. The textured set also carries the mesh where the photo saw
+counter-clockwise seen from +z, the viewer. :func:`photo_obj_files` writes the mesh where the photo saw
 it (``<stem>_photo.obj``: source-image pixels, x right, y up as h - 1 - y, PRNet's demo convention),
-for whoever wants to lay it over the picture. Numbers are formatted by :mod:`t2f.export.text`, a whole
-table at a time.
+for whoever wants to lay it over the picture: the CLI writes it and the face page's zip holds it.
+Numbers are formatted by :mod:`t2f.export.text`, a whole table at a time.
 """
 
 from __future__ import annotations
@@ -62,24 +62,27 @@ def _textured_obj(mesh: FaceMesh, stem: str, vertices: np.ndarray, digits: int, 
 
 
 def textured_obj_files(mesh: FaceMesh, *, stem: str = "face_textured") -> dict[str, bytes]:
-    """A textured OBJ, the same mesh where the photo saw it, their MTL and the texture PNG (relative names).
+    """A textured OBJ (frontal, as ``face.obj``), its MTL and the texture PNG, referring to each other by
+    relative names.
 
     Returns
     -------
-    files : ``{stem}.obj`` (frontal, as ``face.obj``), ``{stem}_photo.obj`` (source-image pixels, y up),
-        ``{stem}.mtl`` and ``{stem}.png`` mapped to their bytes; both OBJs use the one material.
+    files : ``{stem}.obj``, ``{stem}.mtl`` and ``{stem}.png`` mapped to their bytes.
     """
     mtl = (
         f"newmtl {TEXTURE_MATERIAL}\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
         f"d 1.0\nillum 1\nmap_Kd {stem}.png\n"
     )
+    frame = "frontal, y up, 1 unit = the face's height"
     return {
-        f"{stem}.obj": _textured_obj(
-            mesh, stem, file_vertices(mesh), DIGITS, "frontal, y up, 1 unit = the face's height"
-        ),
-        f"{stem}_photo.obj": _textured_obj(
-            mesh, stem, photo_vertices(mesh), PHOTO_DIGITS, "where the photo saw it: source-image pixels, y up"
-        ),
+        f"{stem}.obj": _textured_obj(mesh, stem, file_vertices(mesh), DIGITS, frame),
         f"{stem}.mtl": mtl.encode("ascii"),
         f"{stem}.png": png_bytes(mesh.texture),
     }
+
+
+def photo_obj_files(mesh: FaceMesh, *, stem: str = "face_textured") -> dict[str, bytes]:
+    """``{stem}_photo.obj``: the textured mesh where the photo saw it (source-image pixels, y up), using the
+    material and texture of :func:`textured_obj_files` with the same ``stem``."""
+    frame = "where the photo saw it: source-image pixels, y up"
+    return {f"{stem}_photo.obj": _textured_obj(mesh, stem, photo_vertices(mesh), PHOTO_DIGITS, frame)}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_bytes, textured_obj_files
+from t2f.export.obj import obj_bytes, photo_obj_files, textured_obj_files
 from t2f.faces import FaceResult
 from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, json_bytes, write_files
 from t2f.report import FaceReport
@@ -45,7 +45,8 @@ DOWNLOADS = (OBJ_FILE, TEXTURED_ZIP, GLB_FILE)
 
 
 def page_files(face: FaceResult, delivered: Mapping[str, bytes], *, untouched: bool) -> dict[str, bytes]:
-    """The files a face's page serves: the pictures as delivered and the mesh in every format.
+    """The files a face's page serves: the pictures as delivered and the mesh in every format, the
+    photo-space OBJ in the zip.
 
     Parameters
     ----------
@@ -58,7 +59,9 @@ def page_files(face: FaceResult, delivered: Mapping[str, bytes], *, untouched: b
     files[OBJ_FILE] = reuse.get(OBJ_FILE) or obj_bytes(face.mesh)
     files[GLB_FILE] = reuse.get(GLB_FILE) or glb_bytes(face.mesh)
     textured = {name: data for name, data in reuse.items() if name.startswith("face_textured.")}
-    files[TEXTURED_ZIP] = zip_bytes(textured or textured_obj_files(face.mesh, stem="face_textured"))
+    textured = textured or textured_obj_files(face.mesh, stem="face_textured")
+    # The zip also holds the mesh where the photo saw it (the OBJ and GLB face the viewer).
+    files[TEXTURED_ZIP] = zip_bytes({**textured, **photo_obj_files(face.mesh, stem="face_textured")})
     return files
 
 
