@@ -115,3 +115,7 @@ def test_geometry_without_a_seen_texel_keeps_the_samples(uv: UVData) -> None:
     assert not trust.any()
     same_texture, same_colors = seen_texture(texture, colors, trust, uv.face_ind)
     assert same_texture is texture and same_colors is colors
+    trace = np.zeros(len(uv.face_ind), np.float32)
+    trace[100] = 0.01  # a trace of trust (random PRNet weights give such shapes): still nothing to borrow
+    same_texture, same_colors = seen_texture(texture, colors, trace, uv.face_ind)
+    assert same_texture is texture and same_colors is colors

@@ -126,6 +126,8 @@ def seen_texture(
     pixels = texture.astype(np.float32)
     blended = (own_weight * pixels + mirror_weight * pixels[:, ::-1]) / np.maximum(total, 1e-6)
     known = (total[..., 0] > TRUSTED) & mask
+    if not known.any():  # only traces of trust (broken geometry): too little to borrow from
+        return texture, colors
     # Texels unseen on both sides take the nearest trusted texel's colour, softened so no streaks show;
     # outside the face, a band of PAD_TEXELS gets the nearest face colour and the rest the face's mean.
     distance, nearest = ndimage.distance_transform_edt(~known, return_indices=True)
