@@ -100,3 +100,30 @@ def turned_view(mesh: FaceMesh, texture: np.ndarray, yaw_deg: float, *, size: in
         placed
     )
     return TurnedView(np.round(image).astype(np.uint8).reshape(size, size, 3), pos.reshape(UV_SIZE, UV_SIZE, 3), seen)
+
+
+class ReferenceFacePRNet:
+    """A PRNet stand-in whose every answer is the reference face (image00050): a real face's shape in any crop.
+
+    Random weights put every vertex on about one point; blown up to a 1-unit GLB that is a ball of
+    screen-sized triangles, which software WebGL draws for seconds per frame. Browser tests that need
+    only *a* face in the viewer use this instead of the network (everything else is ``inner``'s).
+    """
+
+    def __init__(self, inner: object, shared_dir: Path) -> None:
+        from t2f.stages.prnet.postprocess import crop_transform
+
+        self.inner = inner
+        _, pos = reference_pos(shared_dir)
+        # The network output that restores to the reference face's position map in its own photo's crop.
+        tform = crop_transform(np.array([227.0, 280.0]), 350.0)
+        flat = pos.reshape(-1, 3)
+        xy = np.column_stack([flat[:, :2], np.ones(len(flat))]) @ tform.T
+        raw = np.column_stack([xy[:, :2], flat[:, 2] * tform[0, 0]]) / (UV_SIZE * 1.1)
+        self.raw = raw.reshape(UV_SIZE, UV_SIZE, 3).astype(np.float32)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        return np.repeat(self.raw[None], len(crops), axis=0)
