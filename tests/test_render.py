@@ -219,3 +219,21 @@ def test_turntable_gif_loops_the_pose_normalised_head(shared_dir: Path) -> None:
     cols = np.nonzero(drawn.any(axis=0))[0]
     assert abs((cols[0] + cols[-1]) / 2 - PANEL / 2) < 0.05 * PANEL
     assert drawn.mean() > 0.2
+
+
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "expected"),
+    [
+        (30.0, 0.0, (-30.0, 0.0)),  # the face turned towards the picture's right: negative yaw
+        (-30.0, 0.0, (30.0, 0.0)),  # towards the picture's left (the person's right): positive
+        (0.0, 30.0, (0.0, 30.0)),  # the nose raised (y down in the picture): looking up is positive pitch
+    ],
+)
+def test_pose_signs_are_the_readmes(shared_dir: Path, yaw: float, pitch: float, expected: tuple[float, float]) -> None:
+    _, mesh = reference_mesh(shared_dir)
+    turned = turned_mesh(shared_dir, mesh, yaw_deg=yaw, pitch_deg=pitch)
+    change = np.degrees(turned.pose - mesh.pose)
+    assert change[:2] == pytest.approx(expected, abs=3.0)  # about the turn (the reference is not exactly frontal)
+    # Roll: the picture's right eye lower than its left is a clockwise tilt, positive (image00050 has 4°).
+    left_eye, right_eye = mesh.landmarks[36], mesh.landmarks[45]
+    assert right_eye[1] > left_eye[1] and np.degrees(mesh.pose[2]) > 0
