@@ -133,9 +133,10 @@ class FaceMesh:
     ----------
     vertices : (V, 3) float32 source-image pixels (x right, y down, z towards the camera).
     triangles : (F, 3) int32 0-based, counter-clockwise in the image plane (y down).
-    colors : (V, 3) uint8 RGB sampled from the source image.
+    colors : (V, 3) uint8 RGB from the source image where the camera saw the face, borrowed from the
+        mirrored side where it did not (``t2f.stages.prnet.texture``).
     uv : (V, 2) float32 texture coordinates in [0, 1), u right, v down.
-    texture : (256, 256, 3) uint8 UV texture map.
+    texture : (256, 256, 3) uint8 UV texture map, made the same way.
     landmarks : (68, 3) float32 iBUG-68 points, same frame as ``vertices``.
     pose : (3,) float64 yaw, pitch, roll in radians (all NaN when the geometry has no pose).
     image_shape : (height, width) of the source image.
@@ -241,3 +242,56 @@ def frontal_points(points: np.ndarray, mesh: FaceMesh) -> np.ndarray:
     centre = mesh.vertices.astype(np.float64).mean(axis=0)
     # Row vectors: (R^T (p - c))^T = (p - c)^T R.
     return ((points.astype(np.float64) - centre) @ pose_rotation(mesh.pose)).astype(np.float32)
+
+
+# Photo frame (y down) to the files' frame (y up): a reflection, so triangles' corner order is reversed with it.
+Y_UP = np.diag([1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class FrontalFrame:
+    """Where a face's mesh files (OBJ, GLB) put the head: its pose undone, upright, centred and 1 unit tall.
+
+    A photo point p (source-image pixels: x right, y down, z towards the camera) is written at
+    ``q = Y_UP @ R^T (p - origin) / height``: x to the face's left-to-right, y up, z out of the face
+    towards the viewer, the origin at the centre of the frontal head's bounding box, and one unit = the
+    frontal mesh's height in photo pixels.
+
+    Attributes
+    ----------
+    rotation : (3, 3) float64 R, the head pose removed (:func:`pose_rotation`; the identity without a pose).
+    origin : (3,) float64 photo point that becomes (0, 0, 0).
+    height : photo pixels per file unit.
+    """
+
+    rotation: np.ndarray
+    origin: np.ndarray
+    height: float
+
+    def to_file(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) float64 file coordinates of photo ``points`` (N, 3)."""
+        # Row vectors: (R^T (p - o))^T = (p - o)^T R.
+        return (points.astype(np.float64) - self.origin) @ self.rotation @ Y_UP / self.height
+
+    def file_from_photo(self) -> np.ndarray:
+        """(4, 4) float64 homogeneous matrix taking photo (x, y, z, 1) to file coordinates."""
+        linear = Y_UP @ self.rotation.T / self.height
+        return np.block([[linear, (-linear @ self.origin)[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]])
+
+    def photo_from_file(self) -> np.ndarray:
+        """(4, 4) float64 homogeneous matrix taking file (x, y, z, 1) back to photo pixels (the inverse)."""
+        linear = self.rotation @ Y_UP * self.height
+        return np.block([[linear, self.origin[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]])
+
+
+def frontal_frame(mesh: FaceMesh) -> FrontalFrame:
+    """The :class:`FrontalFrame` of ``mesh``: its pose undone, its frontal bounding box centred, 1 unit tall.
+
+    Without a pose (NaN angles: degenerate geometry) only the centring and the scale apply.
+    """
+    rotation = pose_rotation(mesh.pose)
+    vertices = mesh.vertices.astype(np.float64)
+    turned = vertices @ rotation  # R^T p for each row: the frontal head, in photo pixel units
+    low, high = turned.min(axis=0), turned.max(axis=0)
+    origin = rotation @ ((low + high) / 2)  # the frontal box's centre, back in the photo
+    return FrontalFrame(rotation=rotation, origin=origin, height=max(float(high[1] - low[1]), 1e-6))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from t2f.faces import FaceImage, FaceRequest, FaceResult
+from t2f.faces import FaceImage, FaceMesh, FaceRequest, FaceResult, frontal_frame
 
 RANDOM_WEIGHTS_NOTE = (
     "PRNet weights were not converted from the official checkpoint (its sha256 differs); "
@@ -37,7 +37,50 @@ class HeadPose:
         return None if np.isnan(yaw) else cls(yaw, pitch, roll)
 
     def text(self) -> str:
-        return f"yaw {self.yaw:.0f}° · pitch {self.pitch:.0f}° · roll {self.roll:.0f}°"
+        """``yaw 4° · pitch -3° · roll 0°``: whole degrees, halves away from zero, never "-0"."""
+        return f"yaw {whole(self.yaw)}° · pitch {whole(self.pitch)}° · roll {whole(self.roll)}°"
+
+
+def whole(degrees: float) -> int:
+    """``degrees`` rounded to a whole number, halves away from zero (2.5 -> 3, -2.5 -> -3, -0.4 -> 0)."""
+    return int(np.sign(degrees) * np.floor(abs(degrees) + 0.5)) + 0  # + 0 turns -0 into 0
+
+
+Matrix4 = tuple[tuple[float, float, float, float], ...]
+
+
+@dataclass(frozen=True)
+class FilesFrame:
+    """Where face.obj and face.glb put the head (:class:`t2f.faces.FrontalFrame`), for metadata.json.
+
+    ``pose_removed`` is the head pose undone in the files (zero when the geometry had no pose);
+    ``unit_px`` the source-image pixels in one file unit (the frontal face's height); ``photo_from_file``
+    the 4 x 4 matrix taking a file point (x, y, z, 1) back to the photo (pixels: x right, y down, z
+    towards the camera), as ``face_textured_photo.obj`` has it before its y flip.
+    """
+
+    pose_removed: HeadPose
+    unit_px: float
+    photo_from_file: Matrix4
+
+    @classmethod
+    def of(cls, mesh: FaceMesh) -> FilesFrame:
+        frame = frontal_frame(mesh)
+        pose = HeadPose.from_radians(mesh.pose) or HeadPose(0.0, 0.0, 0.0)
+        matrix = np.round(frame.photo_from_file(), 6)
+        return cls(pose, round(frame.height, 4), tuple(tuple(row) for row in matrix.tolist()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pose_removed_deg": dataclasses.asdict(self.pose_removed),
+            "unit_px": self.unit_px,
+            "photo_from_file": [list(row) for row in self.photo_from_file],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FilesFrame:
+        matrix = tuple(tuple(float(value) for value in row) for row in data["photo_from_file"])
+        return cls(HeadPose(**data["pose_removed_deg"]), float(data["unit_px"]), matrix)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -60,7 +103,8 @@ class FaceGeometry:
     """Facts about the reconstructed face (absent when painting did not get that far).
 
     ``landmarks`` are (68, 3) float iBUG-68 points in image pixels; ``box_ltrb`` is the detector's box
-    (``None`` for a whole-image crop); ``crop_center_xy`` and ``crop_side`` are PRNet's crop in pixels.
+    (``None`` for a whole-image crop); ``crop_center_xy`` and ``crop_side`` are PRNet's crop in pixels;
+    ``files_frame`` where the mesh files put the head (``None`` in reports saved before it was recorded).
     """
 
     vertices: int
@@ -71,6 +115,7 @@ class FaceGeometry:
     box_ltrb: tuple[float, float, float, float] | None
     crop_center_xy: tuple[float, float]
     crop_side: float
+    files_frame: FilesFrame | None = None
 
     @classmethod
     def of(cls, result: FaceResult) -> FaceGeometry:
@@ -86,6 +131,7 @@ class FaceGeometry:
             else (round(box.left, 1), round(box.top, 1), round(box.right, 1), round(box.bottom, 1)),
             crop_center_xy=tuple(np.round(result.crop.center_xy, 2).tolist()),
             crop_side=round(float(result.crop.side), 2),
+            files_frame=FilesFrame.of(result.mesh),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -97,6 +143,7 @@ class FaceGeometry:
             "faces_found": self.faces_found,
             "box_ltrb": None if self.box_ltrb is None else list(self.box_ltrb),
             "crop": {"center_xy": list(self.crop_center_xy), "side": self.crop_side},
+            **({} if self.files_frame is None else {"files_frame": self.files_frame.to_json()}),
         }
 
     @classmethod
@@ -112,6 +159,7 @@ class FaceGeometry:
             box_ltrb=None if box is None else tuple(box),
             crop_center_xy=tuple(data["crop"]["center_xy"]),
             crop_side=float(data["crop"]["side"]),
+            files_frame=None if data.get("files_frame") is None else FilesFrame.from_json(data["files_frame"]),
         )
 
 

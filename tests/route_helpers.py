@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
+from t2f.config import Settings
 from t2f.serve.faces import FaceFinder
 from t2f.serve.files import FileWriter
 from t2f.serve.jobs import FaceJob, JobProgress, JobRequest, Outcome, Stage
@@ -76,3 +79,16 @@ def through_route(stages: LocalStages, jobs: list[JobRequest], watch: RecordingW
             outcome = stages.files.write(outcome)
         ended.append(outcome)
     return ended
+
+
+@contextlib.asynccontextmanager
+async def studio_on(
+    settings: Settings, pipeline: FacePipeline, *, gate: GateLimits | None = None
+) -> AsyncIterator[Any]:
+    """``t2f serve``'s stack (t2f.stack) around ``pipeline`` on a free loopback port: yields its web server."""
+    from t2f.stack import WebPlan, open_stack
+
+    local = local_stages(pipeline, crop="detect", gate=gate)
+    async with open_stack(settings, route_of(local), web=WebPlan("127.0.0.1", 0, studio=True)) as stack:
+        assert stack.web is not None
+        yield stack.web

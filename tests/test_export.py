@@ -14,10 +14,12 @@ from mesh_fixtures import REFERENCE_MESHES, reference_mesh, turned_mesh
 from PIL import Image
 
 from t2f.export.glb import glb_bytes, srgb_to_linear
-from t2f.export.obj import obj_bytes, textured_obj_files
+from t2f.export.obj import obj_bytes, photo_obj_files, textured_obj_files
 from t2f.export.text import format_table
-from t2f.faces import FaceMesh, decimate
+from t2f.faces import FaceMesh, decimate, frontal_frame
 from t2f.files.outputs import jpeg_bytes, png_bytes
+from t2f.report import FilesFrame
+from t2f.stages.prnet.uv import UVData
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,12 @@ def test_colour_obj_parses_back_upright_and_facing_the_camera(mesh: FaceMesh) ->
     face_lines = [line for line in lines if line.startswith("f ")]
     assert len(vertex_lines) == 43_867 and len(face_lines) == 86_906
     values = np.array([line.split()[1:] for line in vertex_lines], dtype=float)
-    np.testing.assert_allclose(values[:, 0], mesh.vertices[:, 0], atol=1e-3)
-    np.testing.assert_allclose(values[:, 1], mesh.image_shape[0] - 1 - mesh.vertices[:, 1], atol=1e-3)
+    # The files' frame: the pose undone, y up, centred on the bounding box, 1 unit = the face's height.
+    np.testing.assert_allclose(values[:, :3], frontal_frame(mesh).to_file(mesh.vertices), atol=1e-5)
+    assert np.ptp(values[:, 1]) == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose((values[:, :3].min(axis=0) + values[:, :3].max(axis=0)) / 2, 0.0, atol=1e-4)
     np.testing.assert_array_equal(np.round(values[:, 3:] * 255), mesh.colors)
+    assert vertex_lines[1].count(".") == 6 and len(vertex_lines[1].split()[4].split(".")[1]) == 3  # colours: 3 decimals
     faces = np.array([line.split()[1:] for line in face_lines], dtype=int)
     np.testing.assert_array_equal(faces, mesh.triangles[:, ::-1] + 1)
     loaded = trimesh.load(io.BytesIO(text.encode()), file_type="obj", process=False)
@@ -59,8 +64,8 @@ def test_colour_obj_parses_back_upright_and_facing_the_camera(mesh: FaceMesh) ->
 
 
 def test_textured_obj_mtl_and_png_refer_to_each_other(mesh: FaceMesh, tmp_path: Path) -> None:
-    files = textured_obj_files(mesh, stem="face_textured")
-    assert set(files) == {"face_textured.obj", "face_textured.mtl", "face_textured.png"}
+    files = {**textured_obj_files(mesh, stem="face_textured"), **photo_obj_files(mesh, stem="face_textured")}
+    assert set(files) == {"face_textured.obj", "face_textured_photo.obj", "face_textured.mtl", "face_textured.png"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     obj = files["face_textured.obj"].decode()
@@ -75,6 +80,22 @@ def test_textured_obj_mtl_and_png_refer_to_each_other(mesh: FaceMesh, tmp_path: 
     assert loaded.visual.kind == "texture"
     assert np.asarray(loaded.visual.material.image).shape[:2] == (256, 256)
     assert np.asarray(Image.open(io.BytesIO(files["face_textured.png"]))).shape == (256, 256, 3)
+    # The same mesh where the photo saw it (source-image pixels, y up), with the same UVs and material.
+    photo = files["face_textured_photo.obj"].decode()
+    assert photo.splitlines()[1] == "mtllib face_textured.mtl"
+    where = np.array([line.split()[1:] for line in photo.splitlines() if line.startswith("v ")], dtype=float)
+    np.testing.assert_allclose(where[:, 0], mesh.vertices[:, 0], atol=1e-3)
+    np.testing.assert_allclose(where[:, 1], mesh.image_shape[0] - 1 - mesh.vertices[:, 1], atol=1e-3)
+    np.testing.assert_allclose(where[:, 2], mesh.vertices[:, 2], atol=1e-3)
+    assert [line for line in photo.splitlines() if not line.startswith("v ")][2:] == [
+        line for line in obj.splitlines() if not line.startswith("v ")
+    ][2:]
+    # metadata.json's matrix takes the frontal file back to the photo: the two OBJs are one mesh.
+    frontal = np.array([line.split()[1:] for line in obj.splitlines() if line.startswith("v ")], dtype=float)
+    back = np.column_stack([frontal, np.ones(len(frontal))]) @ np.array(FilesFrame.of(mesh).photo_from_file).T
+    np.testing.assert_allclose(back[:, 0], where[:, 0], atol=0.01)
+    np.testing.assert_allclose(mesh.image_shape[0] - 1 - back[:, 1], where[:, 1], atol=0.01)
+    np.testing.assert_allclose(back[:, 2], where[:, 2], atol=0.01)
 
 
 def load_glb(data: bytes) -> trimesh.Trimesh:
@@ -109,6 +130,43 @@ def test_glb_round_trips_counts_normals_and_linear_colours(mesh: FaceMesh) -> No
     normals = np.asarray(geometry.vertex_normals)
     np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-4)
     assert (normals[:, 2] > 0).mean() > 0.75
+
+
+def glb_positions(data: bytes) -> np.ndarray:
+    """(V, 3) float32 POSITION accessor of a GLB, read straight from its binary chunk (every vertex, in order)."""
+    length = struct.unpack_from("<I", data, 12)[0]
+    gltf = glb_json(data)
+    accessor = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+    view = gltf["bufferViews"][accessor["bufferView"]]
+    binary = data[20 + length + 8 :]
+    return np.frombuffer(binary, np.float32, accessor["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), [(60.0, 0.0), (-55.0, 40.0), (35.0, -25.0)])
+def test_a_turned_heads_glb_opens_facing_the_viewer(shared_dir: Path, mesh: FaceMesh, yaw: float, pitch: float) -> None:
+    uv = UVData.load(shared_dir / "prnet" / "uv-data")
+    landmark_vertex = np.searchsorted(uv.face_ind, uv.kpt_ind[1] * 256 + uv.kpt_ind[0])
+    turned = turned_mesh(shared_dir, mesh, yaw_deg=yaw, pitch_deg=pitch)
+    # In the photo's frame the head is turned: its eye line is far from level.
+    photo_eyes = turned.vertices[landmark_vertex[[36, 45]]]
+    photo_line = photo_eyes[1] - photo_eyes[0]
+    assert np.degrees(np.arctan2(abs(photo_line[2]), photo_line[0])) > 20 or abs(pitch) > 20
+    positions = glb_positions(glb_bytes(turned))
+    landmarks = positions[landmark_vertex]
+    eye_line = landmarks[45] - landmarks[36]  # outer eye corners, left to right in the picture
+    assert abs(np.degrees(np.arctan2(eye_line[1], eye_line[0]))) < 2  # level: no roll
+    assert abs(np.degrees(np.arctan2(eye_line[2], eye_line[0]))) < 2  # square to the viewer: no yaw
+    mouth, eyes = (landmarks[48] + landmarks[54]) / 2, (landmarks[36] + landmarks[45]) / 2
+    normal = np.cross(mouth - eyes, eye_line)  # out of the face, through eyes and mouth
+    normal /= np.linalg.norm(normal)
+    assert abs(np.degrees(np.arctan2(normal[0], normal[2]))) < 2  # it faces +z, the viewer ...
+    assert 0 < np.degrees(np.arctan2(normal[1], normal[2])) < 10  # ... up to the mean face's own tilt (7.6°)
+    assert int(np.argmax(landmarks[:, 2])) == 30  # the nose tip is the landmark nearest the viewer
+    assert positions[:, 2].max() - landmarks[30, 2] < 0.01  # and about the nearest point
+    assert np.ptp(positions[:, 1]) == pytest.approx(1.0, abs=1e-4)  # 1 unit tall, centred
+    np.testing.assert_allclose((positions.min(axis=0) + positions.max(axis=0)) / 2, 0.0, atol=1e-4)
+    # The same file as the head that was not turned: the pose is undone, not just the yaw.
+    np.testing.assert_allclose(positions, glb_positions(glb_bytes(mesh)), atol=1e-4)
 
 
 def test_srgb_to_linear_matches_the_standard() -> None:

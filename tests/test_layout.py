@@ -2,8 +2,8 @@
 the model libraries. Read from the source with ``ast``; nothing is imported or executed.
 
 Layers, bottom to top (each may import itself and the ones named in ``ALLOWED``):
-base (errors, bounds, faces, report, timing, streams) -> files -> stages | export -> serve -> web -> app (config,
-build, cli, commands, preflight, logs) -> cogs -> bot. The cogs sit on serve, not on stages, web or app.
+base (errors, bounds, faces, report, timing, streams, zbuffer) -> files -> stages | export -> serve -> web -> app
+(config, build, cli, commands, preflight, logs) -> cogs -> bot. The cogs sit on serve, not on stages, web or app.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
-    "base": ("t2f", "t2f.errors", "t2f.bounds", "t2f.faces", "t2f.report", "t2f.timing", "t2f.streams"),
+    "base": (
+        "t2f",
+        "t2f.errors",
+        "t2f.bounds",
+        "t2f.faces",
+        "t2f.report",
+        "t2f.timing",
+        "t2f.streams",
+        "t2f.zbuffer",
+    ),
     "files": ("t2f.files",),
     "stages": ("t2f.stages",),
     "export": ("t2f.export",),

@@ -28,6 +28,7 @@ MESH_FILES = [
     "face_textured.mtl",
     "face_textured.obj",
     "face_textured.png",
+    "face_textured_photo.obj",
     "image.png",
     "metadata.json",
     "preview.jpg",
@@ -49,6 +50,9 @@ def check_outputs(out: Path) -> dict:
     assert meta["face"]["vertices"] == 43_867 and meta["face"]["triangles"] == 86_906
     assert len(meta["face"]["landmarks_68"]) == 68
     assert set(meta["face"]["pose_deg"]) == {"yaw", "pitch", "roll"}
+    frame = meta["face"]["files_frame"]  # where face.obj and face.glb put the head, and how to get back
+    assert set(frame) == {"pose_removed_deg", "unit_px", "photo_from_file"} and frame["unit_px"] > 0
+    assert np.asarray(frame["photo_from_file"]).shape == (4, 4)
     assert meta["prnet"]["note"] == RANDOM_WEIGHTS_NOTE
     for stage in ("detect", "prnet", "postprocess", "export_obj", "export_glb", "preview"):
         assert meta["timings_s"][stage] >= 0

@@ -95,7 +95,7 @@ def test_coarse_mesh_keeps_a_quarter_of_the_vertices(shared_dir: Path) -> None:
 def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import t2f.export.raster
+    import t2f.zbuffer
     from t2f.export.raster import PREVIEW_LOD
 
     image, mesh = reference_mesh(shared_dir)
@@ -107,15 +107,15 @@ def test_broken_geometry_renders_within_the_budget(shared_dir: Path, monkeypatch
     vertices, triangles, _ = coarse_mesh(mesh, PREVIEW_LOD)
     views = [fit_to_panel(vertices, yaw) for _, yaw in VIEWS]
     budgeted = [rasterize(placed, triangles, PANEL).face for placed in views]
-    budget = t2f.export.raster.CANDIDATE_BUDGET
-    monkeypatch.setattr(t2f.export.raster, "CANDIDATE_BUDGET", 10**12)
+    budget = t2f.zbuffer.CANDIDATE_BUDGET
+    monkeypatch.setattr(t2f.zbuffer, "CANDIDATE_BUDGET", 10**12)
     for placed, face in zip(views, budgeted, strict=True):
         np.testing.assert_array_equal(rasterize(placed, triangles, PANEL).face, face)
     # A jittered face (triangles up to about 25 px) needs more tests than the budget allows: the
     # largest triangles are left out, and the smaller ones are still drawn.
     jittered = views[0] + np.random.default_rng(1).uniform(-12, 12, views[0].shape).astype(np.float32)
     unlimited = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
-    monkeypatch.setattr(t2f.export.raster, "CANDIDATE_BUDGET", budget)
+    monkeypatch.setattr(t2f.zbuffer, "CANDIDATE_BUDGET", budget)
     drawn = (rasterize(jittered, triangles, PANEL).face >= 0).sum()
     assert 0 < drawn < unlimited
 
@@ -219,3 +219,21 @@ def test_turntable_gif_loops_the_pose_normalised_head(shared_dir: Path) -> None:
     cols = np.nonzero(drawn.any(axis=0))[0]
     assert abs((cols[0] + cols[-1]) / 2 - PANEL / 2) < 0.05 * PANEL
     assert drawn.mean() > 0.2
+
+
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "expected"),
+    [
+        (30.0, 0.0, (-30.0, 0.0)),  # the face turned towards the picture's right: negative yaw
+        (-30.0, 0.0, (30.0, 0.0)),  # towards the picture's left (the person's right): positive
+        (0.0, 30.0, (0.0, 30.0)),  # the nose raised (y down in the picture): looking up is positive pitch
+    ],
+)
+def test_pose_signs_are_the_readmes(shared_dir: Path, yaw: float, pitch: float, expected: tuple[float, float]) -> None:
+    _, mesh = reference_mesh(shared_dir)
+    turned = turned_mesh(shared_dir, mesh, yaw_deg=yaw, pitch_deg=pitch)
+    change = np.degrees(turned.pose - mesh.pose)
+    assert change[:2] == pytest.approx(expected, abs=3.0)  # about the turn (the reference is not exactly frontal)
+    # Roll: the picture's right eye lower than its left is a clockwise tilt, positive (image00050 has 4°).
+    left_eye, right_eye = mesh.landmarks[36], mesh.landmarks[45]
+    assert right_eye[1] > left_eye[1] and np.degrees(mesh.pose[2]) > 0

@@ -23,20 +23,19 @@ import numpy as np
 import pytest
 
 from t2f.errors import ModelUnavailable
-from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_bytes, textured_obj_files
-from t2f.faces import FaceRequest
+from t2f.faces import FaceRequest, FaceResult
 from t2f.files.outputs import IMAGE_FILE, png_bytes
-from t2f.report import FaceReport
+from t2f.report import FaceReport, HeadPose, whole
 from t2f.serve.route import Route
 from t2f.serve.service import JobService
-from t2f.serve.uploads import zip_bytes
+from t2f.stages.prnet.postprocess import crop_whole_image
 from t2f.web.assets import INTEGRITY, SCRIPT_NAME, VERSION, install_model_viewer, integrity_of, tarball_url
-from t2f.web.html import NOT_FOUND
+from t2f.web.html import NOT_FOUND, face_page
 from t2f.web.links import LinkSigner, load_secret
 from t2f.web.metrics_listener import MetricsListener
-from t2f.web.pages import FacePages
+from t2f.web.pages import FacePages, page_files
 from t2f.web.server import WebServer, exposure_warning, web_app
+from t2f.web.viewer import MAX_ORBIT, MIN_ORBIT, VIEWER_CONTROLS_SCRIPT
 
 JOB = "0123456789ab"
 DAY = 86400.0
@@ -89,16 +88,12 @@ def viewer_cache(loopback_registry: str, tmp_path_factory: pytest.TempPathFactor
 
 
 def sample_files(shared_dir: Path) -> dict[str, bytes]:
-    """A real PRNet face's page files (AFLW2000 image00050)."""
+    """A real PRNet face's page files (AFLW2000 image00050), as :func:`page_files` makes them."""
     from mesh_fixtures import reference_mesh
 
     image, mesh = reference_mesh(shared_dir)
-    return {
-        IMAGE_FILE: png_bytes(image),
-        "face.obj": obj_bytes(mesh),
-        "face.glb": glb_bytes(mesh),
-        "face_textured.zip": zip_bytes(textured_obj_files(mesh, stem="face_textured")),
-    }
+    face = FaceResult(image=image, mesh=mesh, crop=crop_whole_image(image), box=None, faces_found=1)
+    return page_files(face, {IMAGE_FILE: png_bytes(image)}, untouched=False)
 
 
 def sample_report() -> FaceReport:
@@ -161,6 +156,7 @@ def test_pages_save_remove_and_prune(tmp_path: Path) -> None:
     pages.save(JOB, {IMAGE_FILE: b"png", "face.glb": b"glb", "notes.txt": b"x"}, sample_report())
     assert sorted(p.name for p in (tmp_path / "out" / JOB).iterdir()) == ["face.glb", "image.png", "metadata.json"]
     assert pages.report(JOB)["seed"] == 42 and pages.expires(JOB) == int(clock.now + 7 * DAY)
+    assert pages.report(JOB)["files"] == ["face.glb", "image.png"]  # what the page may show
     assert pages.public_link(JOB) == "https://faces.example" + LinkSigner(b"k").path(JOB, int(clock.now + 7 * DAY))
     assert pages.file(JOB, "face.glb") is not None and pages.file(JOB, "../metadata.json") is None
     with pytest.raises(ValueError, match="not a job id"):
@@ -174,6 +170,33 @@ def test_pages_save_remove_and_prune(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["20250101-120000-42", other]
     assert asyncio.run(pages.remove(other)) is True and pages.path(other) is None
     assert pages.remove_face(other) is False
+
+
+def test_the_face_page_marks_up_a_viewer_that_stays_in_front_with_a_fallback() -> None:
+    data = {
+        **sample_report().to_json(),
+        "face": {"pose_deg": {"yaw": -0.4, "pitch": 2.5, "roll": -2.5}},
+        "files": ["face.glb", "image.png", "preview.jpg", "turntable.gif"],
+    }
+    body = face_page(data, expires=1_900_000_000)
+    assert MIN_ORBIT == "-70deg 55deg auto" and MAX_ORBIT == "70deg 125deg auto"  # as far as the turntable swings
+    assert f'camera-orbit="0deg 90deg auto" min-camera-orbit="{MIN_ORBIT}" max-camera-orbit="{MAX_ORBIT}"' in body
+    assert '<button type="button" class="reset-view" id="reset-view">Reset view</button></model-viewer>' in body
+    assert '<img class="fallback" id="fallback" data-src="turntable.gif" alt="The head turning" hidden>' in body
+    assert '<noscript><img class="fallback" src="turntable.gif" alt="The head turning"></noscript>' in body
+    assert '<figure class="strip"><img src="preview.jpg"' in body
+    assert "<dd>yaw 0° · pitch 3° · roll -3°</dd>" in body  # whole degrees, halves away from zero, no "-0"
+    assert '<link rel="icon" href="data:image/svg+xml,%3Csvg' in body  # no /favicon.ico request, no 404
+    assert '<script type="module" src="/assets/viewer.js"></script>' in body
+    # A page saved before the file list was kept had the preview but no turntable.
+    old = face_page({key: value for key, value in data.items() if key != "files"}, expires=1_900_000_000)
+    assert 'data-src="preview.jpg" alt="The head from the front and the side"' in old
+
+
+def test_head_pose_text_rounds_whole_degrees_with_the_right_sign() -> None:
+    assert HeadPose(-0.4, 0.5, -0.5).text() == "yaw 0° · pitch 1° · roll -1°"
+    assert HeadPose(12.49, -179.6, 0.0).text() == "yaw 12° · pitch -180° · roll 0°"
+    assert [whole(value) for value in (2.5, -2.5, -0.49, 1e-9, -1e-9)] == [3, -3, 0, 0, 0]
 
 
 # -- the server ---------------------------------------------------------------------------------------
@@ -219,6 +242,8 @@ async def test_a_valid_link_serves_the_page_and_its_files(served) -> None:  # ty
         assert response.headers["Referrer-Policy"] == "no-referrer"
     status, script = await get(session, "/assets/model-viewer.min.js")
     assert status == 200 and "customElements.define" in script
+    status, controls = await get(session, "/assets/viewer.js")
+    assert status == 200 and controls == VIEWER_CONTROLS_SCRIPT and "function resetView" in controls
 
 
 async def test_forged_expired_and_deleted_links_get_the_same_404(served) -> None:  # type: ignore[no-untyped-def]
@@ -312,6 +337,11 @@ async def test_service_health_says_why() -> None:
 def test_textured_zip_keeps_relative_paths(shared_dir: Path) -> None:
     files = sample_files(shared_dir)
     with zipfile.ZipFile(BytesIO(files["face_textured.zip"])) as archive:
-        assert sorted(archive.namelist()) == ["face_textured.mtl", "face_textured.obj", "face_textured.png"]
+        assert sorted(archive.namelist()) == [
+            "face_textured.mtl",
+            "face_textured.obj",
+            "face_textured.png",
+            "face_textured_photo.obj",
+        ]
         assert b"map_Kd face_textured.png" in archive.read("face_textured.mtl")
     assert np.frombuffer(files["face.glb"][:4], np.uint8).tobytes() == b"glTF"

@@ -11,9 +11,10 @@ What viewers need to draw a face well, each required or defined by the glTF 2.0 
   the image's top-left corner, like ``FaceMesh.uv``, so v is not flipped as in OBJ). The texture
   then replaces the vertex colours, which glTF would otherwise multiply with it.
 
-The mesh is upright (y up), its front faces counter-clockwise towards +z, centred on its bounding
-box and 1 unit tall, so viewers frame it. The Khronos glTF validator reports no errors for it
-(tests/test_export.py).
+The mesh is in the files' frame (:class:`t2f.faces.FrontalFrame`, as the OBJ): the head's pose
+undone so it faces the viewer (+z) upright (y up), centred on its bounding box and 1 unit tall, so
+viewers frame it and open it from the front whatever way the head turned in the picture. The Khronos
+glTF validator reports no errors for it (tests/test_export.py).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import struct
 
 import numpy as np
 
-from t2f.export.obj import upright_vertices
-from t2f.export.raster import vertex_normals
+from t2f.export.obj import file_vertices
 from t2f.faces import FaceMesh
 from t2f.files.outputs import png_bytes
+from t2f.zbuffer import vertex_normals
 
 ROUGHNESS = 0.8  # a matte skin; 1.0 looks chalky in viewers with an environment light
 # glTF component types and buffer-view targets (glTF 2.0 spec, "Accessors" and "Buffer Views").
@@ -61,9 +62,7 @@ def glb_bytes(mesh: FaceMesh, *, textured: bool = False) -> bytes:
     With ``textured``, the UV texture is embedded as a PNG and used as the base colour instead of
     the vertex colours. Pure: returns the file's bytes.
     """
-    vertices = upright_vertices(mesh)
-    low, high = vertices.min(axis=0), vertices.max(axis=0)
-    vertices = ((vertices - (low + high) / 2) / max(float(high[1] - low[1]), 1e-6)).astype(np.float32)
+    vertices = file_vertices(mesh).astype(np.float32)
     triangles = np.ascontiguousarray(mesh.triangles[:, ::-1], dtype=np.uint32)  # y flipped: reverse to stay CCW
     attributes = {"POSITION": vertices, "NORMAL": smooth_normals(vertices, triangles)}
     if textured:

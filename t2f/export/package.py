@@ -8,7 +8,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_bytes, textured_obj_files
+from t2f.export.obj import obj_bytes, photo_obj_files, textured_obj_files
 from t2f.export.parallel import run_parts
 from t2f.export.preview import preview_strip
 from t2f.export.turntable import turntable_gif
@@ -19,7 +19,8 @@ from t2f.timing import timed
 if TYPE_CHECKING:
     from t2f.export.render_torch import ViewRenderer
 
-MESH_FORMATS = ("obj", "textured", "glb")
+# "photo" (the mesh where the photo saw it, beside the textured set) is for the CLI; a chat gets one of the others.
+MESH_FORMATS = ("obj", "textured", "photo", "glb")
 
 FilePart = Callable[[dict[str, float]], dict[str, bytes]]  # adds its seconds to the dict it is given
 
@@ -35,7 +36,8 @@ def result_files(
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
     Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
-    ``face_textured.obj/.mtl/.png`` for "textured", ``face.glb`` for "glb". With a ``pool`` the files
+    ``face_textured.obj/.mtl/.png`` for "textured", ``face_textured_photo.obj`` for "photo", ``face.glb``
+    for "glb". With a ``pool`` the files
     (and the turntable's frames) are made on its threads as well as this one; the bytes are the same.
     With a ``renderer`` (:mod:`t2f.export.render_torch`, a GPU) the preview's and turntable's views are drawn there.
     """
@@ -76,11 +78,15 @@ def _mesh_parts(mesh: FaceMesh, outputs: tuple[str, ...]) -> list[FilePart]:
         with timed(times, "export_obj"):
             return textured_obj_files(mesh, stem="face_textured")
 
+    def photo(times: dict[str, float]) -> dict[str, bytes]:
+        with timed(times, "export_obj"):
+            return photo_obj_files(mesh, stem="face_textured")
+
     def glb(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "export_glb"):
             return {"face.glb": glb_bytes(mesh)}
 
-    wanted = {"obj": obj, "textured": textured, "glb": glb}
+    wanted = {"obj": obj, "textured": textured, "photo": photo, "glb": glb}
     return [part for name, part in wanted.items() if name in outputs]
 
 

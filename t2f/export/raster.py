@@ -1,4 +1,4 @@
-"""A vectorised z-buffer rasteriser in numpy for a face mesh's views (the preview, the turntable), no OpenGL.
+"""A face mesh's views (the preview, the turntable) drawn in numpy with :mod:`t2f.zbuffer`, no OpenGL.
 
 The head's estimated pose is undone first (:func:`t2f.faces.frontal_points`), so "front" means the
 face's own front whatever way it looked in the picture, and each view turns the head about its own
@@ -6,8 +6,6 @@ vertical axis. Triangles facing away from the camera are culled (a PRNet mesh is
 inside must not be lit like its outside), and silhouettes are anti-aliased by blending the one-pixel
 band around them with the background by how much of each pixel's 3 x 3 neighbourhood the mesh covers
 (drawing at twice the size and reducing would cost 2.5x the whole preview: bench/reconstruction.py).
-PRNet meshes are a dense UV grid, so at preview size every triangle spans a pixel or two; each
-triangle is tested against the pixels of a small window around it, all triangles at once.
 :mod:`t2f.export.render_torch` is the same algorithm on tensors, for a GPU.
 """
 
@@ -19,123 +17,14 @@ import numpy as np
 from scipy import ndimage
 
 from t2f.faces import FaceMesh, decimate, frontal_points
+from t2f.zbuffer import Raster, rasterize, vertex_normals
 
 PANEL = 256
-# Pixels tested per triangle along each axis, by triangle size. Most preview triangles have 3 to 5
-# pixel centres across their box; one step per pixel up to 8 keeps the windows tight there.
-WINDOWS = (2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)
-# Pixel tests per view at most. A real face needs about 0.23 M; broken geometry (random weights, a
-# failed fit) can have huge triangles, and those are left out rather than costing seconds.
-CANDIDATE_BUDGET = 2_000_000
 LIGHT = np.array([-0.3, -0.4, 0.866], dtype=np.float32)  # from the upper left, towards the face
 BACKGROUND = np.array([32, 34, 40], dtype=np.uint8)
 # Every third UV row and column: about 2.6 px per triangle in a 256 px panel, still without holes, and
 # 0.6x the cost of every second (bench/reconstruction.py).
 PREVIEW_LOD = 3
-
-
-@dataclass(frozen=True)
-class Raster:
-    """Which triangle covers each pixel, and where inside it.
-
-    Attributes
-    ----------
-    face : (H, W) int64 triangle index, -1 where no triangle is visible.
-    bary : (H, W, 3) float32 barycentric weights of the triangle's corners (0 where empty).
-    """
-
-    face: np.ndarray
-    bary: np.ndarray
-
-
-def _covered_pixels(corners: np.ndarray, low: np.ndarray, window: int, size: int) -> tuple[np.ndarray, ...]:
-    """Test each triangle against the pixel centres of a ``window`` x ``window`` box from ``low``.
-
-    Each corner's barycentric weight is an edge function A x + B y + C, so a test is a few
-    multiply-adds over (triangles, 3, candidates). Returns the (triangle, flat pixel, depth,
-    weights) of every covered candidate inside the ``size`` x ``size`` image.
-    """
-    x, y = corners[:, :, 0], corners[:, :, 1]  # (F, 3)
-    x1, x2, y1, y2 = np.roll(x, -1, 1), np.roll(x, -2, 1), np.roll(y, -1, 1), np.roll(y, -2, 1)
-    a, b, c = y1 - y2, x2 - x1, x1 * y2 - x2 * y1  # weight of corner i, from the edge opposite it
-    area = c.sum(axis=1, keepdims=True)  # twice the signed area; the A and B terms cancel
-    orient = np.where(area < 0, -1.0, 1.0).astype(np.float32)
-    a, b, c, area = a * orient, b * orient, c * orient, area * orient
-    grid = np.arange(window, dtype=np.float32)
-    px = low[:, 0:1].astype(np.float32) + np.tile(grid, window)[None]  # (F, K) candidate centres
-    py = low[:, 1:2].astype(np.float32) + np.repeat(grid, window)[None]
-    w = a[:, :, None] * px[:, None, :] + b[:, :, None] * py[:, None, :] + c[:, :, None]  # (F, 3, K)
-    inside = (w[:, 0] >= 0) & (w[:, 1] >= 0) & (w[:, 2] >= 0)
-    tri, cand = np.nonzero(inside)
-    col, row = px[tri, cand].astype(np.int64), py[tri, cand].astype(np.int64)
-    # Bounds and degenerate triangles are checked on the few hits, not on every candidate.
-    keep = (area[tri, 0] > 0) & (col >= 0) & (col < size) & (row >= 0) & (row < size)
-    tri, cand, col, row = tri[keep], cand[keep], col[keep], row[keep]
-    weights = w[tri, :, cand] / area[tri]
-    depth = np.einsum("pk,pk->p", weights, corners[tri, :, 2])
-    return tri, row * size + col, depth, weights
-
-
-def rasterize(vertices: np.ndarray, triangles: np.ndarray, size: int, *, cull_back: bool = False) -> Raster:
-    """Z-buffer ``triangles`` of ``vertices`` (V, 3) in pixel units (x right, y down, z towards the viewer).
-
-    A pixel (row, col) is covered when its centre (col, row) lies inside a triangle; the nearest
-    (largest z) triangle wins. Both windings are drawn unless ``cull_back``: then only triangles
-    whose normal (v1 - v0) x (v2 - v0) points towards the viewer (+z) are, the front faces of a
-    :class:`~t2f.faces.FaceMesh`. Triangles are grouped by size so each is
-    tested against a window just large enough for it (most need 4 x 4 pixels); groups are drawn
-    smallest first until ``CANDIDATE_BUDGET`` pixel tests are spent, and triangles wider than the
-    largest window are not drawn, so the cost stays bounded whatever the geometry.
-    """
-    corners = vertices[triangles].astype(np.float32)  # (F, 3, 3)
-    if cull_back:
-        edge_a, edge_b = corners[:, 1, :2] - corners[:, 0, :2], corners[:, 2, :2] - corners[:, 0, :2]
-        facing = edge_a[:, 0] * edge_b[:, 1] - edge_a[:, 1] * edge_b[:, 0] > 0  # z of the normal
-        order = np.flatnonzero(facing)  # ids into ``triangles``, so ``Raster.face`` keeps its meaning
-        corners = corners[order]
-    else:
-        order = np.arange(len(triangles))
-    # Only pixel centres (integers) inside the bounding box can be covered; a triangle whose box
-    # holds none (span 0 or less) covers no pixel and is skipped.
-    low = np.ceil(corners[:, :, :2].min(axis=1)).astype(np.int64)
-    span = (np.floor(corners[:, :, :2].max(axis=1)).astype(np.int64) - low).max(axis=1) + 1
-    parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 3), np.float32))]
-    budget = CANDIDATE_BUDGET
-    for smaller, window in zip((0, *WINDOWS), WINDOWS, strict=False):  # a few size groups, not a loop over triangles
-        group = np.flatnonzero((span > smaller) & (span <= window))
-        if group.size * window * window > budget:
-            break
-        if group.size:
-            budget -= group.size * window * window
-            tri, pixel, depth, weights = _covered_pixels(corners[group], low[group], window, size)
-            parts.append((group[tri], pixel, depth, weights))
-    tri_id, pixel, depth, weights = (np.concatenate(column) for column in zip(*parts, strict=True))
-    # Z-buffer without sorting: pack (depth quantised to 30 bits, candidate) into one integer and keep
-    # each pixel's maximum; depth ties within 1/2**30 of the range go to the later candidate.
-    low_z = depth.min(initial=0.0)
-    scale = (2**30 - 1) / max(float(depth.max(initial=0.0) - low_z), 1e-9)
-    keys = (((depth - low_z) * scale).astype(np.int64) << 32) | np.arange(depth.size, dtype=np.int64)
-    best = np.full(size * size, -1, dtype=np.int64)
-    np.maximum.at(best, pixel, keys)
-    hit = best >= 0
-    winner = best[hit] & 0xFFFFFFFF
-    face = np.full(size * size, -1, dtype=np.int64)
-    bary = np.zeros((size * size, 3), dtype=np.float32)
-    face[hit] = order[tri_id[winner]]
-    bary[hit] = weights[winner]
-    return Raster(face=face.reshape(size, size), bary=bary.reshape(size, size, 3))
-
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(V, 3) float32 unit normals: area-weighted sums of the adjacent face normals."""
-    corners = vertices[triangles].astype(np.float32)
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.stack(
-        [np.bincount(triangles.ravel(), np.repeat(face_normals[:, k], 3), minlength=len(vertices)) for k in range(3)],
-        -1,
-    )
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.where(length == 0, 1, length)).astype(np.float32)
 
 
 def yaw_rotation(yaw_deg: float) -> np.ndarray:

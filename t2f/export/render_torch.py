@@ -21,8 +21,9 @@ import torch
 from torch.nn import functional as F
 
 from t2f.errors import first_line, is_out_of_memory
-from t2f.export.raster import BACKGROUND, CANDIDATE_BUDGET, WINDOWS, ViewMesh, fit_to_panel, vertex_light
+from t2f.export.raster import BACKGROUND, ViewMesh, fit_to_panel, vertex_light
 from t2f.streams import StreamPerThread
+from t2f.zbuffer import CANDIDATE_BUDGET, WINDOWS
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ between two decimals may round differently from Python's ``%`` (by one in the la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 PAD = 0  # byte value marking "no character here"; removed at the end
@@ -42,8 +44,20 @@ def _table_chars(magnitude: np.ndarray, negative: np.ndarray, digits: int, separ
     if digits:
         cells[..., whole_width + 1] = _DOT
     cells[..., -1] = np.frombuffer(separator.encode("ascii"), np.uint8) if len(separator) > 1 else ord(separator)
-    cells[:, -1, -1] = ord("\n")
     return cells
+
+
+def _row_chars(array: np.ndarray, digits: int | None, separator: str) -> np.ndarray:
+    """(N, K * W) ASCII codes of the (N, K) ``array``'s cells, each ending with its separator, padding PAD."""
+    if digits is None:
+        signed = np.asarray(array, dtype=np.int64)
+        magnitude, negative = np.abs(signed), signed < 0
+        digits = 0
+    else:
+        floats = np.asarray(array, dtype=np.float64)
+        magnitude = np.rint(np.abs(floats) * 10**digits).astype(np.int64)
+        negative = (floats < 0) & (magnitude > 0)
+    return _table_chars(magnitude, negative, digits, separator).reshape(len(array), -1)
 
 
 def format_table(prefix: str, array: np.ndarray, *, digits: int | None = None, separator: str = " ") -> bytes:
@@ -53,18 +67,20 @@ def format_table(prefix: str, array: np.ndarray, *, digits: int | None = None, s
     ``separator`` is one character for every column, or one per column (``"/ / / "`` writes OBJ
     ``a/a b/b c/c`` corners); the last column always ends the line.
     """
-    rows = array.shape[0]
+    return format_columns(prefix, [(array, digits)], separator=separator)
+
+
+def format_columns(prefix: str, blocks: Sequence[tuple[np.ndarray, int | None]], *, separator: str = " ") -> bytes:
+    """Lines of several (N, K_i) tables side by side, each with its own ``digits`` (None: integers).
+
+    ``v x y z r g b`` with positions to 5 decimals and colours to 3 is one call; ``separator`` applies to
+    every block (one character, or one per column as in :func:`format_table`).
+    """
+    rows = len(blocks[0][0])
     if rows == 0:
         return b""
-    if digits is None:
-        signed = np.asarray(array, dtype=np.int64)
-        magnitude, negative = np.abs(signed), signed < 0
-        digits = 0
-    else:
-        floats = np.asarray(array, dtype=np.float64)
-        magnitude = np.rint(np.abs(floats) * 10**digits).astype(np.int64)
-        negative = (floats < 0) & (magnitude > 0)
-    body = _table_chars(magnitude, negative, digits, separator).reshape(rows, -1)
+    body = np.hstack([_row_chars(array, digits, separator) for array, digits in blocks])
+    body[:, -1] = ord("\n")  # the last column's separator ends the line
     head = np.broadcast_to(np.frombuffer(f"{prefix} ".encode("ascii"), np.uint8), (rows, len(prefix) + 1))
     flat = np.hstack([head, body]).reshape(-1)
     return flat[flat != PAD].tobytes()

@@ -12,11 +12,16 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS, SEED
+from t2f.files.outputs import PREVIEW_FILE, TURNTABLE_FILE
+from t2f.report import HeadPose
+from t2f.web.viewer import FAVICON_LINK, VIEWER_STYLE, viewer
 
 VIEWER_SCRIPT = "/assets/model-viewer.min.js"
+CONTROLS_SCRIPT = "/assets/viewer.js"  # t2f.web.viewer.VIEWER_CONTROLS_SCRIPT
 NOT_FOUND = "Not found.\n"  # the same for a forged, an expired, a deleted and a never-made face
 
-STYLE = """
+STYLE = (
+    """
 :root { color-scheme: dark; --bg: #1e1f22; --panel: #2b2d31; --text: #e6e6e6; --muted: #9aa0a6; --accent: #5865f2; }
 body { margin: 0; background: var(--bg); color: var(--text); font: 16px/1.45 system-ui, sans-serif; }
 main { max-width: 1100px; margin: 0 auto; padding: 24px; }
@@ -34,7 +39,10 @@ textarea, input { background: var(--panel); color: var(--text); border: 1px soli
 .row { display: flex; gap: 8px; flex-wrap: wrap; } .row label { display: grid; gap: 2px; }
 progress { width: 100%; } #preview { width: 128px; height: 128px; image-rendering: pixelated; }
 .note, small { color: var(--muted); } [role=alert] { color: #ff8a80; } [hidden] { display: none !important; }
+figure { margin: 0; } #last img { width: 100%; max-width: 512px; border-radius: 8px; }
 """
+    + VIEWER_STYLE
+)
 
 STUDIO_SCRIPT = """
 const $ = (id) => document.getElementById(id);
@@ -50,6 +58,11 @@ function statusText(state) {
 function showResult(page) {
   $('image').src = page + 'image.png';
   $('viewer').src = page + 'face.glb';
+  $('fallback').dataset.src = page + 'turntable.gif';
+  if (window.t2fViewer) {
+    window.t2fViewer.resetView($('viewer'));
+    if (!window.t2fViewer.webgl) window.t2fViewer.showFallback($('viewer').parentElement);
+  }
   for (const name of ['face.obj', 'face_textured.zip', 'face.glb']) $(name).href = page + name;
   $('page').href = page;
   $('result').hidden = false;
@@ -60,7 +73,12 @@ function follow(jobId) {
   events.onmessage = (message) => {
     const state = JSON.parse(message.data);
     if (state.state === 'done') { events.close(); say('Done.'); $('bar').value = 1; showResult(state.page); return; }
-    if (state.state === 'failed') { events.close(); say('Stopped.'); fail(state.message); return; }
+    if (state.state === 'failed') {
+      events.close(); say('Stopped.'); fail(state.message);
+      // The last image painted, under the reason it could not be used.
+      if (state.image) { $('last-image').src = state.image; $('last').hidden = false; }
+      return;
+    }
     say(statusText(state));
     $('bar').value = state.total ? state.step / state.total : 0;
     if (state.preview) { $('preview').src = state.preview; $('preview').hidden = false; }
@@ -69,7 +87,8 @@ function follow(jobId) {
 }
 $('ask').addEventListener('submit', async (event) => {
   event.preventDefault();
-  $('error').hidden = true; $('result').hidden = true; $('preview').hidden = true; $('go').disabled = true;
+  $('error').hidden = true; $('result').hidden = true; $('preview').hidden = true; $('last').hidden = true;
+  $('go').disabled = true;
   const seed = $('seed').value.trim();
   const body = {prompt: $('prompt').value, negative_prompt: $('negative').value,
                 seed: seed === '' ? null : Number(seed), steps: Number($('steps').value)};
@@ -92,18 +111,9 @@ def _head(title: str) -> str:
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="referrer" content="no-referrer"><title>{html.escape(title)}</title>'
-        '<link rel="stylesheet" href="/assets/t2f.css">'
-        f'<script type="module" src="{VIEWER_SCRIPT}"></script></head>\n'
-    )
-
-
-def viewer(src: str = "") -> str:
-    """A ``<model-viewer>`` for the GLB at ``src`` (relative to the page), turned by mouse or touch."""
-    source = f' src="{html.escape(src)}"' if src else ""
-    return (
-        f'<model-viewer id="viewer"{source} alt="The face in 3D" camera-controls touch-action="pan-y" '
-        'interaction-prompt="none" environment-image="neutral" shadow-intensity="0" exposure="1.1" '
-        'camera-orbit="0deg 90deg auto"></model-viewer>'
+        f'<link rel="stylesheet" href="/assets/t2f.css">{FAVICON_LINK}'
+        f'<script type="module" src="{VIEWER_SCRIPT}"></script>'
+        f'<script type="module" src="{CONTROLS_SCRIPT}"></script></head>\n'
     )
 
 
@@ -111,7 +121,7 @@ def _pose(data: dict[str, Any]) -> str | None:
     pose = (data.get("face") or {}).get("pose_deg")
     if not pose:
         return None
-    return f"yaw {pose['yaw']:.0f}° · pitch {pose['pitch']:.0f}° · roll {pose['roll']:.0f}°"
+    return HeadPose(**pose).text()
 
 
 def public_model_name(model: object) -> str | None:
@@ -142,15 +152,25 @@ def face_page(data: dict[str, Any], *, expires: int) -> str:
         f"<dt>{name}</dt><dd>{html.escape(str(value))}</dd>" for name, value in facts.items() if value is not None
     )
     until = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # Pages saved before the file list was recorded always had the preview.
+    files = set(data.get("files") or [PREVIEW_FILE])
+    fallback = next((name for name in (TURNTABLE_FILE, PREVIEW_FILE) if name in files), "")
+    strip = (
+        f'<figure class="strip"><img src="{PREVIEW_FILE}" alt="The picture, then the head shaded from the front, '
+        'at three-quarter and in profile, and textured"></figure>'
+        if PREVIEW_FILE in files
+        else ""
+    )
     return (
         _head(f"{prompt[:80]} · t2f")
         + f"<body><main><h1>{html.escape(prompt)}</h1>"
         + '<div class="views"><img src="image.png" alt="The painted image">'
-        + viewer("face.glb")
-        + f"</div><dl>{rows}</dl>"
+        + viewer("face.glb", fallback)
+        + f"</div>{strip}<dl>{rows}</dl>"
         + '<p class="downloads"><a href="face.obj" download>OBJ</a>'
         + '<a href="face_textured.zip" download>Textured OBJ (zip)</a><a href="face.glb" download>GLB</a></p>'
-        + f'<p class="note">Drag to turn the head. This page and its files are deleted after {until}.</p>'
+        + '<p class="note"><span class="drag-note">Drag to turn the head (or use the arrow keys); Reset view '
+        + f"turns it back. </span>This page and its files are deleted after {until}.</p>"
         + "</main></body></html>\n"
     )
 
@@ -173,6 +193,7 @@ def studio_page(*, steps: int) -> str:
         + f'value="{steps}" required></label></div>'
         + '<div><button id="go" type="submit">Make the face</button></div></form>'
         + '<p id="error" role="alert" hidden></p>'
+        + '<figure id="last" hidden><img id="last-image" alt="The last image painted for this prompt"></figure>'
         + '<section id="progress" hidden><p id="status"></p><progress id="bar" max="1" value="0"></progress>'
         + '<img id="preview" alt="The painting so far" hidden></section>'
         + '<section id="result" hidden><div class="views"><img id="image" alt="The painted image">'

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from t2f.export.glb import glb_bytes
-from t2f.export.obj import obj_bytes, textured_obj_files
+from t2f.export.obj import obj_bytes, photo_obj_files, textured_obj_files
 from t2f.faces import FaceResult
-from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, json_bytes, write_files
+from t2f.files.outputs import IMAGE_FILE, PREVIEW_FILE, TURNTABLE_FILE, json_bytes, write_files
 from t2f.files.weights import is_local_reference
 from t2f.report import FaceReport
 from t2f.serve.jobs import FaceJob, JobResult, JobStatus
@@ -38,6 +38,7 @@ OBJ_FILE, GLB_FILE, TEXTURED_ZIP = "face.obj", "face.glb", "face_textured.zip"
 SERVED = {
     IMAGE_FILE: "image/png",
     PREVIEW_FILE: "image/jpeg",
+    TURNTABLE_FILE: "image/gif",
     GLB_FILE: "model/gltf-binary",
     OBJ_FILE: "model/obj",
     TEXTURED_ZIP: "application/zip",
@@ -54,7 +55,8 @@ def served_model_name(model: str | None) -> str | None:
 
 
 def page_files(face: FaceResult, delivered: Mapping[str, bytes], *, untouched: bool) -> dict[str, bytes]:
-    """The files a face's page serves: the pictures as delivered and the mesh in every format.
+    """The files a face's page serves: the pictures as delivered (the turntable stands in for the 3D view
+    where a browser has no WebGL) and the mesh in every format, the photo-space OBJ in the zip.
 
     Parameters
     ----------
@@ -62,12 +64,14 @@ def page_files(face: FaceResult, delivered: Mapping[str, bytes], *, untouched: b
     delivered : the files the job's result carries (one mesh format, maybe zipped or simplified).
     untouched : the delivered mesh files are the full mesh (no upload note), so they are reused as they are.
     """
-    files = {name: data for name, data in delivered.items() if name in (IMAGE_FILE, PREVIEW_FILE)}
+    files = {name: data for name, data in delivered.items() if name in (IMAGE_FILE, PREVIEW_FILE, TURNTABLE_FILE)}
     reuse = delivered if untouched else {}
     files[OBJ_FILE] = reuse.get(OBJ_FILE) or obj_bytes(face.mesh)
     files[GLB_FILE] = reuse.get(GLB_FILE) or glb_bytes(face.mesh)
     textured = {name: data for name, data in reuse.items() if name.startswith("face_textured.")}
-    files[TEXTURED_ZIP] = zip_bytes(textured or textured_obj_files(face.mesh, stem="face_textured"))
+    textured = textured or textured_obj_files(face.mesh, stem="face_textured")
+    # The zip also holds the mesh where the photo saw it (the OBJ and GLB face the viewer).
+    files[TEXTURED_ZIP] = zip_bytes({**textured, **photo_obj_files(face.mesh, stem="face_textured")})
     return files
 
 
@@ -99,8 +103,10 @@ class FacePages:
     def save(self, job_id: str, files: Mapping[str, bytes], report: FaceReport | None) -> None:
         """Write a face's files, then its report (which makes the page exist). Blocking: call off the loop."""
         folder = self.folder(job_id)
-        write_files(folder, {name: data for name, data in files.items() if name in SERVED and name != REPORT_FILE})
-        document: dict[str, Any] = {"job_id": job_id, "saved_at": round(self.clock(), 3)}
+        kept = {name: data for name, data in files.items() if name in SERVED and name != REPORT_FILE}
+        write_files(folder, kept)
+        # The page picks its pictures from what was saved (faces saved before the turntable have none).
+        document: dict[str, Any] = {"job_id": job_id, "saved_at": round(self.clock(), 3), "files": sorted(kept)}
         document.update(report.to_json() if report is not None else {})
         if isinstance(document.get("model"), dict):  # served to anyone with the link: no folder of this server
             document["model"] = {**document["model"], "id": served_model_name(document["model"].get("id"))}

@@ -25,6 +25,7 @@ from t2f.web.connections import WebServer, answered
 from t2f.web.html import NOT_FOUND, STUDIO_SCRIPT, STYLE, face_page
 from t2f.web.metrics_listener import Metrics, MetricsListener
 from t2f.web.pages import SERVED, FacePages
+from t2f.web.viewer import VIEWER_CONTROLS_SCRIPT
 
 __all__ = ["Health", "Metrics", "WebServer", "exposure_warning", "is_loopback", "web_app"]
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def web_app(
             web.get("/assets/model-viewer.min.js", viewer),
             web.get("/assets/t2f.css", text_asset(STYLE, "text/css")),
             web.get("/assets/studio.js", text_asset(STUDIO_SCRIPT, "text/javascript")),
+            web.get("/assets/viewer.js", text_asset(VIEWER_CONTROLS_SCRIPT, "text/javascript")),
             web.get(link + "/", face),
             web.get(link + r"/{name:[A-Za-z0-9_.-]{1,40}}", face_file),
             *(extra_routes or []),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import logging
 import math
@@ -21,12 +22,14 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 from aiohttp import web
+from PIL import Image
 
 from t2f.bounds import MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
 from t2f.errors import InvalidRequest, T2FError
 from t2f.faces import FaceRequest
-from t2f.files.outputs import png_bytes
+from t2f.files.outputs import IMAGE_FILE, jpeg_bytes, png_bytes
 from t2f.serve.jobs import JobProgress, JobRequest, JobResult, JobStatus, QueueFull, new_job_id
 from t2f.serve.moderation import PromptRejected
 from t2f.serve.policy import Policy, Refused
@@ -42,8 +45,16 @@ from t2f.web.pages import FacePages
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often an event stream looks at its job (cheap: no I/O unless something changed)
-KEEP_FINISHED = 1000  # final states remembered for reconnecting pages (a few hundred bytes each)
+KEEP_FINISHED = 1000  # final states remembered for reconnecting pages (a few hundred bytes; 20 KB with an image)
+LAST_IMAGE_PX = 384  # a failed job's last image, kept in its final state as a JPEG of about 20 KB
 WEB_PENDING = 10  # T2F_WEB_PENDING: faces all web visitors together may have on the way
+
+
+def last_image_url(png: bytes) -> str:
+    """A ``data:`` URL of a small JPEG of the PNG ``png``: what a failed job's page shows under the reason."""
+    picture = Image.open(io.BytesIO(png)).convert("RGB")
+    picture.thumbnail((LAST_IMAGE_PX, LAST_IMAGE_PX), Image.Resampling.BILINEAR)
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(np.asarray(picture), quality=85)).decode("ascii")
 
 
 def client_member_id(visitor: str) -> int:
@@ -190,7 +201,10 @@ class Studio:
         job_id = handle.job.job_id
         result = await handle.result
         path = await asyncio.to_thread(self.pages.path, job_id) if result.status == JobStatus.DONE else None
-        self._final[job_id] = (handle.job.user_id, self._final_state(result, path))
+        state = self._final_state(result, path)
+        if state["state"] == "failed" and IMAGE_FILE in result.files:  # painted, but no usable face in any try
+            state["image"] = await asyncio.to_thread(last_image_url, result.files[IMAGE_FILE])
+        self._final[job_id] = (handle.job.user_id, state)
         while len(self._final) > KEEP_FINISHED:
             self._final.popitem(last=False)
         self._handles.pop(job_id, None)

@@ -12,6 +12,7 @@ from scipy import ndimage
 from skimage.transform import ProjectiveTransform, warp
 
 from t2f.faces import UV_SIZE, FaceCrop, FaceMesh
+from t2f.stages.prnet.texture import seen_texture, vertex_trust
 from t2f.stages.prnet.uv import UVData
 
 CROP_SIZE = 256
@@ -142,16 +143,22 @@ def head_pose(vertices: np.ndarray, canonical: np.ndarray) -> np.ndarray:
 
 
 def build_face_mesh(image: np.ndarray, pos: np.ndarray, uv_data: UVData) -> FaceMesh:
-    """Everything a user gets from one image-space position map (256, 256, 3) and its image (H, W, 3) uint8."""
+    """Everything a user gets from one image-space position map (256, 256, 3) and its image (H, W, 3) uint8.
+
+    Colours and texture are the photo's where the camera saw the face, and borrowed from the mirrored
+    side where it did not (:mod:`t2f.stages.prnet.texture`).
+    """
     if pos.shape != (UV_SIZE, UV_SIZE, 3):
         raise ValueError(f"position map must be ({UV_SIZE}, {UV_SIZE}, 3), got {pos.shape}")
     vertices = face_vertices(pos, uv_data.face_ind)
+    trust = vertex_trust(vertices, uv_data.triangles, uv_data.uv_coords, (int(image.shape[0]), int(image.shape[1])))
+    texture, colors = seen_texture(uv_texture(image, pos), vertex_colors(image, vertices), trust, uv_data.face_ind)
     return FaceMesh(
         vertices=vertices.astype(np.float32),
         triangles=uv_data.triangles,
-        colors=vertex_colors(image, vertices),
+        colors=colors,
         uv=uv_data.uv_coords,
-        texture=uv_texture(image, pos),
+        texture=texture,
         landmarks=face_landmarks(pos, uv_data.kpt_ind).astype(np.float32),
         pose=head_pose(vertices, uv_data.canonical_vertices),
         image_shape=(int(image.shape[0]), int(image.shape[1])),
