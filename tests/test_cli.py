@@ -233,7 +233,8 @@ def test_check_prompt_uses_the_configured_blocklist(
     (clean_env / "mine.txt").write_text("clown\n", encoding="utf-8")
     monkeypatch.setenv("T2F_BLOCKLIST_FILE", str(clean_env / "mine.txt"))
     assert run_cli("check-prompt", "a sad clown") == 3
-    assert run_cli("check-prompt", "a nude mime") == 0  # the file replaces the built-in list
+    assert run_cli("check-prompt", "a nude mime") == 3  # the file adds to the shipped lexicons
+    assert run_cli("check-prompt", "a sad mime") == 0
 
 
 @pytest.fixture
