@@ -216,14 +216,16 @@ def test_check_prompt_prints_a_verdict_and_exits_3_when_refused(
     assert run_cli("check-prompt", "a smiling woman with curly hair") == 0
     assert capsys.readouterr().out == "allowed\ta smiling woman with curly hair\n"
     assert run_cli("check-prompt", "a woman", "--negative", "clothes, shirt") == 3
-    assert capsys.readouterr().out == "refused\ta woman | clothes, shirt\t(negative matches 'clothes')\n"
+    assert (
+        capsys.readouterr().out == "refused\ta woman | clothes, shirt\tsexual (English)\tnegative matches 'clothes'\n"
+    )
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("portrait of Al Gore\t\n# a comment\n\u202enamow edun\n"))
     assert run_cli("check-prompt", "-") == 3
     assert capsys.readouterr().out.splitlines() == [
         "allowed\tportrait of Al Gore",
-        "refused\tnamow edun\t(prompt matches 'nude')",  # the override is not echoed
+        "refused\tnamow edun\tsexual (English)\tprompt matches 'nude'",  # the override is not echoed
     ]
 
 

@@ -129,7 +129,7 @@ def test_negative_prompt_has_its_own_message_and_list(blocklist: PromptFilter) -
 
 def test_rtl_override_is_read_as_displayed(blocklist: PromptFilter) -> None:
     assert blocklist.first_match("\u202enamow edun") == "nude"
-    assert blocklist.first_match("a \u202bxes\u202c scene") == "sex"
+    assert blocklist.first_match("a \u202bxes\u202c scene") == "sex scene"  # displayed: "a sex scene"
     assert blocklist.first_match("\u202enamow a") is None
 
 

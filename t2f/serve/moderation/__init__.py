@@ -19,11 +19,12 @@ from t2f.serve.moderation.filter import (
     judge_lines,
 )
 from t2f.serve.moderation.fold import normalize
-from t2f.serve.moderation.lexicon import LANGUAGES, Lexicon
+from t2f.serve.moderation.lexicon import LANGUAGE_NAMES, LANGUAGES, Lexicon
 from t2f.serve.moderation.rules import Category, Finding
 
 __all__ = [
     "LANGUAGES",
+    "LANGUAGE_NAMES",
     "NEGATIVE_MESSAGE",
     "PROMPT_MESSAGE",
     "Category",

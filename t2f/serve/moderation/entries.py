@@ -75,7 +75,7 @@ class Entry:
     language: str
     kind: str
     role: str
-    text: str  # the line as written (a reason moderators can look up)
+    text: str  # the spelling as written, braces expanded (the reason moderators see and can look up)
     tokens: tuple[Token, ...] = ()  # word scripts
     substring: str = ""  # CJK
     bounded: tuple[bool, bool] = (False, False)  # CJK: no same-script letter before / after
@@ -162,6 +162,7 @@ def parse_line(
             raise LexiconError(f"{line!r} is not a regular expression Python can read ({exc})") from None
         return
     for spelling in expand_braces(line):
+        base = replace(base, text=spelling.lstrip("=<").rstrip(">"))
         if script == "emoji":
             yield replace(base, emoji=frozenset(fold(spelling).split()))
         elif script == "cjk":

@@ -33,6 +33,24 @@ from t2f.serve.moderation.index import Hit, SubstringIndex, WordIndex
 
 DATA = Path(__file__).with_name("data")
 LANGUAGES = ("en", "de", "es", "fr", "pt", "it", "nl", "pl", "ru", "tr", "ja", "zh", "ko", "emoji")
+LANGUAGE_NAMES = MappingProxyType(
+    {
+        "en": "English",
+        "de": "German",
+        "es": "Spanish",
+        "fr": "French",
+        "pt": "Portuguese",
+        "it": "Italian",
+        "nl": "Dutch",
+        "pl": "Polish",
+        "ru": "Russian",
+        "tr": "Turkish",
+        "ja": "Japanese",
+        "zh": "Chinese",
+        "ko": "Korean",
+        "emoji": "emoji",
+    }
+)
 SCRIPTS = MappingProxyType({"ru": "cyrillic", "ja": "cjk", "zh": "cjk", "ko": "cjk", "emoji": "emoji"})
 ENDINGS = frozenset({"en"})  # languages whose plain words also match their regular endings
 # The files of a language folder and the roles their sections may name; the first is a file's default.
@@ -158,9 +176,13 @@ class Lexicon:
     def _languages(self, readings: list[str], text: str) -> Counter[str]:
         """How many of the text's words are common words of each language; CJK counted by script."""
         counts: Counter[str] = Counter()
-        for word in " ".join(readings).split():
-            if len(word) > 1:  # one letter is as often a spelled-out word as Portuguese "o"
-                counts.update(self._common.get(word, ()))
+        for reading in readings:
+            words = reading.split()
+            for index, word in enumerate(words):
+                # A one-letter word counts ("w" is Polish, "o" Portuguese) unless it is spelled out ("a n u d e").
+                beside = words[max(index - 1, 0) : index] + words[index + 1 : index + 2]
+                if len(word) > 1 or not any(len(other) == 1 for other in beside):
+                    counts.update(self._common.get(word, ()))
         if CJK.search(text):
             counts["ja" if KANA.search(text) else "ko" if HANGUL.search(text) else "zh"] += 3
         return counts
@@ -182,4 +204,4 @@ def _shipped() -> Lexicon:
     return Lexicon(_read(DATA))
 
 
-__all__ = ["DATA", "KINDS", "LANGUAGES", "Lexicon", "LexiconError", "Scan", "parse_file"]
+__all__ = ["DATA", "KINDS", "LANGUAGES", "LANGUAGE_NAMES", "Lexicon", "LexiconError", "Scan", "parse_file"]

@@ -167,11 +167,13 @@ def with_minors(found: list[Finding], young: list[Hit], undressing: list[Finding
 
 def most_severe(found: Iterable[Finding], languages: Mapping[str, int], refused: frozenset[Category]) -> Finding | None:
     """The finding to report: the most severe of the ``refused`` categories, the prompt's before the
-    negative prompt's, in the language the prompt's common words point to when several share the word."""
+    negative prompt's, in the language the prompt's common words point to when several share the word
+    (then the longest entry, then the first language)."""
 
-    def rank(finding: Finding) -> tuple[int, bool, int, int]:
+    def rank(finding: Finding) -> tuple[int, bool, int, int, int]:
         order = LANGUAGES.index(finding.language) if finding.language in LANGUAGES else len(LANGUAGES)
         severity = SEVERITY.index(finding.category)
-        return severity, finding.field != "prompt", -languages.get(finding.language, 0), order
+        # Among equals, the longer entry is the more specific one: "porno*" over "porn*".
+        return severity, finding.field != "prompt", -languages.get(finding.language, 0), -len(finding.term), order
 
     return min((f for f in found if f.category in refused), key=rank, default=None)
