@@ -3,7 +3,7 @@
     .venv/bin/python bench/moderation.py --out bench/results/moderation-cpu.md
 
 Data: tests/moderation_corpus.tsv (written before the lexicons were tuned: 13 languages and emoji,
-refusals and look-alikes), the shared corpus (../shared/moderation/corpus.tsv, or T2F_SHARED_DIR), and
+refusals and look-alikes), tests/moderation_tuning.tsv (written while tuning), the shared corpus (../shared/moderation/corpus.tsv, or T2F_SHARED_DIR), and
 the disguises of tests/moderation_cases.py (with their EXTRA_TERMS, on a server that refuses suggestive
 words). Baseline: the filter before issue 24 (t2f/serve/moderation.py and its three lists at commit
 4573948), loaded from git and measured in the same run. Servers' default settings (suggestive words
@@ -67,6 +67,16 @@ def corpus() -> list[Row]:
         if line.strip() and not line.startswith("#"):
             verdict, category, language, prompt, *negative = line.split("\t")
             rows.append((verdict, category, language, prompt, negative[0] if negative else ""))
+    return rows
+
+
+def tuning_set() -> list[Row]:
+    """tests/moderation_tuning.tsv: prompts written while tuning (regression tests, not a measure)."""
+    rows: list[Row] = []
+    for line in (ROOT / "tests" / "moderation_tuning.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            verdict, prompt = line.split("\t")[:2]
+            rows.append((verdict, "", "", prompt, ""))
     return rows
 
 
@@ -156,6 +166,7 @@ def main() -> None:
     disguises = [("refuse", "", "", p, n) for p, n in BLOCK_CASES] + [("allow", "", "", p, n) for p, n in ALLOW_CASES]
     other = [
         scores("shared corpus", shared, judges),
+        scores("written while tuning (tests/moderation_tuning.tsv)", tuning_set(), judges),
         scores("disguises (tests/moderation_cases.py), strict server", disguises, strict_judges),
     ]
     names = [name for name, _ in judges]

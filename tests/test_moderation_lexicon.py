@@ -220,3 +220,14 @@ def test_lexicon_syntax() -> None:
     assert lexicon_filter.first_match("pene") == "pene" and lexicon_filter.first_match("penne") is None
     assert lexicon_filter.first_match("fresh cuts on both wrists") == "cuts ~ wrists"
     assert lexicon_filter.first_match("cuts on the back of both wrists") is None  # four words between
+
+
+def tuning_rows() -> list[tuple[str, str]]:
+    path = Path(__file__).with_name("moderation_tuning.tsv")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [(line.split("\t")[0], line.split("\t")[1]) for line in lines if line.strip() and not line.startswith("#")]
+
+
+@pytest.mark.parametrize(("verdict", "prompt"), tuning_rows())
+def test_every_prompt_written_while_tuning(shipped: PromptFilter, verdict: str, prompt: str) -> None:
+    assert shipped.judge(prompt).allowed == (verdict == "allow")
