@@ -3,11 +3,11 @@
     .venv/bin/python bench/moderation.py --out bench/results/moderation-cpu.md
 
 Data: tests/moderation_corpus.tsv (written before the lexicons were tuned: 13 languages and emoji,
-refusals and look-alikes), tests/moderation_tuning.tsv (written while tuning), the shared corpus (../shared/moderation/corpus.tsv, or T2F_SHARED_DIR), and
-the disguises of tests/moderation_cases.py (with their EXTRA_TERMS, on a server that refuses suggestive
-words). Baseline: the filter before issue 24 (t2f/serve/moderation.py and its three lists at commit
-4573948), loaded from git and measured in the same run. Servers' default settings (suggestive words
-allowed) unless said.
+refusals and look-alikes), tests/moderation_tuning.tsv (written while tuning), the shared corpus
+(../shared/moderation/corpus.tsv, or T2F_SHARED_DIR), and the disguises of tests/moderation_cases.py
+(with their EXTRA_TERMS, on a server that refuses suggestive words). Baseline: the filter before
+issue 24 (t2f/serve/moderation.py and its three lists at commit 4573948), loaded from git and measured
+in the same run. Servers' default settings (suggestive words allowed) unless said.
 
 Time: each prompt pair is judged ``--repeats`` times and its median kept (the machine is shared, so one
 sample says more about the neighbours than the filter); p50 and p99 are over the prompts.
