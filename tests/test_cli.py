@@ -229,6 +229,24 @@ def test_check_prompt_prints_a_verdict_and_exits_3_when_refused(
     ]
 
 
+def test_check_prompt_names_the_category_and_language_and_judges_as_a_strict_server(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("eine nackte Frau am Strand\na woman in a bikini\n裸足の子供\n"))
+    assert run_cli("check-prompt", "-") == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "refused\teine nackte Frau am Strand\tsexual (German)\tprompt matches 'nackte'",
+        "allowed\ta woman in a bikini\tsuggestive (English): refused with --refuse-suggestive",
+        "allowed\t裸足の子供",  # barefoot: an allow-list phrase holds the word for naked
+    ]
+    assert run_cli("check-prompt", "a woman in a bikini", "--refuse-suggestive") == 3
+    assert capsys.readouterr().out == "refused\ta woman in a bikini\tsuggestive (English)\tprompt matches 'bikini'\n"
+    assert run_cli("check-prompt", "a little girl in a bikini") == 3
+    assert capsys.readouterr().out.split("\t")[2] == "minors (English)"
+
+
 def test_check_prompt_uses_the_configured_blocklist(
     clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,16 +25,20 @@ each run.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from t2f.errors import T2FError
 
 GAP = "~"
 GAP_WORDS = 3  # "~" skips up to this many words
 BRACES = re.compile(r"\{([^{}]*)\}")
+DOUBLED = re.compile(r"(.)\1")
+RUNS = re.compile(r"(.)\1*")
 # English regular endings a plain word also matches with ("nude" -> "nudes", "nudity"; "kill" -> "killing").
 # No "er"/"ist": "killer whale" and "sexist" are not what the list means.
 SUFFIXES = ("s", "es", "d", "ed", "ing", "y", "ity", "ities", "ness", "ion", "ions", "ment", "ments", "ly")
@@ -47,17 +51,15 @@ class LexiconError(T2FError):
     """A lexicon line t2f cannot read (unbalanced braces, a regex that does not compile, …)."""
 
 
-@dataclass(frozen=True)
-class Form:
-    """One spelling of a word: its squeezed key, the count bounds of each run, and whether it is a prefix."""
+class Form(NamedTuple):
+    """One spelling of a word: its squeezed key, the count bounds of each run, whether it is a prefix,
+    and whether any unstretched word fits it (every run takes one letter or more). A tuple: tens of
+    thousands are made at start-up."""
 
     key: str
     runs: tuple[tuple[int, int], ...]  # (least, most) letters in each run; most UNBOUNDED: any
     prefix: bool = False
-    free: bool = field(init=False, repr=False, compare=False)  # an unstretched word fits: every run takes 1+
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "free", all(low == 1 for low, _ in self.runs))
+    free: bool = True
 
     def fits(self, counts: tuple[int, ...]) -> bool:
         """Whether a word with these run counts (same key, or longer for a prefix) is this spelling."""
@@ -84,10 +86,13 @@ class Entry:
     gated: bool = False  # counts only when the prompt reads as this language ("^" in the file)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # prompts share most of their words
 def squeeze(word: str) -> tuple[str, tuple[int, ...]]:
     """A word's key (each run of a letter made one) and the length of each run: "nnude" -> ("nude", (2,1,1,1))."""
-    groups = [(letter, len(list(run))) for letter, run in itertools.groupby(word)]
-    return "".join(letter for letter, _ in groups), tuple(n for _, n in groups)
+    if not DOUBLED.search(word):
+        return word, (1,) * len(word)
+    runs = [run[0] for run in RUNS.finditer(word)]
+    return "".join(run[0] for run in runs), tuple(len(run) for run in runs)
 
 
 def expand_braces(line: str) -> list[str]:
@@ -103,12 +108,14 @@ def _form(word: str, *, prefix: bool = False, exact_end: int = -1, exact: bool =
     """The form of ``word``; the run holding letter ``exact_end`` (every run, if ``exact``) may not be
     stretched ("rap" in "raping")."""
     key, counts = squeeze(word)
+    if not exact and exact_end < 0:
+        return Form(key, tuple((count, UNBOUNDED) for count in counts), prefix, max(counts, default=1) == 1)
     runs, position = [], 0
     for count in counts:
         fixed = exact or position <= exact_end < position + count
         runs.append((count, count if fixed else UNBOUNDED))
         position += count
-    return Form(key, tuple(runs), prefix)
+    return Form(key, tuple(runs), prefix, all(low == 1 for low, _ in runs))
 
 
 def english_forms(word: str) -> Token:

@@ -34,6 +34,8 @@ class Hit:
 
 
 Word = tuple[str, tuple[int, ...]]  # squeezed key, run counts
+Candidate = tuple[Form, Entry, "frozenset[str] | None"]  # a first word's form, its entry, the second word's keys
+MAX_CACHED_WORDS = 1 << 16
 
 
 def _same_letters(form_key: str, key: str, prefix: bool) -> bool:
@@ -71,25 +73,32 @@ class WordIndex:
     """Entries of the languages written with spaces (Latin, Cyrillic), keyed by their first word."""
 
     def __init__(self, entries: Iterable[Entry]) -> None:
-        self._exact: dict[str, list[tuple[Form, Entry]]] = defaultdict(list)
-        self._prefix: dict[str, list[tuple[Form, Entry]]] = defaultdict(list)
-        # The keys a phrase's second word may have (None: any, when it is a gap or a prefix), so most
-        # phrases that start with a common word ("a", "in") are dismissed without matching the rest.
-        self._second: dict[int, frozenset[str] | None] = {}
+        self._exact: dict[str, list[Candidate]] = defaultdict(list)
+        self._prefix: dict[str, list[Candidate]] = defaultdict(list)
+        self._cache: dict[str, list[Candidate]] = {}  # a word's candidates, for the words prompts repeat
         entries_list = list(entries)
         for entry in entries_list:
+            # The keys a phrase's second word may have (None: any, when it is a gap or a prefix), so most
+            # phrases that start with a common word ("a", "in") are dismissed without matching the rest.
+            second: frozenset[str] | None = None
+            if len(entry.tokens) > 1 and entry.tokens[1] and not any(form.prefix for form in entry.tokens[1]):
+                second = frozenset(form.key for form in entry.tokens[1])
             for form in entry.tokens[0]:
-                (self._prefix if form.prefix else self._exact)[form.key].append((form, entry))
-            if len(entry.tokens) > 1:
-                second = entry.tokens[1]
-                exact = second and not any(form.prefix for form in second)
-                self._second[id(entry)] = frozenset(form.key for form in second) if exact else None
+                (self._prefix if form.prefix else self._exact)[form.key].append((form, entry, second))
         self._prefix_lengths = sorted({len(key) for key in self._prefix})
         # One-word entries' keys, for the letters of spelled-out runs: a set look-up per slice.
         self._single_keys = frozenset(form.key for e in entries_list if len(e.tokens) == 1 for form in e.tokens[0])
         self._longest_single = max(map(len, self._single_keys), default=0)
 
-    def _candidates(self, key: str) -> list[tuple[Form, Entry]]:
+    def _candidates(self, key: str) -> list[Candidate]:
+        if (cached := self._cache.get(key)) is not None:
+            return cached
+        if len(self._cache) >= MAX_CACHED_WORDS:
+            self._cache.clear()
+        self._cache[key] = found = self._look_up(key)
+        return found
+
+    def _look_up(self, key: str) -> list[Candidate]:
         found = list(self._exact.get(key, ()))
         for length in self._prefix_lengths:
             if length > len(key):
@@ -107,11 +116,9 @@ class WordIndex:
         words = [squeeze(word) for word in reading.split()]
         hits = []
         for i, word in enumerate(words):
-            for form, entry in self._candidates(word[0]):
-                if len(entry.tokens) > 1:
-                    second = self._second[id(entry)]
-                    if second is not None and (i + 1 == len(words) or words[i + 1][0] not in second):
-                        continue
+            for form, entry, second in self._candidates(word[0]):
+                if second is not None and (i + 1 == len(words) or words[i + 1][0] not in second):
+                    continue
                 if _fits(form, word) and (end := _match_rest(entry.tokens, 1, words, i + 1)) is not None:
                     hits.append(Hit(entry, name, i, end))
         return hits + self._spelled_out(words, name)
@@ -134,7 +141,7 @@ class WordIndex:
                             continue
                         part = (key[a:b], counts[a:b])
                         found = self._exact.get(part[0], []) + self._prefix.get(part[0], [])
-                        hits += [Hit(e, name, i, j) for form, e in found if len(e.tokens) == 1 and _fits(form, part)]
+                        hits += [Hit(e, name, i, j) for form, e, _ in found if len(e.tokens) == 1 and _fits(form, part)]
             i = max(j, i + 1)
         return hits
 

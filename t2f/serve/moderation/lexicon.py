@@ -178,11 +178,11 @@ class Lexicon:
         counts: Counter[str] = Counter()
         for reading in readings:
             words = reading.split()
+            short = [len(word) == 1 for word in ["", *words, ""]]  # padded: short[i + 1] is words[i]
             for index, word in enumerate(words):
                 # A one-letter word counts ("w" is Polish, "o" Portuguese) unless it is spelled out ("a n u d e").
-                beside = words[max(index - 1, 0) : index] + words[index + 1 : index + 2]
-                if len(word) > 1 or not any(len(other) == 1 for other in beside):
-                    counts.update(self._common.get(word, ()))
+                if word in self._common and not (short[index + 1] and (short[index] or short[index + 2])):
+                    counts.update(self._common[word])
         if CJK.search(text):
             counts["ja" if KANA.search(text) else "ko" if HANGUL.search(text) else "zh"] += 3
         return counts
