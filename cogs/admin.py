@@ -34,11 +34,11 @@ SUGGESTIVE_OFF = "Suggestive words off: prompts with words like seductive, sultr
 def refusal_line(refusal: RefusalRecord) -> str:
     """One refused prompt for /faceadmin refused: when, who, which category and language, which field."""
     category = Category(refusal.category)
-    language = LANGUAGE_NAMES.get(refusal.language) or "this server's words"
+    language = f" ({LANGUAGE_NAMES[refusal.language]})" if refusal.language in LANGUAGE_NAMES else ""
     where = "negative prompt" if refusal.field == "negative" else "prompt"
     mark = "⚠️ " if category is Category.MINORS else ""
     when = f"<t:{int(refusal.created_at)}:R>"
-    return f"{when} <@{refusal.user_id}> {mark}{category.described} ({language}), in the {where}"
+    return f"{when} <@{refusal.user_id}> {mark}{category.described}{language}, in the {where}"
 
 
 @app_commands.guild_only()

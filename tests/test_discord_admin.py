@@ -150,3 +150,15 @@ async def test_moderator_views_never_make_a_members_address_a_link(simcord_env, 
     await mod.slash(channel, "faceadmin resume")
     recent = (await mod.slash(channel, "faceadmin recent")).response.content
     assert recent.endswith(": \\[free](`https://x.example)` see `https://evil.example/win`")  # inline code: no link
+
+
+def test_a_refusal_line_says_category_and_language_in_words() -> None:
+    from cogs.admin import refusal_line
+    from t2f.serve.records import RefusalRecord
+
+    child = RefusalRecord(1, 2, 3, "minors", "ja", "negative", 1700000000.5)
+    assert (
+        refusal_line(child) == "<t:1700000000:R> <@3> ⚠️ a minor in a sexual context (Japanese), in the negative prompt"
+    )
+    listed = RefusalRecord(1, 2, 3, "listed", "", "prompt", 5.0)
+    assert refusal_line(listed) == "<t:5:R> <@3> a word on this server's or the bot's own list, in the prompt"
