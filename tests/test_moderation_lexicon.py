@@ -150,6 +150,8 @@ def test_negative_prompts_are_read_for_what_removing_their_words_asks_for(shippe
     assert shipped.judge("a knight", "blood, gore, corpse").allowed  # asks for less of them
     assert shipped.judge("a face", "swastika, nazi").allowed
     assert shipped.judge("a portrait", "nsfw, lowres").allowed
+    careful = shipped.judge("a child", "nsfw, nude")  # refused as sexual words always were, not as minors
+    assert (careful.category, careful.field) == (Category.SEXUAL, "negative")
 
 
 def test_allow_list_phrases_cover_only_themselves(shipped: PromptFilter) -> None:

@@ -96,31 +96,28 @@ def _family(reading: str) -> str:
     return reading.rstrip("0123456789")
 
 
-def _near(first: Hit, second: Hit, *, ordered: bool) -> bool:
-    """Whether ``first`` ends a few words before ``second`` starts (or, not ``ordered``, on either side),
-    both of one language ("ropa de los" is Spanish, not a garment and German "los"). CJK readings have
-    no words: a few characters on either side."""
+def _near(first: Hit, second: Hit) -> bool:
+    """Whether the two are a few words apart, on either side, both of one language ("ropa de los" is
+    Spanish, not a garment and German "los"). CJK readings have no words: a few characters."""
     if first.reading != second.reading or first.start < 0 or second.start < 0:
         return False
     if first.entry.language != second.entry.language:
         return False
     if first.reading.startswith("cjk"):
         return first.start - WINDOW_CHARS <= second.end and second.start <= first.end + WINDOW_CHARS
-    before = 0 <= second.start - first.end <= WINDOW_WORDS
-    return before or (not ordered and 0 <= first.start - second.end <= WINDOW_WORDS)
+    return 0 <= second.start - first.end <= WINDOW_WORDS or 0 <= first.start - second.end <= WINDOW_WORDS
 
 
-def _pair(hits: Mapping[str, list[Hit]], a: str, b: str, *, ordered: bool) -> list[tuple[Hit, Hit]]:
-    return [(x, y) for x in hits.get(a, ()) for y in hits.get(b, ()) if _near(x, y, ordered=ordered)]
+def _pair(hits: Mapping[str, list[Hit]], a: str, b: str) -> list[tuple[Hit, Hit]]:
+    return [(x, y) for x in hits.get(a, ()) for y in hits.get(b, ()) if _near(x, y)]
 
 
 def prompt_findings(scan: Scan) -> tuple[list[Finding], list[Hit]]:
     """What the prompt asks for, and its words for a minor (which refuse only beside something else)."""
     hits = _kept(scan)
     found = [Finding(Category(h.entry.kind), h.entry.language, h.entry.text, "prompt") for h in hits.get("term", ())]
-    pairs = _pair(hits, "exposure", "part", ordered=False) + _pair(hits, "absence", "garment", ordered=False)
-    # "clothes off": removal after the garment (either side in CJK, where _near ignores the order)
-    pairs += [(garment, removed) for removed, garment in _pair(hits, "removed", "garment", ordered=False)]
+    pairs = _pair(hits, "exposure", "part") + _pair(hits, "absence", "garment")
+    pairs += [(garment, removed) for removed, garment in _pair(hits, "removed", "garment")]
     for first, second in pairs:
         if first.reading.startswith("cjk") or _ordered_right(first, second):
             both = f"{first.entry.text} + {second.entry.text}"
@@ -129,7 +126,8 @@ def prompt_findings(scan: Scan) -> tuple[list[Finding], list[Hit]]:
 
 
 def _ordered_right(first: Hit, second: Hit) -> bool:
-    """Absence words come before the garment, removal words after it; exposure either side of the part."""
+    """Absence words come before the garment, removal words after it ("clothes off"); exposure either side
+    of the part. (CJK readings take either order: Japanese and Korean put the verb after.)"""
     if first.entry.role == "absence":
         return first.end <= second.start
     if second.entry.role == "removed":
@@ -156,8 +154,9 @@ def negative_findings(scan: Scan, prompt: list[Finding]) -> tuple[list[Finding],
 
 def with_minors(found: list[Finding], young: list[Hit], undressing: list[Finding]) -> list[Finding]:
     """``found`` plus a minors finding for each young word beside something sexual or suggestive in the
-    prompt, or beside clothing removed by the negative prompt (``undressing``)."""
-    sexual = [f for f in found if f.category in (Category.SEXUAL, Category.SUGGESTIVE)]
+    prompt, or beside clothing removed by the negative prompt (``undressing``). A sexual word in the
+    negative prompt does not count: "a child" with the negative "nsfw, nude" is a careful parent."""
+    sexual = [f for f in found if f.category in (Category.SEXUAL, Category.SUGGESTIVE) and f.field == "prompt"]
     extra = []
     for hit in young:
         for other in sexual + undressing:
