@@ -17,9 +17,26 @@ from discord.ext import commands
 from cogs.base import FaceBot
 from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
+from t2f.serve.moderation import LANGUAGE_NAMES, Category
 from t2f.serve.pattern_check import server_pattern_problem
+from t2f.serve.records import RefusalRecord
 
 NOT_A_MODERATOR = "Only members with the Manage Server permission can use /faceadmin."
+SUGGESTIVE_ON = (
+    'Suggestive words on: prompts like "a woman in a bikini" or "a sultry singer" pass here. '
+    "Beside a word for a child they are always refused."
+)
+SUGGESTIVE_OFF = "Suggestive words off: prompts with words like seductive, sultry, lingerie or bikini are refused here."
+
+
+def refusal_line(refusal: RefusalRecord) -> str:
+    """One refused prompt for /faceadmin refused: when, who, which category and language, which field."""
+    category = Category(refusal.category)
+    language = f" ({LANGUAGE_NAMES[refusal.language]})" if refusal.language in LANGUAGE_NAMES else ""
+    where = "negative prompt" if refusal.field == "negative" else "prompt"
+    mark = "⚠️ " if category is Category.MINORS else ""
+    when = f"<t:{int(refusal.created_at)}:R>"
+    return f"{when} <@{refusal.user_id}> {mark}{category.described}{language}, in the {where}"
 
 
 @app_commands.guild_only()
@@ -113,6 +130,20 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
             if allow
             else "Photos off: /face3d and 'Make a 3D face' now refuse on this server; /face is unchanged.",
         )
+
+    @app_commands.command(name="suggestive", description="Allow or refuse suggestive words (bikini, sultry) alone.")
+    @app_commands.describe(allow="True (the default): they pass alone; False: refused. Beside a child: always refused")
+    async def suggestive(self, interaction: discord.Interaction, allow: bool) -> None:
+        await self._update(interaction, allow_suggestive=allow)
+        await self._reply(interaction, SUGGESTIVE_ON if allow else SUGGESTIVE_OFF)
+
+    @app_commands.command(name="refused", description="The last prompts the filter refused here, by category.")
+    async def refused(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        refusals = await self.bot.store.recent_refusals(interaction.guild_id, limit=10)
+        # The prompts themselves are not kept: the category and language are what moderators act on.
+        lines = [refusal_line(refusal) for refusal in refusals]
+        await self._reply(interaction, fit_lines("Refused prompts:", lines, empty="none yet"))
 
     @app_commands.command(name="ban", description="Stop a member from using /face here.")
     async def ban(self, interaction: discord.Interaction, member: discord.Member) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from typing import Any
 
 import discord
@@ -45,10 +46,37 @@ def refusal_text(error: T2FError) -> str:
     return error.user_message
 
 
+# What Discord would make a link of: an address with a scheme, or starting with "www.".
+LINKABLE = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S+", re.IGNORECASE)
+
+
+def _escaped(text: str) -> str:
+    """Markdown, masked-link brackets and mentions made inert."""
+    escaped = discord.utils.escape_markdown(text, ignore_links=False)
+    return discord.utils.escape_mentions(re.sub(r"(?<!\\)\[", r"\\[", escaped))
+
+
 def quoted(text: str, limit: int = 60) -> str:
     """A member's text as a list shows it: one line, at most ``limit`` characters, no bidi tricks, no
-    markdown (a "```" cannot open a code block) and no mention syntax."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(safe_echo(text, limit)))
+    markdown (a "```" cannot open a code block, "[x](url)" is no masked link), no mention syntax, and
+    every address as inline code, so a moderator's view never offers a member's link to click."""
+    echoed, parts, start = safe_echo(text, limit), [], 0
+    for link in LINKABLE.finditer(echoed):  # safe_echo made every backtick a look-alike: no code breaks out
+        parts += [_escaped(echoed[start : link.start()]), f"`{link[0]}`"]
+        start = link.end()
+    return "".join([*parts, _escaped(echoed[start:])])
+
+
+def embed_title(text: str, limit: int = MAX_EMBED_TITLE) -> str:
+    """A member's prompt as an embed's title, escaped as the Info card escapes it: one line (new lines
+    and bidi marks gone), markdown and masked links escaped, mentions inert; cut to ``limit`` after
+    escaping without leaving half an escape."""
+    title = _escaped(safe_echo(text, limit))
+    if len(title) <= limit:
+        return title
+    cut = title[: limit - 1]
+    trailing = len(cut) - len(cut.rstrip("\\"))
+    return (cut[:-1] if trailing % 2 else cut) + "…"
 
 
 def fit_lines(
@@ -110,7 +138,7 @@ def progress_text(progress: JobProgress) -> str:
 def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
     """The delivered face's card: what was asked, what made it, its pose and stage times (from its report)."""
     report = result.report
-    embed = discord.Embed(title=job.face.prompt[:MAX_EMBED_TITLE], colour=discord.Colour.blurple())
+    embed = discord.Embed(title=embed_title(job.face.prompt), colour=discord.Colour.blurple())
     if job.is_photo:  # photo jobs (cogs.photo): nothing was painted; say how many faces the photo had
         seen = report.face.faces_found if report is not None and report.face is not None else 1
         embed.add_field(name="Faces seen", value=str(seen) + (" (the largest was used)" if seen > 1 else ""))

@@ -10,6 +10,7 @@ Settings (``t2f.config``), the stages' request checks, the Discord commands' ``R
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -17,6 +18,7 @@ from t2f.errors import InvalidRequest
 from t2f.faces import FaceRequest
 
 Number = TypeVar("Number", int, float)
+PROMPT_NEEDS_WORDS = "The prompt needs words: emoji alone do not describe a face. Describe the face you want in words."
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,12 @@ def check_face_request(request: FaceRequest) -> FaceRequest:
 
     Pure and cheap: callers check a request before any model loads and before it joins a batch.
     A prompt needs at least one letter or digit (whitespace, punctuation or invisible characters alone
-    describe nothing), and neither prompt may hold a lone UTF-16 surrogate.
+    describe nothing; emoji alone get their own sentence), and neither prompt may hold a lone UTF-16
+    surrogate.
     """
     if not any(character.isalnum() for character in request.prompt):
+        if any(unicodedata.category(character) in ("So", "Sk") for character in request.prompt):
+            raise InvalidRequest(PROMPT_NEEDS_WORDS)
         raise InvalidRequest("The prompt is empty; describe the face you want.")
     # Lone UTF-16 surrogates are no text: they cannot be stored, logged or encoded (UnicodeEncodeError).
     if any("\ud800" <= character <= "\udfff" for character in request.prompt + request.negative_prompt):

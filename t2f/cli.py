@@ -101,10 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(handler=commands.cmd_download)
 
     check = sub.add_parser(
-        "check-prompt", parents=[common], help="say whether the prompt filter allows a prompt (exit 0) or not (3)"
+        "check-prompt",
+        parents=[common],
+        help="say whether the prompt filter allows a prompt (exit 0) or refuses one (3), and why",
     )
     check.add_argument("prompt", help="the prompt, or - to read prompt<TAB>negative lines from stdin")
     check.add_argument("--negative", default="", help="the negative prompt")
+    check.add_argument(
+        "--refuse-suggestive",
+        action="store_true",
+        help="judge as a server that refuses suggestive words alone (/faceadmin suggestive allow:False)",
+    )
     check.set_defaults(handler=commands.cmd_check_prompt)
 
     evals = sub.add_parser(

@@ -44,9 +44,13 @@ def check_prompt_allowed(settings: Settings, request: FaceRequest) -> None:
     verdict = load_prompt_filter(settings).judge(request.prompt, request.negative_prompt)
     if not verdict.allowed:
         which = "prompt" if verdict.field == "prompt" else "negative prompt"
-        raise PromptRejected(
-            f"The prompt filter refuses this {which} (t2f check-prompt shows why); --no-filter paints it anyway."
+        refusal = PromptRejected(verdict)
+        # The operator's own command line: say what matched, and how to paint it anyway.
+        refusal.user_message = (
+            f"The prompt filter refuses this {which} ({verdict.category}, {verdict.language or 'listed word'}; "
+            "t2f check-prompt shows why); --no-filter paints it anyway."
         )
+        raise refusal
 
 
 def _base_metadata(settings: Settings) -> dict[str, Any]:
@@ -284,21 +288,30 @@ def cmd_eval_faces(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check_prompt(args: argparse.Namespace, settings: Settings) -> int:
-    """Judge one prompt, or ``prompt<TAB>negative`` lines from stdin, with the configured filter lists."""
+    """Judge one prompt, or ``prompt<TAB>negative`` lines from stdin, with the configured filter.
+
+    One line per prompt: ``allowed`` or ``refused``, the prompt (and `` | `` negative prompt), then for a
+    refusal the category and language and which entry matched in which field. Exit 0 when every prompt
+    is allowed, :data:`EXIT_REFUSED` when at least one is refused (2: a bad setting, 1: anything else).
+    """
     from t2f.build import load_prompt_filter
-    from t2f.serve.moderation import judge_lines, safe_echo
+    from t2f.serve.moderation import LANGUAGE_NAMES, Category, judge_lines, safe_echo
 
     prompt_filter = load_prompt_filter(settings)
+    suggestive = not args.refuse_suggestive
     if args.prompt == "-":
-        verdicts = judge_lines(prompt_filter, sys.stdin)
+        verdicts = judge_lines(prompt_filter, sys.stdin, suggestive=suggestive)
     else:
-        verdicts = [prompt_filter.judge(args.prompt, args.negative)]
+        verdicts = [prompt_filter.judge(args.prompt, args.negative, suggestive=suggestive)]
     for verdict in verdicts:
         shown = safe_echo(verdict.prompt, 80) + (f" | {safe_echo(verdict.negative, 80)}" if verdict.negative else "")
-        if verdict.allowed:
+        language = LANGUAGE_NAMES.get(verdict.language or "", "T2F_BLOCKLIST_FILE")
+        if verdict.allowed and verdict.category is Category.SUGGESTIVE:
+            print(f"allowed\t{shown}\tsuggestive ({language}): refused with --refuse-suggestive")
+        elif verdict.allowed:
             print(f"allowed\t{shown}")
         else:
-            print(f"refused\t{shown}\t({verdict.field} matches {verdict.reason!r})")
+            print(f"refused\t{shown}\t{verdict.category} ({language})\t{verdict.field} matches {verdict.reason!r}")
     return 0 if all(v.allowed for v in verdicts) else EXIT_REFUSED
 
 

@@ -251,15 +251,35 @@ def test_check_prompt_prints_a_verdict_and_exits_3_when_refused(
     assert run_cli("check-prompt", "a smiling woman with curly hair") == 0
     assert capsys.readouterr().out == "allowed\ta smiling woman with curly hair\n"
     assert run_cli("check-prompt", "a woman", "--negative", "clothes, shirt") == 3
-    assert capsys.readouterr().out == "refused\ta woman | clothes, shirt\t(negative matches 'clothes')\n"
+    assert (
+        capsys.readouterr().out == "refused\ta woman | clothes, shirt\tsexual (English)\tnegative matches 'clothes'\n"
+    )
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("portrait of Al Gore\t\n# a comment\n\u202enamow edun\n"))
     assert run_cli("check-prompt", "-") == 3
     assert capsys.readouterr().out.splitlines() == [
         "allowed\tportrait of Al Gore",
-        "refused\tnamow edun\t(prompt matches 'nude')",  # the override is not echoed
+        "refused\tnamow edun\tsexual (English)\tprompt matches 'nude'",  # the override is not echoed
     ]
+
+
+def test_check_prompt_names_the_category_and_language_and_judges_as_a_strict_server(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("eine nackte Frau am Strand\na woman in a bikini\n裸足の子供\n"))
+    assert run_cli("check-prompt", "-") == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "refused\teine nackte Frau am Strand\tsexual (German)\tprompt matches 'nackte'",
+        "allowed\ta woman in a bikini\tsuggestive (English): refused with --refuse-suggestive",
+        "allowed\t裸足の子供",  # barefoot: an allow-list phrase holds the word for naked
+    ]
+    assert run_cli("check-prompt", "a woman in a bikini", "--refuse-suggestive") == 3
+    assert capsys.readouterr().out == "refused\ta woman in a bikini\tsuggestive (English)\tprompt matches 'bikini'\n"
+    assert run_cli("check-prompt", "a little girl in a bikini") == 3
+    assert capsys.readouterr().out.split("\t")[2] == "minors (English)"
 
 
 def test_check_prompt_uses_the_configured_blocklist(
@@ -268,7 +288,8 @@ def test_check_prompt_uses_the_configured_blocklist(
     (clean_env / "mine.txt").write_text("clown\n", encoding="utf-8")
     monkeypatch.setenv("T2F_BLOCKLIST_FILE", str(clean_env / "mine.txt"))
     assert run_cli("check-prompt", "a sad clown") == 3
-    assert run_cli("check-prompt", "a nude mime") == 0  # the file replaces the built-in list
+    assert run_cli("check-prompt", "a nude mime") == 3  # the file adds to the shipped lexicons
+    assert run_cli("check-prompt", "a sad mime") == 0
 
 
 @pytest.fixture

@@ -196,7 +196,7 @@ def test_generate_applies_the_prompt_filter_unless_told_not_to(
 ) -> None:
     assert run_cli("generate", "a portrait photo of a naked woman") == 3
     assert one_line(capsys) == (
-        "t2f: refused: The prompt filter refuses this prompt (t2f check-prompt shows why); "
+        "t2f: refused: The prompt filter refuses this prompt (sexual, en; t2f check-prompt shows why); "
         "--no-filter paints it anyway."
     )
     assert run_cli("generate", "a portrait photo", "--negative", "clothes") == 3

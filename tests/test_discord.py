@@ -214,3 +214,34 @@ async def test_a_failed_delivery_is_recorded_not_retried(simcord_env, store: Sto
     await mod.slash(channel, "faceadmin resume")
     assert (await store.get_job(record.id)).status == "undelivered"
     assert await store.jobs_with_status("queued", "running", "delivering") == []  # nothing left to resume
+
+
+async def test_the_public_titles_escape_the_prompt_as_the_info_card_does(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    prompt = "**big** [free nitro](https://evil.example) \u202ewoman_x\nline two"
+    made = await alice.slash(channel, "face", prompt=prompt)
+    (embed,) = made.response.embeds
+    # No bold, no masked link, no right-to-left override, one line: what the member typed, shown as typed.
+    assert embed.title == "\\*\\*big\\*\\* \\[free nitro](https://evil.example) woman\\_x line two"
+
+
+def test_titles_and_quotes_stay_inside_discords_limits() -> None:
+    from cogs.replies import MAX_EMBED_TITLE, embed_title, quoted
+
+    long = embed_title("_" * 400)
+    assert len(long) <= MAX_EMBED_TITLE and long.endswith("\\_…")  # an escape is never cut in half
+    assert embed_title("a\u200b\u2066smiling\u2069 face") == "asmiling face"
+    assert (
+        quoted("see www.example.com and ftp://x.example/a_b", 80) == "see `www.example.com` and `ftp://x.example/a_b`"
+    )
+    assert quoted("<@123> @everyone") == "<@123> @\u200beveryone"  # mentions inert (the reply never pings)
+
+
+async def test_an_emoji_only_prompt_needs_words(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    text = await refused(simcord_env, alice, channel, prompt="🍆💦🍑")
+    assert text == "The prompt needs words: emoji alone do not describe a face. Describe the face you want in words."
+    assert (
+        await refused(simcord_env, alice, channel, prompt="  ...  ")
+        == "The prompt is empty; describe the face you want."
+    )

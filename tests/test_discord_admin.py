@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from discord_fixtures import PhotoTextToImage, moderator, world
+from discord_fixtures import PhotoTextToImage, moderator, refused, world
 
 from t2f.serve.store import Store
 
@@ -100,3 +100,65 @@ async def test_a_pause_holds_only_its_own_server_and_the_queue_shows_only_its_ow
     await home_mod.slash(home_channel, "faceadmin resume")
     assert held.response.embeds and held.response.embeds[0].title == "a secret home astronaut"
     assert photo.prompts == ["an away astronaut", "a second away astronaut", "a secret home astronaut"]
+
+
+async def test_refused_prompts_reach_the_audit_log_by_category_and_language_never_quoted(
+    simcord_env, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    said = "Your prompt contains words this server does not allow. Please rephrase it."
+    assert await refused(simcord_env, alice, channel, prompt="a little girl in a bikini") == said
+    assert await refused(simcord_env, alice, channel, prompt="eine nackte Frau am Strand") == said
+    await refused(simcord_env, alice, channel, prompt="a woman", negative_prompt="clothes, shirt")
+    audit = await mod.slash(channel, "faceadmin refused")
+    assert audit.ephemeral
+    header, *lines = audit.response.content.splitlines()
+    assert header == "Refused prompts:"
+    assert [line.split("> ", 2)[-1] for line in lines] == [  # after "<t:…:R> <@member>"
+        "sexual content (English), in the negative prompt",
+        "sexual content (German), in the prompt",
+        "⚠️ a minor in a sexual context (English), in the prompt",
+    ]
+    assert all(f"<@{alice.id}>" in line for line in lines)
+    assert "bikini" not in audit.response.content and "nackte" not in audit.response.content
+
+
+async def test_suggestive_words_are_each_servers_choice(simcord_env, store: Store) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    off = await mod.slash(channel, "faceadmin suggestive", allow=False)
+    assert off.ephemeral and off.response.content.startswith("Suggestive words off: prompts with words like")
+    assert (await store.guild_settings(guild.id)).allow_suggestive is False
+    text = await refused(simcord_env, alice, channel, prompt="a sultry jazz singer")
+    assert text == "Your prompt contains words this server does not allow. Please rephrase it."
+    on = await mod.slash(channel, "faceadmin suggestive", allow=True)
+    assert on.response.content.endswith("Beside a word for a child they are always refused.")
+    assert (await store.guild_settings(guild.id)).allow_suggestive is True
+    made = await alice.slash(channel, "face", prompt="a sultry jazz singer")
+    assert made.response.embeds and made.response.embeds[0].title == "a sultry jazz singer"
+
+
+async def test_moderator_views_never_make_a_members_address_a_link(simcord_env, photo: PhotoTextToImage) -> None:  # type: ignore[no-untyped-def]
+    guild, channel, alice = world(simcord_env)
+    mod = moderator(simcord_env, guild)
+    await mod.slash(channel, "faceadmin pause")
+    prompt = "[free](https://x.example) see https://evil.example/win"  # within the 60 characters a view shows
+    await alice.slash(channel, "face", prompt=prompt)
+    queue = (await mod.slash(channel, "faceadmin queue")).response.content
+    assert "`https://evil.example/win`" in queue and "\\[free](`https://x.example)`" in queue
+    await mod.slash(channel, "faceadmin resume")
+    recent = (await mod.slash(channel, "faceadmin recent")).response.content
+    assert recent.endswith(": \\[free](`https://x.example)` see `https://evil.example/win`")  # inline code: no link
+
+
+def test_a_refusal_line_says_category_and_language_in_words() -> None:
+    from cogs.admin import refusal_line
+    from t2f.serve.records import RefusalRecord
+
+    child = RefusalRecord(1, 2, 3, "minors", "ja", "negative", 1700000000.5)
+    assert (
+        refusal_line(child) == "<t:1700000000:R> <@3> ⚠️ a minor in a sexual context (Japanese), in the negative prompt"
+    )
+    listed = RefusalRecord(1, 2, 3, "listed", "", "prompt", 5.0)
+    assert refusal_line(listed) == "<t:5:R> <@3> a word on this server's or the bot's own list, in the prompt"

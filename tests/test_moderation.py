@@ -9,6 +9,7 @@ from moderation_cases import ALLOW_CASES, BLOCK_CASES, EXTRA_TERMS
 from t2f.serve.moderation import (
     NEGATIVE_MESSAGE,
     PROMPT_MESSAGE,
+    Category,
     PromptFilter,
     PromptRejected,
     Verdict,
@@ -95,7 +96,8 @@ def test_every_corpus_line(shared_dir: Path, blocklist: PromptFilter) -> None:
 
 @pytest.mark.parametrize(("prompt", "negative"), BLOCK_CASES)
 def test_disguised_cases_are_blocked(strict: PromptFilter, prompt: str, negative: str) -> None:
-    verdict = strict.judge(prompt, negative)
+    # A strict server: one that refuses suggestive words too ("l1ng3r13" is lingerie).
+    verdict = strict.judge(prompt, negative, suggestive=False)
     assert not verdict.allowed
     assert verdict.field == ("negative" if negative else "prompt")
 
@@ -121,13 +123,13 @@ def test_negative_prompt_has_its_own_message_and_list(blocklist: PromptFilter) -
         blocklist.check("a nude woman", "clothes")
     assert caught.value.user_message == PROMPT_MESSAGE
     assert blocklist.first_match("a woman in a shirt") is None  # garments are only refused as negatives
-    assert blocklist.judge("a woman", "nude") == Verdict(False, "nude", "negative", "a woman", "nude")
-    assert PromptFilter.from_files(negative=None).first_match("a woman", "clothes") is None
+    refused = Verdict(False, "nude", "negative", "a woman", "nude", Category.SEXUAL, "en")
+    assert blocklist.judge("a woman", "nude") == refused
 
 
 def test_rtl_override_is_read_as_displayed(blocklist: PromptFilter) -> None:
     assert blocklist.first_match("\u202enamow edun") == "nude"
-    assert blocklist.first_match("a \u202bxes\u202c scene") == "sex"
+    assert blocklist.first_match("a \u202bxes\u202c scene") == "sex scene"  # displayed: "a sex scene"
     assert blocklist.first_match("\u202enamow a") is None
 
 
@@ -205,11 +207,9 @@ def test_server_terms_keep_the_shipped_lists(blocklist: PromptFilter) -> None:
     assert blocklist.with_terms([]) is blocklist
 
 
-def test_moderators_can_allow_list_names(tmp_path: Path) -> None:
+def test_moderators_can_allow_list_names() -> None:
     assert PromptFilter.from_file().with_terms(["dick"]).first_match("Dick Van Dyke smiling") == "dick"
-    allow = tmp_path / "allow.txt"
-    allow.write_text("# names\ndick van dyke\n", encoding="utf-8")
-    tuned = PromptFilter.from_files(allow=allow).with_terms(["dick"])
+    tuned = PromptFilter.from_file().with_allowed(["dick van dyke"]).with_terms(["dick"])
     assert tuned.first_match("Dick Van Dyke smiling") is None
     assert tuned.first_match("Dick Van Dyke and a dick") == "dick"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -76,4 +77,51 @@ async def test_cooldown_refuses_then_admits_and_forgets_old_members(tmp_path: Pa
     clock.now += COOLDOWN_S.high
     await admit(1, 8)
     assert policy.remembered_members == 1  # only the newest; the rest can no longer be in any cooldown
+    await store.close()
+
+
+async def test_a_refused_prompt_is_audited_and_suggestive_words_follow_the_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from t2f.serve.moderation import Category, PromptRejected
+    from t2f.serve.records import GuildSettings, RefusalRecord
+
+    caplog.set_level(logging.INFO, logger="t2f.serve.policy")
+    store = await Store.open(tmp_path / "t2f.sqlite3")
+    policy = Policy(
+        store=store,
+        service=JobService(NoBackend().route(), max_batch=1),
+        prompt_filter=PromptFilter.from_file(),
+        limits=Limits(cooldown_s=0.0),
+        clock=ManualClock(),
+    )
+
+    async def admit(prompt: str, negative: str = "", guild_id: int = 1) -> None:
+        admission = await policy.admit(
+            guild_id=guild_id, channel_id=2, user_id=7, request=FaceRequest(prompt, negative_prompt=negative)
+        )
+        policy.release(admission)
+
+    await admit("a woman in a bikini")  # suggestive alone: allowed by default
+    await store.save_guild_settings(GuildSettings(guild_id=1, allow_suggestive=False))
+    with pytest.raises(PromptRejected) as suggestive:
+        await admit("a woman in a bikini")
+    assert suggestive.value.verdict.category is Category.SUGGESTIVE
+    await admit("a woman in a bikini", guild_id=3)  # another server keeps the default
+    with pytest.raises(PromptRejected) as child:
+        await admit("ein kleines Mädchen", negative="Kleidung")
+    assert (
+        child.value.user_message
+        == "Your negative prompt contains words this server does not allow. Please rephrase it."
+    )
+    audited = await store.recent_refusals(1)  # the prompt itself is not kept
+    assert [(r.guild_id, r.channel_id, r.user_id, r.category, r.language, r.field) for r in audited] == [
+        (1, 2, 7, "minors", "de", "negative"),
+        (1, 2, 7, "suggestive", "en", "prompt"),
+    ]
+    assert all(isinstance(r, RefusalRecord) and r.created_at > 0 for r in audited)
+    said = [record.getMessage() for record in caplog.records if record.name == "t2f.serve.policy"]
+    assert said[-1] == (
+        "prompt refused: minors (de) in the negative, matching 'kleines mädchen + kleidung'; server 1, member 7"
+    )
     await store.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 from t2f.faces import FaceRequest
 from t2f.report import FaceReport, HeadPose
 from t2f.serve.jobs import JobStatus
-from t2f.serve.records import GuildSettings, JobRecord
+from t2f.serve.records import GuildSettings, JobRecord, RefusalRecord
 from t2f.serve.store import SCHEMA, SCHEMA_VERSION, Store
 
 
@@ -51,7 +51,7 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     # WAL mode and the schema version persist in the file.
     reopened = await Store.open(tmp_path / "t2f.sqlite3")
     assert (await reopened._run("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 3
+    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 4
     assert (await reopened.get_job("b2")) is not None
     await reopened.close()
 
@@ -67,6 +67,7 @@ async def test_guild_settings_and_bans(tmp_path: Path) -> None:
         queue_cap=6,
         blocked_terms=("clown",),
         photo_input=True,
+        allow_suggestive=False,
     )
     await store.save_guild_settings(custom)
     assert await store.guild_settings(5) == custom
@@ -82,7 +83,8 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
     version_1 = SCHEMA.replace(",\n    report TEXT", "").replace(",\n    source TEXT NOT NULL DEFAULT 'text'", "")
-    old.executescript(version_1.replace(",\n    photo_input INTEGER", ""))  # no report, source or photo switch
+    version_1 = version_1.replace(",\n    photo_input INTEGER,\n    allow_suggestive INTEGER", "")
+    old.executescript(version_1)  # no report, source, photo or suggestive switch
     old.execute(
         "INSERT INTO jobs (id, user_id, prompt, seed, steps, guidance, size, output, status, created_at)"
         " VALUES ('old1', 1, 'a face', 1, 25, 7.5, 512, 'obj', 'done', 1.0)"
@@ -99,6 +101,40 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
     assert (await store.guild_settings(9)).photo_input is None
     await store.save_guild_settings(GuildSettings(guild_id=9, photo_input=False))
     assert (await store.guild_settings(9)).photo_input is False
+    assert (await store.guild_settings(9)).allow_suggestive is None  # version 4: suggestive words, by default on
+    await store.close()
+
+
+async def test_a_version_3_database_gains_the_suggestive_switch_and_the_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite3"
+    old = sqlite3.connect(path)
+    version_3 = SCHEMA.replace(",\n    allow_suggestive INTEGER", "")
+    old.executescript(version_3[: version_3.index("CREATE TABLE IF NOT EXISTS refusals")])
+    old.execute("INSERT INTO guild_settings (guild_id, photo_input) VALUES (7, 0)")
+    old.execute("PRAGMA user_version=3")
+    old.commit()
+    old.close()
+    store = await Store.open(path)
+    assert await store.guild_settings(7) == GuildSettings(guild_id=7, photo_input=False, allow_suggestive=None)
+    await store.save_guild_settings(GuildSettings(guild_id=7, allow_suggestive=False))
+    assert (await store.guild_settings(7)).allow_suggestive is False
+    await store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    check.close()
+
+
+async def test_refused_prompts_are_audited_newest_first_per_server(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite3")
+    first = RefusalRecord(5, 50, 1, "sexual", "de", "prompt", 100.0)
+    second = RefusalRecord(5, 50, 2, "minors", "en", "negative", 200.0)
+    elsewhere = RefusalRecord(6, 60, 3, "hate", "", "prompt", 300.0)
+    for refusal in (first, second, elsewhere):
+        await store.add_refusal(refusal)
+    assert await store.recent_refusals(5) == [second, first]
+    assert await store.recent_refusals(5, limit=1) == [second]
+    assert await store.recent_refusals(6) == [elsewhere]
+    assert await store.recent_refusals(7) == []
     await store.close()
 
 

@@ -200,7 +200,9 @@ class Settings(WebSettings):
         allowed=bounds.PROGRESS_INTERVAL_S.text,
     )
     blocklist_file: str = setting(
-        "T2F_BLOCKLIST_FILE", "", "Prompt filter file (words, or `re:` regexes); empty uses the built-in list."
+        "T2F_BLOCKLIST_FILE",
+        "",
+        "Your own words for the prompt filter (words, or `re:` regexes), added to the shipped lexicons; empty: none.",
     )
     warmup: bool = setting(
         "T2F_WARMUP", True, "Run one short generation at start-up, before commands are accepted.", allowed="on, off"

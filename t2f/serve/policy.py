@@ -2,7 +2,9 @@
 
 Each refusal is a :class:`Refused` (or another :class:`~t2f.errors.T2FError`) whose ``user_message``
 says why and what to do. The order is fixed: the request itself, channel, ban, prompt filter (prompt
-and negative prompt), cooldown, pending jobs, daily quota, queue space.
+and negative prompt, with the server's choice on suggestive words), cooldown, pending jobs, daily
+quota, queue space. A prompt the filter refuses is written to the audit log (its category, language and
+field, never the prompt) and to the bot's log, before the member is answered.
 
 Admission is atomic. :meth:`Policy.admit` checks and *reserves* a slot (cooldown stamp, one pending
 job, one of today's quota, one queue place) under the member's lock, so simultaneous requests cannot
@@ -27,9 +29,9 @@ from t2f.bounds import COOLDOWN_S, check_face_request
 from t2f.errors import T2FError
 from t2f.faces import FaceRequest
 from t2f.serve.jobs import JobRequest, JobStatus
-from t2f.serve.moderation import PromptFilter
+from t2f.serve.moderation import PromptFilter, PromptRejected, Verdict
 from t2f.serve.queue import JobHandle
-from t2f.serve.records import GuildSettings, JobRecord
+from t2f.serve.records import GuildSettings, JobRecord, RefusalRecord
 from t2f.serve.service import JobService
 
 if TYPE_CHECKING:  # the store is passed in; importing it here would pull SQLite into every importer
@@ -138,7 +140,12 @@ class Policy:
             raise WrongChannel(settings.allowed_channels)
         if guild_id is not None and await self.store.is_banned(guild_id, user_id):
             raise Refused("You are not allowed to use /face on this server.")
-        self._filter_for(settings.blocked_terms).check(request.prompt, request.negative_prompt)
+        prompt_filter = self._filter_for(settings.blocked_terms)
+        suggestive = settings.allow_suggestive is not False
+        verdict = prompt_filter.judge(request.prompt, request.negative_prompt, suggestive=suggestive)
+        if not verdict.allowed:
+            await self._audit(key, channel_id, verdict)
+            raise PromptRejected(verdict)
         quota = self.limits.daily_quota if settings.daily_quota is None else settings.daily_quota
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         made_today = await self.store.jobs_since(guild_id, user_id, midnight)
@@ -212,6 +219,25 @@ class Policy:
     def reserved(self) -> int:
         """Admitted requests not yet queued (nor released)."""
         return sum(self._reserved.values())
+
+    async def _audit(self, key: tuple[int | None, int], channel_id: int | None, verdict: Verdict) -> None:
+        """Write a refused prompt to the audit log and the bot's log; a busy database only costs the row."""
+        guild_id, user_id = key
+        category, language = str(verdict.category), verdict.language or ""
+        log.info(
+            "prompt refused: %s (%s) in the %s, matching %r; server %s, member %s",
+            category,
+            language or "server word",
+            verdict.field,
+            verdict.reason,
+            guild_id,
+            user_id,
+        )
+        record = RefusalRecord(guild_id, channel_id, user_id, category, language, str(verdict.field), time.time())
+        try:
+            await self.store.add_refusal(record)
+        except T2FError:
+            log.warning("could not record a refused prompt of member %s (the database is busy)", user_id)
 
     def _filter_for(self, terms: tuple[str, ...]) -> PromptFilter:
         if not terms:

@@ -61,6 +61,24 @@ class GuildSettings:
     queue_cap: int | None = None
     blocked_terms: tuple[str, ...] = field(default_factory=tuple)
     photo_input: bool | None = None  # members' photos (/face3d) allowed here; None: T2F_PHOTO_INPUT decides
+    allow_suggestive: bool | None = None  # suggestive words alone (bikini, sultry) pass here; None: they do
+
+
+@dataclass(frozen=True)
+class RefusalRecord:
+    """A prompt the filter refused: who, where, and why (the audit log's own kind; the prompt is not kept).
+
+    ``category`` is a :class:`~t2f.serve.moderation.Category` value ("minors", "sexual", …), ``language``
+    the lexicon that matched ("" for a server's own word) and ``field`` "prompt" or "negative".
+    """
+
+    guild_id: int | None
+    channel_id: int | None
+    user_id: int
+    category: str
+    language: str
+    field: str
+    created_at: float
 
 
 def job_record(

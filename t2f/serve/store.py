@@ -1,4 +1,4 @@
-"""SQLite storage for jobs (which double as the audit log), guild settings and bans.
+"""SQLite storage for jobs (which double as the audit log), refused prompts, guild settings and bans.
 
 The only module with SQL. The database runs in WAL mode; every query runs on a worker thread
 (``asyncio.to_thread``) behind one lock, so the event loop never waits on disk. Rows come back as
@@ -25,10 +25,10 @@ from typing import Any
 from t2f.errors import T2FError
 from t2f.report import FaceReport
 from t2f.serve.jobs import JobStatus
-from t2f.serve.records import GuildSettings, JobRecord
+from t2f.serve.records import GuildSettings, JobRecord, RefusalRecord
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -62,8 +62,20 @@ CREATE TABLE IF NOT EXISTS guild_settings (
     daily_quota INTEGER,
     queue_cap INTEGER,
     blocked_terms TEXT NOT NULL DEFAULT '[]',
-    photo_input INTEGER
+    photo_input INTEGER,
+    allow_suggestive INTEGER
 );
+CREATE TABLE IF NOT EXISTS refusals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id INTEGER,
+    channel_id INTEGER,
+    user_id INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    language TEXT NOT NULL DEFAULT '',
+    field TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refusals_by_guild ON refusals (guild_id, created_at);
 CREATE TABLE IF NOT EXISTS bans (
     guild_id INTEGER NOT NULL,
     user_id INTEGER NOT NULL,
@@ -98,12 +110,19 @@ DISK_FULL = "The bot's disk is full, so it cannot take new faces right now; its 
 RETRY_LATER_S = (1.0, 60.0)  # a write that must land: first wait, longest wait between tries
 GET_GUILD = "SELECT * FROM guild_settings WHERE guild_id = ?"
 UPSERT_GUILD = """
-INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms, photo_input)
-VALUES (:guild_id, :allowed_channels, :cooldown_s, :daily_quota, :queue_cap, :blocked_terms, :photo_input)
+INSERT INTO guild_settings (guild_id, allowed_channels, cooldown_s, daily_quota, queue_cap, blocked_terms, photo_input,
+                            allow_suggestive)
+VALUES (:guild_id, :allowed_channels, :cooldown_s, :daily_quota, :queue_cap, :blocked_terms, :photo_input,
+        :allow_suggestive)
 ON CONFLICT (guild_id) DO UPDATE SET allowed_channels = excluded.allowed_channels, cooldown_s = excluded.cooldown_s,
     daily_quota = excluded.daily_quota, queue_cap = excluded.queue_cap, blocked_terms = excluded.blocked_terms,
-    photo_input = excluded.photo_input
+    photo_input = excluded.photo_input, allow_suggestive = excluded.allow_suggestive
 """
+INSERT_REFUSAL = """
+INSERT INTO refusals (guild_id, channel_id, user_id, category, language, field, created_at)
+VALUES (:guild_id, :channel_id, :user_id, :category, :language, :field, :created_at)
+"""
+RECENT_REFUSALS = "SELECT * FROM refusals WHERE guild_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"
 BAN = "INSERT OR REPLACE INTO bans (guild_id, user_id, banned_by, created_at) VALUES (?, ?, ?, ?)"
 UNBAN = "DELETE FROM bans WHERE guild_id = ? AND user_id = ?"
 IS_BANNED = "SELECT 1 FROM bans WHERE guild_id = ? AND user_id = ?"
@@ -122,16 +141,24 @@ def _job(row: sqlite3.Row | None) -> JobRecord | None:
     return JobRecord(**{**values, "status": JobStatus(values["status"])})
 
 
+def _optional_bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to :data:`SCHEMA_VERSION` (version 1 had no report column, version 2 no
-    job source nor a server's photo switch)."""
+    job source nor a server's photo switch, version 3 no suggestive switch; the refusals table, new in
+    version 4, is made by :data:`SCHEMA`)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     if "report" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN report TEXT")
     if "source" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'text'")
-    if "photo_input" not in {row[1] for row in db.execute("PRAGMA table_info(guild_settings)")}:
+    guild_columns = {row[1] for row in db.execute("PRAGMA table_info(guild_settings)")}
+    if "photo_input" not in guild_columns:
         db.execute("ALTER TABLE guild_settings ADD COLUMN photo_input INTEGER")
+    if "allow_suggestive" not in guild_columns:
+        db.execute("ALTER TABLE guild_settings ADD COLUMN allow_suggestive INTEGER")
 
 
 class Store:
@@ -296,7 +323,8 @@ class Store:
             daily_quota=row["daily_quota"],
             queue_cap=row["queue_cap"],
             blocked_terms=tuple(json.loads(row["blocked_terms"])),
-            photo_input=None if row["photo_input"] is None else bool(row["photo_input"]),
+            photo_input=_optional_bool(row["photo_input"]),
+            allow_suggestive=_optional_bool(row["allow_suggestive"]),
         )
 
     async def save_guild_settings(self, settings: GuildSettings) -> None:
@@ -310,8 +338,19 @@ class Store:
                 "queue_cap": settings.queue_cap,
                 "blocked_terms": json.dumps(list(settings.blocked_terms)),
                 "photo_input": None if settings.photo_input is None else int(settings.photo_input),
+                "allow_suggestive": None if settings.allow_suggestive is None else int(settings.allow_suggestive),
             },
         )
+
+    async def add_refusal(self, record: RefusalRecord) -> None:
+        """Record a refused prompt: one try (up to the busy timeout), since a member waits on the answer."""
+        values = {f.name: getattr(record, f.name) for f in fields(RefusalRecord)}
+        await self._run(INSERT_REFUSAL, values, retries=0)
+
+    async def recent_refusals(self, guild_id: int, limit: int = 10) -> list[RefusalRecord]:
+        """The server's last refused prompts, newest first."""
+        rows = await self._run(RECENT_REFUSALS, (guild_id, limit))
+        return [RefusalRecord(**{f.name: row[f.name] for f in fields(RefusalRecord)}) for row in rows]
 
     async def ban(self, guild_id: int, user_id: int, *, by: int) -> None:
         await self._run(BAN, (guild_id, user_id, by, time.time()))
