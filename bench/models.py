@@ -20,7 +20,8 @@ from PIL import Image
 from t2f.faces import FaceBox
 from t2f.serve.faces import FaceFinder
 from t2f.serve.files import FileWriter
-from t2f.serve.jobs import FaceJob, Outcome, Stage
+from t2f.serve.inline import through_route
+from t2f.serve.jobs import FaceJob, Outcome
 from t2f.serve.paint import Painter
 from t2f.serve.route import Route, Watch
 from t2f.serve.warmup import LocalStages
@@ -232,14 +233,7 @@ class InlinePainter:
         self.stages = stages
 
     def paint(self, jobs: Sequence[FaceJob], watch: Watch) -> list[Outcome]:
-        ended: list[Outcome] = []
-        for outcome in self.stages.painter.paint(jobs, watch):
-            if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FACES:
-                outcome = self.stages.faces.find(outcome, watch)
-            if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FILES:
-                outcome = self.stages.files.write(outcome)
-            ended.append(outcome)
-        return ended
+        return through_route(self.stages, jobs, watch)
 
     def route(self) -> Route:
         return Route(paint=self, faces=self.stages.faces, files=self.stages.files)

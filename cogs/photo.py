@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,7 +26,8 @@ from discord.ext import commands
 
 from cogs.base import FaceBot
 from cogs.face import EditMessage, FaceCog, MeshFormat
-from cogs.replies import NO_PINGS, refusal_text, upload_budget
+from cogs.face.command import interaction_job
+from cogs.replies import NO_PINGS, refusal_text
 from t2f.errors import T2FError
 from t2f.files.download import (
     NOT_A_PHOTO,
@@ -38,8 +38,7 @@ from t2f.files.download import (
     save_upload,
 )
 from t2f.files.images import load_image
-from t2f.serve.jobs import JobRequest, JobResult, JobStatus, new_job_id
-from t2f.serve.records import job_record
+from t2f.serve.jobs import JobRequest, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
 MENU_NAME = "Make a 3D face"
@@ -193,19 +192,7 @@ class PhotoCog(commands.Cog):
         except BaseException:  # a dropped download, a decoder's crash: the slot is given back all the same
             bot.policy.release(admission)
             raise
-        job = JobRequest(
-            job_id=new_job_id(),
-            user_id=interaction.user.id,
-            face=face,
-            output=output,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            upload=upload_budget(interaction.filesize_limit),
-            photo=pixels,
-        )
-        record = job_record(
-            job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
-        )
+        job, record = interaction_job(interaction, face, output=output, photo=pixels)
         try:
             handle = await bot.policy.enqueue(admission, job, record)
         except T2FError as refusal:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 from t2f.config import Settings
 from t2f.errors import ConfigError, T2FError
+from t2f.files.checks import writable_folder
 
 MIN_DRIVER = 580  # torch 2.13.0's PyPI build carries the CUDA 13.0 runtime; CUDA 13.x needs driver R580 or newer
 
@@ -41,15 +41,6 @@ def check_blocklist(file: str) -> None:
         raise ConfigError(f"T2F_BLOCKLIST_FILE={file} has a line t2f cannot use: {reason}.") from None
 
 
-def _writable_folder(folder: Path) -> bool:
-    """Whether a file can be created in ``folder`` (tried, not guessed: ``os.access`` says yes to root everywhere)."""
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".t2f-check-"):
-            return True
-    except OSError:
-        return False
-
-
 def check_db_path(path: Path) -> None:
     """``T2F_DB_PATH`` is a file (or can become one) in a folder t2f may write (SQLite adds -wal/-shm beside it)."""
     if path.is_dir():
@@ -60,7 +51,7 @@ def check_db_path(path: Path) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise ConfigError(f"T2F_DB_PATH={path} is inside {folder}, which is a file, not a folder.")
-    if not _writable_folder(folder) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+    if not writable_folder(folder) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
         raise ConfigError(f"T2F_DB_PATH={path} is not writable here; point it at a folder this user may write.")
 
 
@@ -68,7 +59,7 @@ def check_output_dir(path: Path) -> None:
     """``T2F_OUTPUT_DIR`` is a folder (or can become one); existing folders must be writable."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"T2F_OUTPUT_DIR={path} is a file; point it at a folder.")
-    if path.is_dir() and not _writable_folder(path):
+    if path.is_dir() and not writable_folder(path):
         raise ConfigError(f"T2F_OUTPUT_DIR={path} is not writable; point it at a folder this user may write.")
 
 

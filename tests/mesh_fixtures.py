@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io as sio
@@ -127,3 +128,16 @@ class ReferenceFacePRNet:
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         return np.repeat(self.raw[None], len(crops), axis=0)
+
+
+def reference_face_pipeline(stages: Any, shared_dir: Path, painter: object) -> Any:
+    """The session's detector and UV data with ``painter`` and :class:`ReferenceFacePRNet` (the browser tests'
+    face: quick for software WebGL to draw)."""
+    from t2f.stages.pipeline import FacePipeline
+
+    return FacePipeline(
+        prnet=ReferenceFacePRNet(stages.prnet, shared_dir),  # type: ignore[arg-type]
+        uv=stages.uv,
+        detector=stages.detector,
+        text_to_image=painter,
+    )

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from t2f.config import Settings
+from t2f.serve import inline
 from t2f.serve.faces import FaceFinder
 from t2f.serve.files import FileWriter
-from t2f.serve.jobs import FaceJob, JobProgress, JobRequest, Outcome, Stage
+from t2f.serve.jobs import FaceJob, JobProgress, JobRequest, Outcome
 from t2f.serve.paint import Painter
 from t2f.serve.route import Route
 from t2f.serve.warmup import LocalStages
@@ -67,18 +68,8 @@ def route_of(stages: LocalStages, *, faces_thread: bool = False, files_threads: 
 
 
 def through_route(stages: LocalStages, jobs: list[JobRequest], watch: RecordingWatch | None = None) -> list[Outcome]:
-    """One batch painted, then each job's face found and files written, on this thread, in order. A repaint
-    comes back as the job to paint again; a final result as itself."""
-    watch = watch or RecordingWatch()
-    outcomes = stages.painter.paint([FaceJob(job) for job in jobs], watch)
-    ended = []
-    for outcome in outcomes:
-        if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FACES:
-            outcome = stages.faces.find(outcome, watch)
-        if isinstance(outcome, FaceJob) and outcome.next_stage is Stage.FILES:
-            outcome = stages.files.write(outcome)
-        ended.append(outcome)
-    return ended
+    """One batch painted, then each job's face found and files written, on this thread, in order."""
+    return inline.through_route(stages, [FaceJob(job) for job in jobs], watch or RecordingWatch())
 
 
 @contextlib.asynccontextmanager

@@ -138,19 +138,14 @@ def test_a_full_disk_is_told_to_the_member_as_such(small_disk: Path) -> None:
     import asyncio
     import dataclasses
 
+    from delivery_child import fill
     from test_store import record
 
     from t2f.serve.store import DISK_FULL, Store, StoreUnavailable
 
     async def add_on_a_full_disk() -> str:
         store = await Store.open(small_disk / "t2f.sqlite3")
-        with (small_disk / "filler").open("wb") as out:
-            try:
-                while True:
-                    out.write(b"\0" * (1 << 16))
-                    out.flush()
-            except OSError:
-                pass
+        fill(small_disk)
         try:
             long_prompt = "a face " * 40_000  # a row that needs new pages: the database must grow
             await store.add_job(dataclasses.replace(record("full"), prompt=long_prompt))

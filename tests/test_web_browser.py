@@ -145,20 +145,14 @@ async def test_the_serve_page_makes_a_face_with_progress(
     tmp_path: Path,
 ) -> None:
     from discord_fixtures import PhotoTextToImage, bot_settings
-    from mesh_fixtures import ReferenceFacePRNet
+    from mesh_fixtures import reference_face_pipeline
     from route_helpers import local_stages, route_of
 
     from t2f.stack import WebPlan, open_stack
-    from t2f.stages.pipeline import FacePipeline
 
     settings = bot_settings(tmp_path, cache_dir=viewer_cache, output_dir=tmp_path / "out", web_secret="s3cret")
     painter = PhotoTextToImage(step_seconds=0.25)  # slow enough for the page to show each step
-    pipeline = FacePipeline(
-        prnet=ReferenceFacePRNet(stages.prnet, shared_dir),  # type: ignore[arg-type]
-        uv=stages.uv,
-        detector=stages.detector,
-        text_to_image=painter,
-    )
+    pipeline = reference_face_pipeline(stages, shared_dir, painter)
     local = local_stages(pipeline, crop="detect")
     async with open_stack(settings, route_of(local), web=WebPlan("127.0.0.1", 0, studio=True)) as stack:
         server = stack.web

@@ -257,18 +257,11 @@ async def test_the_serve_page_turns_the_new_face(
     tmp_path: Path,
 ) -> None:
     from discord_fixtures import PhotoTextToImage, bot_settings
-    from mesh_fixtures import ReferenceFacePRNet
+    from mesh_fixtures import reference_face_pipeline
     from route_helpers import studio_on
 
-    from t2f.stages.pipeline import FacePipeline
-
     settings = bot_settings(tmp_path, cache_dir=viewer_cache, output_dir=tmp_path / "out", web_secret="s3cret")
-    pipeline = FacePipeline(
-        prnet=ReferenceFacePRNet(stages.prnet, shared_dir),  # type: ignore[arg-type]
-        uv=stages.uv,
-        detector=stages.detector,
-        text_to_image=PhotoTextToImage(),
-    )
+    pipeline = reference_face_pipeline(stages, shared_dir, PhotoTextToImage())
     async with studio_on(settings, pipeline) as server:
         for width in ("desktop", "phone"):  # a face made and turned at each width, in a context of its own
             phone = width == "phone"

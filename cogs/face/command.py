@@ -13,6 +13,7 @@ import logging
 import time
 
 import discord
+import numpy as np
 from discord import app_commands
 from discord.ext import commands
 
@@ -24,9 +25,10 @@ from cogs.face.resume import resume_jobs
 from cogs.replies import MAX_SEED, NO_PINGS, queued_text, refusal_text, upload_budget
 from t2f.bounds import MEMBER_GUIDANCE, MEMBER_NEGATIVE_CHARS, MEMBER_PROMPT_CHARS, MEMBER_STEPS
 from t2f.errors import T2FError
+from t2f.faces import FaceRequest
 from t2f.serve.jobs import JobRequest, JobResult, JobStatus, new_job_id
 from t2f.serve.queue import JobHandle
-from t2f.serve.records import job_record
+from t2f.serve.records import JobRecord, job_record
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 15.0  # how long unloading waits for results still being delivered
@@ -173,18 +175,8 @@ class FaceCog(commands.Cog):
         admission = await bot.policy.admit(
             guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id, request=face
         )
-        job = JobRequest(
-            job_id=new_job_id(),
-            user_id=interaction.user.id,
-            face=face,
-            output=output,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            upload=upload_budget(interaction.filesize_limit),
-            repaints_left=bot.defaults.repaints(seed=seed, repaint=repaint),
-        )
-        row = job_record(
-            job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
+        job, row = interaction_job(
+            interaction, face, output=output, repaints_left=bot.defaults.repaints(seed=seed, repaint=repaint)
         )
         # the row is written (within about a second, or refused) before anything can paint it
         handle = await bot.policy.enqueue(admission, job, row)
@@ -247,6 +239,33 @@ class FaceCog(commands.Cog):
         """Discord drops an interaction not answered within 3 s: count the ones this bot came close to."""
         if time.monotonic() - received > ACK_WARNING_S:
             self.bot.service.metrics.acknowledged_late()
+
+
+def interaction_job(
+    interaction: discord.Interaction,
+    face: FaceRequest,
+    *,
+    output: str,
+    repaints_left: int = 0,
+    photo: np.ndarray | None = None,
+) -> tuple[JobRequest, JobRecord]:
+    """The job an interaction asks for (who, where, the upload budget of its channel) and its row, with the
+    token that lets a restart edit its message."""
+    job = JobRequest(
+        job_id=new_job_id(),
+        user_id=interaction.user.id,
+        face=face,
+        output=output,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        upload=upload_budget(interaction.filesize_limit),
+        repaints_left=repaints_left,
+        photo=photo,
+    )
+    row = job_record(
+        job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id
+    )
+    return job, row
 
 
 async def setup(bot: FaceBot) -> None:

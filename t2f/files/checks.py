@@ -88,7 +88,7 @@ def _size(count: int) -> str:
     return f"{count / MIB:,.1f} MiB" if count >= MIB else f"{count:,} bytes"
 
 
-def _writable_folder(folder: Path) -> bool:
+def writable_folder(folder: Path) -> bool:
     """Whether a file can be created in ``folder`` (tried, not guessed: ``os.access`` says yes to root everywhere)."""
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".t2f-check-"):
@@ -114,7 +114,7 @@ def check_output_folder(folder: Path, *, what: str) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise InvalidInput(f"{what} {shown} cannot be created: {_shown(existing)} is a file, not a folder.")
-    if not _writable_folder(existing):
+    if not writable_folder(existing):
         where = "" if existing == folder.absolute() else f" in {_shown(existing)}"
         raise InvalidInput(f"{what} {shown} cannot be written: this user may not create files{where}.")
     return folder
