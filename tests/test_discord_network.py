@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 import aiohttp
 import discord
@@ -135,20 +134,26 @@ async def test_at_most_two_pictures_are_decoded_at_once(simcord_env, photo: Phot
     guild, channel, _ = world(simcord_env)
     members = [guild.add_member(simcord_env.create_user(f"member{i}")) for i in range(4)]
     module = sys.modules[type(simcord_env.bot.get_cog("PhotoCog")).__module__]
-    decode, lock, running, most = module.load_image, threading.Lock(), [0], [0]
+    decode, turn, running, most = module.load_image, threading.Condition(), [0], [0]
 
-    def slow_decode(data: bytes):  # type: ignore[no-untyped-def]
-        with lock:
+    def paired_decode(data: bytes):  # type: ignore[no-untyped-def]
+        """The first decode waits for a second to run beside it (the cap lets two in; a cap of one would wait
+        out the bound and show 1), whatever the machine's speed; a pair then holds a moment in which a
+        third, were the cap higher, would show."""
+        with turn:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.3)  # long enough for all four to be waiting
+            turn.notify_all()
+            turn.wait_for(lambda: most[0] >= 2, timeout=30)
+            if running[0] >= 2:
+                turn.wait(0.2)
         try:
             return decode(data)
         finally:
-            with lock:
+            with turn:
                 running[0] -= 1
 
-    module.load_image = slow_decode
+    module.load_image = paired_decode
     try:
         picture = ("astronaut.png", png(astronaut()))
         results = await burst(simcord_env, [(m, channel, "face3d", {"photo": picture}) for m in members])
