@@ -51,7 +51,7 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     # WAL mode and the schema version persist in the file.
     reopened = await Store.open(tmp_path / "t2f.sqlite3")
     assert (await reopened._run("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 3
+    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 4
     assert (await reopened.get_job("b2")) is not None
     await reopened.close()
 
