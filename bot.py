@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("t2f.bot")
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
-EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin")
+EXTENSIONS = ("cogs.face", "cogs.photo", "cogs.admin", "cogs.members")
 # Discord bot tokens are three base64url parts separated by dots.
 # discord.py's own REST address (a module constant, so tests point it at a loopback server): the token check
 # asks the same Discord the bot then logs in to.
@@ -141,6 +141,7 @@ class T2FBot(FaceBot):
 
     async def setup_hook(self) -> None:
         from cogs.buttons import BUTTONS
+        from cogs.texts import CommandTranslator
 
         if self.warm_up is not None:  # before the cogs: a resumed job must not pay for the first compile
             log.info(
@@ -149,6 +150,7 @@ class T2FBot(FaceBot):
             )
             seconds = await self.service.warm_up(self.warm_up)
             log.info("models warmed up in %.1f s", seconds)
+        await self.tree.set_translator(CommandTranslator())  # the commands' names and descriptions, per language
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*BUTTONS)
@@ -163,7 +165,12 @@ class T2FBot(FaceBot):
 
         Discord allows 200 command creates a day per server; a hash of the tree is kept in the store.
         """
-        payload = json.dumps([c.to_dict(self.tree) for c in self.tree.get_commands()], sort_keys=True, default=str)
+        translator, listed = self.tree.translator, self.tree.get_commands()
+        if translator is not None:  # the translations are part of what Discord is sent, so of the hash
+            payloads = [await c.get_translated_payload(self.tree, translator) for c in listed]
+        else:
+            payloads = [c.to_dict(self.tree) for c in listed]
+        payload = json.dumps(payloads, sort_keys=True, default=str)
         digest = hashlib.sha256(payload.encode()).hexdigest()
         targets: list[discord.Object | None] = [discord.Object(id=g) for g in self.settings.guild_ids] or [None]
         for guild in targets:

@@ -15,7 +15,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.base import FaceBot
+from cogs.members.answers import settings_text
+from cogs.members.forget import confirmation
+from cogs.members.help import keeping
 from cogs.replies import NO_PINGS, answer_privately, fit_lines, quoted
+from cogs.texts import say
 from t2f.bounds import BLOCKED_TERM_CHARS, COOLDOWN_S, DAILY_QUOTA, QUEUE_CAPACITY
 from t2f.serve.moderation import LANGUAGE_NAMES, Category
 from t2f.serve.pattern_check import server_pattern_problem
@@ -199,6 +203,34 @@ class AdminCog(commands.GroupCog, group_name="faceadmin", group_description="Mod
         jobs = await self.bot.store.recent_jobs(interaction.guild_id, limit=10)
         lines = [f"`{j.id}` {j.status} <@{j.user_id}> seed {j.seed}: {quoted(j.prompt)}" for j in jobs]
         await self._reply(interaction, fit_lines("Recent faces:", lines, empty="none yet"))
+
+    @app_commands.command(name="settings", description="Everything set for /face on this server.")
+    async def settings(self, interaction: discord.Interaction) -> None:
+        bot, guild_id = self.bot, interaction.guild_id
+        assert guild_id is not None
+        text = settings_text(
+            await bot.store.guild_settings(guild_id),
+            bot.policy.limits,
+            keeping(bot),
+            photos_default=bot.settings.photo_input,
+            paused=bot.service.is_paused(guild_id),
+            banned=await bot.store.banned(guild_id),
+            locale=interaction.locale,
+        )
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS, suppress_embeds=True)
+
+    @app_commands.command(
+        name="forget", description="Delete everything t2f keeps about a member's faces on this server."
+    )
+    @app_commands.describe(member="The member whose faces to forget")
+    async def forget(self, interaction: discord.Interaction, member: discord.User) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.send_message(
+            say("forget.ask_member", interaction.locale, member=member.mention),
+            view=confirmation(interaction.user.id, member.id, interaction.guild_id, interaction.locale),
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
 
 
 async def setup(bot: FaceBot) -> None:

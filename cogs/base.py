@@ -38,3 +38,9 @@ class FaceBot(commands.Bot):
 def bot_of(interaction: discord.Interaction) -> FaceBot:
     """The bot an interaction reached (a button's, a menu's)."""
     return cast(FaceBot, interaction.client)
+
+
+def parent_channel_id(interaction: discord.Interaction) -> int | None:
+    """The channel a thread belongs to, when the interaction came from a thread (its rules are the channel's)."""
+    channel = interaction.channel
+    return channel.parent_id if isinstance(channel, discord.Thread) else None

@@ -21,6 +21,7 @@ from t2f.serve.jobs import CancelAnswer
 
 if TYPE_CHECKING:
     from cogs.face import FaceCog
+    from cogs.members import ForgetCog
 
 log = logging.getLogger(__name__)
 JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
@@ -155,9 +156,14 @@ class DeleteButton(JobButton, template=rf"t2f:delete:{JOB_ID}"):
             await interaction.response.send_message(GONE, ephemeral=True)
             return
         await interaction.response.send_message("Deleted.", ephemeral=True)
-        pages = bot_of(interaction).pages
-        if pages is not None:  # the face's 3D page and files go at once too
-            await pages.remove(self.job_id)
+        bot = bot_of(interaction)
+        if record is not None:  # its record, 3D page, files and any kept photo go at once too (audited)
+            forgetting = cast("ForgetCog", bot.get_cog("ForgetCog")).forgetting
+            await forgetting.forget_member(
+                record.user_id, guild_id=record.guild_id, actor_id=interaction.user.id, job_id=self.job_id
+            )
+        elif bot.pages is not None:  # a moderator deleting a face whose record is gone: its page too
+            await bot.pages.remove(self.job_id)
         if interaction.message is not None:
             with contextlib.suppress(discord.NotFound):  # a second click, or a moderator, deleted it first
                 await interaction.message.delete()

@@ -24,7 +24,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.base import FaceBot
+from cogs.base import FaceBot, parent_channel_id
 from cogs.face import EditMessage, FaceCog, MeshFormat
 from cogs.face.command import interaction_job
 from cogs.replies import NO_PINGS, refusal_text
@@ -36,6 +36,7 @@ from t2f.files.download import (
     check_photo_format,
     download,
     save_upload,
+    uploads_folder,
 )
 from t2f.files.images import load_image
 from t2f.serve.jobs import JobRequest, JobResult, JobStatus
@@ -117,6 +118,7 @@ class PhotoCog(commands.Cog):
         photo="A clear photo of one face (PNG, JPEG or WebP)",
         avatar="Use this member's avatar instead (default: yours, when no photo is given)",
         mesh="File format of the 3D mesh",
+        show_photo="Show your photo beside the 3D face in the public result (default: no)",
     )
     async def face3d(
         self,
@@ -124,6 +126,7 @@ class PhotoCog(commands.Cog):
         photo: discord.Attachment | None = None,
         avatar: discord.Member | None = None,
         mesh: MeshFormat = MeshFormat.obj,
+        show_photo: bool = False,
     ) -> None:
         """Reconstruct a face from an uploaded photo or an avatar."""
         if photo is not None and avatar is not None:
@@ -134,7 +137,7 @@ class PhotoCog(commands.Cog):
         else:
             asset = avatar_asset(avatar or interaction.user)
             source = PhotoSource("A 3D face from an avatar", asset.url, _safe_read(asset.read))
-        await self.start_photo_job(interaction, source, output=mesh.value)
+        await self.start_photo_job(interaction, source, output=mesh.value, show_photo=show_photo)
 
     async def from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """The message menu: the message's first picture."""
@@ -145,12 +148,13 @@ class PhotoCog(commands.Cog):
         await self.start_photo_job(interaction, attachment_source(picture, "A 3D face from a message's picture"))
 
     async def start_photo_job(
-        self, interaction: discord.Interaction, source: PhotoSource, *, output: str = "obj"
+        self, interaction: discord.Interaction, source: PhotoSource, *, output: str = "obj", show_photo: bool = False
     ) -> None:
         """Admit, defer privately, download and decode, enqueue and follow one photo job.
 
         Admission comes before any download; a refusal after it gives the reserved slot back (the
-        cooldown included), so a photo that could not be used costs the member nothing.
+        cooldown included), so a photo that could not be used costs the member nothing. The photo appears in
+        the public result only with ``show_photo`` (the member's choice; the message menu never shows it).
         """
         bot, settings = self.bot, self.bot.settings
         face = bot.defaults.request(source.title, seed=0)  # nothing is painted: the title only names the face
@@ -160,6 +164,7 @@ class PhotoCog(commands.Cog):
                 channel_id=interaction.channel_id,
                 user_id=interaction.user.id,
                 request=face,
+                parent_id=parent_channel_id(interaction),
             )
         except T2FError as refusal:
             await interaction.response.send_message(refusal_text(refusal), ephemeral=True, allowed_mentions=NO_PINGS)
@@ -192,7 +197,7 @@ class PhotoCog(commands.Cog):
         except BaseException:  # a dropped download, a decoder's crash: the slot is given back all the same
             bot.policy.release(admission)
             raise
-        job, record = interaction_job(interaction, face, output=output, photo=pixels)
+        job, record = interaction_job(interaction, face, output=output, photo=pixels, show_photo=show_photo)
         try:
             handle = await bot.policy.enqueue(admission, job, record)
         except T2FError as refusal:
@@ -203,7 +208,7 @@ class PhotoCog(commands.Cog):
             await self._keep(job.job_id, data)
 
     async def _keep(self, job_id: str, data: bytes) -> None:
-        folder = self.bot.settings.output_dir / "uploads"
+        folder = uploads_folder(self.bot.settings.output_dir)
         try:
             await asyncio.to_thread(save_upload, folder, job_id, data)
         except OSError as exc:  # the face is still made; the operator reads why the photo was not kept

@@ -25,6 +25,7 @@ NO_PINGS = discord.AllowedMentions.none()
 TOKEN_LIFETIME_S = 14 * 60
 MAX_CONTENT_CHARS = 2000  # one message's text
 MAX_EMBED_TITLE = 256
+MAX_EMBED_DESCRIPTION = 4096
 MAX_FIELD_CHARS = 1024
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # all files of one message together
 # Per file, when no interaction says (a job resumed after a restart): discord.py's own default, the

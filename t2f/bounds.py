@@ -127,3 +127,4 @@ def check_face_request(request: FaceRequest) -> FaceRequest:
 WEB_PORT = Bound(0, 65535)
 KEEP_DAYS = Bound(1, 3650)
 WEB_PENDING = Bound(1, 1000)
+RETENTION_DAYS = Bound(1, 3650)  # how long a job's record is kept (T2F_RETENTION_DAYS)

@@ -27,6 +27,7 @@ from t2f.serve.store import Store
 from t2f.stack import open_stack
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.text2img import PreviewSteps, TextToImage
+from t2f.web.pages import FacePages, PageKeepingFiles
 
 
 class PhotoTextToImage:
@@ -118,14 +119,18 @@ def bot_settings(tmp_path, **overrides: object) -> Settings:  # type: ignore[no-
 
 @contextlib.asynccontextmanager
 async def bot_on_stack(
-    settings: Settings, store: Store, stages: FacePipeline, text_to_image: object
+    settings: Settings, store: Store, stages: FacePipeline, text_to_image: object, *, pages: FacePages | None = None
 ) -> AsyncIterator[T2FBot]:
     """A fresh bot on the serving stack (:func:`t2f.stack.open_stack`) around the shared, already-loaded
-    PRNet and detector, with ``text_to_image`` swapped in as the painter's stage."""
+    PRNet and detector, with ``text_to_image`` swapped in as the painter's stage; with ``pages``, every face's
+    files and page are kept there, as the web server's stack does (without the server itself)."""
     pipeline = FacePipeline(prnet=stages.prnet, uv=stages.uv, detector=stages.detector, text_to_image=text_to_image)
     local = local_stages(pipeline, crop=settings.face_crop, gate=gate_limits(settings), framing=framing(settings))
-    async with open_stack(settings, route_of(local), stages=local, store=store) as stack:
-        yield T2FBot.on(stack)
+    route = route_of(local)
+    if pages is not None:
+        route = dataclasses.replace(route, files=PageKeepingFiles(route.files, pages))
+    async with open_stack(settings, route, stages=local, store=store) as stack:
+        yield T2FBot.on(dataclasses.replace(stack, pages=pages) if pages is not None else stack)
 
 
 def painter_of(bot: T2FBot) -> Any:

@@ -143,6 +143,7 @@ async def test_a_slow_database_is_answered_in_time_and_nothing_is_made_later(
     interaction = types.SimpleNamespace(
         guild_id=1,
         channel_id=2,
+        channel=None,  # a channel the bot has not cached (so no thread's parent)
         user=types.SimpleNamespace(id=7),
         filesize_limit=None,
         token="tok",

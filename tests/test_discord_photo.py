@@ -74,6 +74,22 @@ async def test_an_attached_photo_becomes_a_public_face_with_private_progress(
     assert fields["Faces seen"] == "1" and "Seed" not in fields
 
 
+async def test_the_members_photo_is_in_the_public_face_only_when_they_choose(simcord_env) -> None:  # type: ignore[no-untyped-def]
+    allow_simcord(simcord_env)
+    _, channel, alice = world(simcord_env)
+    kept = await alice.slash(channel, "face3d", photo=("me.png", png(astronaut())))
+    (public,) = kept.followups
+    strip = Image.open(io.BytesIO(await attachment_bytes(public, "preview.jpg")))
+    assert strip.size == (4 * 256, 256) and "image.png" not in {a.filename for a in public.attachments}  # views only
+    shown = await alice.slash(channel, "face3d", photo=("me.png", png(astronaut())), show_photo=True)
+    (public,) = shown.followups
+    assert {a.filename for a in public.attachments} == {"turntable.gif", "preview.jpg", "image.png", "face.obj"}
+    strip = Image.open(io.BytesIO(await attachment_bytes(public, "preview.jpg")))
+    assert strip.size == (5 * 256, 256)  # the photo's panel, then the four views
+    photo_back = Image.open(io.BytesIO(await attachment_bytes(public, "image.png")))
+    assert photo_back.size == (512, 512)  # the member's own photo, as they chose
+
+
 async def test_the_message_menu_uses_the_messages_picture(simcord_env, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
     allow_simcord(simcord_env)
     _, channel, alice = world(simcord_env)

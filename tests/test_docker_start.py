@@ -125,7 +125,10 @@ def test_the_image_start_command_reaches_ready_and_stops_on_sigterm(
             health = (response.status, response.read().decode().strip())
         every_interface = listening_on_every_interface(web_port)
         process.send_signal(signal.SIGTERM)  # what tini passes on at `docker stop`
-        stdout, _ = process.communicate(timeout=START_LIMIT_S)
+        # Not communicate(): it reads stderr too, and would take lines from under the reader thread.
+        process.wait(timeout=START_LIMIT_S)
+        assert process.stdout is not None
+        stdout = process.stdout.read()  # a few lines, far below a pipe's buffer, so wait() cannot block on it
     finally:
         if process.poll() is None:
             process.kill()
@@ -137,7 +140,7 @@ def test_the_image_start_command_reaches_ready_and_stops_on_sigterm(
     records = [json.loads(line) for line in seen]  # every stderr line is one JSON object
     assert all(isinstance(r, dict) and r["level"] in ("INFO", "WARNING") for r in records), records
     messages = [r["message"] for r in records]
-    assert READY in messages and messages[-1] == "shutting down with 0 jobs queued for the next start"
+    assert READY in messages and messages[-1] == "shutting down with 0 jobs queued for the next start", records
     # `t2f web-assets` fetched the viewer from the (loopback) registry before the check asked for it.
     assert (data / "hf" / "t2f" / "web" / SCRIPT_NAME).is_file()
     assert "t2f bot: configuration ok" in stdout.splitlines()

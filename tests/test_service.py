@@ -233,3 +233,24 @@ async def test_a_cancel_before_the_files_begin_stops_the_job() -> None:
     release.set()
     result = await handle.result
     assert result.status == "cancelled" and result.files == {}  # no files were written for it
+
+
+async def test_a_withdrawn_job_is_never_delivered_even_once_its_files_are_being_written() -> None:
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowFiles(FakeBackend):
+        def export(self, job: FaceJob) -> JobResult:
+            writing.set()
+            assert release.wait(5)
+            return super().export(job)
+
+    service = JobService(route(SlowFiles()))
+    late, waiting = service.submit(job("late", 1)), service.submit(job("waiting", 2))
+    assert await asyncio.to_thread(writing.wait, 5)
+    ended = service.withdraw("late")
+    assert ended is late.result and service.withdraw("unknown") is None
+    release.set()
+    result = await ended
+    assert result.status == "cancelled" and result.withdrawn and result.files == {}  # made, and dropped
+    assert (await waiting.result).status == "done" and not (await waiting.result).withdrawn  # another member's
+    assert service.withdraw("late") is None  # over

@@ -8,7 +8,8 @@ from t2f.faces import FaceRequest
 from t2f.report import FaceReport, HeadPose
 from t2f.serve.jobs import JobStatus
 from t2f.serve.records import GuildSettings, JobRecord, RefusalRecord
-from t2f.serve.store import SCHEMA, SCHEMA_VERSION, Store
+from t2f.serve.store import Store
+from t2f.serve.store.schema import SCHEMA, SCHEMA_VERSION
 
 
 def record(
@@ -51,7 +52,7 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     # WAL mode and the schema version persist in the file.
     reopened = await Store.open(tmp_path / "t2f.sqlite3")
     assert (await reopened._run("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 4
+    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 5
     assert (await reopened.get_job("b2")) is not None
     await reopened.close()
 
@@ -120,7 +121,7 @@ async def test_a_version_3_database_gains_the_suggestive_switch_and_the_refusals
     assert (await store.guild_settings(7)).allow_suggestive is False
     await store.close()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     check.close()
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.base import FaceBot
+from cogs.base import FaceBot, parent_channel_id
 from cogs.buttons import CancelButton
 from cogs.face.delivery import Delivery
 from cogs.face.follow import Deliver, EditMessage, Followers, record
@@ -64,17 +64,23 @@ class FaceCog(commands.Cog):
     async def deliver(
         self, job: JobRequest, result: JobResult, edit: EditMessage | None, started_at: float
     ) -> int | None:
-        """Post a finished job (see :meth:`Delivery.deliver`); the photo cog wraps it."""
+        """Post a finished job (see :meth:`Delivery.deliver`); the photo cog wraps it. A job withdrawn because its
+        member asked to be forgotten posts nothing (``/forget`` deletes its message)."""
+        if result.withdrawn:
+            return None
         return await self.delivery.deliver(job, result, edit, started_at)
 
     @app_commands.command(name="face", description="Paint a face from your words and get it as a 3D mesh.")
     @app_commands.guild_only()
-    @app_commands.describe(
-        prompt="What the face looks like, e.g. 'a smiling woman with curly hair'",
-        negative_prompt="What the picture should not show, e.g. 'glasses, blur'",
+    @app_commands.describe(  # the limits in brief (as /help says them); cogs.texts translates these
+        prompt=f"What the face looks like ({MEMBER_PROMPT_CHARS.low} to {MEMBER_PROMPT_CHARS.high} characters), "
+        "e.g. 'a smiling woman with curly hair'",
+        negative_prompt=f"What the picture should not show, e.g. 'glasses, blur' (up to {MEMBER_NEGATIVE_CHARS.high} "
+        "characters)",
         seed="Same prompt + same seed = same face; leave empty for a surprise",
-        steps="Denoising steps: more is slower and finer",
-        guidance="How closely to follow your words (higher is stricter)",
+        steps=f"Denoising steps, {MEMBER_STEPS.low} to {MEMBER_STEPS.high}: more is slower and finer",
+        guidance=f"How closely to follow your words, {MEMBER_GUIDANCE.low:g} to {MEMBER_GUIDANCE.high:g} "
+        "(higher is stricter)",
         mesh="File format of the 3D mesh",
         repaint="Paint again with the next seed when the image has no usable face (default: on, off with a seed)",
     )
@@ -173,7 +179,11 @@ class FaceCog(commands.Cog):
         bot = self.bot
         face = bot.defaults.request(prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance)
         admission = await bot.policy.admit(
-            guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id, request=face
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            request=face,
+            parent_id=parent_channel_id(interaction),
         )
         job, row = interaction_job(
             interaction, face, output=output, repaints_left=bot.defaults.repaints(seed=seed, repaint=repaint)
@@ -248,6 +258,7 @@ def interaction_job(
     output: str,
     repaints_left: int = 0,
     photo: np.ndarray | None = None,
+    show_photo: bool = False,
 ) -> tuple[JobRequest, JobRecord]:
     """The job an interaction asks for (who, where, the upload budget of its channel) and its row, with the
     token that lets a restart edit its message."""
@@ -261,6 +272,7 @@ def interaction_job(
         upload=upload_budget(interaction.filesize_limit),
         repaints_left=repaints_left,
         photo=photo,
+        show_photo=show_photo,
     )
     row = job_record(
         job, created_at=time.time(), interaction_token=interaction.token, application_id=interaction.application_id

@@ -226,6 +226,21 @@ class Settings(WebSettings):
         "`<T2F_OUTPUT_DIR>/uploads` after its job; off: it lives in memory for the job only.",
         allowed="on, off",
     )
+    # -- members' data: how long it is kept and where the privacy notice is (PRIVACY.md) --
+    retention_days: int = setting(
+        "T2F_RETENTION_DAYS",
+        7,
+        "Days a job's record (member, server, channel, prompt, outcome) and a kept photo are kept; older ones are "
+        "deleted every hour.",
+        allowed=bounds.RETENTION_DAYS.text,
+    )
+    privacy_url: str = setting(
+        "T2F_PRIVACY_URL",
+        "",
+        "Address of this bot's privacy notice (publish PRIVACY.md, edited for your bot), linked from `/help`; "
+        "empty: `/help` says there is none and points members to `/forget`.",
+        allowed="empty, or an http(s):// URL",
+    )
     log_level: str = setting(
         "T2F_LOG_LEVEL",
         "",

@@ -205,6 +205,8 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_format": lambda var, raw: _parse_choice(var, raw, LOG_FORMATS),
     "photo_input": _parse_bool,
     "keep_uploads": _parse_bool,
+    "retention_days": lambda var, raw: _parse_number(var, raw, bounds.RETENTION_DAYS),
+    "privacy_url": lambda var, raw: _parse_public_url(var, raw),
     "web_port": lambda var, raw: _parse_number(var, raw, bounds.WEB_PORT),
     "web_host": _parse_required_text,
     "public_url": lambda var, raw: _parse_public_url(var, raw),

@@ -32,12 +32,14 @@ def result_files(
     outputs: tuple[str, ...] = MESH_FORMATS,
     pool: Executor | None = None,
     renderer: ViewRenderer | None = None,
+    show_image: bool = True,
 ) -> dict[str, bytes]:
     """The output files of a face, by name; export times are added to ``timings`` when given.
 
-    Always ``image.png``, ``preview.jpg`` and ``turntable.gif``; ``face.obj`` (vertex colours) for "obj",
-    ``face_textured.obj/.mtl/.png`` for "textured", ``face_textured_photo.obj`` for "photo", ``face.glb``
-    for "glb". With a ``pool`` the files
+    Always ``preview.jpg`` and ``turntable.gif``, and ``image.png`` with ``show_image`` (without it, the
+    preview strip leaves the image out too: a member's photo is theirs); ``face.obj`` (vertex colours) for "obj",
+    ``face_textured.obj/.mtl/.png`` for "textured", ``face_textured_photo.obj`` for "photo", ``face.glb`` for
+    "glb". With a ``pool`` the files
     (and the turntable's frames) are made on its threads as well as this one; the bytes are the same.
     With a ``renderer`` (:mod:`t2f.export.render_torch`, a GPU) the preview's and turntable's views are drawn there.
     """
@@ -47,14 +49,16 @@ def result_files(
 
     def preview(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "preview"):
-            return {PREVIEW_FILE: jpeg_bytes(preview_strip(result.image, result.mesh, renderer=renderer))}
+            strip = preview_strip(result.image if show_image else None, result.mesh, renderer=renderer)
+            return {PREVIEW_FILE: jpeg_bytes(strip)}
 
     def turntable(times: dict[str, float]) -> dict[str, bytes]:
         with timed(times, "turntable"):
             return {TURNTABLE_FILE: turntable_gif(result.mesh, pool=pool, renderer=renderer)}
 
     # the turntable starts first (the longest part: the calling thread runs it), the files keep their order
-    drawn, *others = _run_file_parts([turntable, image, *_mesh_parts(result.mesh, outputs), preview], timings, pool)
+    pictures = [image] if show_image else []
+    drawn, *others = _run_file_parts([turntable, *pictures, *_mesh_parts(result.mesh, outputs), preview], timings, pool)
     return _merged([*others, drawn])
 
 

@@ -35,15 +35,16 @@ def coarse_mesh(mesh: FaceMesh, step: int = 2) -> tuple[np.ndarray, np.ndarray, 
 
 
 def preview_strip(
-    image: np.ndarray, mesh: FaceMesh, *, size: int = PANEL, renderer: ViewRenderer | None = None
+    image: np.ndarray | None, mesh: FaceMesh, *, size: int = PANEL, renderer: ViewRenderer | None = None
 ) -> np.ndarray:
-    """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front.
+    """(size, 5 * size, 3) uint8: image | shaded front | shaded 3/4 | shaded profile | textured front; without
+    an ``image`` (a member's photo they keep to themselves), (size, 4 * size, 3): the four views alone.
 
     The views show the pose-normalised head (front faces only, anti-aliased silhouettes), drawn by
     ``renderer`` when given (:mod:`t2f.export.render_torch`, a GPU), else by numpy.
     """
     view = view_mesh(mesh)
-    panels = [fit_image(image, size)]
+    panels = [] if image is None else [fit_image(image, size)]
     yaws = np.array([yaw for _, yaw in VIEWS])
     if renderer is not None and (drawn := renderer.draw(view, yaws, size, looks=("clay", "textured"))) is not None:
         labelled = [_label(panel, label) for panel, (label, _) in zip(drawn["clay"], VIEWS, strict=True)]

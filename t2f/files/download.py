@@ -6,13 +6,15 @@ the allowed hosts (https only: no server-side request to any other address, what
 contains), refuses a declared size over the cap before reading, bounds the read by a timeout and
 checks the size again after it. :func:`check_photo_format` accepts PNG, JPEG and WebP by their
 magic bytes before anything decodes them. Nothing here writes the photo anywhere; :func:`save_upload`
-exists for operators who opt in to keeping uploads (``T2F_KEEP_UPLOADS``).
+exists for operators who opt in to keeping uploads (``T2F_KEEP_UPLOADS``), and :func:`remove_uploads`
+deletes them again (a member forgotten, a record past its retention).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ NOT_DISCORD = "Only images posted on Discord can be used."
 NOT_A_PHOTO = "That file is not an image t2f can read; send a PNG, JPEG or WebP picture."
 # Magic bytes of the formats a member may send: PNG, JPEG, and WebP (a RIFF container with a WEBP tag).
 FORMATS = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff"}
+JOB_ID = re.compile(r"[0-9a-f]{12}")  # t2f.serve.jobs.new_job_id's shape; the only names an upload may have
 
 
 class DownloadRefused(InvalidImage):
@@ -110,6 +113,11 @@ def check_photo_format(data: bytes) -> str:
     raise DownloadRefused(NOT_A_PHOTO)
 
 
+def uploads_folder(output_dir: Path) -> Path:
+    """Where kept uploads live: ``<T2F_OUTPUT_DIR>/uploads``."""
+    return output_dir / "uploads"
+
+
 def save_upload(folder: Path, job_id: str, data: bytes) -> Path:
     """Keep an upload as ``<folder>/<job_id>.<format>`` (only when the operator opted in); returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,3 +126,18 @@ def save_upload(folder: Path, job_id: str, data: bytes) -> Path:
     partial.write_bytes(data)
     partial.replace(path)
     return path
+
+
+def remove_uploads(folder: Path, job_ids: Iterable[str]) -> int:
+    """Delete the kept uploads of these jobs (``<folder>/<job_id>.<format>``); returns how many there were.
+
+    Blocking: call it off the event loop. A job id must be 12 hex digits (:data:`JOB_ID`), so no id can
+    name anything outside ``folder``.
+    """
+    removed = 0
+    for job_id in job_ids:
+        if JOB_ID.fullmatch(job_id):
+            for path in folder.glob(f"{job_id}.*"):
+                path.unlink(missing_ok=True)
+                removed += not path.name.endswith(".part")
+    return removed

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from t2f.export.package import mesh_files, result_files
 from t2f.faces import decimate
-from t2f.files.outputs import IMAGE_FILE
 from t2f.report import FaceReport
 from t2f.serve.jobs import FaceJob, JobResult, JobStatus
 from t2f.serve.uploads import fit_for_upload
@@ -50,15 +49,17 @@ class FileWriter:
             self.renderer = ViewRenderer(device)
 
     def write(self, job: FaceJob) -> JobResult:
-        """The face's files; the member's own photo is not sent back (nor kept with the face's page)."""
+        """The face's files; a member's own photo is neither sent back nor shown in the preview strip (nor kept
+        with the face's page) unless they chose ``show_photo``."""
         started = time.perf_counter()
         request, face = job.request, job.face
         assert face is not None, "the files stage needs a face"
         timings: dict[str, float] = {}
         outputs = (request.output,)
-        files = result_files(face, timings, outputs=outputs, pool=self.parts_pool, renderer=self.renderer)
-        if request.is_photo:
-            files.pop(IMAGE_FILE, None)
+        show_image = request.show_photo or not request.is_photo
+        files = result_files(
+            face, timings, outputs=outputs, pool=self.parts_pool, renderer=self.renderer, show_image=show_image
+        )
         upload_note = None
         if request.upload is not None:
 

@@ -69,7 +69,8 @@ class JobRequest:
     ``repaints_left`` is how many more seeds may be painted when an image has no usable face;
     ``seeds_tried`` the seeds already painted (the current one, ``face.seed``, is not among them).
     ``photo`` is a member's photo, (H, W, 3) uint8 RGB: the job skips painting and only reconstructs
-    (``face`` then only titles it and sizes nothing); it lives in memory for the job's life alone.
+    (``face`` then only titles it and sizes nothing); it lives in memory for the job's life alone, and appears
+    in the result (``image.png``, the preview strip's first panel) only with ``show_photo``: the member's choice.
     """
 
     job_id: str
@@ -82,6 +83,7 @@ class JobRequest:
     repaints_left: int = 0
     seeds_tried: tuple[int, ...] = ()
     photo: np.ndarray | None = field(default=None, repr=False, compare=False)
+    show_photo: bool = False
 
     @property
     def is_photo(self) -> bool:
@@ -107,6 +109,7 @@ class JobResult:
 
     ``files`` maps names to bytes (the image alone when no face was found); ``report`` describes the
     face as far as it got; ``user_message`` is a sentence for the member when it did not finish.
+    ``withdrawn``: its member asked to be forgotten while it was under way, so nothing of it may be posted.
     """
 
     job_id: str
@@ -115,6 +118,7 @@ class JobResult:
     report: FaceReport | None = None
     user_message: str | None = None
     seconds: float = 0.0
+    withdrawn: bool = False
 
 
 class Stage(StrEnum):

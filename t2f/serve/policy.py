@@ -11,7 +11,8 @@ job, one of today's quota, one queue place) under the member's lock, so simultan
 all pass the same check. :meth:`Policy.enqueue` writes the job's row, then queues it, and turns the
 reservation into the real thing; if either step fails, or the caller :meth:`Policy.release`s the
 admission, nothing of it remains in the counters. A server whose moderators paused it still accepts
-jobs (they wait for the moderators to resume it).
+jobs (they wait for the moderators to resume it). :meth:`Policy.standing` shows a member the same counts
+the checks read (faces left today, cooldown, faces on the way), from the same code.
 """
 
 from __future__ import annotations
@@ -68,6 +69,44 @@ class Limits:
     user_pending: int = 2
     queue_capacity: int = 50
 
+    def on(self, settings: GuildSettings) -> Limits:
+        """The limits on a server: its own settings where it has them, these defaults elsewhere."""
+        return Limits(
+            cooldown_s=self.cooldown_s if settings.cooldown_s is None else settings.cooldown_s,
+            daily_quota=self.daily_quota if settings.daily_quota is None else settings.daily_quota,
+            user_pending=self.user_pending,
+            queue_capacity=self.queue_capacity if settings.queue_cap is None else settings.queue_cap,
+        )
+
+
+def utc_midnight(now: float) -> float:
+    """The start (Unix seconds) of the UTC day ``now`` is in: the daily quota counts from there."""
+    return datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a member stands against a server's limits now: what admission checks, and what they are shown.
+
+    ``made_today`` counts the faces asked for since ``day_started`` (UTC midnight, Unix seconds), reserved
+    ones included; ``cooldown_left_s`` is how long until the next request may be admitted (0: now);
+    ``pending`` counts the member's faces waiting, being made or just admitted, on every server.
+    """
+
+    limits: Limits
+    made_today: int
+    day_started: float
+    cooldown_left_s: float
+    pending: int
+
+    @property
+    def faces_left(self) -> int:
+        return max(0, self.limits.daily_quota - self.made_today)
+
+    @property
+    def quota_resets_at(self) -> float:
+        return self.day_started + 86400.0
+
 
 @dataclass
 class Admission:
@@ -95,12 +134,14 @@ class Policy:
         prompt_filter: PromptFilter,
         limits: Limits,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.service = service
         self.prompt_filter = prompt_filter
         self.limits = limits
-        self.clock = clock
+        self.clock = clock  # cooldowns
+        self.wall_clock = wall_clock  # Unix seconds: the quota's day, as the jobs' rows are stamped
         self._last_request: dict[tuple[int | None, int], float] = {}  # (guild, user) -> last admitted time
         self._pruned_at = clock()
         self._locks: dict[tuple[int | None, int], asyncio.Lock] = {}
@@ -108,9 +149,17 @@ class Policy:
         self._filters: dict[tuple[str, ...], PromptFilter] = {}
 
     async def admit(
-        self, *, guild_id: int | None, channel_id: int | None, user_id: int, request: FaceRequest
+        self,
+        *,
+        guild_id: int | None,
+        channel_id: int | None,
+        user_id: int,
+        request: FaceRequest,
+        parent_id: int | None = None,
     ) -> Admission:
         """Check the request against every rule and reserve its slot.
+
+        ``parent_id`` is the channel a thread belongs to: a thread of an allowed channel is allowed too.
 
         Raises
         ------
@@ -127,16 +176,41 @@ class Policy:
         except TimeoutError:
             raise Refused("Your previous request is still being set up; try again in a moment.") from None
         try:
-            return await self._check_and_reserve(key, channel_id, request)
+            return await self._check_and_reserve(key, (channel_id, parent_id), request)
         finally:
             lock.release()
 
+    async def standing(self, *, guild_id: int | None, user_id: int) -> Standing:
+        """Where a member stands on a server now, counted as :meth:`admit` counts it."""
+        return await self._standing((guild_id, user_id), await self._settings(guild_id))
+
+    async def _settings(self, guild_id: int | None) -> GuildSettings:
+        return await self.store.guild_settings(guild_id) if guild_id is not None else GuildSettings(guild_id=0)
+
+    async def _standing(self, key: tuple[int | None, int], settings: GuildSettings) -> Standing:
+        """The member's standing; nothing awaits after the faces of today are counted, so a caller that checks
+        it at once sees the same state its reservation will change."""
+        guild_id, user_id = key
+        midnight = utc_midnight(self.wall_clock())
+        made_today = await self.store.jobs_since(guild_id, user_id, midnight)
+        limits = self.limits.on(settings)
+        previous = self._last_request.get(key)
+        waited = self.clock() - (float("-inf") if previous is None else previous)
+        reserved_by_member = sum(n for (_, user), n in self._reserved.items() if user == user_id)
+        return Standing(
+            limits=limits,
+            made_today=made_today + self._reserved[key],
+            day_started=midnight,
+            cooldown_left_s=max(0.0, limits.cooldown_s - waited),
+            pending=self.service.pending_for(user_id) + reserved_by_member,
+        )
+
     async def _check_and_reserve(
-        self, key: tuple[int | None, int], channel_id: int | None, request: FaceRequest
+        self, key: tuple[int | None, int], channels: tuple[int | None, int | None], request: FaceRequest
     ) -> Admission:
         guild_id, user_id = key
-        settings = await self.store.guild_settings(guild_id) if guild_id is not None else GuildSettings(guild_id=0)
-        if settings.allowed_channels and channel_id not in settings.allowed_channels:
+        settings = await self._settings(guild_id)
+        if settings.allowed_channels and not any(c in settings.allowed_channels for c in channels if c is not None):
             raise WrongChannel(settings.allowed_channels)
         if guild_id is not None and await self.store.is_banned(guild_id, user_id):
             raise Refused("You are not allowed to use /face on this server.")
@@ -144,34 +218,29 @@ class Policy:
         suggestive = settings.allow_suggestive is not False
         verdict = prompt_filter.judge(request.prompt, request.negative_prompt, suggestive=suggestive)
         if not verdict.allowed:
-            await self._audit(key, channel_id, verdict)
+            await self._audit(key, channels[0], verdict)  # the channel it was asked in (a thread's own id)
             raise PromptRejected(verdict)
-        quota = self.limits.daily_quota if settings.daily_quota is None else settings.daily_quota
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        made_today = await self.store.jobs_since(guild_id, user_id, midnight)
+        standing = await self._standing(key, settings)
         # From here on nothing awaits: the checks and the reservation are one step for the event loop.
-        cooldown = self.limits.cooldown_s if settings.cooldown_s is None else settings.cooldown_s
-        previous = self._last_request.get(key)
-        waited = self.clock() - (float("-inf") if previous is None else previous)
-        if waited < cooldown:
+        limits = standing.limits
+        if standing.cooldown_left_s > 0:
             raise Refused(
-                f"Slow down: you can ask for another face in {cooldown - waited:.0f} s.",
-                retry_after_s=cooldown - waited,
+                f"Slow down: you can ask for another face in {standing.cooldown_left_s:.0f} s.",
+                retry_after_s=standing.cooldown_left_s,
             )
-        reserved_by_member = sum(n for (_, user), n in self._reserved.items() if user == user_id)
-        pending = self.service.pending_for(user_id) + reserved_by_member
-        if pending >= self.limits.user_pending:
-            raise Refused(f"You already have {pending} faces on the way; wait for one to finish.")
-        if made_today + self._reserved[key] >= quota:
+        if standing.pending >= limits.user_pending:
+            raise Refused(f"You already have {standing.pending} faces on the way; wait for one to finish.")
+        if standing.faces_left == 0:
             raise Refused(
-                f"You have reached today's limit of {quota} faces on this server; it resets at midnight UTC.",
-                retry_after_s=midnight + 86400 - time.time(),
+                f"You have reached today's limit of {limits.daily_quota} faces on this server; it resets at "
+                "midnight UTC.",
+                retry_after_s=standing.quota_resets_at - self.wall_clock(),
             )
-        capacity = self.limits.queue_capacity if settings.queue_cap is None else settings.queue_cap
+        capacity = limits.queue_capacity
         waiting = len(self.service.queued()) + sum(self._reserved.values())
         if waiting >= capacity:
             raise Refused(f"The queue is full ({waiting} faces waiting); please try again in a few minutes.")
-        now = self.clock()
+        now, previous = self.clock(), self._last_request.get(key)
         self._last_request[key] = now
         self._reserved[key] += 1
         self._prune(now)

@@ -79,6 +79,7 @@ class JobService:
         self.preview_interval_s = preview_interval_s
         self.gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2f-gpu")
         self._cancel: set[str] = set()
+        self._withdrawn: set[str] = set()  # jobs whose results must not be delivered (their member was forgotten)
         self.after_gpu = AfterGpu(
             route,
             gpu=self.gpu,
@@ -204,6 +205,20 @@ class JobService:
             self._finish(handle, JobResult(job_id, JobStatus.CANCELLED, user_message=CANCELLED))
             return CancelAnswer.STOPPED
         return CancelAnswer.STOPPING if self.after_gpu.stop(job_id) else CancelAnswer.TOO_LATE
+
+    def withdraw(self, job_id: str) -> asyncio.Future[JobResult] | None:
+        """Cancel a job so that nothing of it is delivered (its member asked to be forgotten); returns its
+        result to wait for, or None when no such job is under way.
+
+        The result is cancelled and marked ``withdrawn`` (the chat posts nothing for it); unlike :meth:`cancel`, a
+        job whose files are already being written ends so too, its files dropped, when they are done.
+        """
+        handle = self._handles.get(job_id)
+        if handle is None or handle.result.done():
+            return None
+        self._withdrawn.add(job_id)
+        self.cancel(job_id)
+        return handle.result
 
     def pause(self, guild_id: int | None = None) -> None:
         """Hold the waiting jobs of one server, or of every server when ``guild_id`` is None.
@@ -351,6 +366,9 @@ class JobService:
 
     def _finish(self, handle: JobHandle, result: JobResult) -> None:
         job_id = handle.job.job_id
+        if job_id in self._withdrawn:
+            self._withdrawn.discard(job_id)
+            result = JobResult(job_id, JobStatus.CANCELLED, user_message=CANCELLED, withdrawn=True)
         self._cancel.discard(job_id)
         self.after_gpu.forget(job_id)
         self._handles.pop(job_id, None)
