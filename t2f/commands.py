@@ -93,14 +93,18 @@ def _say_weights_note(report: FaceReport, settings: Settings) -> None:
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    profile = settings.profile if args.profile is None else args.profile
     request = FaceRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
         seed=secrets.randbelow(2**32) if args.seed is None else args.seed,
         # `is None`, not `or`: an explicit 0 is a value to refuse, not a request for the default.
-        steps=settings.steps if args.steps is None else args.steps,
+        steps=(settings.fast_steps if profile == "fast" and settings.fast_steps else settings.steps)
+        if args.steps is None
+        else args.steps,
         guidance=settings.guidance if args.guidance is None else args.guidance,
         size=settings.image_size if args.size is None else args.size,
+        profile=profile,
     )
     check_face_request(request)  # every value refused here, in milliseconds, before any model loads
     out = check_output_folder(

@@ -28,7 +28,7 @@ from t2f.serve.jobs import JobStatus
 from t2f.serve.records import GuildSettings, JobRecord
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     interaction_token TEXT,
     application_id INTEGER,
     report TEXT,
-    source TEXT NOT NULL DEFAULT 'text'
+    source TEXT NOT NULL DEFAULT 'text',
+    profile TEXT NOT NULL DEFAULT 'quality'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (guild_id, user_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
@@ -75,9 +76,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 INSERT_JOB = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, prompt, negative_prompt, seed, steps, guidance, size, output,
-                  status, created_at, interaction_token, application_id, source)
+                  status, created_at, interaction_token, application_id, source, profile)
 VALUES (:id, :user_id, :guild_id, :channel_id, :prompt, :negative_prompt, :seed, :steps, :guidance, :size, :output,
-        :status, :created_at, :interaction_token, :application_id, :source)
+        :status, :created_at, :interaction_token, :application_id, :source, :profile)
 """
 FINISH_JOB = """
 UPDATE jobs SET status = :status, outcome = :outcome, timings = :timings, finished_at = :finished_at,
@@ -124,12 +125,14 @@ def _job(row: sqlite3.Row | None) -> JobRecord | None:
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to :data:`SCHEMA_VERSION` (version 1 had no report column, version 2 no
-    job source nor a server's photo switch)."""
+    job source nor a server's photo switch, version 3 no painting profile: its jobs were all ``quality``)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     if "report" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN report TEXT")
     if "source" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'text'")
+    if "profile" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN profile TEXT NOT NULL DEFAULT 'quality'")
     if "photo_input" not in {row[1] for row in db.execute("PRAGMA table_info(guild_settings)")}:
         db.execute("ALTER TABLE guild_settings ADD COLUMN photo_input INTEGER")
 
