@@ -1,7 +1,7 @@
 #!/bin/bash
-# One device call on a lent GPU host: install the carried wheels, run tests/test_gpu.py (the CUDA tests),
-# then bench/gpu.py with the time left. Prepare here first (the host reaches no registry, and ../shared
-# does not travel):
+# One device call on a lent GPU host: install the carried wheels, run bench/gpu.py first (GPU time is short:
+# the numbers come before anything else), then tests/test_gpu.py (the CUDA tests) with whatever time is left.
+# Prepare here first (the host reaches no registry, and ../shared does not travel):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl diffusers==0.42.1 transformers==5.24.0 importlib_metadata \
@@ -11,10 +11,12 @@
 #
 # (mtcnn and its readers give bench/gpu.py the real PyTorch MTCNN; without them a stand-in times detection)
 # then run `bash bench/gpu_lease.sh` on the host, carrying .whl and .gpu (both git-ignored). TOTAL_S is the
-# whole call's budget (default 580 s); the bench gets what the tests leave, less a margin, and skips the
-# sections that would start too late. BENCH_ARGS adds options (a short lease: --singles 6 --skip
-# eager-service,detect-serial; --graphs-single times T2F_COMPILE=graphs-single). $OUT gets gpu.md
-# (rewritten after each section), bench.log, restart.log, pytest.log, versions.txt and nvidia-smi.txt.
+# whole call's budget (default 580 s); the bench gets all of it but a margin and skips the sections that would
+# start too late; the tests run after it when at least TESTS_MIN_S (default 100) are left, else say so.
+# ONLY=tests runs the tests alone (a second call of the same lease). BENCH_ARGS adds options (a short lease:
+# --samples 2 --skip eager-service; a second call with time left: --channels-last times T2F_CHANNELS_LAST=compiled,
+# a compile of its own; --graphs-single times T2F_COMPILE=graphs-single). $OUT gets gpu.md (rewritten after each
+# section), bench.log, restart.log, pytest.log, versions.txt and nvidia-smi.txt.
 # BENCH_ARGS=--smoke PY=.venv/bin/python runs the same steps on a CPU as a dry run.
 set -o pipefail
 start=$SECONDS
@@ -28,20 +30,26 @@ if [ -d .whl ]; then
   done
   export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=$PYTHONPATH:$PWD T2F_SHARED_DIR=$PWD/.gpu/shared PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=$PYTHONPATH:$PWD T2F_SHARED_DIR=${T2F_SHARED_DIR:-$PWD/.gpu/shared} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1  # the host's own pytest plugins, if any, stay out
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-${PY:-python3} -c "import torch, diffusers, transformers, os; print(torch.__version__, diffusers.__version__, transformers.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0), os.cpu_count())" 2>&1 | tee "$OUT/versions.txt"
+${PY:-python3} -c "import torch, diffusers, transformers, os; print(torch.__version__, torch.version.cuda, diffusers.__version__, transformers.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0), os.cpu_count())" 2>&1 | tee "$OUT/versions.txt"
 echo "setup took $((SECONDS-start)) s"
-timeout "${PYTEST_S:-150}" ${PY:-python3} -m pytest -c /dev/null --rootdir . -q -p no:cacheprovider tests/test_gpu.py > "$OUT/pytest.log" 2>&1
-echo "pytest exit $? after $((SECONDS-start)) s"; tail -4 "$OUT/pytest.log"
-left=$(( total - (SECONDS-start) - 10 ))
-if [ "$left" -lt 120 ]; then echo "only $left s left: no bench"; exit 1; fi
-# Sections start until --budget-s; the restart child (the last) is stopped at --deadline-s, which leaves
-# the bench's own start-up (imports, ~15 s) and the table's last write inside `timeout`.
-timeout $left ${PY:-python3} bench/gpu.py --budget-s $(( left - 80 )) --deadline-s $(( left - 25 )) \
-  --out "$OUT/gpu.md" $BENCH_ARGS > "$OUT/bench.log" 2>&1
-echo "bench exit $? after $((SECONDS-start)) s"
-# Each line once: the bench prints its whole table after every section.
-grep -hE "warm-up took|Traceback|Error|failed" "$OUT/bench.log" "$OUT/restart.log" 2>/dev/null | awk '!seen[$0]++' | head -20
-cat "$OUT/gpu.md"
+if [ "${ONLY:-}" != "tests" ]; then
+  left=$(( total - (SECONDS-start) - 10 ))
+  # Sections start until --budget-s; the restart child is stopped at --deadline-s, which leaves the bench's
+  # own start-up (imports, ~15 s) and the table's last write inside `timeout`.
+  timeout $left ${PY:-python3} bench/gpu.py --budget-s $(( left - 90 )) --deadline-s $(( left - 25 )) \
+    --out "$OUT/gpu.md" $BENCH_ARGS > "$OUT/bench.log" 2>&1
+  echo "bench exit $? after $((SECONDS-start)) s"
+  # Each line once: the bench prints its whole table after every section.
+  grep -hE "warm-up took|Traceback|Error|failed" "$OUT/bench.log" "$OUT/restart.log" 2>/dev/null | awk '!seen[$0]++' | head -20
+fi
+left=$(( total - (SECONDS-start) - 5 ))
+if [ "$left" -ge "${TESTS_MIN_S:-100}" ]; then
+  timeout "$left" ${PY:-python3} -m pytest -c /dev/null --rootdir . -q -p no:cacheprovider tests/test_gpu.py > "$OUT/pytest.log" 2>&1
+  echo "pytest exit $? after $((SECONDS-start)) s"; tail -4 "$OUT/pytest.log"
+else
+  echo "only $left s left: tests/test_gpu.py not run (ONLY=tests runs them in a call of their own)" | tee "$OUT/pytest.log"
+fi
+[ -f "$OUT/gpu.md" ] && cat "$OUT/gpu.md"

@@ -33,7 +33,7 @@ from t2f.stages.text2img import TextToImage
 
 
 def painter() -> TextToImage:
-    pipe = prepare_pipeline(sd14_pipeline(), device="cuda", dtype=torch.float16, scheduler="dpmpp")
+    pipe = prepare_pipeline(sd14_pipeline("cuda"), device="cuda", dtype=torch.float16, scheduler="dpmpp")
     return TextToImage(pipe, device="cuda", dtype=torch.float16, model="bench")
 
 

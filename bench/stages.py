@@ -32,7 +32,7 @@ from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
 from t2f.stages.prnet.postprocess import build_face_mesh, restore_position_map
-from t2f.stages.text2img import make_scheduler
+from t2f.stages.sd_pipeline import make_scheduler
 
 
 def sync(device: str) -> None:

@@ -84,6 +84,7 @@ class RerollButton(JobButton, template=rf"t2f:reroll:{JOB_ID}"):
             steps=record.steps,
             guidance=record.guidance,
             output=record.output,
+            profile=record.profile,
         )
 
 
@@ -103,6 +104,7 @@ class InfoButton(JobButton, template=rf"t2f:info:{JOB_ID}"):
             "Seed": record.seed,
             "Steps": record.steps,
             "Guidance": f"{record.guidance:g}",
+            "Profile": record.profile,
             "Size": f"{record.size} px",
             "Mesh": record.output,
             "Requested by": f"<@{record.user_id}>",

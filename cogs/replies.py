@@ -147,6 +147,7 @@ def result_embed(job: JobRequest, result: JobResult) -> discord.Embed:
         embed.add_field(name="Seed", value=str(job.face.seed))
         embed.add_field(name="Steps", value=str(job.face.steps))
         embed.add_field(name="Guidance", value=f"{job.face.guidance:g}")
+        embed.add_field(name="Profile", value=job.face.profile)
         embed.add_field(name="Model", value=str(report.model if report and report.model else "unknown")[:100])
     if report is not None and report.face is not None and report.face.pose is not None:
         embed.add_field(name="Pose", value=report.face.pose.text())

@@ -56,12 +56,19 @@ GUIDANCE = Bound(0.0, 30.0)
 IMAGE_SIZE = Bound(64, 1024)
 IMAGE_SIZE_MULTIPLE = 8  # the VAE downsamples by 8
 SEED = Bound(0, 2**63 - 1)  # torch.Generator.manual_seed takes a signed 64-bit integer
+# How a face is painted: ``quality`` (the full denoising loop) or ``fast`` (what T2F_FAST_STEPS,
+# T2F_KARRAS_SIGMAS and T2F_DEEPCACHE_INTERVAL switch on; README "GPU fast path").
+PROFILES = ("quality", "fast")
 
 # What a chat member may ask for in one request.
 MEMBER_PROMPT_CHARS = Bound(3, 300)
 MEMBER_NEGATIVE_CHARS = Bound(0, 300)
 MEMBER_STEPS = Bound(5, 50)
 MEMBER_GUIDANCE = Bound(1.0, 15.0)
+
+# The fast profile: DeepCache's refresh interval (0 or 1: off) and branch (outer block pairs; SD 1.x has 4).
+DEEPCACHE_INTERVAL = Bound(0, 10)
+DEEPCACHE_BRANCH = Bound(1, 3)
 
 # The service and admission limits (bot-wide settings, and a server's own through /faceadmin).
 MAX_BATCH = Bound(1, 32)
@@ -119,6 +126,8 @@ def check_face_request(request: FaceRequest) -> FaceRequest:
     STEPS.check(request.steps, "Steps")
     GUIDANCE.check(request.guidance, "Guidance")
     SEED.check(request.seed, "Seed")
+    if request.profile not in PROFILES:
+        raise InvalidRequest(f"Profile {request.profile!r} is not allowed; use {' or '.join(PROFILES)}.")
     return request
 
 

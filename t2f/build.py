@@ -36,6 +36,7 @@ def load_text_to_image(settings: Settings) -> TextToImage:
     (the stage records what the cache held in ``compile_cache``, for the start-up log).
     """
     from t2f.stages.compiling import use_compile_cache
+    from t2f.stages.profiles import FastProfile
     from t2f.stages.text2img import TextToImage
 
     cache = use_compile_cache(settings.compile_dir()) if settings.compile_mode != "off" else None
@@ -53,6 +54,12 @@ def load_text_to_image(settings: Settings) -> TextToImage:
         fuse_qkv=settings.speedup("fuse_qkv"),
         compile_mode=settings.compile_mode,
         max_batch=settings.max_batch,
+        fast=FastProfile(
+            karras_sigmas=settings.karras_sigmas,
+            deepcache_interval=settings.deepcache_interval,
+            deepcache_branch=settings.deepcache_branch,
+        ),
+        compile_vae=settings.compile_vae,
     )
     stage.compile_cache = cache
     return stage
@@ -189,10 +196,15 @@ def warm_up_call(settings: Settings, stages: LocalStages) -> Callable[[], dict[i
 
 
 def request_defaults(settings: Settings) -> RequestDefaults:
-    """What a request gets for what it leaves out: ``T2F_STEPS``, ``T2F_GUIDANCE``, ``T2F_IMAGE_SIZE`` and
-    ``T2F_MAX_REPAINTS``."""
+    """What a request gets for what it leaves out: ``T2F_STEPS``, ``T2F_GUIDANCE``, ``T2F_IMAGE_SIZE``,
+    ``T2F_MAX_REPAINTS``, ``T2F_PROFILE`` and ``T2F_FAST_STEPS``."""
     return RequestDefaults(
-        steps=settings.steps, guidance=settings.guidance, size=settings.image_size, max_repaints=settings.max_repaints
+        steps=settings.steps,
+        guidance=settings.guidance,
+        size=settings.image_size,
+        max_repaints=settings.max_repaints,
+        profile=settings.profile,
+        fast_steps=settings.fast_steps,
     )
 
 

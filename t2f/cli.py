@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from t2f import __version__, commands, web_commands
+from t2f.bounds import PROFILES
 from t2f.config import load_environment, setting_names, settings_from_mapping
 from t2f.errors import ConfigError, InvalidImage, InvalidInput, InvalidRequest, T2FError
 from t2f.logs import configure_logging, quiet_third_party, say, wants_json
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, help="denoising steps (default: T2F_STEPS)")
     gen.add_argument("--guidance", type=float, help="guidance scale (default: T2F_GUIDANCE)")
     gen.add_argument("--size", type=int, help="image side in pixels (default: T2F_IMAGE_SIZE)")
+    gen.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="quality, or fast: what T2F_FAST_STEPS etc. switch on (default: T2F_PROFILE)",
+    )
     gen.add_argument("--out", help="output folder (default: T2F_OUTPUT_DIR/<time>-<seed>)")
     gen.add_argument("--image-only", action="store_true", help="stop after the image (no face detection or mesh)")
     gen.add_argument("--whole-image", action="store_true", help="use the whole image as the face crop (no detection)")

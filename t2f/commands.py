@@ -102,7 +102,12 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.size is not None:
         defaults = dataclasses.replace(defaults, size=args.size)
     request = defaults.request(
-        args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps, guidance=args.guidance
+        args.prompt,
+        negative_prompt=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        profile=args.profile,
     )
     out = check_output_folder(
         Path(args.out) if args.out else settings.output_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{request.seed}",

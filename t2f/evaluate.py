@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -68,9 +68,7 @@ def evaluate(
             passed = False
             for attempt in range(max_repaints + 1):
                 started = time.perf_counter()
-                face = FaceRequest(
-                    prompt, request.negative_prompt, first + attempt, request.steps, request.guidance, request.size
-                )
+                face = replace(request, prompt=prompt, seed=first + attempt)
                 image = paint(framing.frame(face))
                 reason = GateReason.FLAGGED if image is None else judge(image.shape, detect(image), limits).reason
                 seconds.append(time.perf_counter() - started)

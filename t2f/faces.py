@@ -21,7 +21,8 @@ UV_SIZE = 256  # side of PRNet's UV position map
 
 @dataclass(frozen=True)
 class FaceRequest:
-    """One image to paint. ``size`` is the side of the square image in pixels (a multiple of 8)."""
+    """One image to paint. ``size`` is the side of the square image in pixels (a multiple of 8); ``profile`` is
+    ``quality`` or ``fast`` (:data:`t2f.bounds.PROFILES`): what the denoising loop does besides its steps."""
 
     prompt: str
     negative_prompt: str = ""
@@ -29,6 +30,7 @@ class FaceRequest:
     steps: int = 25
     guidance: float = 7.5
     size: int = 512
+    profile: str = "quality"
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,8 @@ class FaceReport:
         model = data.get("model") or {}
         prnet = data.get("prnet")
         return cls(
-            request=FaceRequest(**{name: data[name] for name in names}) if "prompt" in data else None,
+            # Reports kept before a field existed (a profile) take its default.
+            request=FaceRequest(**{name: data[name] for name in names if name in data}) if "prompt" in data else None,
             painted_prompt=data.get("painted_prompt"),
             painted_negative=data.get("painted_negative"),
             seeds_tried=tuple(data.get("seeds_tried", ())),

@@ -47,6 +47,7 @@ class PhotoTextToImage:
         self.on_paint = on_paint
         self.on_each_step = on_step  # called on the painting thread at every step (a test's clock, a gate)
         self.prompts: list[str] = []  # in the order they were painted
+        self.profiles: list[str] = []  # each painted request's profile, in the same order
         self.threads: set[str] = set()
         self.checked: list[tuple[int, ...]] = []  # shapes of the photos the safety checker saw
 
@@ -75,6 +76,7 @@ class PhotoTextToImage:
         TextToImage.check_batch(requests)
         self.threads.add(threading.current_thread().name)
         self.prompts += [r.prompt for r in requests]
+        self.profiles += [r.profile for r in requests]
         if self.on_paint is not None:
             self.on_paint()
         total = requests[0].steps

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from route_helpers import local_stages, through_route
+from torch._dynamo.utils import counters
 
 from t2f.build import load_face_pipeline, load_text_to_image
 from t2f.config import Settings
@@ -50,14 +51,23 @@ def test_compiled_models_never_recompile_after_the_warm_up(
         fuse_qkv="on",
         max_batch=4,
         cache_dir=compile_cache,
+        # The whole fast profile, and the decode compiled too: the UNet, DeepCache's twin and the decode.
+        karras_sigmas=True,
+        deepcache_interval=2,
+        compile_vae=True,
     )
+    breaks_before = sum(counters["graph_break"].values())
     stage = load_text_to_image(settings)
     pipeline = load_face_pipeline(settings, text_to_image=stage)
-    # The settings reach both models: compiled wrappers, buckets, PRNet channels-last, a cold cache.
+    # The settings reach both models: compiled wrappers, buckets, channels-last, a cold cache.
     assert isinstance(stage.pipeline.unet, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(pipeline.prnet.forward, torch._dynamo.eval_frame.OptimizedModule)
+    deepcache, decoder = stage.profiles.deepcache, stage.decoder
+    assert deepcache is not None and isinstance(deepcache.compiled_twin, torch._dynamo.eval_frame.OptimizedModule)
+    assert decoder is not None and decoder.compiled is not None
     assert stage.buckets == (1, 2, 4) and pipeline.prnet.buckets == (1,)  # the faces stage: one face at a time
     assert pipeline.prnet.memory_format == torch.channels_last
+    assert stage.pipeline.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert stage.compile_cache is not None and not stage.compile_cache.warm
     local = local_stages(pipeline, crop="whole")
     with caplog.at_level(logging.INFO, logger="t2f.serve.warmup"):
@@ -66,31 +76,39 @@ def test_compiled_models_never_recompile_after_the_warm_up(
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up took")]
     assert "compiled batches 1, 2, 4;" in line  # guided: unguided batches run the eager UNet
     assert f"compile cache {settings.compile_dir()} cold (0 files before)" in line
-    parts = re.findall(r"(batch \d+|batch times|other) ([\d.]+) s", line.rsplit(")", 1)[-1])
-    assert [name for name, _ in parts] == ["batch 1", "batch 2", "batch 4", "batch times", "other"]
+    parts = re.findall(r"(batch \d+(?: fast)?|batch times|other) ([\d.]+) s", line.rsplit(")", 1)[-1])
+    assert [name for name, _ in parts] == [
+        *(f"batch {count}{profile}" for count in (1, 2, 4) for profile in ("", " fast")),  # DeepCache's twin too
+        "batch times",
+        "other",
+    ]
     took = float(re.match(r"warm-up took ([\d.]+) s", line)[1])  # type: ignore[index]
     assert abs(sum(float(s) for _, s in parts) - took) <= 0.05 * len(parts)  # the parts cover the whole
     assert any(path.is_file() for path in settings.compile_dir().rglob("*"))  # compiled code kept for a restart
     # The batch is dynamic: the guided UNet batches 2, 4 and 8 share one graph (static shapes compiled one per
-    # bucket and guidance, six here).
+    # bucket and guidance, six here); DeepCache's twin runs the same forward, with one graph of its own.
     unet_forward = type(stage.pipeline.unet._orig_mod).forward
-    assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(unet_forward)) == 1
+    assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(unet_forward)) == 2
 
     # Every batch the service can form after start-up: any size up to max_batch (3 is padded to 4), other
-    # steps, guided jobs of different scales together, and unguided batches. A recompile here would raise.
+    # steps, guided jobs of different scales together, and unguided batches, in either profile. A recompile
+    # here would raise.
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for guidances, steps in [
-            ((7.5,) * 3, 3),
-            ((4.0, 9.0), 2),
-            ((1.0,), 3),
-            ((7.5, 2.0, 12.0, 5.0), 2),
-            ((1.0,) * 3, 2),
+        for guidances, steps, profile in [
+            ((7.5,) * 3, 3, "quality"),
+            ((4.0, 9.0), 2, "quality"),
+            ((1.0,), 3, "quality"),
+            ((7.5, 2.0, 12.0, 5.0), 2, "quality"),
+            ((1.0,) * 3, 2, "quality"),
+            ((7.5,) * 3, 5, "fast"),
+            ((4.0,), 3, "fast"),
+            ((1.0, 1.0), 3, "fast"),
         ]:
             jobs = [
                 JobRequest(
                     f"{len(guidances)}{seed:011d}",
                     seed,
-                    FaceRequest("a face", seed=seed, steps=steps, guidance=guidance, size=64),
+                    FaceRequest("a face", seed=seed, steps=steps, guidance=guidance, size=64, profile=profile),
                 )
                 for seed, guidance in enumerate(guidances)
             ]
@@ -98,6 +116,7 @@ def test_compiled_models_never_recompile_after_the_warm_up(
             assert [r.status for r in results] == ["done"] * len(jobs), [r.user_message for r in results]
             assert all(r.files["face.obj"].startswith(b"# t2f face mesh") for r in results)
             assert stage.compiled  # an unguided batch borrowed the eager UNet and gave the compiled one back
+    assert sum(counters["graph_break"].values()) == breaks_before  # no model split its graph anywhere
 
 
 def test_graphs_single_paints_one_face_on_a_static_graph_beside_the_dynamic_one(

@@ -36,6 +36,21 @@ async def test_buttons_work_after_a_restart(simcord_env, fresh_bot, settings, st
     assert first.response is None  # the message is gone
 
 
+async def test_a_fast_face_says_so_and_its_reroll_is_fast_too(simcord_env, photo) -> None:  # type: ignore[no-untyped-def]
+    _, channel, alice = world(simcord_env)
+    made = await alice.slash(channel, "face", prompt="a smiling astronaut", profile="fast")
+    (card,) = made.response.embeds
+    assert {f.name: f.value for f in card.fields}["Profile"] == "fast"
+    job_id = card.footer.text.removeprefix("job ")
+    (info,) = (await alice.click(made.response, custom_id=f"t2f:info:{job_id}")).response.embeds
+    assert {f.name: f.value for f in info.fields}["Profile"] == "fast"
+    reroll = await alice.click(made.response, custom_id=f"t2f:reroll:{job_id}")
+    assert {f.name: f.value for f in reroll.response.embeds[0].fields}["Profile"] == "fast"
+    plain = await alice.slash(channel, "face", prompt="a smiling astronaut")  # none chosen: T2F_PROFILE's
+    assert {f.name: f.value for f in plain.response.embeds[0].fields}["Profile"] == "quality"
+    assert photo.profiles == ["fast", "fast", "quality"]
+
+
 async def test_queued_jobs_resume_after_a_restart(simcord_env, fresh_bot, settings, store, stages, photo) -> None:  # type: ignore[no-untyped-def]
     import time
 

@@ -194,7 +194,7 @@ async def test_a_server_that_removed_the_bot_is_forgotten_after_its_grace_period
 
 
 async def test_an_old_database_gains_the_audit_and_removals(tmp_path: Path) -> None:
-    from t2f.serve.store.schema import SCHEMA
+    from t2f.serve.store.schema import SCHEMA, SCHEMA_VERSION
 
     path = tmp_path / "v3.sqlite3"
     old = sqlite3.connect(path)
@@ -202,7 +202,7 @@ async def test_an_old_database_gains_the_audit_and_removals(tmp_path: Path) -> N
     old.execute("PRAGMA user_version=3")
     old.close()
     store = await Store.open(path)
-    assert (await store._run("PRAGMA user_version"))[0][0] == 5
+    assert (await store._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION
     await store.schedule_guild_removal(3, 10.0)
     assert await store.due_guild_removals(11.0) == [3]
     await store.close()

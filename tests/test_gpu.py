@@ -172,6 +172,8 @@ def test_prnet_replays_a_cuda_graph_per_bucket_with_eager_numbers(channels_last:
 def test_graphs_mode_never_recompiles_after_the_warm_up(
     mode: str, tiny_sd: Path, prnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from torch._dynamo.utils import counters
+
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
     settings = Settings(
         model=str(tiny_sd),
@@ -181,19 +183,40 @@ def test_graphs_mode_never_recompiles_after_the_warm_up(
         device="cuda",
         max_batch=4,
         cache_dir=tmp_path,
+        # The fast profile and the compiled decode too: DeepCache's twin and the decode are CUDA graphs of their own.
+        karras_sigmas=True,
+        deepcache_interval=2,
+        compile_vae=True,
     )
+    skips, breaks = counters["inductor"]["cudagraph_skips"], sum(counters["graph_break"].values())
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop="whole")
     local = local_stages(pipeline, crop="whole")
     assert set(warm_up(local, 64, max_batch=4, compile_mode=mode)) == {1, 2, 4}
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for guidances in [(7.5, 4.0, 9.0), (1.0,), (7.5,) * 4, (1.0, 1.0), (7.5,)]:
+        for guidances, profile in [
+            ((7.5, 4.0, 9.0), "quality"),
+            ((1.0,), "quality"),
+            ((7.5,) * 4, "quality"),
+            ((1.0, 1.0), "quality"),
+            ((7.5,), "quality"),
+            ((7.5, 4.0, 9.0), "fast"),
+            ((7.5,), "fast"),
+            ((1.0,), "fast"),
+        ]:
             jobs = [
-                JobRequest(f"{len(guidances)}{s:011d}", s, FaceRequest("a face", seed=s, steps=3, guidance=g, size=64))
+                JobRequest(
+                    f"{len(guidances)}{s:011d}",
+                    s,
+                    FaceRequest("a face", seed=s, steps=3, guidance=g, size=64, profile=profile),
+                )
                 for s, g in enumerate(guidances)
             ]
             results = [r for r in through_route(local, jobs) if isinstance(r, JobResult)]
             assert [r.status for r in results] == ["done"] * len(jobs)
     assert sorted(pipeline.prnet.forward.graphs) == [1]  # type: ignore[union-attr]  # one face at a time
+    # Every compiled graph ran from CUDA graphs (a skip is a graph inductor ran without them), none split.
+    assert counters["inductor"]["cudagraph_skips"] == skips
+    assert sum(counters["graph_break"].values()) == breaks
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])  # cpu: the test's own code runs here

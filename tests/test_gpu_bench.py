@@ -18,7 +18,7 @@ print("IMPORTED", sorted(m for m in ("tensorflow", "mtcnn", "discord") if m in s
 """
 
 
-def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path: Path) -> None:
+def test_gpu_bench_smoke_prints_and_writes_its_tables(shared_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu-cpu-smoke.md"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "T2F_SHARED_DIR": str(shared_dir)}
     done = subprocess.run(
@@ -27,53 +27,44 @@ def test_gpu_bench_smoke_prints_and_writes_one_table(shared_dir: Path, tmp_path:
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "IMPORTED []"
     report = out.read_text(encoding="utf-8")
-    assert report.strip() in done.stdout  # the printed table is the written one
-    assert report.startswith("# GPU fast path benchmark (CPU smoke test, NOT a GPU result)")
-    rows = [line for line in report.splitlines() if line.startswith("| ")]
-    assert rows[0] == "| measurement | eager | fast path (eager + buckets (no CUDA)) | speed-up |"
-    names = [row.split(" | ")[0][2:] for row in rows[2:]]  # after the header and its --- line
-    whole, detect = (
-        "service, whole-image crop: ",
-        "service, detection: 10 ms stand-in on the GPU thread -> PyTorch MTCNN on cpu, own thread: ",
+    assert report.strip() in done.stdout  # the printed tables are the written ones
+    assert report.startswith("# GPU fast path and fast profile (CPU smoke test, NOT a GPU result)")
+    assert "Versions: python " in report and ", diffusers " in report and ", transformers " in report
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in report.splitlines() if line[:2] == "| "]
+    rows = {row[0]: row[1:] for row in cells}
+    assert [name for name in rows if name in ("painting", "serving", "start-up and checks")] == [
+        "painting",
+        "serving",
+        "start-up and checks",
+    ]
+    # Painting: every bucket in the three configurations, measured.
+    for b in (1, 2):
+        assert all(cell.endswith(" ms") for cell in rows[f"text-to-image, batch {b}: ms per batch"][:3])
+        assert rows[f"text-to-image, batch {b}, the fast profile eagerly"][0].endswith(" ms")
+        assert rows[f"text-to-image, batch {b}, the decode not compiled (HEAD's fast path)"][1].endswith(" ms")
+        assert all(c.endswith(" ms") for c in rows[f"VAE decode to bytes alone, batch {b}: eager -> compiled"][:2])
+    assert rows["PRNet.predict (numpy in and out), batch 1"][3] == "≤ 1 ms"
+    # Serving: one member and bursts like members' in each profile, the bursts twice here, with their spread.
+    p50 = rows["/face one member at a time, submit -> files p50"]
+    assert all(cell.endswith(" s") for cell in p50[:3])
+    burst = rows["4-job burst like members', faces per minute: median (spread)"]
+    assert burst[1].endswith(", 2 samples)") and burst[2].endswith(", 2 samples)") and burst[0].isdigit()
+    assert all(float(c) >= 1 for c in rows["4-job burst, paints per job (repaints included)"][:3])
+    # Start-up: the restart as a whole process; nothing recompiled, no CUDA graph skipped, no graph break.
+    assert rows["warm restart: the whole process, start -> ready (imports, models from disk, warm-up)"][1].endswith(")")
+    assert rows["CUDA graphs skipped (`cudagraph_skips`): cold warm-up / restart / serving after"][1] == "0 / 0 / 0"
+    assert rows["frames compiled after the warm-up (a recompile; should be 0)"][1] == "0"
+    # Pictures: eager on both sides paints the same pixels; DeepCache moves them less than another seed does.
+    assert rows["graphs against eager, quality profile"][0] == "0.00"
+    deepcache = float(rows["DeepCache alone, 5 steps, eagerly, against the quality picture (5 steps)"][0])
+    scale = float(
+        rows["other seeds, eagerly, against the quality picture (5 steps) (a whole other picture, for scale)"][0]
     )
-    service = [
-        "one member at a time: submit -> files p50",
-        "one member at a time: p95",
-        "4-job burst, faces per minute",
-        "4-job burst, latency p50",
-    ]
-    assert names == [
-        "text-to-image, batch 1: ms per batch",
-        "text-to-image, batch 1: faces per minute",
-        "text-to-image, batch 2: ms per batch",
-        "text-to-image, batch 2: faces per minute",
-        "PRNet.predict (numpy in and out), batch 1: ms per call",
-        "PRNet.predict (numpy in and out), batch 2: ms per call",
-        "PRNet.predict, batch 1, fast path in channels-last instead",
-        "PRNet.predict, batch 2, fast path in channels-last instead",
-        *(whole + row for row in service),
-        *(detect + row for row in service),
-        "MTCNN, one 512 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
-        "MTCNN, one 1024 px face photo: TensorFlow on the CPU (10 ms stand-in) -> PyTorch on cpu",
-        "one face's files (PNG, 3 meshes, preview, turntable; CPU): 1 thread -> 2 helpers",
-        "one face's files: 1 thread -> 2 helpers, preview and turntable drawn by PyTorch on cpu",
-        "start-up warm-up, cold (empty compile cache)",
-        "start-up warm-up, restart with the cache",
-        "graphs compiled after the warm-up (painting and serving; should be 0)",
-        "same seed, eager vs fast image: mean absolute difference (0-255)",
-    ]
-    assert all(len(row.split(" | ")) == 4 for row in rows)
-    measured = [row.split(" | ")[1:3] for row in rows[2:17]]  # every section ran: no cell left empty
-    assert all(cell not in ("", "—") for pair in measured for cell in pair), measured
-    assert "Not measured" not in report
-    assert rows[-1].split(" | ")[2] == "0.00"  # eager on both sides here: the same seed paints the same pixels
-    assert "the issue's targets apply to a GPU run only" in report
-    # Under the table, where each warm-up's time went: the first run of each bucket, then the ETA's timing
-    # runs, measured cold and taken from the last start's file on the restart.
+    assert 0 < deepcache < scale
+    assert "Not measured" not in report and "Fell back" not in report
+    assert "the targets apply to a GPU run only" in report
     said = [line for line in report.splitlines() if line.startswith("The warm-up's log line (")]
     assert [line.split(")", 1)[0] for line in said] == [
         "The warm-up's log line (cold",
-        "The warm-up's log line (restart with the cache",
+        "The warm-up's log line (restart",
     ]
-    assert "; batch 1 " in said[0] and ", batch 2 " in said[0] and ", batch times " in said[0]
-    assert ", batch times kept from the last start " in said[1]

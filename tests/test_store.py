@@ -52,7 +52,7 @@ async def test_jobs_round_trip_and_finish(tmp_path: Path) -> None:
     # WAL mode and the schema version persist in the file.
     reopened = await Store.open(tmp_path / "t2f.sqlite3")
     assert (await reopened._run("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 5
+    assert (await reopened._run("PRAGMA user_version"))[0][0] == SCHEMA_VERSION == 6
     assert (await reopened.get_job("b2")) is not None
     await reopened.close()
 
@@ -84,8 +84,9 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
     version_1 = SCHEMA.replace(",\n    report TEXT", "").replace(",\n    source TEXT NOT NULL DEFAULT 'text'", "")
+    version_1 = version_1.replace(",\n    profile TEXT NOT NULL DEFAULT 'quality'", "")
     version_1 = version_1.replace(",\n    photo_input INTEGER,\n    allow_suggestive INTEGER", "")
-    old.executescript(version_1)  # no report, source, photo or suggestive switch
+    old.executescript(version_1)  # no report, source, profile, photo or suggestive switch
     old.execute(
         "INSERT INTO jobs (id, user_id, prompt, seed, steps, guidance, size, output, status, created_at)"
         " VALUES ('old1', 1, 'a face', 1, 25, 7.5, 512, 'obj', 'done', 1.0)"
@@ -99,6 +100,7 @@ async def test_a_version_1_database_gains_the_report_column(tmp_path: Path) -> N
     await store.finish_job("old1", status=JobStatus.DONE, outcome="ok", report=pose)
     assert (await store.get_job("old1")).face_report == pose  # type: ignore[union-attr]
     assert kept.source == "text"  # every job before photos was painted from words
+    assert kept.profile == "quality"  # and every job before the fast profile in the full loop
     assert (await store.guild_settings(9)).photo_input is None
     await store.save_guild_settings(GuildSettings(guild_id=9, photo_input=False))
     assert (await store.guild_settings(9)).photo_input is False
@@ -121,7 +123,7 @@ async def test_a_version_3_database_gains_the_suggestive_switch_and_the_refusals
     assert (await store.guild_settings(7)).allow_suggestive is False
     await store.close()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     check.close()
 
 
@@ -137,6 +139,34 @@ async def test_refused_prompts_are_audited_newest_first_per_server(tmp_path: Pat
     assert await store.recent_refusals(6) == [elsewhere]
     assert await store.recent_refusals(7) == []
     await store.close()
+
+
+async def test_a_fast_job_keeps_its_profile_through_the_store_and_a_restart(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from t2f.serve.jobs import JobRequest
+    from t2f.serve.records import job_record, job_request
+
+    store = await Store.open(tmp_path / "t2f.sqlite3")
+    job = JobRequest("f1", 1, FaceRequest("a face", seed=3, steps=12, profile="fast"), guild_id=10)
+    await store.add_job(job_record(job, created_at=time.time()))
+    kept = await store.get_job("f1")
+    assert kept is not None and kept.profile == "fast"
+    assert job_request(kept).face == job.face  # a restart paints it again in the fast profile
+    await store.add_job(replace(record("q1"), profile="quality"))
+    assert [(j.id, j.profile) for j in await store.jobs_with_status(JobStatus.QUEUED)] == [
+        ("f1", "fast"),
+        ("q1", "quality"),
+    ]
+    await store.close()
+
+
+def test_a_report_kept_before_profiles_reads_as_quality() -> None:
+    data = FaceReport(request=FaceRequest("a face", seed=4, profile="fast")).to_json()
+    assert data["profile"] == "fast"
+    del data["profile"]  # a report written by an older t2f
+    report = FaceReport.from_json(data)
+    assert report.request == FaceRequest("a face", seed=4, profile="quality")
 
 
 def test_a_report_survives_json() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -60,10 +61,13 @@ def test_batch_equals_running_each_request_alone(stage: TextToImage) -> None:
 
 
 def test_batch_must_share_its_shape(stage: TextToImage) -> None:
-    with pytest.raises(InvalidRequest, match="must share steps, size and whether it is guided"):
+    shared = "must share steps, size, whether it is guided and profile"
+    with pytest.raises(InvalidRequest, match=shared):
         stage.generate_batch([request(steps=3), request(steps=4)])
-    with pytest.raises(InvalidRequest, match="must share steps, size and whether it is guided"):
+    with pytest.raises(InvalidRequest, match=shared):
         stage.generate_batch([request(guidance=7.5), request(guidance=1.0)])  # guided and unguided: other shapes
+    with pytest.raises(InvalidRequest, match=shared):  # the fast profile may change the scheduler and the UNet
+        stage.generate_batch([request(), dataclasses.replace(request(), profile="fast")])
 
 
 def test_guided_requests_of_any_scale_paint_together_as_each_alone(stage: TextToImage) -> None:

@@ -46,6 +46,13 @@ class MeshFormat(enum.Enum):
     glb = "glb"
 
 
+class Profile(enum.Enum):
+    """How the face is painted (:data:`t2f.bounds.PROFILES`)."""
+
+    quality = "quality"
+    fast = "fast"
+
+
 class FaceCog(commands.Cog):
     """The ``/face`` command and the life of each job's message."""
 
@@ -83,6 +90,7 @@ class FaceCog(commands.Cog):
         "(higher is stricter)",
         mesh="File format of the 3D mesh",
         repaint="Paint again with the next seed when the image has no usable face (default: on, off with a seed)",
+        profile="Quality paints every step; fast may take shortcuts and lose a little detail (default: the bot's)",
     )
     async def face(
         self,
@@ -94,6 +102,7 @@ class FaceCog(commands.Cog):
         guidance: app_commands.Range[float, MEMBER_GUIDANCE.low, MEMBER_GUIDANCE.high] | None = None,
         mesh: MeshFormat = MeshFormat.obj,
         repaint: bool | None = None,
+        profile: Profile | None = None,
     ) -> None:
         """Paint a face and reconstruct it in 3D."""
         await self.start_job(
@@ -105,6 +114,7 @@ class FaceCog(commands.Cog):
             guidance=guidance,
             output=mesh.value,
             repaint=repaint,
+            profile=None if profile is None else profile.value,
         )
 
     async def start_job(
@@ -118,6 +128,7 @@ class FaceCog(commands.Cog):
         guidance: float | None = None,
         output: str = "obj",
         repaint: bool | None = None,
+        profile: str | None = None,
     ) -> None:
         """Admit, defer, enqueue and follow one job (used by /face and the Reroll button).
 
@@ -139,6 +150,7 @@ class FaceCog(commands.Cog):
                 guidance=guidance,
                 output=output,
                 repaint=repaint,
+                profile=profile,
             )
         )
         done, _ = await asyncio.wait({admitted}, timeout=ANSWER_WITHIN_S)
@@ -173,11 +185,14 @@ class FaceCog(commands.Cog):
         guidance: float | None,
         output: str,
         repaint: bool | None,
+        profile: str | None = None,
     ) -> tuple[JobRequest, JobHandle, tuple[int, float]]:
         """The request with its defaults, every check, then its row written and the job queued, with its place
         in the queue and its ETA at that moment (or a :class:`T2FError` saying why not)."""
         bot = self.bot
-        face = bot.defaults.request(prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance)
+        face = bot.defaults.request(
+            prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance, profile=profile
+        )
         admission = await bot.policy.admit(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,

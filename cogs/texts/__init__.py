@@ -22,6 +22,7 @@ NAME_LOCATIONS = (
     app_commands.TranslationContextLocation.command_name,
     app_commands.TranslationContextLocation.group_name,
     app_commands.TranslationContextLocation.parameter_name,
+    app_commands.TranslationContextLocation.choice_name,  # /face profile's quality and fast
 )
 DESCRIPTION_LOCATIONS = (
     app_commands.TranslationContextLocation.command_description,

@@ -125,6 +125,9 @@ NAMES: dict[str, str] = {
     "photo": "foto",
     "show_photo": "foto_zeigen",
     "member": "mitglied",
+    "profile": "profil",
+    "quality": "Qualität",  # the choices of /face profile
+    "fast": "schnell",
     "Make a 3D face": "3D-Gesicht machen",
 }
 
@@ -152,6 +155,9 @@ DESCRIPTIONS: dict[str, str] = {
     "File format of the 3D mesh": "Dateiformat des 3D-Modells",
     "Paint again with the next seed when the image has no usable face (default: on, off with a seed)": (
         "Mit dem nächsten Seed neu malen, wenn kein brauchbares Gesicht da ist (Vorgabe: an, aus mit Seed)"
+    ),
+    "Quality paints every step; fast may take shortcuts and lose a little detail (default: the bot's)": (
+        "Qualität malt jeden Schritt; schnell kürzt ab und verliert etwas Detail (Vorgabe: die des Bots)"
     ),
     # /face3d
     "Make a 3D face from a photo, or from a member's avatar.": (

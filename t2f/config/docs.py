@@ -8,13 +8,15 @@ from t2f.config.settings import Settings
 
 
 def documented_fields() -> list[dataclasses.Field[object]]:
-    """Every setting in reading order: :class:`Settings`' own fields, then its bases' (the web server's).
+    """Every setting in reading order: :class:`Settings`' own fields, then each base's in the order it is
+    named (the fast profile's, then the web server's).
 
     A dataclass lists a base's fields first; people read the models' settings first.
     """
-    own = vars(Settings).get("__annotations__", {})
-    fields = dataclasses.fields(Settings)
-    return [f for f in fields if f.name in own] + [f for f in fields if f.name not in own]
+    declared = {}  # field name -> the place of the class that declares it in Settings' MRO
+    for place, cls in reversed(list(enumerate(Settings.__mro__))):
+        declared.update(dict.fromkeys(vars(cls).get("__annotations__", {}), place))
+    return sorted(dataclasses.fields(Settings), key=lambda f: declared[f.name])
 
 
 def _default_text(default: object) -> str:

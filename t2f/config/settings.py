@@ -16,8 +16,21 @@ from typing import Any
 
 from t2f import bounds
 from t2f.config.environment import hf_home, read_environment
-from t2f.config.values import BACKENDS, DETECTORS, DTYPES, LOG_FORMATS, LOG_LEVELS, PARSERS, SCHEDULERS, setting
+from t2f.config.speed import SpeedSettings
+from t2f.config.values import (
+    BACKENDS,
+    CHANNELS_LAST,
+    DETECTORS,
+    DTYPES,
+    KARRAS_SCHEDULERS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    PARSERS,
+    SCHEDULERS,
+    setting,
+)
 from t2f.config.web import WebSettings
+from t2f.errors import ConfigError
 from t2f.stages.gate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
 from t2f.stages.prnet.upstream import CHECKPOINT_DATA_URL, UPSTREAM_DATA_URL
 
@@ -26,11 +39,12 @@ EMPTY_ALLOWED = ("taesd", "prnet_dir", "blocklist_file", "guild_ids", "prompt_te
 
 
 @dataclass(frozen=True)
-class Settings(WebSettings):
+class Settings(SpeedSettings, WebSettings):
     """Every t2f setting, with its environment variable, default and meaning.
 
-    The web server's settings are declared in :class:`~t2f.config.web.WebSettings`. The table in the README
-    is generated from these fields (``python -m t2f.config``).
+    The fast profile's are declared in :class:`~t2f.config.speed.SpeedSettings`, the web server's in
+    :class:`~t2f.config.web.WebSettings`. The table in the README is generated from these fields
+    (``python -m t2f.config``).
     """
 
     model: str = setting(
@@ -72,8 +86,9 @@ class Settings(WebSettings):
         "T2F_CHANNELS_LAST",
         "auto",
         "Channels-last memory format for the UNet, VAE and PRNet; `auto`: PRNet alone, on CUDA (the UNet was slower "
-        "with it at batch 1 on an H200).",
-        allowed="auto, on, off",
+        "with it at batch 1 on an H200, eager); `compiled`: as `auto`, and the UNet and VAE too where T2F_COMPILE "
+        "is on (unmeasured on a GPU).",
+        allowed=", ".join(CHANNELS_LAST),
     )
     fuse_qkv: str = setting(
         "T2F_FUSE_QKV",
@@ -296,15 +311,25 @@ class Settings(WebSettings):
 
     def speedup(self, name: str) -> bool:
         """Whether an ``auto/on/off`` speed-up is on for Stable Diffusion; ``auto`` is off (channels-last and
-        fused QKV were slower than plain fp16 at batch 1 on an H200: ../shared/docs/gpu-measurements.md)."""
-        return bool(getattr(self, name) == "on")
+        fused QKV were slower than plain fp16 at batch 1 on an H200, eager: ../shared/docs/gpu-measurements.md).
+        Channels-last ``compiled`` is on where ``T2F_COMPILE`` is (under compile it is untried)."""
+        value = getattr(self, name)
+        return bool(value == "on" or (value == "compiled" and self.compile_mode != "off"))
 
     def prnet_channels_last(self) -> bool:
-        """``T2F_CHANNELS_LAST`` for PRNet: ``auto`` is on where it runs on CUDA (cuDNN's fp16 convolutions
-        want NHWC; bench/results/gpu-nvidia-h200.md times PRNet both ways), off on a CPU."""
-        if self.channels_last == "auto":
+        """``T2F_CHANNELS_LAST`` for PRNet: ``auto`` (and ``compiled``) is on where it runs on CUDA (cuDNN's fp16
+        convolutions want NHWC; bench/results/gpu-nvidia-h200.md times PRNet both ways), off on a CPU."""
+        if self.channels_last in ("auto", "compiled"):
             return self.resolved_device().startswith("cuda")
         return self.speedup("channels_last")
+
+    def check_fast_profile(self) -> None:
+        """Raise :class:`ConfigError` when the fast profile asks for what the sampler cannot do."""
+        if self.karras_sigmas and self.scheduler not in KARRAS_SCHEDULERS:
+            raise ConfigError(
+                f"T2F_KARRAS_SIGMAS=on needs a sampler with Karras sigmas, not T2F_SCHEDULER={self.scheduler}; "
+                f"use {', '.join(KARRAS_SCHEDULERS)}, or switch T2F_KARRAS_SIGMAS off."
+            )
 
     def compile_dir(self) -> Path:
         """Where torch.compile keeps compiled code between starts: ``<data_dir>/compile`` (the Docker volume)."""
@@ -348,6 +373,7 @@ def settings_from_mapping(values: Mapping[str, str]) -> Settings:
         kwargs[f.name] = PARSERS[f.name](var, raw)
     settings = Settings(**kwargs)
     settings.check_web()
+    settings.check_fast_profile()
     return settings
 
 

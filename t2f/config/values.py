@@ -20,6 +20,8 @@ from t2f.bounds import Bound
 from t2f.errors import ConfigError
 
 SCHEDULERS = ("dpmpp", "pndm", "ddim", "euler", "euler_a", "unipc")
+KARRAS_SCHEDULERS = ("dpmpp", "euler", "unipc")  # the ones whose diffusers class has use_karras_sigmas
+CHANNELS_LAST = ("auto", "on", "off", "compiled")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 FACE_CROPS = ("detect", "whole")
 DETECTORS = ("torch", "tensorflow")
@@ -73,6 +75,18 @@ def _parse_compile(var: str, raw: str) -> str:
     if value in _TRUE or value in _FALSE:
         return "default" if value in _TRUE else "off"
     raise ConfigError(f"{var}={raw!r} is not allowed; allowed: off, default, graphs, graphs-single (on = default).")
+
+
+def _parse_fast_steps(var: str, raw: str) -> int:
+    """0 (the members' default steps) or steps a member may ask for."""
+    if raw.strip() == "0":
+        return 0
+    try:
+        return int(_parse_number(var, raw, bounds.MEMBER_STEPS))
+    except ConfigError:
+        raise ConfigError(
+            f"{var}={raw!r} is not allowed; allowed: 0 (= T2F_STEPS), {bounds.MEMBER_STEPS.text}."
+        ) from None
 
 
 def _parse_device(var: str, raw: str) -> str:
@@ -172,7 +186,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "image_size": _parse_image_size,
     "scheduler": lambda var, raw: _parse_choice(var, raw, SCHEDULERS),
     "safety_checker": _parse_bool,
-    "channels_last": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
+    "channels_last": lambda var, raw: _parse_choice(var, raw, CHANNELS_LAST),
     "fuse_qkv": lambda var, raw: _parse_choice(var, raw, ("auto", "on", "off")),
     "compile_mode": _parse_compile,
     "taesd": _parse_text,
@@ -222,4 +236,10 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ray_address": _parse_text,
     "ray_min_replicas": lambda var, raw: _parse_number(var, raw, bounds.RAY_REPLICAS),
     "ray_max_replicas": lambda var, raw: _parse_number(var, raw, bounds.RAY_REPLICAS),
+    "profile": lambda var, raw: _parse_choice(var, raw, bounds.PROFILES),
+    "fast_steps": _parse_fast_steps,
+    "karras_sigmas": _parse_bool,
+    "deepcache_interval": lambda var, raw: _parse_number(var, raw, bounds.DEEPCACHE_INTERVAL),
+    "deepcache_branch": lambda var, raw: _parse_number(var, raw, bounds.DEEPCACHE_BRANCH),
+    "compile_vae": _parse_bool,
 }

@@ -83,11 +83,12 @@ class JobHandle:
         self._activate()
 
 
-def batch_shape(job: JobRequest) -> tuple[int, int, bool] | None:
+def batch_shape(job: JobRequest) -> tuple[int, int, bool, str] | None:
     """Jobs share a denoising loop when their tensors have the same shapes: the same steps and size, and
     guided or not (guidance above 1 doubles the UNet's batch; its scale changes no shape, so guided jobs of
-    any scale paint together). ``None`` for a photo job, which is not painted and so joins any batch."""
-    return None if job.is_photo else (job.face.steps, job.face.size, job.face.guidance > 1)
+    any scale paint together), and the same profile (``fast`` may change the scheduler and the UNet the
+    loop calls). ``None`` for a photo job, which is not painted and so joins any batch."""
+    return None if job.is_photo else (job.face.steps, job.face.size, job.face.guidance > 1, job.face.profile)
 
 
 class JobQueue:

@@ -19,7 +19,7 @@ class JobRecord:
 
     ``report`` is the face's :class:`~t2f.report.FaceReport` as JSON text once the job finished.
     ``source`` is "text" (painted from the prompt) or "photo" (a member's photo, which is not stored:
-    ``prompt`` is then only the face's title).
+    ``prompt`` is then only the face's title). ``profile`` is how it was painted (``quality`` or ``fast``).
     """
 
     id: str
@@ -43,6 +43,7 @@ class JobRecord:
     application_id: int | None = None
     report: str | None = None
     source: str = "text"
+    profile: str = "quality"
 
     @property
     def face_report(self) -> FaceReport | None:
@@ -103,6 +104,7 @@ def job_record(
         interaction_token=interaction_token,
         application_id=application_id,
         source="photo" if job.is_photo else "text",
+        profile=face.profile,
     )
 
 
@@ -115,6 +117,7 @@ def job_request(record: JobRecord, *, upload: UploadBudget | None = None) -> Job
         steps=record.steps,
         guidance=record.guidance,
         size=record.size,
+        profile=record.profile,
     )
     return JobRequest(
         job_id=record.id,

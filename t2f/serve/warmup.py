@@ -74,7 +74,8 @@ def warm_up(stages: LocalStages, size: int, *, max_batch: int, compile_mode: str
     instead of timing again (the service's moving averages correct them as batches finish): a few
     seconds of every restart. A ``compile_mode`` other than ``off`` asks for the same on a stage without
     buckets (one face, then ``max_batch`` faces). A compile or capture error turns both models eager with
-    one warning line and the warm-up goes on eagerly: it never stops the bot.
+    one warning line and the warm-up goes on eagerly: it never stops the bot. Where the fast profile runs a
+    UNet graph of its own (DeepCache's shallow twin), each bucket also paints a fast batch once.
 
     Returns
     -------
@@ -91,9 +92,13 @@ def warm_up(stages: LocalStages, size: int, *, max_batch: int, compile_mode: str
     phases = WarmUpPhases()  # where the time went, for the log line: what a slow restart should attack
     try:
         seconds: dict[int, float] = {}
+        profiles = getattr(getattr(stage, "profiles", None), "warm_profiles", ("quality",))
         for count in sizes:  # guided: unguided batches run the eager UNet (TextToImage._paint)
             with phases.timed(f"batch {count}"):
                 seconds.setdefault(count, sum(_warm_run(stages, count, size)))
+            if fast and "fast" in profiles:
+                with phases.timed(f"batch {count} fast"):
+                    _warm_paint(stages, count, size, steps=2, profile="fast")
         if fast:  # the runs above compiled: time each size again at two step counts, or as last time
             key = _times_key(stages, sizes, size, steps)
             remembered = _remembered_times(stage, key)
@@ -215,21 +220,28 @@ def _estimate(stages: LocalStages, count: int, size: int, steps: int) -> float:
     return paint_2 + per_step * max(0, steps - 2) + min(rest_2, rest_4)
 
 
-def _warm_run(stages: LocalStages, count: int, size: int, steps: int = 2) -> tuple[float, float]:
-    """Paint ``count`` guided faces of ``steps`` steps with the route's painter, then run the faces stage's
-    detector and PRNet on one of them; (seconds painting, seconds after)."""
-    started = time.perf_counter()
+def _warm_paint(stages: LocalStages, count: int, size: int, *, steps: int, profile: str = "quality") -> list[FaceJob]:
+    """Paint ``count`` guided faces of ``steps`` steps in ``profile`` with the route's painter."""
     jobs = [
         FaceJob(
             JobRequest(
                 job_id=f"warm-up-{seed}",
                 user_id=0,
-                face=FaceRequest("a portrait photo of a face", seed=seed, steps=steps, guidance=7.5, size=size),
+                face=FaceRequest(
+                    "a portrait photo of a face", seed=seed, steps=steps, guidance=7.5, size=size, profile=profile
+                ),
             )
         )
         for seed in range(count)
     ]
-    painted = stages.painter.paint_batch(jobs, Unwatched())  # errors stop the warm-up: it has no member to tell
+    return stages.painter.paint_batch(jobs, Unwatched())  # errors stop the warm-up: it has no member to tell
+
+
+def _warm_run(stages: LocalStages, count: int, size: int, steps: int = 2) -> tuple[float, float]:
+    """Paint ``count`` guided faces of ``steps`` steps with the route's painter, then run the faces stage's
+    detector and PRNet on one of them; (seconds painting, seconds after)."""
+    started = time.perf_counter()
+    painted = _warm_paint(stages, count, size, steps=steps)
     painting = time.perf_counter() - started
     image = painted[0].image
     stages.faces.warm_up(image if image is not None else np.zeros((size, size, 3), np.uint8))

@@ -76,12 +76,17 @@ def compile_pipeline(pipeline: Any, mode: str) -> Any:
     dynamo tells apart, and CUDA graphs are still recorded per bucket, in the warm-up. Compiled lazily:
     the warm-up's first calls pay for it.
     """
-    torch_mode = TORCH_MODES[mode]
-    if torch_mode is not None and not hasattr(pipeline.unet, "_orig_mod"):
-        unet = cast(torch.nn.Module, torch.compile(pipeline.unet, mode=torch_mode, dynamic=False, fullgraph=False))
-        unet.register_forward_pre_hook(_dynamic_batch, with_kwargs=True)  # runs eagerly, before dynamo's frame
-        pipeline.unet = unet
+    if TORCH_MODES[mode] is not None and not hasattr(pipeline.unet, "_orig_mod"):
+        pipeline.unet = compile_unet(pipeline.unet, mode)
     return pipeline
+
+
+def compile_unet(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``torch.compile`` a UNet (or DeepCache's shallow twin of one) for a ``T2F_COMPILE`` mode other than
+    ``off``: static shapes but for the batch (:func:`_dynamic_batch`)."""
+    compiled = cast(torch.nn.Module, torch.compile(unet, mode=TORCH_MODES[mode], dynamic=False, fullgraph=False))
+    compiled.register_forward_pre_hook(_dynamic_batch, with_kwargs=True)  # runs eagerly, before dynamo's frame
+    return compiled
 
 
 def compile_single(pipeline: Any, mode: str) -> torch.nn.Module | None:

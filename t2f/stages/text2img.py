@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,18 @@ from t2f.bounds import check_face_request
 from t2f.errors import InvalidRequest, ModelUnavailable, first_line
 from t2f.faces import FaceImage, FaceRequest, StepCallback, StepProgress
 from t2f.files.weights import SAFETY_COMPONENTS, check_pipeline_folder, resolve_snapshot
-from t2f.stages.compiling import CompileCache, bucket_for, buckets_for, is_compile_error, parse_compile_mode
-from t2f.stages.sd_pipeline import compile_single, prepare_pipeline
+from t2f.stages.compiling import (
+    TORCH_MODES,
+    CompileCache,
+    bucket_for,
+    buckets_for,
+    is_compile_error,
+    parse_compile_mode,
+)
+from t2f.stages.decode import LatentDecoder
+from t2f.stages.guidance import per_request_guidance
+from t2f.stages.profiles import FastProfile, ProfileSwitch
+from t2f.stages.sd_pipeline import compile_single, compile_unet, prepare_pipeline
 from t2f.stages.taesd import LatentPreviewer
 from t2f.streams import StreamPerThread
 
@@ -51,6 +60,10 @@ class TextToImage:
     buckets : batch sizes a compiled UNet sees (see :func:`~t2f.stages.compiling.buckets_for`); a batch is
         padded up to its bucket. Empty (eager): batches run at their own size.
     single_unet : a static compiled UNet for one guided face (:func:`compile_single`), or ``None``.
+    fast, compile_mode : what the ``fast`` profile changes (:class:`~t2f.stages.profiles.FastProfile`), and the
+        ``T2F_COMPILE`` mode its DeepCache twin is compiled in (the UNet's).
+    decoder : latents to bytes in one function (:class:`~t2f.stages.decode.LatentDecoder`, ``T2F_COMPILE_VAE``);
+        ``None``: the pipeline's own decode.
     """
 
     def __init__(
@@ -64,6 +77,9 @@ class TextToImage:
         previewer: LatentPreviewer | None = None,
         buckets: tuple[int, ...] = (),
         single_unet: torch.nn.Module | None = None,
+        fast: FastProfile | None = None,
+        compile_mode: str = "off",
+        decoder: LatentDecoder | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.buckets = buckets
@@ -82,6 +98,16 @@ class TextToImage:
             pipeline.safety_checker = None
         self.checks = StreamPerThread(device)
         self.pipeline.set_progress_bar_config(disable=True)
+        self.decoder = decoder
+        self.profiles = ProfileSwitch(pipeline, FastProfile())
+        self.use_fast_profile(fast or FastProfile(), compile_mode)
+
+    def use_fast_profile(self, fast: FastProfile, compile_mode: str) -> None:
+        """Set up what the ``fast`` profile changes, DeepCache's twin compiled in ``compile_mode`` (replacing
+        whatever was set up before)."""
+        self.profiles.remove()
+        twin = (lambda unet: compile_unet(unet, compile_mode)) if TORCH_MODES[compile_mode] is not None else None
+        self.profiles = ProfileSwitch(self.pipeline, fast, compile_twin=twin)
 
     @property
     def compiled(self) -> bool:
@@ -92,6 +118,9 @@ class TextToImage:
         """Drop the compiled UNet (after a compile or capture error): eager, at each batch's own size."""
         self.pipeline.unet = getattr(self.pipeline.unet, "_orig_mod", self.pipeline.unet)
         self.buckets, self.single_unet = (), None
+        self.profiles.use_eager()
+        if self.decoder is not None:
+            self.decoder.use_eager()
 
     @classmethod
     def from_pretrained(
@@ -109,10 +138,13 @@ class TextToImage:
         fuse_qkv: bool = False,
         compile_mode: bool | str = False,
         max_batch: int = 1,
+        fast: FastProfile | None = None,
+        compile_vae: bool = False,
     ) -> TextToImage:
         """Load a Stable Diffusion 1.x pipeline from a local folder or the hub cache, never the network.
 
-        With ``compile_mode`` (a ``T2F_COMPILE`` mode) batches are padded to the buckets up to ``max_batch``.
+        With ``compile_mode`` (a ``T2F_COMPILE`` mode) batches are padded to the buckets up to ``max_batch``,
+        and with ``compile_vae`` the decode is compiled in the same mode.
 
         Raises
         ------
@@ -160,6 +192,9 @@ class TextToImage:
             previewer=previewer,
             buckets=buckets_for(max_batch) if mode != "off" else (),
             single_unet=compile_single(pipeline, mode),
+            fast=fast,
+            compile_mode=mode,
+            decoder=LatentDecoder(pipeline.vae, mode) if compile_vae and mode != "off" else None,
         )
 
     @property
@@ -207,15 +242,17 @@ class TextToImage:
 
     @staticmethod
     def check_batch(requests: Sequence[FaceRequest]) -> None:
-        """A batch shares one denoising loop: steps and size must match, and either every request is guided
-        (guidance above 1, any scale) or none is, since guidance doubles the UNet's batch."""
+        """A batch shares one denoising loop: steps, size and profile must match, and either every request is
+        guided (guidance above 1, any scale) or none is, since guidance doubles the UNet's batch."""
         if not requests:
             raise InvalidRequest("The batch is empty.")
         for request in requests:
             TextToImage.check_request(request)
-        shapes = {(r.steps, r.size, r.guidance > 1) for r in requests}
+        shapes = {(r.steps, r.size, r.guidance > 1, r.profile) for r in requests}
         if len(shapes) > 1:
-            raise InvalidRequest(f"A batch must share steps, size and whether it is guided; got {sorted(shapes)}.")
+            raise InvalidRequest(
+                f"A batch must share steps, size, whether it is guided and profile; got {sorted(shapes)}."
+            )
 
     def generate(
         self,
@@ -321,10 +358,18 @@ class TextToImage:
         elif self.single_unet is not None and len(requests) == 1:  # one face alone: the static graph
             self.pipeline.unet = self.single_unet
         try:
-            with per_request_guidance(self.pipeline.unet, [r.guidance for r in requests]) as scale:
+            with (
+                self.profiles.painting(self.pipeline, requests[0].profile),
+                per_request_guidance(self.pipeline.unet, [r.guidance for r in requests]) as scale,
+            ):
                 output = self._run_pipeline(requests, scale, step_end)
-            decoded = output.images  # (N, 3, H, W) in [0, 1] on the device
-            pixels = (decoded.float() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            if self.decoder is not None:  # latents: the decode and the bytes in one (compiled) function
+                pixels = self.decoder(output.images).cpu().numpy()
+            else:
+                decoded = output.images  # (N, 3, H, W) in [0, 1] on the device
+                pixels = (
+                    (decoded.float() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                )
         finally:
             self.pipeline.unet = compiled_unet
         end = time.perf_counter()
@@ -345,35 +390,7 @@ class TextToImage:
             num_inference_steps=first.steps,
             guidance_scale=guidance,
             generator=generators,
-            output_type="pt",
+            output_type="pt" if self.decoder is None else "latent",
             callback_on_step_end=step_end,
             callback_on_step_end_tensor_inputs=["latents"],
         )
-
-
-@contextmanager
-def per_request_guidance(unet: torch.nn.Module, scales: Sequence[float]) -> Iterator[float]:
-    """Guide each request of a batch at its own scale through one pipeline call; yields the call's scale.
-
-    diffusers guides a whole batch with one ``guidance_scale`` ``g``: ``uncond + g * (text - uncond)``. When
-    the scales differ, the call gets the largest, and a forward hook on the UNet rescales each request's
-    text half to ``uncond + (g_i / g) * (text - uncond)``, so the pipeline's own step gives
-    ``uncond + g_i * (text - uncond)``. The hook runs outside any compiled graph and changes no shape,
-    which is why guided jobs of any scale share a batch.
-    """
-    top = max(scales)
-    if len(set(scales)) == 1 or top <= 1:
-        yield top
-        return
-
-    def rescale(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
-        noise = output[0]
-        uncond, text = noise.chunk(2)
-        ratio = torch.tensor([g / top for g in scales], device=noise.device, dtype=noise.dtype).view(-1, 1, 1, 1)
-        return (torch.cat([uncond, uncond + ratio * (text - uncond)]), *output[1:])
-
-    hook = unet.register_forward_hook(rescale, with_kwargs=True)
-    try:
-        yield top
-    finally:
-        hook.remove()

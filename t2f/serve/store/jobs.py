@@ -13,9 +13,9 @@ from t2f.serve.store.base import StoreBase, job_row
 
 INSERT_JOB = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, prompt, negative_prompt, seed, steps, guidance, size, output,
-                  status, created_at, interaction_token, application_id, source)
+                  status, created_at, interaction_token, application_id, source, profile)
 VALUES (:id, :user_id, :guild_id, :channel_id, :prompt, :negative_prompt, :seed, :steps, :guidance, :size, :output,
-        :status, :created_at, :interaction_token, :application_id, :source)
+        :status, :created_at, :interaction_token, :application_id, :source, :profile)
 """
 FINISH_JOB = """
 UPDATE jobs SET status = :status, outcome = :outcome, timings = :timings, finished_at = :finished_at,

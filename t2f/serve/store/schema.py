@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     interaction_token TEXT,
     application_id INTEGER,
     report TEXT,
-    source TEXT NOT NULL DEFAULT 'text'
+    source TEXT NOT NULL DEFAULT 'text',
+    profile TEXT NOT NULL DEFAULT 'quality'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (guild_id, user_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
@@ -78,12 +79,14 @@ def migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to :data:`SCHEMA_VERSION` (version 1 had no report column, version 2 no
     job source nor a server's photo switch, version 3 no suggestive switch; version 4 came in two kinds, one
     without the refusals table and one without the audit and pending server removals: :data:`SCHEMA`
-    creates whichever tables are missing)."""
+    creates whichever tables are missing; version 5 had no painting profile: its jobs were all ``quality``)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     if "report" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN report TEXT")
     if "source" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN source TEXT NOT NULL DEFAULT 'text'")
+    if "profile" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN profile TEXT NOT NULL DEFAULT 'quality'")
     guild_columns = {row[1] for row in db.execute("PRAGMA table_info(guild_settings)")}
     if "photo_input" not in guild_columns:
         db.execute("ALTER TABLE guild_settings ADD COLUMN photo_input INTEGER")
