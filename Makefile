@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROMPT ?= a portrait photo of a smiling woman with curly hair
+# pytest-xdist workers for `make test`, each test file on one worker; each worker holds ~2 GB (torch, models).
+TEST_WORKERS ?= 2
 
 .PHONY: install install-test bot test lint face doctor bench clean
 
@@ -34,7 +36,7 @@ test: install-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install-test
 	$(PY) -m ruff check .

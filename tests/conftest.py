@@ -28,9 +28,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # busy 2-core CI machine can miss while a face's files are written; settling ends as soon as the bot is idle, so
 # a long bound costs nothing and only catches a bot that never settles.
 SETTLE_S = 120.0
+# Files whose tests take minutes on 2 cores (compiling the tiny models cold). They run first, so that under
+# `make test`'s two workers (pytest-xdist, one file per worker at a time, in this order: the Makefile turns
+# off xdist's own order, most tests first) the other worker takes the rest beside them instead of both
+# waiting on them at the end.
+LONGEST_FIRST = ("test_compile.py", "test_gpu_bench.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: each file keeps its order
     for item in items:
         if item.get_closest_marker("simcord") is None:
             item.add_marker(pytest.mark.simcord(settle_timeout=SETTLE_S))

@@ -45,6 +45,19 @@ class FakeBackend:
         return JobResult(job.job_id, JobStatus.DONE, files={"face.obj": b"v 0 0 0\n"})
 
 
+class SlowFiles(FakeBackend):
+    """Starts a face's files, then waits for the test's ``release`` before it writes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.release = threading.Event(), threading.Event()
+
+    def export(self, job: FaceJob) -> JobResult:
+        self.writing.set()
+        assert self.release.wait(5)
+        return super().export(job)
+
+
 class FakeFiles:
     def __init__(self, write: Callable[[FaceJob], JobResult]) -> None:
         self.write = write
@@ -199,15 +212,9 @@ async def test_file_writing_overlaps_the_next_batch() -> None:
 
 
 async def test_a_cancel_while_the_files_are_written_is_too_late_and_the_face_is_delivered() -> None:
-    writing, release = threading.Event(), threading.Event()
-
-    class SlowFiles(FakeBackend):
-        def export(self, job: FaceJob) -> JobResult:
-            writing.set()
-            assert release.wait(5)
-            return super().export(job)
-
-    service = JobService(route(SlowFiles()))
+    files = SlowFiles()
+    writing, release = files.writing, files.release
+    service = JobService(route(files))
     handle = service.submit(job("late", 1))
     assert await asyncio.to_thread(writing.wait, 5)
     assert service.cancel("late") == "too late"
@@ -236,15 +243,9 @@ async def test_a_cancel_before_the_files_begin_stops_the_job() -> None:
 
 
 async def test_a_withdrawn_job_is_never_delivered_even_once_its_files_are_being_written() -> None:
-    writing, release = threading.Event(), threading.Event()
-
-    class SlowFiles(FakeBackend):
-        def export(self, job: FaceJob) -> JobResult:
-            writing.set()
-            assert release.wait(5)
-            return super().export(job)
-
-    service = JobService(route(SlowFiles()))
+    files = SlowFiles()
+    writing, release = files.writing, files.release
+    service = JobService(route(files))
     late, waiting = service.submit(job("late", 1)), service.submit(job("waiting", 2))
     assert await asyncio.to_thread(writing.wait, 5)
     ended = service.withdraw("late")
