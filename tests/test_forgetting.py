@@ -193,6 +193,35 @@ async def test_a_server_that_removed_the_bot_is_forgotten_after_its_grace_period
     await store.close()
 
 
+async def test_a_server_that_removed_the_bot_while_it_was_offline_is_found_by_the_sweep(tmp_path: Path) -> None:
+    clock = Clock(time.time())
+    store, pages, forgetting = await world(tmp_path, clock)
+    for row in (
+        job("f00000000001", user=1, guild=12, created_at=clock.now),
+        job("f00000000002", user=1, guild=13, created_at=clock.now),
+    ):
+        await keep_face(store, pages, forgetting, row)
+    await store.save_guild_settings(GuildSettings(guild_id=14, cooldown_s=9.0))  # settings alone count too
+    await store.ban(15, 7, by=1)
+    assert await store.guilds_with_data() == [12, 13, 14, 15]
+
+    def present(guild_id: int) -> bool:  # the bot is still in 13; it was removed from the others while offline
+        return guild_id == 13
+
+    await forgetting.sweep(present=present)
+    assert await store.due_guild_removals(clock.now + GUILD_GRACE_S) == [12, 14, 15]
+    clock.now += GUILD_GRACE_S - 3600
+    await forgetting.sweep(present=present)  # an hour before the end: the hourly sweep does not move the date
+    assert await store.get_job("f00000000001") is not None
+    clock.now += 3601
+    await forgetting.sweep(present=present)
+    assert await store.get_job("f00000000001") is None and pages.report("f00000000001") is None
+    assert await store.guild_settings(14) == GuildSettings(guild_id=14) and not await store.is_banned(15, 7)
+    assert await store.get_job("f00000000002") is not None and await store.guilds_with_data() == [13]
+    assert await store.due_guild_removals(clock.now + 2 * GUILD_GRACE_S) == []
+    await store.close()
+
+
 async def test_an_old_database_gains_the_audit_and_removals(tmp_path: Path) -> None:
     from t2f.serve.store.schema import SCHEMA, SCHEMA_VERSION
 

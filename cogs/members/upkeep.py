@@ -2,7 +2,9 @@
 removed the bot once their grace period is over (:class:`t2f.serve.forget.Forgetting`).
 
 Removal from a server is noted when Discord says so (``on_guild_remove``: the bot was kicked or the server
-deleted, not an outage) and called off when the bot joins it again; the pending removals are in the store,
+deleted, not an outage), or by the sweep for a server with data that the bot is no longer in (it was removed
+while the bot was offline, which sends no event), and called off when the bot joins it again; the pending
+removals are in the store,
 so they survive restarts. Every query runs on the store's thread and every file is deleted on a worker
 thread: the event loop never waits on the disk.
 """

@@ -127,6 +127,17 @@ class Forgetting:
         """The bot is in a server again: keep its data. False when none was to be removed."""
         return await self.store.cancel_guild_removal(guild_id)
 
+    async def note_absent_guilds(self, *, present: Callable[[int], bool]) -> list[int]:
+        """Schedule, as :meth:`guild_left` does, the removal of every server with data the bot is not in: one
+        that removed it while it was offline sent no event. A removal already pending keeps its date (this
+        runs every hour). Returns the servers newly scheduled."""
+        due_at = self.clock() + self.grace_s
+        absent = [guild_id for guild_id in await self.store.guilds_with_data() if not present(guild_id)]
+        noted = [guild_id for guild_id in absent if await self.store.schedule_guild_removal_once(guild_id, due_at)]
+        for guild_id in noted:
+            log.info("not in server %s, which has data: it is deleted in %.0f days", guild_id, self.grace_s / 86400)
+        return noted
+
     async def remove_left_guilds(self, *, present: Callable[[int], bool]) -> list[int]:
         """Delete the data of every server whose grace period is over; returns their ids.
 
@@ -148,8 +159,9 @@ class Forgetting:
         return removed
 
     async def sweep(self, *, present: Callable[[int], bool]) -> None:
-        """The periodic clean-up: old records, then servers the bot left."""
+        """The periodic clean-up: old records, then servers the bot left (seen now, or earlier)."""
         await self.prune()
+        await self.note_absent_guilds(present=present)
         await self.remove_left_guilds(present=present)
 
     async def _stop(self, job_ids: Iterable[str]) -> int:

@@ -26,6 +26,11 @@ UNFINISHED_TEXT = ", ".join(f"'{status}'" for status in UNFINISHED)  # kept: a l
 PRUNE_JOBS = f"DELETE FROM jobs WHERE created_at < ? AND status NOT IN ({UNFINISHED_TEXT}) RETURNING id"
 PRUNE_AUDIT = "DELETE FROM audit WHERE created_at < ?"
 SCHEDULE_REMOVAL = "INSERT OR REPLACE INTO guild_removals (guild_id, due_at) VALUES (?, ?)"
+SCHEDULE_REMOVAL_ONCE = "INSERT OR IGNORE INTO guild_removals (guild_id, due_at) VALUES (?, ?) RETURNING guild_id"
+GUILDS_WITH_DATA = """
+SELECT guild_id FROM guild_settings UNION SELECT guild_id FROM bans
+UNION SELECT guild_id FROM jobs WHERE guild_id IS NOT NULL ORDER BY guild_id
+"""
 CANCEL_REMOVAL = "DELETE FROM guild_removals WHERE guild_id = ? RETURNING guild_id"
 DUE_REMOVALS = "SELECT guild_id FROM guild_removals WHERE due_at <= ? ORDER BY due_at"
 FORGET_GUILD = (
@@ -71,6 +76,14 @@ class PrivacyRows(StoreBase):
 
     async def schedule_guild_removal(self, guild_id: int, due_at: float) -> None:
         await self._run(SCHEDULE_REMOVAL, (guild_id, due_at))
+
+    async def schedule_guild_removal_once(self, guild_id: int, due_at: float) -> bool:
+        """Schedule a server's removal unless one is pending (whose date stays); False when one was."""
+        return bool(await self._run(SCHEDULE_REMOVAL_ONCE, (guild_id, due_at)))
+
+    async def guilds_with_data(self) -> list[int]:
+        """Every server with settings, bans or jobs kept."""
+        return [int(row[0]) for row in await self._run(GUILDS_WITH_DATA)]
 
     async def cancel_guild_removal(self, guild_id: int) -> bool:
         """Keep a server's data after all (the bot is back); False when none was to be removed."""
