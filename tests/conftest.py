@@ -22,6 +22,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Tests never reach a model hub: everything loads from folders built here or from ../shared.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under `make test`'s workers (pytest-xdist) each process gets its share of the cores for torch's OpenMP
+# threads (read when torch loads, after this): two workers each running two threads on two cores spent about
+# a fifth more CPU time than one process did, waiting on each other. Subprocesses the tests start inherit it.
+if (workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT")) is not None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
 
 
 # How long SimCord waits for the bot to settle after each action. Its own default (5 s) is a wall-clock bound a
