@@ -24,9 +24,6 @@ from models import FaceCostDetector, RealFacePRNet, RepaintingDetector, StandInD
 
 from t2f.build import framing, gate_limits, load_text_to_image
 from t2f.config import Settings
-from t2f.serve.faces import FaceFinder
-from t2f.serve.files import FileWriter
-from t2f.serve.paint import Painter
 from t2f.serve.warmup import LocalStages
 from t2f.stages.detect import FaceDetector
 from t2f.stages.pipeline import FacePipeline
@@ -133,12 +130,12 @@ def stages_of(
         channels_last=settings.prnet_channels_last(),
     )
     pipeline = FacePipeline(prnet=prnet, uv=uv, detector=detector_of(args, photo), text_to_image=stage)
-    return LocalStages(
-        painter=Painter(stage, framing=framing(settings)),
-        faces=FaceFinder(pipeline, crop="detect", gate=gate_limits(settings)),
-        files=FileWriter(
-            parts_threads=settings.resolved_export_threads(), render_device=args.device if args.cuda else None
-        ),
+    return LocalStages.around(
+        pipeline,
+        gate=gate_limits(settings),
+        framing=framing(settings),
+        parts_threads=settings.resolved_export_threads(),
+        render_device=args.device if args.cuda else None,
     )
 
 

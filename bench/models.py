@@ -19,15 +19,11 @@ import torch
 from PIL import Image
 
 from t2f.faces import FaceBox
-from t2f.serve.faces import FaceFinder
-from t2f.serve.files import FileWriter
 from t2f.serve.inline import through_route
 from t2f.serve.jobs import FaceJob, Outcome
-from t2f.serve.paint import Painter
 from t2f.serve.route import Route, Watch
 from t2f.serve.warmup import LocalStages
 from t2f.stages.detect import FaceDetector
-from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.checkpoint import PRNetConfig
 from t2f.stages.prnet.model import PRNet
 from t2f.stages.prnet.network import ResFCN256
@@ -246,25 +242,6 @@ class RepaintingDetector(FaceDetector):
 def have_mtcnn_weights() -> bool:
     """Whether the mtcnn wheel's weight files and their reader (joblib, lz4) are installed."""
     return all(importlib.util.find_spec(name) is not None for name in ("mtcnn", "joblib", "lz4"))
-
-
-def local_stages(pipeline: FacePipeline, *, crop: str = "whole", parts_threads: int = 1) -> LocalStages:
-    """The route's three local stages around ``pipeline``, as t2f.build makes them."""
-    return LocalStages(
-        painter=Painter(pipeline.text_to_image),
-        faces=FaceFinder(pipeline, crop=crop),
-        files=FileWriter(parts_threads=parts_threads),
-    )
-
-
-def route_of(stages: LocalStages, *, faces_thread: bool = False, files_threads: int = 1) -> Route:
-    return Route(
-        paint=stages.painter,
-        faces=stages.faces,
-        files=stages.files,
-        faces_thread=faces_thread,
-        files_threads=files_threads,
-    )
 
 
 class InlinePainter:

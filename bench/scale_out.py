@@ -52,16 +52,17 @@ class BenchReplica:
         import torch
 
         sys.path.insert(0, self.bench_dir)  # bench/models.py, bench/reconstruction.py on the replica
-        from models import RealFacePRNet, local_stages, text_to_image
+        from models import RealFacePRNet, text_to_image
         from reconstruction import reference_face
 
+        from t2f.serve.warmup import LocalStages
         from t2f.stages.pipeline import FacePipeline
         from t2f.stages.prnet.uv import UVData
 
         stage = text_to_image("tiny", device="cpu", dtype=torch.float32, speedups=False)
         prnet = RealFacePRNet(reference_face()[1], device="cpu", dtype=torch.float32)
         pipeline = FacePipeline(prnet=prnet, uv=UVData.load(Path(self.uv_dir)), text_to_image=stage)
-        return local_stages(pipeline)
+        return LocalStages.around(pipeline, crop="whole")
 
 
 async def burst(route: Route, *, size: int, steps: int, users: int = USERS) -> dict[str, float]:
@@ -77,9 +78,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     factory = BenchReplica(str(BENCH), str(shared_dir() / "prnet" / "uv-data"))
-    from models import route_of
-
-    local = route_of(factory())
+    local = factory().route()
     asyncio.run(burst(local, size=args.size, steps=2, users=2))
     before = asyncio.run(burst(local, size=args.size, steps=args.steps))  # no Ray threads in this process yet
     started = time.perf_counter()

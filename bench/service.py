@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish, shared_dir, table
-from models import InlinePainter, RealFacePRNet, local_stages, route_of, text_to_image
+from models import InlinePainter, RealFacePRNet, text_to_image
 from reconstruction import naive_obj, reference_face
 
 import t2f.export.package
@@ -34,6 +34,7 @@ from t2f.faces import FaceMesh, FaceRequest
 from t2f.serve.jobs import JobRequest
 from t2f.serve.route import Route
 from t2f.serve.service import JobService
+from t2f.serve.warmup import LocalStages
 from t2f.stages.pipeline import FacePipeline
 from t2f.stages.prnet.uv import UVData
 
@@ -96,8 +97,8 @@ def main() -> None:
         prnet = RealFacePRNet(
             face_map, device=args.device, dtype=torch.float32 if naive else fast_dtype, channels_last=cuda and not naive
         )
-        stages = local_stages(FacePipeline(prnet=prnet, uv=uv, text_to_image=stage))
-        return InlinePainter(stages).route() if naive else route_of(stages)
+        stages = LocalStages.around(FacePipeline(prnet=prnet, uv=uv, text_to_image=stage), crop="whole")
+        return InlinePainter(stages).route() if naive else stages.route()
 
     configs = [
         ("naive: PNDM 50, batch 1, inline files, per-vertex OBJ", "naive", 1, 50),

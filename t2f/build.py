@@ -102,34 +102,25 @@ def load_face_pipeline(
 
 def load_stages(settings: Settings) -> LocalStages:
     """The painter, the faces stage and the files stage on this machine, every model loaded."""
-    from t2f.serve.faces import FaceFinder
-    from t2f.serve.files import FileWriter
-    from t2f.serve.paint import Painter
     from t2f.serve.warmup import LocalStages
 
     pipeline = load_face_pipeline(settings, text_to_image=load_text_to_image(settings), crop=settings.face_crop)
     on_gpu = settings.resolved_device().startswith("cuda")  # the GPU also draws the preview and turntable
-    return LocalStages(
-        painter=Painter(pipeline.text_to_image, framing=framing(settings)),
-        faces=FaceFinder(pipeline, crop=settings.face_crop, gate=gate_limits(settings)),
-        files=FileWriter(
-            parts_threads=settings.resolved_export_threads(),
-            render_device=settings.resolved_device() if on_gpu else None,
-        ),
+    return LocalStages.around(
+        pipeline,
+        crop=settings.face_crop,
+        gate=gate_limits(settings),
+        framing=framing(settings),
+        parts_threads=settings.resolved_export_threads(),
+        render_device=settings.resolved_device() if on_gpu else None,
     )
 
 
 def local_route(settings: Settings, stages: LocalStages) -> Route:
     """The route on this machine: faces found on a thread of their own where painting runs on a GPU (on a
     CPU both would want the same cores, so they queue behind the painting)."""
-    from t2f.serve.route import Route
-
-    return Route(
-        paint=stages.painter,
-        faces=stages.faces,
-        files=stages.files,
-        faces_thread=settings.resolved_device().startswith("cuda"),
-        files_threads=settings.resolved_export_threads(),
+    return stages.route(
+        faces_thread=settings.resolved_device().startswith("cuda"), files_threads=settings.resolved_export_threads()
     )
 
 

@@ -8,10 +8,7 @@ from typing import Any
 
 from t2f.config import Settings
 from t2f.serve import inline
-from t2f.serve.faces import FaceFinder
-from t2f.serve.files import FileWriter
 from t2f.serve.jobs import FaceJob, JobProgress, JobRequest, Outcome
-from t2f.serve.paint import Painter
 from t2f.serve.route import Route
 from t2f.serve.warmup import LocalStages
 from t2f.stages.gate import GateLimits, PortraitFraming
@@ -49,22 +46,14 @@ def local_stages(
     parts_threads: int = 1,
     render_device: str | None = None,
 ) -> LocalStages:
-    """The three local stages around ``pipeline`` (its ``text_to_image`` is the painter's stage)."""
-    return LocalStages(
-        painter=Painter(pipeline.text_to_image, framing=framing),
-        faces=FaceFinder(pipeline, crop=crop, gate=gate),
-        files=FileWriter(parts_threads=parts_threads, render_device=render_device),
+    """The three local stages around ``pipeline`` (:meth:`LocalStages.around`)."""
+    return LocalStages.around(
+        pipeline, crop=crop, gate=gate, framing=framing, parts_threads=parts_threads, render_device=render_device
     )
 
 
 def route_of(stages: LocalStages, *, faces_thread: bool = False, files_threads: int = 1) -> Route:
-    return Route(
-        paint=stages.painter,
-        faces=stages.faces,
-        files=stages.files,
-        faces_thread=faces_thread,
-        files_threads=files_threads,
-    )
+    return stages.route(faces_thread=faces_thread, files_threads=files_threads)
 
 
 def through_route(stages: LocalStages, jobs: list[JobRequest], watch: RecordingWatch | None = None) -> list[Outcome]:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from t2f.serve.faces import FaceFinder
     from t2f.serve.files import FileWriter
     from t2f.serve.paint import Painter
+    from t2f.serve.route import Route
+    from t2f.stages.gate import GateLimits, PortraitFraming
+    from t2f.stages.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,41 @@ class LocalStages:
     painter: Painter
     faces: FaceFinder
     files: FileWriter
+
+    @classmethod
+    def around(
+        cls,
+        pipeline: FacePipeline,
+        *,
+        crop: str = "detect",
+        gate: GateLimits | None = None,
+        framing: PortraitFraming | None = None,
+        parts_threads: int = 1,
+        render_device: str | None = None,
+    ) -> LocalStages:
+        """The three stages around ``pipeline`` (its ``text_to_image`` is the painter's stage)."""
+        # Imported here: this module loads without the stages (and torch) behind them.
+        from t2f.serve.faces import FaceFinder
+        from t2f.serve.files import FileWriter
+        from t2f.serve.paint import Painter
+
+        return cls(
+            painter=Painter(pipeline.text_to_image, framing=framing),
+            faces=FaceFinder(pipeline, crop=crop, gate=gate),
+            files=FileWriter(parts_threads=parts_threads, render_device=render_device),
+        )
+
+    def route(self, *, faces_thread: bool = False, files_threads: int = 1) -> Route:
+        """The route through these stages: faces on a thread of their own or not, files on ``files_threads``."""
+        from t2f.serve.route import Route
+
+        return Route(
+            paint=self.painter,
+            faces=self.faces,
+            files=self.files,
+            faces_thread=faces_thread,
+            files_threads=files_threads,
+        )
 
 
 class Unwatched:
