@@ -146,17 +146,12 @@ async def test_the_serve_page_makes_a_face_with_progress(
 ) -> None:
     from discord_fixtures import PhotoTextToImage, bot_settings
     from mesh_fixtures import reference_face_pipeline
-    from route_helpers import local_stages, route_of
-
-    from t2f.stack import WebPlan, open_stack
+    from route_helpers import studio_on
 
     settings = bot_settings(tmp_path, cache_dir=viewer_cache, output_dir=tmp_path / "out", web_secret="s3cret")
     painter = PhotoTextToImage(step_seconds=0.25)  # slow enough for the page to show each step
     pipeline = reference_face_pipeline(stages, shared_dir, painter)
-    local = local_stages(pipeline, crop="detect")
-    async with open_stack(settings, route_of(local), web=WebPlan("127.0.0.1", 0, studio=True)) as stack:
-        server = stack.web
-        assert server is not None
+    async with studio_on(settings, pipeline) as server:
         page, errors, outside = await open_page(browser, server.url)
         await page.goto(server.url + "/")
         await page.fill("#prompt", "a portrait photo of an astronaut")
