@@ -15,7 +15,7 @@ import torch
 from route_helpers import RecordingWatch, through_route
 
 from t2f.config import Settings, settings_from_mapping
-from t2f.errors import ConfigError
+from t2f.errors import ConfigError, InvalidRequest
 from t2f.faces import FaceRequest
 from t2f.serve.jobs import FaceJob, JobPhase, JobProgress, JobRequest, JobResult, JobStatus, Outcome
 from t2f.serve.requests import RequestDefaults
@@ -179,6 +179,13 @@ def test_the_fast_profile_settings_parse_and_default_to_off() -> None:
         with pytest.raises(ConfigError) as refused:
             settings_from_mapping({variable: raw})
         assert str(refused.value) == said
+    # Each value may be fine alone and the pair not: PNDM has no Karras sigmas.
+    with pytest.raises(ConfigError) as refused:
+        settings_from_mapping({"T2F_KARRAS_SIGMAS": "on", "T2F_SCHEDULER": "pndm"})
+    assert str(refused.value) == (
+        "T2F_KARRAS_SIGMAS=on needs a sampler with Karras sigmas, not T2F_SCHEDULER=pndm; use dpmpp, euler, unipc, "
+        "or switch T2F_KARRAS_SIGMAS off."
+    )
 
 
 def test_a_request_gets_the_operators_profile_and_the_fast_steps() -> None:
@@ -188,6 +195,9 @@ def test_a_request_gets_the_operators_profile_and_the_fast_steps() -> None:
     chosen = defaults.request("a face", profile="quality")
     assert (chosen.profile, chosen.steps) == ("quality", 25)
     assert RequestDefaults(steps=25).request("a face", profile="fast").steps == 25  # T2F_FAST_STEPS=0
+    with pytest.raises(InvalidRequest) as refused:  # the web page and the CLI pass what they were sent
+        defaults.request("a face", profile="turbo")
+    assert str(refused.value) == "Profile 'turbo' is not allowed; use quality or fast."
 
 
 def test_the_profile_reaches_the_painter_and_the_stage_through_the_route(tiny_sd: Path, prnet_dir: Path) -> None:
