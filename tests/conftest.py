@@ -23,8 +23,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Under `make test`'s workers (pytest-xdist) each process gets its share of the cores for torch's OpenMP
-# threads (read when torch loads, after this): two workers each running two threads on two cores spent about
-# a fifth more CPU time than one process did, waiting on each other. Subprocesses the tests start inherit it.
+# threads (read when torch loads, after this): two workers each running a thread per core would wait on each
+# other (the README's "Run the tests" gives the timings). Subprocesses the tests start inherit it.
 if (workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT")) is not None:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
 
